@@ -10,7 +10,14 @@ class InvalidInputError(TransactiveError, ValueError):
 
 
 class InvalidCurveError(InvalidInputError):
-    """A bid curve that is not a valid non-increasing price–quantity curve."""
+    """A bid curve that is not a valid non-increasing price–quantity curve.
+
+    ``index`` is the position of the offending curve when one curve is to blame.
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class InvalidBidError(InvalidInputError):

@@ -1,0 +1,48 @@
+"""Units at the edges. Inside the platform: power kW, energy kWh, price $/kWh, voltage pu.
+
+Wholesale data often comes in $/MWh and grid libraries work in W or MW: convert once, where
+the data enters, with these functions.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+T = TypeVar("T", float, np.ndarray)
+
+
+def per_mwh_to_per_kwh(price: T) -> T:
+    """$/MWh → $/kWh."""
+    return price / 1000.0
+
+
+def per_kwh_to_per_mwh(price: T) -> T:
+    """$/kWh → $/MWh."""
+    return price * 1000.0
+
+
+def kw_to_kwh(power_kw: T, hours: float) -> T:
+    """Energy (kWh) of a constant power (kW) held for ``hours``."""
+    return power_kw * hours
+
+
+def kw_to_mw(power_kw: T) -> T:
+    """kW → MW."""
+    return power_kw / 1000.0
+
+
+def mw_to_kw(power_mw: T) -> T:
+    """MW → kW."""
+    return power_mw * 1000.0
+
+
+def kw_to_w(power_kw: T) -> T:
+    """kW → W."""
+    return power_kw * 1000.0
+
+
+def w_to_kw(power_w: T) -> T:
+    """W → kW."""
+    return power_w / 1000.0
