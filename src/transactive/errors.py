@@ -26,3 +26,19 @@ class InvalidBidError(InvalidInputError):
 
 class BalanceError(TransactiveError):
     """Energy or money does not balance: an internal invariant was broken."""
+
+
+class UnknownFeederError(InvalidInputError):
+    """A feeder name that is not in the registry; the message lists the available ones."""
+
+
+class NetworkTopologyError(InvalidInputError):
+    """A network whose topology an algorithm cannot use (meshed, disconnected, unknown bus)."""
+
+
+class UnsupportedComponentError(InvalidInputError):
+    """A network component (or component setting) the grid converter cannot model faithfully."""
+
+
+class PowerFlowError(TransactiveError):
+    """An AC power flow that did not converge or could not be set up."""

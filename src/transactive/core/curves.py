@@ -88,11 +88,11 @@ def _validate(price: FloatArray, quantity: FloatArray, offsets: IntArray) -> Non
     counts = np.diff(offsets)
     if np.any(counts < 1):
         i = int(np.argmax(counts < 1))
-        raise InvalidCurveError(f"curve {i} has no breakpoint", i)
+        raise InvalidCurveError(f"curve {i}: no breakpoint", i)
     bad = ~(np.isfinite(price) & np.isfinite(quantity))
     if bad.any():
         i = _curve_of(offsets, bad)
-        raise InvalidCurveError(f"curve {i} has a NaN or infinite price or quantity", i)
+        raise InvalidCurveError(f"curve {i}: NaN or infinite price or quantity", i)
     if price.size > 1:
         inner = np.ones(price.size - 1, dtype=bool)
         inner[offsets[1:-1] - 1] = False  # pairs that straddle two curves
@@ -192,7 +192,7 @@ def quantity_at(
         before = curves.price < pb
     else:
         raise ValueError(f"side must be 'left' or 'right', not {side!r}")
-    k = _segment_sum(before.astype(np.int64), curves.offsets)  # breakpoints passed per curve
+    k = _segment_count(before, curves.offsets)  # breakpoints passed per curve
     start, count = curves.offsets[:-1], curves.counts
     # Constant extension on either side, linear interpolation inside.
     j1 = start + np.minimum(k, count - 1)  # first breakpoint not passed (clamped)
@@ -206,9 +206,7 @@ def quantity_at(
     return out
 
 
-def price_at(
-    curves: Curves, quantity: ArrayLike, floor: float, cap: float
-) -> FloatArray:
+def price_at(curves: Curves, quantity: ArrayLike, floor: float, cap: float) -> FloatArray:
     """Price ($/kWh) at which each curve takes ``quantity`` (kW, scalar or one per curve).
 
     The set of prices in ``[floor, cap]`` at which a curve can take a quantity is an
@@ -234,8 +232,8 @@ def price_interval(
     qb, tb = q[idx], tol[idx]
     start, count = curves.offsets[:-1], curves.counts
     last = start + count - 1
-    above = _segment_sum((Q > qb + tb).astype(np.int64), curves.offsets)  # strictly above
-    at_or_above = _segment_sum((Q >= qb - tb).astype(np.int64), curves.offsets)
+    above = _segment_count(Q > qb + tb, curves.offsets)  # strictly above
+    at_or_above = _segment_count(Q >= qb - tb, curves.offsets)
 
     # a: first point where the curve reaches the quantity (coming from the left).
     ja = start + above
@@ -352,8 +350,8 @@ def aggregate(
     uk = int(key[-1] + 1) if key.size else 0
     kg = ev_g[new]
     kp = ev_p[new]
-    kj = np.bincount(key, weights=ev_j, minlength=uk)
-    ks = np.bincount(key, weights=ev_s, minlength=uk)
+    kj: FloatArray = np.bincount(key, weights=ev_j, minlength=uk).astype(np.float64)
+    ks: FloatArray = np.bincount(key, weights=ev_s, minlength=uk).astype(np.float64)
 
     # Slope in force after each key (group-wise cumulative sum) and the quantity the ramps
     # drop over the gap to the next key of the same group.
@@ -465,10 +463,11 @@ def dispatch(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _segment_sum(values: NDArray[np.generic], offsets: IntArray) -> NDArray[np.generic]:
-    """Sum of ``values`` over each ``offsets`` segment (all segments non-empty)."""
-    c = np.concatenate([[0], np.cumsum(values)])
-    return c[offsets[1:]] - c[offsets[:-1]]
+def _segment_count(mask: NDArray[np.bool_], offsets: IntArray) -> IntArray:
+    """Number of ``True`` values in each ``offsets`` segment."""
+    c = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    out: IntArray = c[offsets[1:]] - c[offsets[:-1]]
+    return out
 
 
 def _group_cumsum(values: FloatArray, group: IntArray) -> FloatArray:

@@ -61,9 +61,7 @@ class Intervals:
             raise InvalidInputError(f"number of intervals must be ≥ 0, not {self.n}")
 
     @classmethod
-    def between(
-        cls, start: datetime | str, end: datetime | str, duration: timedelta
-    ) -> Intervals:
+    def between(cls, start: datetime | str, end: datetime | str, duration: timedelta) -> Intervals:
         """The intervals covering ``[start, end)``; the duration must divide the period."""
         s, e = as_utc(start), as_utc(end)
         if e <= s:
@@ -96,6 +94,5 @@ class Intervals:
         t = pd.DatetimeIndex(times)
         if t.tz is None:
             raise InvalidInputError("times have no time zone; give them in UTC")
-        k = (t.tz_convert(UTC) - self.start) // self.duration
-        k = np.asarray(k, dtype=np.int64)
+        k = np.asarray((t.tz_convert(UTC) - self.start) // self.duration, dtype=np.int64)
         return np.where((k >= 0) & (k < self.n), k, -1)

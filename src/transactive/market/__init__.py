@@ -1,1 +1,1 @@
-"""market"""
+"""Markets that clear bid curves: the uniform-price double auction (more to come)."""

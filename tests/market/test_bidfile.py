@@ -1,0 +1,131 @@
+"""Bid files and the `transactive clear` command: format, errors with line and column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from transactive.cli import app
+from transactive.market.bidfile import BidFileError, read_bids
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "bids.csv"
+runner = CliRunner()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bids.csv"
+    path.write_text(text)
+    return path
+
+
+def test_example_file_clears_by_hand() -> None:
+    res = runner.invoke(app, ["clear", str(EXAMPLE), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)["intervals"]
+    assert [r["interval"] for r in out] == [
+        "2026-07-01T17:00:00+00:00",
+        "2026-07-01T17:15:00+00:00",
+    ]
+    first, second = out
+    # 17:00 — at 0.18 $/kWh demand (40 + 7.2 + 3.5 + 3.5) meets supply (4.2 + 30 + 20).
+    assert first["price"] == pytest.approx(0.18) and first["quantity"] == pytest.approx(54.2)
+    assert first["status"] == "cleared" and first["awards"]["h04-wh"] == 0
+    # 17:15 — the 0.18 tier is marginal and gets what is left: 49.2 − 32.1 = 17.1 kW.
+    assert second["awards"]["grid-tier2"] == pytest.approx(-17.1)
+    for r in out:
+        assert sum(r["awards"].values()) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_table_output_and_help() -> None:
+    res = runner.invoke(app, ["clear", str(EXAMPLE)])
+    assert res.exit_code == 0 and "0.1800" in res.stdout and "grid-tier2" in res.stdout
+    assert runner.invoke(app, ["clear", "--help"]).exit_code == 0
+
+
+def test_single_auction_without_interval_column_and_price_taker(tmp_path: Path) -> None:
+    path = write(tmp_path, "bid_id,side,price,quantity\nload,buy,,5\npv,sell,0.05,3\n")
+    res = runner.invoke(app, ["clear", str(path), "--json", "--floor", "0", "--cap", "1"])
+    r = json.loads(res.stdout)["intervals"][0]
+    assert r["interval"] is None and r["status"] == "shortage" and r["price"] == 1.0
+    assert r["awards"] == {"load": 3.0, "pv": -3.0}
+
+
+def test_no_trade_prints_null_price(tmp_path: Path) -> None:
+    path = write(tmp_path, "bid_id,side,price,quantity\na,buy,0.1,5\nb,sell,0.3,3\n")
+    r = json.loads(runner.invoke(app, ["clear", str(path), "--json"]).stdout)["intervals"][0]
+    assert r["price"] is None and r["status"] == "no_trade"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "message"),
+    [
+        ("bid_id,side,price,quantity\na,buy,0.1,5\nb,hold,0.3,3\n", 3, "side", "'hold'"),
+        ("bid_id,side,price,quantity\na,buy,abc,5\n", 2, "price", "'abc' is not a number"),
+        ("bid_id,side,price,quantity\na,buy,9,5\n", 2, "price", "outside"),
+        ("bid_id,side,price,quantity\na,buy,0.1,-5\n", 2, "quantity", "negative"),
+        ("bid_id,side,price,quantity\na,buy,0.1,\n", 2, "quantity", "not a number"),
+        ("bid_id,side,price,quantity\na,buy,0.1,inf\n", 2, "quantity", "finite"),
+        ("bid_id,side,price,quantity\n,buy,0.1,1\n", 2, "bid_id", "empty"),
+        ("bid_id,side,price,quantity\na,buy,0.1,1\na,sell,0.1,1\n", 3, "bid_id", "duplicate"),
+        ("bid_id,side,price\na,buy,0.1\n", 1, None, "missing column 'quantity'"),
+        ("bid_id,side,price,quantity,colour\na,buy,0.1,1,red\n", 1, "colour", "unknown"),
+        (
+            "bid_id,side,price,quantity,interval\na,buy,0.1,1,2026-07-01T17:00\n",
+            2,
+            "interval",
+            "no time zone",
+        ),
+        (
+            "bid_id,side,price,quantity,interval\na,buy,0.1,1,yesterday\n",
+            2,
+            "interval",
+            "not an ISO 8601",
+        ),
+    ],
+)
+def test_bad_file_names_line_and_column(
+    tmp_path: Path, text: str, line: int, column: str | None, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(BidFileError, match=message) as err:
+        read_bids(path, -1.0, 5.0)
+    assert (err.value.line, err.value.column) == (line, column)
+    res = runner.invoke(app, ["clear", str(path)])
+    assert res.exit_code == 2
+    assert f"bids.csv:{line}" in res.stderr and message.strip("'") in res.stderr
+
+
+def test_missing_and_empty_files_exit_2(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["clear", str(tmp_path / "nope.csv")]).exit_code == 2
+    res = runner.invoke(app, ["clear", str(write(tmp_path, ""))])
+    assert res.exit_code == 2 and "empty file" in res.stderr
+
+
+def test_same_bid_id_in_two_intervals_is_fine(tmp_path: Path) -> None:
+    text = (
+        "bid_id,side,price,quantity,interval\n"
+        "a,buy,0.2,1,2026-07-01T17:00:00Z\na,buy,0.2,1,2026-07-01T17:15:00Z\n"
+    )
+    assert read_bids(write(tmp_path, text), 0.0, 1.0).book.n_intervals == 2
+
+
+def test_duplicate_is_found_across_time_zone_spellings(tmp_path: Path) -> None:
+    text = (
+        "bid_id,side,price,quantity,interval\n"
+        "a,buy,0.2,1,2026-07-01T17:00:00Z\na,buy,0.2,1,2026-07-01T18:00:00+01:00\n"
+    )
+    with pytest.raises(BidFileError, match="duplicate") as err:
+        read_bids(write(tmp_path, text), 0.0, 1.0)
+    assert err.value.line == 3
+
+
+def test_offsets_normalise_to_utc(tmp_path: Path) -> None:
+    text = (
+        "bid_id,side,price,quantity,interval\n"
+        "a,buy,0.2,1,2026-07-01T17:00:00Z\nb,sell,0.1,1,2026-07-01T19:00:00+02:00\n"
+    )
+    parsed = read_bids(write(tmp_path, text), 0.0, 1.0)
+    assert parsed.book.n_intervals == 1
