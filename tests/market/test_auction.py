@@ -233,6 +233,6 @@ def test_bad_price_limits_are_rejected() -> None:
 def test_balance_check_fires_on_broken_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
     import transactive.market.auction as auction
 
-    monkeypatch.setattr(auction, "dispatch", lambda c, p, t, g: np.zeros(c.n) + 1.0)
+    monkeypatch.setattr(auction, "share_steps", lambda left, right, g, t: 2 * left)
     with pytest.raises(BalanceError):
         auction.clear(book_from_blocks(["b", "s"], ["buy", "sell"], [0.3, 0.1], [5, 5]), 0, 1)

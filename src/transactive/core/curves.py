@@ -67,8 +67,19 @@ class Curves:
         """Breakpoints per curve."""
         return np.diff(self.offsets)
 
+    def uniform_k(self) -> int | None:
+        """The common number of breakpoints if every curve has the same, else None."""
+        n = self.n
+        if n == 0 or self.price.size % n:
+            return None
+        k = self.price.size // n
+        return k if np.array_equal(self.offsets, np.arange(0, n * k + 1, k)) else None
+
     def curve_index(self) -> IntArray:
         """Index of the curve each breakpoint belongs to."""
+        k = self.uniform_k()
+        if k is not None:
+            return np.arange(self.price.size, dtype=np.int64) // k
         return np.repeat(np.arange(self.n, dtype=np.int64), self.counts)
 
     def take(self, i: int) -> tuple[FloatArray, FloatArray]:
@@ -181,29 +192,57 @@ def quantity_at(
     At a vertical step, ``side="left"`` gives the quantity just below the price (the whole
     step is taken) and ``side="right"`` the quantity just above it (none of it).
     """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    return _read(curves, price, strict=side == "left")
+
+
+def quantity_limits(curves: Curves, price: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Left and right limits ``(q(p−), q(p+))`` of every curve at ``price`` (kW); they
+    differ only where a curve steps at exactly that price."""
+    return _read(curves, price, strict=True), _read(curves, price, strict=False)
+
+
+def sides_at(curves: Curves, price: ArrayLike) -> tuple[FloatArray, ...]:
+    """Left and right limits of the buying and the selling part of every curve at
+    ``price``: ``(buy_left, buy_right, sell_left, sell_right)`` in kW (see
+    :func:`split_sides`, :func:`quantity_limits`), locating the price only twice."""
+    c = insert_crossings(curves, 0.0)
+    buy_q, sell_q = np.maximum(c.quantity, 0.0), np.minimum(c.quantity, 0.0)
+    out = []
+    for strict in (True, False):
+        j0, j1, frac = _locate(c, price, strict)
+        out.append([q[j0] + frac * (q[j1] - q[j0]) for q in (buy_q, sell_q)])
+    (buy_left, sell_left), (buy_right, sell_right) = out
+    return buy_left, buy_right, sell_left, sell_right
+
+
+def _read(curves: Curves, price: ArrayLike, strict: bool) -> FloatArray:
+    j0, j1, frac = _locate(curves, price, strict)
+    q = curves.quantity
+    out: FloatArray = q[j0] + frac * (q[j1] - q[j0])
+    return out
+
+
+def _locate(
+    curves: Curves, price: ArrayLike, strict: bool
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Where each curve is read at ``price``: between breakpoints ``j0`` and ``j1`` at
+    fraction ``frac``. ``strict``: a step at exactly the price is not yet passed."""
     n = curves.n
     p = np.broadcast_to(np.asarray(price, dtype=np.float64), (n,))
-    idx = curves.curve_index()
-    pb = p[idx]
-    # Position of the price within each curve: count breakpoints strictly below / at-or-below.
-    if side == "right":
-        before = curves.price <= pb
-    elif side == "left":
-        before = curves.price < pb
-    else:
-        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
-    k = _segment_count(before, curves.offsets)  # breakpoints passed per curve
+    pb = p[curves.curve_index()]
+    before = curves.price < pb if strict else curves.price <= pb
+    passed = _segment_count(before, curves.offsets, curves.uniform_k())
     start, count = curves.offsets[:-1], curves.counts
     # Constant extension on either side, linear interpolation inside.
-    j1 = start + np.minimum(k, count - 1)  # first breakpoint not passed (clamped)
-    j0 = start + np.maximum(k - 1, 0)  # last breakpoint passed (clamped)
-    p0, p1 = curves.price[j0], curves.price[j1]
-    q0, q1 = curves.quantity[j0], curves.quantity[j1]
-    span = p1 - p0
+    j1 = start + np.minimum(passed, count - 1)  # first breakpoint not passed (clamped)
+    j0 = start + np.maximum(passed - 1, 0)  # last breakpoint passed (clamped)
+    p0 = curves.price[j0]
+    span = curves.price[j1] - p0
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(span > 0, (p - p0) / np.where(span > 0, span, 1.0), 0.0)
-    out: FloatArray = q0 + np.clip(frac, 0.0, 1.0) * (q1 - q0)
-    return out
+    return j0, j1, np.clip(frac, 0.0, 1.0)
 
 
 def price_at(curves: Curves, quantity: ArrayLike, floor: float, cap: float) -> FloatArray:
@@ -227,13 +266,14 @@ def price_interval(
     n = curves.n
     q = np.broadcast_to(np.asarray(quantity, dtype=np.float64), (n,))
     idx = curves.curve_index()
+    k = curves.uniform_k()
     P, Q = curves.price, curves.quantity
     tol = RTOL * (1.0 + np.abs(q))
     qb, tb = q[idx], tol[idx]
     start, count = curves.offsets[:-1], curves.counts
     last = start + count - 1
-    above = _segment_count(Q > qb + tb, curves.offsets)  # strictly above
-    at_or_above = _segment_count(Q >= qb - tb, curves.offsets)
+    above = _segment_count(Q > qb + tb, curves.offsets, k)  # strictly above
+    at_or_above = _segment_count(Q >= qb - tb, curves.offsets, k)
 
     # a: first point where the curve reaches the quantity (coming from the left).
     ja = start + above
@@ -279,19 +319,18 @@ def integrate(curves: Curves, price_low: ArrayLike, price_high: ArrayLike) -> Fl
     hi = np.maximum(np.broadcast_to(np.asarray(price_high, dtype=np.float64), (n,)), lo)
     P, Q, off = curves.price, curves.quantity, curves.offsets
     area = np.zeros(n)
-    if P.size > 1:
-        # Each segment contributes the trapezoid over its part inside [lo, hi].
-        seg_curve = curves.curve_index()[:-1]
-        inner = np.ones(P.size - 1, dtype=bool)
-        inner[off[1:-1] - 1] = False
-        p0, p1, q0, q1 = P[:-1], P[1:], Q[:-1], Q[1:]
-        c0 = np.clip(p0, lo[seg_curve], hi[seg_curve])
-        c1 = np.clip(p1, lo[seg_curve], hi[seg_curve])
-        span = p1 - p0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = np.where(span > 0, (q1 - q0) / np.where(span > 0, span, 1.0), 0.0)
-        trap = np.where(inner, (q0 + 0.5 * s * (c0 + c1 - 2.0 * p0)) * (c1 - c0), 0.0)
-        area += np.bincount(seg_curve, weights=trap, minlength=n)
+    # Each sloped segment contributes the trapezoid over its part inside [lo, hi] (steps
+    # have no width).
+    j, c = _segments(curves)
+    sloped = P[j + 1] > P[j]
+    j, c = j[sloped], c[sloped]
+    if j.size:
+        p0, p1, q0, q1 = P[j], P[j + 1], Q[j], Q[j + 1]
+        c0, c1 = np.clip(p0, lo[c], hi[c]), np.clip(p1, lo[c], hi[c])
+        s = (q1 - q0) / (p1 - p0)
+        area += np.bincount(
+            c, weights=(q0 + 0.5 * s * (c0 + c1 - 2.0 * p0)) * (c1 - c0), minlength=n
+        )
     start, last = off[:-1], off[1:] - 1
     # Constant extensions: [lo, first breakpoint) and (last breakpoint, hi].
     area += (np.clip(P[start], lo, hi) - lo) * Q[start]
@@ -325,25 +364,25 @@ def aggregate(
 
     P, Q, off = curves.price, curves.quantity, curves.offsets
     base = np.bincount(g, weights=Q[off[:-1]], minlength=ng)  # quantity left of all prices
-    # Segments between consecutive breakpoints of the same curve.
-    inner = np.ones(max(P.size - 1, 0), dtype=bool)
-    inner[off[1:-1] - 1] = False
-    p0, p1 = P[:-1][inner], P[1:][inner]
-    drop = (Q[:-1] - Q[1:])[inner]
-    sg = g[curves.curve_index()[:-1][inner]] if P.size > 1 else np.zeros(0, np.int64)
-    keep = drop > 0
-    p0, p1, drop, sg = p0[keep], p1[keep], drop[keep], sg[keep]
+    j, c = _segments(curves)
+    drops = Q[j] > Q[j + 1]  # only segments where the curve drops matter
+    j, sg = j[drops], g[c[drops]]
+    p0, p1, drop = P[j], P[j + 1], Q[j] - Q[j + 1]
     step = p1 == p0
-    slope = np.where(step, 0.0, drop / np.where(step, 1.0, p1 - p0))
-    ramp = ~step
-    # Events: (group, price, jump, slope change).
-    ev_g = np.concatenate([sg[step], sg[ramp], sg[ramp]])
-    ev_p = np.concatenate([p0[step], p0[ramp], p1[ramp]])
-    ev_j = np.concatenate([drop[step], np.zeros(ramp.sum()), np.zeros(ramp.sum())])
-    ev_s = np.concatenate([np.zeros(step.sum()), slope[ramp], -slope[ramp]])
+    # Events: (group, price, jump, slope change); a ramp starts and ends a slope.
+    if step.all():
+        ev_g, ev_p, ev_j, ev_s = sg, p0, drop, None
+    else:
+        ramp = ~step
+        slope = drop[ramp] / (p1[ramp] - p0[ramp])
+        zeros = np.zeros(2 * slope.size)
+        ev_g = np.concatenate([sg[step], sg[ramp], sg[ramp]])
+        ev_p = np.concatenate([p0[step], p0[ramp], p1[ramp]])
+        ev_j = np.concatenate([drop[step], zeros])
+        ev_s = np.concatenate([np.zeros(int(step.sum())), slope, -slope])
 
-    order = np.lexsort((ev_p, ev_g)) if ng > 1 else np.argsort(ev_p, kind="stable")
-    ev_g, ev_p, ev_j, ev_s = ev_g[order], ev_p[order], ev_j[order], ev_s[order]
+    order = _group_price_order(ev_g, ev_p, ng)
+    ev_g, ev_p, ev_j = ev_g[order], ev_p[order], ev_j[order]
     new = np.ones(ev_p.size, dtype=bool)
     new[1:] = (ev_p[1:] != ev_p[:-1]) | (ev_g[1:] != ev_g[:-1])
     key = np.cumsum(new) - 1
@@ -351,7 +390,9 @@ def aggregate(
     kg = ev_g[new]
     kp = ev_p[new]
     kj: FloatArray = np.bincount(key, weights=ev_j, minlength=uk).astype(np.float64)
-    ks: FloatArray = np.bincount(key, weights=ev_s, minlength=uk).astype(np.float64)
+    ks: FloatArray = (
+        np.zeros(uk) if ev_s is None else np.bincount(key, weights=ev_s[order], minlength=uk)
+    )
 
     # Slope in force after each key (group-wise cumulative sum) and the quantity the ramps
     # drop over the gap to the next key of the same group.
@@ -445,28 +486,62 @@ def dispatch(
     p = np.atleast_1d(np.asarray(price, dtype=np.float64))
     t = np.atleast_1d(np.asarray(total, dtype=np.float64))
     ng = max(p.size, t.size)
-    p = np.broadcast_to(p, (ng,))
-    t = np.broadcast_to(t, (ng,))
-    right = quantity_at(curves, p[g], side="right")
-    left = quantity_at(curves, p[g], side="left")
+    left, right = quantity_limits(curves, np.broadcast_to(p, (ng,))[g])
+    return share_steps(left, right, g, np.broadcast_to(t, (ng,)))
+
+
+def share_steps(
+    left: FloatArray, right: FloatArray, group: IntArray, total: FloatArray
+) -> FloatArray:
+    """Per curve ``right + θ_g (left − right)`` with one θ_g ∈ [0, 1] per group chosen so the
+    group sums to ``total[g]`` (as far as the steps allow): pro-rata sharing of steps."""
+    ng = total.size
     step = left - right
-    sum_right = np.bincount(g, weights=right, minlength=ng)
-    sum_step = np.bincount(g, weights=step, minlength=ng)
+    sum_right = np.bincount(group, weights=right, minlength=ng)
+    sum_step = np.bincount(group, weights=step, minlength=ng)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = (t - sum_right) / np.where(sum_step > 0, sum_step, 1.0)
-    theta = np.where(sum_step > 0, share, 0.0)
-    theta = np.clip(theta, 0.0, 1.0)
-    out: FloatArray = right + theta[g] * step
+        share = (total - sum_right) / np.where(sum_step > 0, sum_step, 1.0)
+    theta = np.clip(np.where(sum_step > 0, share, 0.0), 0.0, 1.0)
+    out: FloatArray = right + theta[group] * step
     return out
 
 
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _segment_count(mask: NDArray[np.bool_], offsets: IntArray) -> IntArray:
-    """Number of ``True`` values in each ``offsets`` segment."""
+def _segments(curves: Curves) -> tuple[IntArray, IntArray]:
+    """Start breakpoint ``j`` (the segment runs ``j → j+1``) and curve index of every
+    segment between two consecutive breakpoints of the same curve."""
+    k = curves.uniform_k()
+    if k is not None:
+        j = np.arange(curves.price.size, dtype=np.int64).reshape(-1, k)[:, :-1].ravel()
+        return j, j // k
+    inner = np.ones(max(curves.price.size - 1, 0), dtype=bool)
+    inner[curves.offsets[1:-1] - 1] = False
+    j = np.flatnonzero(inner)
+    return j, curves.curve_index()[j]
+
+
+def _segment_count(mask: NDArray[np.bool_], offsets: IntArray, k: int | None) -> IntArray:
+    """Number of ``True`` values in each ``offsets`` segment (``k``: uniform segment size)."""
+    if k is not None:
+        counts: IntArray = mask.reshape(-1, k).sum(axis=1, dtype=np.int64)
+        return counts
     c = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
     out: IntArray = c[offsets[1:]] - c[offsets[:-1]]
+    return out
+
+
+def _group_price_order(group: IntArray, price: FloatArray, n_groups: int) -> IntArray:
+    """Permutation sorting events by group, then price."""
+    order = np.argsort(price)
+    if n_groups == 1:
+        return order
+    # A stable sort by group keeps the price order; small integer keys sort in linear time.
+    g = group[order]
+    if n_groups <= np.iinfo(np.int16).max:
+        g = g.astype(np.int16)
+    out: IntArray = order[np.argsort(g, kind="stable")]
     return out
 
 

@@ -46,10 +46,10 @@ from transactive.core.curves import (
     block_curves,
     concat,
     curves_from_arrays,
-    dispatch,
     integrate,
     price_interval,
-    quantity_at,
+    share_steps,
+    sides_at,
     split_sides,
 )
 from transactive.errors import BalanceError, InvalidBidError, InvalidCurveError, InvalidInputError
@@ -157,6 +157,8 @@ def _check_unique(ids: NDArray[np.generic], interval: IntArray) -> None:
     """Raise naming the first bid id that occurs twice in the same interval."""
     if ids.size < 2:
         return
+    if not interval.any() and np.issubdtype(ids.dtype, np.number) and (ids[1:] > ids[:-1]).all():
+        return  # already strictly increasing: unique (the common case of fleet indices)
     order = np.lexsort((ids, interval)) if interval.any() else np.argsort(ids, kind="stable")
     s_ids, s_iv = ids[order], interval[order]
     dup = (s_ids[1:] == s_ids[:-1]) & (s_iv[1:] == s_iv[:-1])
@@ -235,49 +237,46 @@ def clear(
             lambda i: f"price outside [floor={floor}, cap={cap}] $/kWh",
         )
 
-    # Each side, with the price-taking quantities as blocks at the cap / floor.
-    buys, sells = split_sides(book.curves)
+    # All bids plus the price-taking quantities as blocks at the cap / floor, per interval.
     tail = np.arange(T, dtype=np.int64)
-    demand = concat([buys, block_curves(np.full(T, cap), ud)])
-    supply = concat([sells, block_curves(np.full(T, floor), -us)])
-    group = np.concatenate([book.interval, tail])
-    D = aggregate(demand, group, T)
-    S = aggregate(supply, group, T)
-
-    a, b = price_interval(
-        aggregate(concat([D, S]), np.concatenate([tail, tail]), T), 0.0, floor, cap
+    bids = concat(
+        [book.curves, block_curves(np.full(T, cap), ud), block_curves(np.full(T, floor), -us)]
     )
+    group = np.concatenate([book.interval, tail, tail])
+    a, b = price_interval(aggregate(bids, group, T), 0.0, floor, cap)
     if np.isnan(a).any():  # cannot happen for valid books: demand ≥ 0 at the floor, ≤ 0 above
         raise BalanceError("no clearing price found in [floor, cap]")
     price = 0.5 * (a + b)
-    d_left = quantity_at(D, price, side="left")
-    s_right = -quantity_at(S, price, side="right")
-    volume = np.maximum(np.minimum(d_left, s_right), 0.0)
 
-    buy = dispatch(demand, price, volume, group)
-    sell = dispatch(supply, price, -volume, group)
-    n = book.curves.n
+    # Each side read at the price: the traded volume is the most both sides accept there.
+    pg = price[group]
+    buy_left, buy_right, sell_left, sell_right = sides_at(bids, pg)
+    d_left = np.bincount(group, weights=buy_left, minlength=T)
+    s_right = -np.bincount(group, weights=sell_right, minlength=T)
+    volume = np.maximum(np.minimum(d_left, s_right), 0.0)
+    buy = share_steps(buy_left, buy_right, group, volume)
+    sell = share_steps(sell_left, sell_right, group, -volume)
     _check_balance(buy, sell, group, volume, T)
 
     tol = RTOL * (1.0 + np.maximum(d_left, s_right))
     status = np.full(T, CLEARED, dtype="<U8")
     status[volume <= tol] = NO_TRADE
-    shortage = (price == cap) & (d_left - volume > tol)
-    surplus = (price == floor) & (s_right - volume > tol)
-    status[shortage] = SHORTAGE
-    status[surplus] = SURPLUS
+    status[(price == cap) & (d_left - volume > tol)] = SHORTAGE
+    status[(price == floor) & (s_right - volume > tol)] = SURPLUS
     priced = status != NO_TRADE
-    buyer_surplus = np.where(priced, integrate(D, price, cap), 0.0)
-    seller_surplus = np.where(priced, -integrate(S, floor, price), 0.0)
+    buys, sells = split_sides(bids)
+    buyer_surplus = np.bincount(group, weights=integrate(buys, pg, cap), minlength=T)
+    seller_surplus = -np.bincount(group, weights=integrate(sells, floor, pg), minlength=T)
+    n = book.curves.n
     return Clearing(
         price=np.where(priced, price, np.nan),
         quantity=np.where(priced, volume, 0.0),
         status=status,
         awards=np.where(priced[book.interval], buy[:n] + sell[:n], 0.0),
-        unresponsive_demand=np.where(priced, buy[n:], 0.0),
-        unresponsive_supply=np.where(priced, 0.0 - sell[n:], 0.0) + 0.0,
-        buyer_surplus=buyer_surplus,
-        seller_surplus=seller_surplus,
+        unresponsive_demand=np.where(priced, buy[n : n + T], 0.0),
+        unresponsive_supply=np.where(priced, 0.0 - sell[n + T :], 0.0) + 0.0,
+        buyer_surplus=np.where(priced, buyer_surplus, 0.0),
+        seller_surplus=np.where(priced, seller_surplus, 0.0) + 0.0,
         interval=book.interval,
     )
 
