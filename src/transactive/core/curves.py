@@ -365,8 +365,8 @@ def aggregate(
     P, Q, off = curves.price, curves.quantity, curves.offsets
     base = np.bincount(g, weights=Q[off[:-1]], minlength=ng)  # quantity left of all prices
     j, c = _segments(curves)
-    drops = Q[j] > Q[j + 1]  # only segments where the curve drops matter
-    j, sg = j[drops], g[c[drops]]
+    falling = Q[j] > Q[j + 1]  # only segments where the curve drops matter
+    j, sg = j[falling], g[c[falling]]
     p0, p1, drop = P[j], P[j + 1], Q[j] - Q[j + 1]
     step = p1 == p0
     # Events: (group, price, jump, slope change); a ramp starts and ends a slope.
@@ -391,7 +391,9 @@ def aggregate(
     kp = ev_p[new]
     kj: FloatArray = np.bincount(key, weights=ev_j, minlength=uk).astype(np.float64)
     ks: FloatArray = (
-        np.zeros(uk) if ev_s is None else np.bincount(key, weights=ev_s[order], minlength=uk)
+        np.zeros(uk)
+        if ev_s is None
+        else np.bincount(key, weights=ev_s[order], minlength=uk).astype(np.float64)
     )
 
     # Slope in force after each key (group-wise cumulative sum) and the quantity the ramps

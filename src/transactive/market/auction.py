@@ -157,7 +157,11 @@ def _check_unique(ids: NDArray[np.generic], interval: IntArray) -> None:
     """Raise naming the first bid id that occurs twice in the same interval."""
     if ids.size < 2:
         return
-    if not interval.any() and np.issubdtype(ids.dtype, np.number) and (ids[1:] > ids[:-1]).all():
+    if (
+        not interval.any()
+        and np.issubdtype(ids.dtype, np.number)
+        and np.greater(ids[1:], ids[:-1]).all()
+    ):
         return  # already strictly increasing: unique (the common case of fleet indices)
     order = np.lexsort((ids, interval)) if interval.any() else np.argsort(ids, kind="stable")
     s_ids, s_iv = ids[order], interval[order]
