@@ -1,0 +1,277 @@
+"""EV charging fleet: daily plug-in sessions drawn from distributions, urgency bidding.
+
+Sessions: every EV plugs in once a (local) day. For day ``d`` the arrival hour is
+``N(arrival_hour, arrival_sd)``, the dwell time ``N(dwell_h, dwell_sd)`` (clipped to
+1…23.5 h) and the energy need (kWh into the battery) log-normal with median
+``daily_kwh`` and log-sd ``energy_sigma``, capped at ``battery_kwh``. Sessions are drawn
+from a counter-based stream ``default_rng([seed, d])`` so the physics stays a pure
+function of ``(params, state, time)`` and the same seed gives the same sessions. A session
+arriving before the previous one leaves is moved to the next day.
+
+Time is quantised to market intervals: an EV charges in an interval only if it is plugged
+in for all of it (``arrival ≤ start`` and ``start + dt ≤ departure``). Energy still missing
+when the session ends is counted as ``unmet_kwh`` in the step of the interval that
+contains the departure.
+
+Bidding (urgency): with ``m`` whole intervals left, charger limit ``P`` (kW, AC) and
+charging efficiency ``η``, the urgency is ``u = E_needed / (η·P·m·dt)``. The EV bids
+
+* ``q_must = max(0, (E_needed − η·P·(m−1)·dt) / (η·dt))`` at every price (must-run: what
+  cannot wait if the need is to be met by departure), and
+* up to ``q_max = min(P, E_needed/(η·dt))`` at prices ≤ ``mean + σ·Φ⁻¹(u)`` (the
+  ``u``-quantile of the price forecast), which rises with urgency and reaches the cap at
+  ``u = 1``.
+
+So every EV whose need fits into its plugged-in intervals is fully charged by departure
+whenever the clearing price stays at or below the cap.
+"""
+
+
+# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from transactive.core.curves import Curves, curves_from_arrays
+from transactive.der.base import (
+    Context,
+    Dist,
+    EnergyReport,
+    FloatArray,
+    as_vector,
+    check,
+    check_balance,
+    choice,
+    const,
+    normal,
+    report,
+    sample_config,
+    urgency_price,
+)
+from transactive.errors import BalanceError, InvalidInputError
+
+NAME = "ev"
+
+
+@dataclass(frozen=True, slots=True)
+class EVConfig:
+    """Distributions of EV parameters (per vehicle).
+
+    charger_kw: charger limit, kW (AC); efficiency: charging efficiency (AC → battery);
+    battery_kwh: battery size (caps a session's need); arrival_hour: mean local plug-in
+    hour; arrival_sd: its day-to-day standard deviation, h; dwell_h, dwell_sd: mean and sd of
+    the plugged-in time, h; daily_kwh: median energy need per session, kWh (battery side);
+    energy_sigma: log-sd of the need; tz_offset_h: local time offset from UTC, h.
+    """
+
+    charger_kw: Dist = choice((3.6, 7.2, 11.0), (0.3, 0.5, 0.2))
+    efficiency: Dist = const(0.92)
+    battery_kwh: Dist = normal(60.0, 15.0, 20.0, 100.0)
+    arrival_hour: Dist = normal(18.0, 1.5, 12.0, 23.0)
+    arrival_sd: Dist = const(1.0)
+    dwell_h: Dist = normal(13.0, 1.5, 4.0, 20.0)
+    dwell_sd: Dist = const(1.0)
+    daily_kwh: Dist = normal(10.0, 3.0, 2.0, 30.0)
+    energy_sigma: Dist = const(0.4)
+    tz_offset_h: Dist = const(-5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class EVParams:
+    """Per-vehicle parameter arrays (see :class:`EVConfig`); ``seed`` keys the sessions."""
+
+    charger_kw: FloatArray
+    efficiency: FloatArray
+    battery_kwh: FloatArray
+    arrival_hour: FloatArray
+    arrival_sd: FloatArray
+    dwell_h: FloatArray
+    dwell_sd: FloatArray
+    daily_kwh: FloatArray
+    energy_sigma: FloatArray
+    tz_offset_h: FloatArray
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return int(self.charger_kw.size)
+
+
+@dataclass(frozen=True, slots=True)
+class EVState:
+    """The current (or next) session per vehicle, times in hours since the Unix epoch (UTC).
+
+    arrival_h, departure_h: NaN before the first session is drawn; need_kwh: energy still
+    needed (battery side); session_kwh: the session's initial need.
+    """
+
+    arrival_h: FloatArray
+    departure_h: FloatArray
+    need_kwh: FloatArray
+    session_kwh: FloatArray
+
+
+def sample(config: EVConfig, n: int, rng: np.random.Generator) -> EVParams:
+    """Draw ``n`` vehicles from ``config``."""
+    d = sample_config(config, n, rng, NAME)
+    seed = int(rng.integers(0, 2**62))
+    p = EVParams(seed=seed, **{k: np.asarray(v, dtype=np.float64) for k, v in d.items()})
+    check(p.charger_kw > 0, NAME, "charger_kw", "> 0", p.charger_kw)
+    check((p.efficiency > 0) & (p.efficiency <= 1), NAME, "efficiency", "in (0, 1]", p.efficiency)
+    check(p.battery_kwh > 0, NAME, "battery_kwh", "> 0", p.battery_kwh)
+    check(p.daily_kwh >= 0, NAME, "daily_kwh", "≥ 0", p.daily_kwh)
+    for name in ("arrival_sd", "dwell_sd", "energy_sigma"):
+        v = getattr(p, name)
+        check(v >= 0, NAME, name, "≥ 0", v)
+    check(p.dwell_h > 0, NAME, "dwell_h", "> 0", p.dwell_h)
+    return p
+
+
+def initial_state(
+    params: EVParams, rng: np.random.Generator | None = None, config: object = None
+) -> EVState:
+    """No session yet: the first one is drawn at the first interval seen."""
+    nan = np.full(params.n, np.nan)
+    return EVState(nan, nan.copy(), np.zeros(params.n), np.zeros(params.n))
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+def _draw_day(
+    params: EVParams, day: int, idx: np.ndarray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Sessions of local day ``day`` for vehicles ``idx``: arrival, departure (h since
+    epoch) and need (kWh)."""
+    z = np.random.default_rng([params.seed, day + 10**6]).standard_normal((3, params.n))[:, idx]
+    tz = params.tz_offset_h[idx]
+    arr = day * 24.0 - tz + params.arrival_hour[idx] + params.arrival_sd[idx] * z[0]
+    dwell = np.clip(params.dwell_h[idx] + params.dwell_sd[idx] * z[1], 1.0, 23.5)
+    need = np.minimum(
+        params.daily_kwh[idx] * np.exp(params.energy_sigma[idx] * z[2]), params.battery_kwh[idx]
+    )
+    return arr, arr + dwell, need
+
+
+def roll(params: EVParams, state: EVState, t_h: float) -> EVState:
+    """The state with every finished session (departure before ``t_h``) replaced by the
+    vehicle's next session. Pure; loops over (few) distinct days, not vehicles."""
+    dep = state.departure_h
+    first = np.isnan(dep)
+    todo = first | (dep < t_h)
+    if not todo.any():
+        return state
+    arr_o, dep_o = state.arrival_h.copy(), dep.copy()
+    need_o, sess_o = state.need_kwh.copy(), state.session_kwh.copy()
+    after = np.where(first, t_h - 48.0, dep)  # the next session arrives after this time
+    idx = np.flatnonzero(todo)
+    day = np.floor((after[idx] + params.tz_offset_h[idx]) / 24.0).astype(np.int64)
+    for _ in range(8):  # few passes: day d, then d+1 where needed
+        if idx.size == 0:
+            break
+        keep_idx, keep_day = [], []
+        for d in np.unique(day):
+            sel = idx[day == d]
+            a, b, e = _draw_day(params, int(d), sel)
+            a = np.where(first[sel], np.maximum(a, t_h), a)  # first session: from now on
+            ok = (a >= after[sel]) & (b >= t_h) & (b > a)
+            arr_o[sel[ok]], dep_o[sel[ok]] = a[ok], b[ok]
+            need_o[sel[ok]] = sess_o[sel[ok]] = e[ok]
+            keep_idx.append(sel[~ok])
+            keep_day.append(np.full((~ok).sum(), d + 1, dtype=np.int64))
+        idx = np.concatenate(keep_idx)
+        day = np.concatenate(keep_day)
+    if idx.size:
+        raise BalanceError(f"ev: could not draw a next session for {idx.size} vehicles")
+    return EVState(arr_o, dep_o, need_o, sess_o)
+
+
+def _window(params: EVParams, s: EVState, ctx: Context) -> tuple[np.ndarray, FloatArray]:
+    """(plugged in for the whole interval, whole intervals left before departure)."""
+    t, dt = ctx.t_h, ctx.dt_h
+    plugged = (s.arrival_h <= t + 1e-9) & (s.departure_h >= t + dt - 1e-9)
+    m = np.where(plugged, np.floor((s.departure_h - t) / dt + 1e-9), 0.0)
+    return plugged, m
+
+
+def chargeable_kwh(params: EVParams, state: EVState, dt_h: float) -> FloatArray:
+    """Most energy (kWh, battery side) each session can take over its whole intervals of
+    length ``dt_h`` (the market intervals are on the ``dt_h`` grid from the epoch)."""
+    first = np.ceil(state.arrival_h / dt_h - 1e-9) * dt_h
+    m = np.maximum(np.floor((state.departure_h - first) / dt_h + 1e-9), 0.0)
+    out: FloatArray = m * dt_h * params.charger_kw * params.efficiency
+    return out
+
+
+def _levels(
+    params: EVParams, s: EVState, ctx: Context
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(q_max, q_must, urgency) for the interval, kW."""
+    plugged, m = _window(params, s, ctx)
+    dt, eta, pw = ctx.dt_h, params.efficiency, params.charger_kw
+    q_max = np.where(plugged, np.minimum(pw, s.need_kwh / (eta * dt)), 0.0)
+    must = (s.need_kwh - eta * pw * np.maximum(m - 1.0, 0.0) * dt) / (eta * dt)
+    q_must = np.clip(must, 0.0, q_max)
+    cap = eta * pw * np.maximum(m, 1.0) * dt
+    urgency = np.where(plugged, s.need_kwh / cap, 0.0)
+    return q_max, q_must, urgency
+
+
+def limits(params: EVParams, state: EVState, ctx: Context) -> tuple[FloatArray, FloatArray]:
+    """``[0, q_max]``: charging is possible only while plugged in and energy is needed."""
+    s = roll(params, state, ctx.t_h)
+    q_max, _, _ = _levels(params, s, ctx)
+    return np.zeros(params.n), q_max
+
+
+def bid(params: EVParams, state: EVState, ctx: Context) -> Curves:
+    """Must-run part at any price, the rest up to the urgency price (2 points per EV)."""
+    s = roll(params, state, ctx.t_h)
+    q_max, q_must, u = _levels(params, s, ctx)
+    p = urgency_price(u, ctx)
+    return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
+
+
+def step(
+    params: EVParams,
+    state: EVState,
+    power_kw: ArrayLike,
+    ctx: Context,
+    cleared_price: ArrayLike | None = None,
+) -> tuple[EVState, EnergyReport]:
+    """Charge at ``power_kw`` (clipped to ``[0, q_max]``) for the interval.
+
+    Reports ``charged_kwh`` (battery side), ``unmet_kwh`` (need left at a departure inside
+    this interval), ``departed`` (1 where a session ended) and ``need_kwh`` after the step.
+    """
+    award = as_vector(power_kw, params.n, "power_kw")
+    if not np.all(np.isfinite(award)):
+        raise InvalidInputError("power_kw must be finite")
+    s = roll(params, state, ctx.t_h)
+    q_max, _, _ = _levels(params, s, ctx)
+    p = np.clip(award, 0.0, q_max)
+    dt = ctx.dt_h
+    charged = params.efficiency * p * dt
+    need = s.need_kwh - charged
+    check_balance(s.need_kwh - need, params.efficiency * p * dt, "ev", s.session_kwh)
+    if np.any(need < -1e-9 * (1.0 + s.session_kwh)):
+        raise BalanceError("ev: delivered more energy than the session needed")
+    need = np.maximum(need, 0.0)
+    t = ctx.t_h
+    departed = (s.departure_h >= t) & (s.departure_h < t + dt)
+    unmet = np.where(departed, need, 0.0)
+    new = EVState(s.arrival_h, s.departure_h, need, s.session_kwh)
+    return new, report(
+        p,
+        award,
+        dt,
+        charged_kwh=charged,
+        unmet_kwh=unmet,
+        departed=departed.astype(np.float64),
+        need_kwh=need,
+    )

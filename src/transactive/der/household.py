@@ -1,0 +1,216 @@
+"""Fixed (price-taking) household load from the SimBench standard household profiles.
+
+The profiles are read straight from the CSV shipped inside the installed ``simbench``
+package (``networks/1-complete_data-mixed-all-*/LoadProfile.csv``, columns
+``H0-A_pload`` … ``H0-L_pload``: 15-minute active-power profiles of the year 2016,
+normalised to their peak), without building a SimBench net. The six profiles are read once
+per process (≈1.5 s) and kept in memory.
+
+Each household gets one of the profiles, scaled so its annual energy is
+``annual_kwh``. The profile is read on the household's local clock (``tz_offset_h`` from
+UTC; default −5, the Greensboro weather site), by time of year: minute-of-year in the
+2016 profile (day 366 folds onto day 365); weekdays are not aligned across years. The
+load over an interval is the mean of the 15-minute values it covers.
+
+Bidding: price-taking — a flat curve at the load (kW) for every price.
+"""
+
+
+# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import simbench
+from numpy.typing import ArrayLike
+
+from transactive.core.curves import Curves, curves_from_arrays
+from transactive.der.base import (
+    Context,
+    Dist,
+    EnergyReport,
+    FloatArray,
+    IntArray,
+    as_vector,
+    check,
+    choice,
+    const,
+    lognormal,
+    report,
+    sample_config,
+)
+from transactive.errors import InvalidInputError
+
+NAME = "household"
+
+#: SimBench household (H0) profile names, in column order of :func:`profiles`.
+PROFILE_NAMES = ("H0-A", "H0-B", "H0-C", "H0-G", "H0-H", "H0-L")
+_SLOT_H = 0.25  # profile resolution, hours
+_SLOTS = 365 * 96  # one year of 15-minute slots (the leap day folds away)
+
+
+@lru_cache(maxsize=1)
+def profiles() -> FloatArray:
+    """The SimBench H0 profiles as a ``(35040, 6)`` array of per-unit power, 15-minute slots
+    from 1 January 00:00 local time (leap day 29 February 2016 removed)."""
+    base = os.path.dirname(simbench.__file__)
+    paths = sorted(glob.glob(os.path.join(base, "networks", "*", "LoadProfile.csv")))
+    if not paths:
+        raise FileNotFoundError("no LoadProfile.csv found in the installed simbench package")
+    cols = [f"{p}_pload" for p in PROFILE_NAMES]
+    df = pd.read_csv(paths[0], sep=";", usecols=["time", *cols])
+    t = pd.to_datetime(df["time"], format="%d.%m.%Y %H:%M")
+    keep = ~((t.dt.month == 2) & (t.dt.day == 29))
+    arr = df.loc[keep, cols].to_numpy(np.float64)
+    if arr.shape[0] != _SLOTS:
+        raise InvalidInputError(f"unexpected SimBench profile length {arr.shape[0]}")
+    return arr
+
+
+@lru_cache(maxsize=1)
+def _cumulative() -> FloatArray:
+    p = profiles()
+    c: FloatArray = np.vstack([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0)])
+    return c
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdConfig:
+    """annual_kwh: annual energy, kWh; profile: index into :data:`PROFILE_NAMES`;
+    tz_offset_h: local time offset from UTC, hours."""
+
+    annual_kwh: Dist = lognormal(4000.0, 0.35, 1000.0, 15000.0)
+    profile: Dist = choice((0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0.4, 0.2, 0.1, 0.1, 0.1, 0.1))
+    tz_offset_h: Dist = const(-5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdParams:
+    """profile: profile column per household; scale_kw: kW per unit of profile;
+    tz_offset_h: UTC offset of the local clock, hours."""
+
+    profile: IntArray
+    scale_kw: FloatArray
+    tz_offset_h: FloatArray
+
+    @property
+    def n(self) -> int:
+        return int(self.profile.size)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdState:
+    """No memory; carries the fleet size."""
+
+    n: int
+
+
+def make_params(
+    *, annual_kwh: ArrayLike, profile: ArrayLike = 0, tz_offset_h: ArrayLike = -5.0
+) -> HouseholdParams:
+    """Validated parameters; the scale turns the profile mean into the annual energy."""
+    e = np.atleast_1d(np.asarray(annual_kwh, dtype=np.float64))
+    n = e.size
+    prof = np.broadcast_to(np.asarray(profile), (n,)).astype(np.int64)
+    check(e >= 0, NAME, "annual_kwh", "≥ 0", e)
+    check(
+        (prof >= 0) & (prof < len(PROFILE_NAMES)),
+        NAME,
+        "profile",
+        f"an index in 0…{len(PROFILE_NAMES) - 1}",
+        prof,
+    )
+    tz = as_vector(tz_offset_h, n, "tz_offset_h")
+    check(np.abs(tz) <= 14, NAME, "tz_offset_h", "within ±14 h", tz)
+    mean = profiles().mean(axis=0)
+    return HouseholdParams(prof, e / (mean[prof] * 8760.0), tz)
+
+
+def sample(config: HouseholdConfig, n: int, rng: np.random.Generator) -> HouseholdParams:
+    """Draw ``n`` households from ``config``."""
+    d = sample_config(config, n, rng, NAME)
+    return make_params(
+        annual_kwh=d["annual_kwh"], profile=d["profile"], tz_offset_h=d["tz_offset_h"]
+    )
+
+
+def initial_state(
+    params: HouseholdParams, rng: np.random.Generator | None = None, config: object = None
+) -> HouseholdState:
+    """The (empty) state."""
+    return HouseholdState(params.n)
+
+
+def load_kw(params: HouseholdParams, t_h: float, dt_h: float) -> FloatArray:
+    """Mean load (kW ≥ 0) of every household over ``[t_h, t_h + dt_h)`` (hours since the
+    Unix epoch, UTC)."""
+    c = _cumulative()
+    local = t_h + params.tz_offset_h
+    # Hours since 1 January of the local year: the epoch year 1970 starts on 1 January, and
+    # the year length varies, so use pandas once for the year start of the (shared) UTC time.
+    ts = pd.Timestamp(t_h * 3.6e12, tz="UTC")
+    year_start_h = pd.Timestamp(year=ts.year, month=1, day=1, tz="UTC").value / 3.6e12
+    a = (local - year_start_h) / _SLOT_H
+    b = a + dt_h / _SLOT_H
+    # Whole-slot averaging with fractional ends, periodic over the 365-day profile year.
+    lo = _cum_at(c, a, params.profile)
+    hi = _cum_at(c, b, params.profile)
+    out: FloatArray = (hi - lo) / (b - a) * params.scale_kw
+    return np.maximum(out, 0.0)
+
+
+def _cum_at(c: FloatArray, x: FloatArray, col: IntArray) -> FloatArray:
+    """Integral of the periodic profile (in slots) from slot 0 to position ``x``."""
+    total = c[-1, col]
+    wraps = np.floor(x / _SLOTS)
+    r = x - wraps * _SLOTS
+    k = np.minimum(np.floor(r).astype(np.int64), _SLOTS - 1)
+    frac = r - k
+    val = c[k, col] + frac * (c[k + 1, col] - c[k, col])
+    out: FloatArray = wraps * total + val
+    return out
+
+
+def limits(
+    params: HouseholdParams, state: HouseholdState, ctx: Context
+) -> tuple[FloatArray, FloatArray]:
+    """No flexibility: ``[load, load]``."""
+    q = load_kw(params, ctx.t_h, ctx.dt_h)
+    return q, q
+
+
+def bid(params: HouseholdParams, state: HouseholdState, ctx: Context) -> Curves:
+    """A flat (price-taking) curve at the interval's load."""
+    q = load_kw(params, ctx.t_h, ctx.dt_h)
+    return curves_from_arrays(np.full((params.n, 1), ctx.floor), q[:, None])
+
+
+def bid_horizon(params: HouseholdParams, state: HouseholdState, ctx: Context) -> list[Curves]:
+    """Flat curves for every interval of the forecast horizon (the profile is the forecast)."""
+    out = []
+    for i in range(ctx.price_forecast.size):
+        q = load_kw(params, ctx.t_h + i * ctx.dt_h, ctx.dt_h)
+        out.append(curves_from_arrays(np.full((params.n, 1), ctx.floor), q[:, None]))
+    return out
+
+
+def step(
+    params: HouseholdParams,
+    state: HouseholdState,
+    power_kw: ArrayLike,
+    ctx: Context,
+    cleared_price: ArrayLike | None = None,
+) -> tuple[HouseholdState, EnergyReport]:
+    """The load is what it is: consumption is the profile, any other award is a deviation."""
+    award = as_vector(power_kw, params.n, "power_kw")
+    if not np.all(np.isfinite(award)):
+        raise InvalidInputError("power_kw must be finite")
+    q = load_kw(params, ctx.t_h, ctx.dt_h)
+    return state, report(q, award, ctx.dt_h)

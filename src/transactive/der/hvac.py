@@ -1,0 +1,297 @@
+"""HVAC (heat pump / air conditioner) fleet: 1R1C house model, comfort band, PNNL ramp
+bidding and price-responsive setpoint.
+
+House physics (:mod:`transactive.der.thermal`), per house, over one interval:
+
+    C · dT/dt = UA · (T_out − T) + G + s · COP · P
+
+C: effective heat capacity of air + contents (kWh/K); UA: envelope conductance (kW/K);
+T_out: outdoor temperature from the weather data; G = internal gains + solar aperture ×
+GHI (kW); P: electric power (kW); s = +1 heating, −1 cooling. The mode of an interval is
+*cooling* when the free-running equilibrium ``T_out + G/UA`` is above the setpoint, else
+*heating*. The energy balance is checked in code.
+
+Bidding — the *ramp* strategy of PNNL's transactive controller (GridLAB-D ``controller``
+class, TESP ``hvac`` agent): with forecast price mean ``μ`` and standard deviation ``σ``,
+temperature ``T``, preferred setpoint ``T_set`` and comfort limits
+``T_set − range_low … T_set + range_high``::
+
+    bid price = μ + (T − T_set) · k · σ / |T_limit − T_set|        (cooling)
+    bid price = μ + (T_set − T) · k · σ / |T_limit − T_set|        (heating)
+
+where ``T_limit``/``k`` are the comfort limit and ramp on the side ``T`` is on
+(``range_high``/``k_high`` above the setpoint, ``range_low``/``k_low`` below it), clipped to
+``[floor, cap]``. The bid quantity is the power the unit can usefully draw: at most its
+rating and no more than brings the house to the far comfort limit by the end of the
+interval. The power needed to keep the house inside the comfort band by the end of the
+interval is bid at every price (must-run), so the band is kept whenever the unit's
+capacity allows it.
+
+After clearing at price ``p`` the setpoint moves by the inverse rule
+``offset = (p − μ) · |T_limit − T_set| / (k · σ)`` (clipped to the band; up when cooling,
+down when heating); the unit then runs iff its temperature is beyond the new setpoint,
+which is exactly when its bid price was ≥ ``p``.
+
+Defaults: ``k_low = k_high ~ U(0.5, 3)`` and ``range_low = range_high ~ U(1, 2) °C``
+(≈2–4 °F) in the range of the TESP example populations; setpoint ``N(22.5, 1)`` °C.
+"""
+
+
+# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from transactive.core.curves import Curves, curves_from_arrays
+from transactive.der import thermal
+from transactive.der.base import (
+    Context,
+    Dist,
+    EnergyReport,
+    FloatArray,
+    as_vector,
+    check,
+    check_balance,
+    const,
+    normal,
+    ramp_bid_price,
+    ramp_setpoint_offset,
+    report,
+    sample_config,
+    uniform,
+)
+from transactive.errors import InvalidInputError
+
+NAME = "hvac"
+
+
+@dataclass(frozen=True, slots=True)
+class HVACConfig:
+    """Distributions of house and HVAC parameters.
+
+    ua_kw_per_k: envelope conductance, kW/K; c_kwh_per_k: effective heat capacity, kWh/K;
+    internal_gain_kw: internal heat gains, kW; solar_aperture_m2: effective solar aperture
+    (kW per kW/m² of GHI); cop_cool, cop_heat: coefficients of performance; setpoint_c:
+    preferred setpoint, °C; range_low, range_high: comfort band below/above it, °C;
+    k_low, k_high: ramp slopes (multiples of σ); design_hot_c, design_cold_c: outdoor design
+    temperatures, °C, and sizing: oversizing factor, for the thermal rating of the unit.
+    """
+
+    ua_kw_per_k: Dist = uniform(0.15, 0.35)
+    c_kwh_per_k: Dist = uniform(3.0, 8.0)
+    internal_gain_kw: Dist = uniform(0.3, 0.8)
+    solar_aperture_m2: Dist = uniform(1.0, 4.0)
+    cop_cool: Dist = uniform(3.0, 4.0)
+    cop_heat: Dist = uniform(2.5, 3.5)
+    setpoint_c: Dist = normal(22.5, 1.0, 19.0, 26.0)
+    range_low: Dist = uniform(1.0, 2.0)
+    range_high: Dist = uniform(1.0, 2.0)
+    k_low: Dist = uniform(0.5, 3.0)
+    k_high: Dist = uniform(0.5, 3.0)
+    design_hot_c: Dist = const(38.0)
+    design_cold_c: Dist = const(-12.0)
+    sizing: Dist = uniform(1.2, 1.5)
+
+
+@dataclass(frozen=True, slots=True)
+class HVACParams:
+    """Per-house parameter arrays; ``cool_kw_th``/``heat_kw_th``: thermal ratings (kW)."""
+
+    ua_kw_per_k: FloatArray
+    c_kwh_per_k: FloatArray
+    internal_gain_kw: FloatArray
+    solar_aperture_m2: FloatArray
+    cop_cool: FloatArray
+    cop_heat: FloatArray
+    setpoint_c: FloatArray
+    range_low: FloatArray
+    range_high: FloatArray
+    k_low: FloatArray
+    k_high: FloatArray
+    cool_kw_th: FloatArray
+    heat_kw_th: FloatArray
+
+    @property
+    def n(self) -> int:
+        return int(self.ua_kw_per_k.size)
+
+
+@dataclass(frozen=True, slots=True)
+class HVACState:
+    """temp_c: indoor temperature; setpoint_c: current (price-adjusted) setpoint, °C."""
+
+    temp_c: FloatArray
+    setpoint_c: FloatArray
+
+
+def sample(config: HVACConfig, n: int, rng: np.random.Generator) -> HVACParams:
+    """Draw ``n`` houses; the unit is sized for the design temperatures."""
+    d = {k: np.asarray(v, dtype=np.float64) for k, v in sample_config(config, n, rng, NAME).items()}
+    for name in ("ua_kw_per_k", "c_kwh_per_k", "cop_cool", "cop_heat"):
+        check(d[name] > 0, NAME, name, "> 0", d[name])
+    for name in ("range_low", "range_high", "k_low", "k_high"):
+        check(d[name] > 0, NAME, name, "> 0", d[name])
+    for name in ("internal_gain_kw", "solar_aperture_m2"):
+        check(d[name] >= 0, NAME, name, "≥ 0", d[name])
+    check(d["sizing"] >= 1, NAME, "sizing", "≥ 1", d["sizing"])
+    ua, sp = d["ua_kw_per_k"], d["setpoint_c"]
+    peak_gain = d["internal_gain_kw"] + d["solar_aperture_m2"] * 1.0  # 1 kW/m² sun
+    cool = d["sizing"] * np.maximum(ua * (d["design_hot_c"] - sp) + peak_gain, 0.5)
+    heat = d["sizing"] * np.maximum(ua * (sp - d["design_cold_c"]), 0.5)
+    return HVACParams(
+        ua_kw_per_k=ua,
+        c_kwh_per_k=d["c_kwh_per_k"],
+        internal_gain_kw=d["internal_gain_kw"],
+        solar_aperture_m2=d["solar_aperture_m2"],
+        cop_cool=d["cop_cool"],
+        cop_heat=d["cop_heat"],
+        setpoint_c=sp,
+        range_low=d["range_low"],
+        range_high=d["range_high"],
+        k_low=d["k_low"],
+        k_high=d["k_high"],
+        cool_kw_th=cool,
+        heat_kw_th=heat,
+    )
+
+
+def initial_state(params: HVACParams, rng: np.random.Generator, config: object = None) -> HVACState:
+    """Indoor temperature uniform inside the comfort band."""
+    u = rng.random(params.n)
+    t = params.setpoint_c - params.range_low + u * (params.range_low + params.range_high)
+    return HVACState(t, params.setpoint_c.copy())
+
+
+# --- physics -------------------------------------------------------------------------------
+
+
+def _gains(params: HVACParams, ctx: Context) -> FloatArray:
+    out: FloatArray = params.internal_gain_kw + params.solar_aperture_m2 * ctx.weather.ghi / 1e3
+    return out
+
+
+def mode(params: HVACParams, ctx: Context) -> FloatArray:
+    """+1 heating, −1 cooling, per house for the interval."""
+    t_free = ctx.weather.temp_air + _gains(params, ctx) / params.ua_kw_per_k
+    out: FloatArray = np.where(t_free > params.setpoint_c, -1.0, 1.0)
+    return out
+
+
+def _levels(
+    params: HVACParams, state: HVACState, ctx: Context
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(mode s, COP, q_max, q_must) — electric kW for the interval."""
+    s = mode(params, ctx)
+    cop = np.where(s > 0, params.cop_heat, params.cop_cool)
+    rated = np.where(s > 0, params.heat_kw_th, params.cool_kw_th) / cop
+    t_ref = ctx.weather.temp_air + _gains(params, ctx) / params.ua_kw_per_k
+    t_min = params.setpoint_c - params.range_low
+    t_max = params.setpoint_c + params.range_high
+    c, ua, dt = params.c_kwh_per_k, params.ua_kw_per_k, ctx.dt_h
+    far = np.where(s > 0, t_max, t_min)  # do not overshoot past the far comfort limit
+    near = np.where(s > 0, t_min, t_max)  # stay inside the near one
+    q_far = s * thermal.heat_for_target(state.temp_c, c, ua, t_ref, far, dt) / cop
+    q_near = s * thermal.heat_for_target(state.temp_c, c, ua, t_ref, near, dt) / cop
+    q_max = np.clip(q_far, 0.0, rated)
+    q_must = np.clip(q_near, 0.0, q_max)
+    return s, cop, q_max, q_must
+
+
+def limits(params: HVACParams, state: HVACState, ctx: Context) -> tuple[FloatArray, FloatArray]:
+    """``[0, rated electric power]`` of the interval's mode."""
+    s = mode(params, ctx)
+    cop = np.where(s > 0, params.cop_heat, params.cop_cool)
+    rated = np.where(s > 0, params.heat_kw_th, params.cool_kw_th) / cop
+    return np.zeros(params.n), rated
+
+
+def bid_price(params: HVACParams, state: HVACState, ctx: Context) -> FloatArray:
+    """The ramp bid price ($/kWh) of every house (see the module docstring)."""
+    s = mode(params, ctx)
+    deviation = -s * (state.temp_c - params.setpoint_c)  # + on the uncomfortable side
+    return ramp_bid_price(deviation, *_sides(params, s), ctx)
+
+
+def _sides(
+    params: HVACParams, s: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(k_up, k_down, range_up, range_down): the uncomfortable side is above the setpoint
+    when cooling (``s = −1``) and below it when heating (``s = +1``)."""
+    heat = s > 0
+    return (
+        np.where(heat, params.k_low, params.k_high),
+        np.where(heat, params.k_high, params.k_low),
+        np.where(heat, params.range_low, params.range_high),
+        np.where(heat, params.range_high, params.range_low),
+    )
+
+
+def bid(params: HVACParams, state: HVACState, ctx: Context) -> Curves:
+    """``q_max`` up to the ramp bid price, ``q_must`` at every price (2 points per house)."""
+    _, _, q_max, q_must = _levels(params, state, ctx)
+    p = bid_price(params, state, ctx)
+    return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
+
+
+def setpoint_after_clearing(params: HVACParams, ctx: Context, price: ArrayLike) -> FloatArray:
+    """The price-adjusted setpoint (°C) after clearing at ``price``: the inverse ramp rule."""
+    s = mode(params, ctx)
+    off = ramp_setpoint_offset(as_vector(price, params.n, "cleared_price"), *_sides(params, s), ctx)
+    out: FloatArray = params.setpoint_c - s * off
+    return out
+
+
+def step(
+    params: HVACParams,
+    state: HVACState,
+    power_kw: ArrayLike,
+    ctx: Context,
+    cleared_price: ArrayLike | None = None,
+) -> tuple[HVACState, EnergyReport]:
+    """Run the units at ``power_kw`` (clipped to the rating) for the interval.
+
+    Reports ``temp_c`` (end of interval), ``heat_kwh`` (thermal energy delivered, + heating,
+    − cooling), ``discomfort_kh`` (K·h outside the comfort band, from the end temperature)
+    and ``setpoint_c`` (moved by the inverse ramp rule when ``cleared_price`` is given).
+    """
+    award = as_vector(power_kw, params.n, "power_kw")
+    if not np.all(np.isfinite(award)):
+        raise InvalidInputError("power_kw must be finite")
+    lo, hi = limits(params, state, ctx)
+    p = np.clip(award, lo, hi)
+    s = mode(params, ctx)
+    cop = np.where(s > 0, params.cop_heat, params.cop_cool)
+    heat = s * cop * p
+    gains = _gains(params, ctx)
+    c, ua, dt = params.c_kwh_per_k, params.ua_kw_per_k, ctx.dt_h
+    t_out = ctx.weather.temp_air
+    t1, t_avg = thermal.rc_step(state.temp_c, c, ua, t_out + (gains + heat) / ua, 0.0 * p, dt)
+    check_balance(
+        c * (t1 - state.temp_c),
+        (ua * (t_out - t_avg) + gains + heat) * dt,
+        "hvac",
+        c * np.abs(t1 - state.temp_c) + np.abs(heat) * dt,
+    )
+    t_min = params.setpoint_c - params.range_low
+    t_max = params.setpoint_c + params.range_high
+    discomfort = (np.maximum(t1 - t_max, 0.0) + np.maximum(t_min - t1, 0.0)) * dt
+    setpoint = (
+        state.setpoint_c
+        if cleared_price is None
+        else setpoint_after_clearing(params, ctx, cleared_price)
+    )
+    new = replace(state, temp_c=t1, setpoint_c=setpoint)
+    return new, report(
+        p,
+        award,
+        dt,
+        temp_c=t1,
+        heat_kwh=heat * dt,
+        discomfort_kh=discomfort,
+        setpoint_c=setpoint,
+    )
