@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/transactive clear examples/bids.csv
+	$(BIN)/transactive simulate examples/summer-day.toml --report out/summer-day
 
 test: lint typecheck pytest
 

@@ -31,7 +31,7 @@ from transactive.core.curves import (
     aggregate,
     clip,
     dispatch,
-    price_at,
+    price_interval,
 )
 from transactive.errors import BalanceError, InvalidInputError
 
@@ -88,18 +88,30 @@ def offer(layer: Layer, children: Curves) -> Curves:
 
 
 def pass_down(
-    layer: Layer, children: Curves, award: ArrayLike, floor: float, cap: float
+    layer: Layer,
+    children: Curves,
+    award: ArrayLike,
+    floor: float,
+    cap: float,
+    parent_price: ArrayLike | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Disaggregate each node's award (kW) to its children.
 
     Returns ``(internal_price, child_award)``: the node's internal price ($/kWh, one per
-    node) and every child's quantity (kW). The children of each node sum to its award —
-    checked; an award the children cannot take at any price in ``[floor, cap]`` raises
-    :class:`~transactive.errors.BalanceError`.
+    node) and every child's quantity (kW). The internal price is the parent's price
+    (``parent_price``, per node) whenever the children take the award at that price, else
+    the price at which they do (midpoint of the range, see
+    :func:`~transactive.core.curves.price_at`). The children of each node sum to its
+    award — checked; an award the children cannot take at any price in ``[floor, cap]``
+    raises :class:`~transactive.errors.BalanceError`.
     """
     q = np.broadcast_to(np.asarray(award, dtype=np.float64), (layer.n,))
     summed = aggregate(children, layer.parent, layer.n)
-    internal = price_at(summed, q, floor, cap)
+    lo, hi = price_interval(summed, q, floor, cap)
+    internal = 0.5 * (lo + hi)
+    if parent_price is not None:
+        pp = np.broadcast_to(np.asarray(parent_price, dtype=np.float64), (layer.n,))
+        internal = np.where((lo <= pp) & (pp <= hi), pp, internal)
     if np.isnan(internal).any():
         i = int(np.argmax(np.isnan(internal)))
         raise BalanceError(f"node {i}: its children cannot take the awarded {q[i]} kW")

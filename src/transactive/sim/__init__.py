@@ -1,1 +1,1 @@
-"""sim"""
+"""Scenario simulation: scenario files, the time-stepped runner, KPIs and reports."""

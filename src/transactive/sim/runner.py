@@ -1,0 +1,462 @@
+"""The time-stepped simulation: devices bid → nodes aggregate → market clears → results flow
+down → devices respond → AC power flow → violations recorded, for every paradigm.
+
+Paradigms (same feeder, same devices, same weather):
+
+* ``baseline`` — a flat retail tariff; devices see a constant price, so nothing shifts.
+* ``tou`` — a time-of-use tariff; devices read the tariff and shift out of the peak.
+* ``layered`` (Total DSO) — homes aggregate their devices (clipped by the service limit),
+  an aggregator (VPP) bids the composite curve of all batteries, the DSO sums homes and
+  aggregator, clips by the substation rating and bids one net curve at the substation; the
+  wholesale result flows back down at each node's internal price (so a congested
+  substation raises the area price above the wholesale price).
+* ``grand-central`` (Minimal DSO) — every device and the aggregator bid straight into the
+  wholesale market; nothing in between clips; the DSO only observes the power flow.
+
+Homes pay the price they see (tariff, area price or wholesale price) for their net energy,
+plus, in the market paradigms, the DSO's network charge on imports. Energy balance at every
+node and money balance of every market are checked each interval (``BalanceError``).
+
+Simplifications (documented, not hidden): homes sit on the load points of the feeder
+(``homes_per_load`` each) and replace the feeder's own loads and generators; household
+reactive power is drawn at a 0.95 lagging power factor; smart inverters see the voltage of
+the previous power-flow step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transactive.core.curves import Curves, block_curves, concat, quantity_at
+from transactive.der import base as der_base
+from transactive.der.fleet import CONFIGS, Population, make_population
+from transactive.der.weather import weather_for
+from transactive.errors import BalanceError, InvalidInputError
+from transactive.grid.feeders import load_feeder
+from transactive.grid.limits import Limits, check_limits
+from transactive.grid.model import Feeder, Injections
+from transactive.grid.powerflow import run_powerflow
+from transactive.nodes.layer import make_layer, offer, pass_down
+from transactive.nodes.wholesale import (
+    MeritOrder,
+    PriceSeries,
+    clear_wholesale,
+    read_merit_order,
+    read_price_series,
+)
+from transactive.sim.kpis import compute_kpis
+from transactive.sim.results import SimResults
+from transactive.sim.scenario import Scenario, tou_price
+
+HOUSEHOLD_TAN_PHI = float(np.tan(np.arccos(0.95)))  # household Q/P at 0.95 lagging
+AGGREGATED = ("battery",)  # device types bid by the aggregator (VPP), not by the homes
+HORIZON = 96  # forecast intervals handed to devices
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run shares across paradigms."""
+
+    scenario: Scenario
+    feeder: Feeder
+    home_bus: np.ndarray  # bus position of each home
+    population: Population
+    weather: Any
+    source: PriceSeries | MeritOrder
+    forecast: np.ndarray  # wholesale price forecast per interval, $/kWh (+ HORIZON padding)
+    groups: np.ndarray  # device ownership label per home
+
+
+def prepare(scenario: Scenario) -> Setup:
+    """Load the feeder, place homes, draw the devices, read weather and wholesale data."""
+    feeder = load_feeder(scenario.feeder)
+    loads = feeder.loads[feeder.loads["kind"] == "load"]
+    if loads.empty:
+        raise InvalidInputError(f"feeder {scenario.feeder!r} has no loads to place homes on")
+    home_bus = np.repeat(loads["bus"].to_numpy(dtype=np.int64), scenario.homes_per_load)
+    n_homes = int(home_bus.size)
+    configs = {k: _device_config(k, v) for k, v in scenario.device_config.items()}
+    population = make_population(n_homes, scenario.penetration, configs, scenario.seed)
+    iv = scenario.intervals
+    weather = weather_for(iv)
+    area_base = _area_base_load(feeder, loads, iv) * scenario.homes_per_load
+    source: PriceSeries | MeritOrder
+    if scenario.wholesale.source == "prices":
+        assert scenario.wholesale.prices is not None
+        source = read_price_series(scenario.wholesale.prices, iv)
+        forecast = source.price
+    else:
+        other = area_base * scenario.wholesale.system_scale
+        source = read_merit_order(other, scale_kw=float((other + area_base).max()))
+        # Forecast: the wholesale price with the area at its base load (price-taking).
+        forecast, _ = clear_wholesale(
+            block_curves(np.full(iv.n, scenario.cap), area_base),
+            source,
+            scenario.floor,
+            scenario.cap,
+        )
+    forecast = np.concatenate([forecast, np.resize(forecast, HORIZON)])
+    return Setup(
+        scenario, feeder, home_bus, population, weather, source, forecast, _ownership(population)
+    )
+
+
+def run(
+    scenario: Scenario,
+    paradigms: tuple[str, ...] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> SimResults:
+    """Run every paradigm of ``scenario`` (or the given subset) on the same setup."""
+    chosen = paradigms or scenario.paradigms
+    setup = prepare(scenario)
+    market, grid, bills, violations, extras = [], [], [], [], {}
+    for name in chosen:
+        out = run_paradigm(setup, name, progress)
+        market.append(out.market)
+        grid.append(out.grid)
+        bills.append(out.bills)
+        violations.append(out.violations)
+        extras[name] = out.totals
+    res = SimResults(
+        scenario=scenario.name,
+        feeder=scenario.feeder,
+        paradigms=tuple(chosen),
+        market=pd.concat(market, ignore_index=True),
+        grid=pd.concat(grid, ignore_index=True),
+        bills=pd.concat(bills, ignore_index=True),
+        violations=pd.concat(
+            [v for v in violations if len(v)] or violations[:1], ignore_index=True
+        ),
+        kpis=pd.DataFrame(),
+    )
+    return replace(
+        res, kpis=compute_kpis(res, extras, scenario.intervals.hours * scenario.powerflow_every)
+    )
+
+
+@dataclass(frozen=True)
+class ParadigmRun:
+    market: pd.DataFrame
+    grid: pd.DataFrame
+    bills: pd.DataFrame
+    violations: pd.DataFrame
+    totals: dict[str, float]
+
+
+def run_paradigm(
+    setup: Setup, paradigm: str, progress: Callable[[str, int, int], None] | None = None
+) -> ParadigmRun:
+    """Step one paradigm through every market interval (see the module docstring)."""
+    sc, feeder, pop = setup.scenario, setup.feeder, setup.population
+    iv, dt = sc.intervals, sc.intervals.hours
+    fleets = dict(pop.fleets)
+    n_homes, n_bus = pop.n_homes, feeder.n_bus
+    kinds = sorted(fleets)
+    home_of = {k: pop.home[k] for k in kinds}
+    bus_of = {k: setup.home_bus[pop.home[k]] for k in kinds}
+    tou = tou_price(sc.tariff, iv.starts)
+    starts = iv.starts
+    limits = Limits()
+    v_bus = np.ones(n_bus)
+    home_kwh = np.zeros((iv.n, n_homes))  # metered energy per home (batteries excluded)
+    agg_kwh = np.zeros(iv.n)
+    price_seen = np.zeros(iv.n)
+    wholesale = np.zeros(iv.n)
+    area_kw = np.zeros(iv.n)
+    p_acc, q_acc = np.zeros(n_bus), np.zeros(n_bus)
+    pf_time: list[pd.Timestamp] = []
+    totals = {"pv_curtailed_kwh": 0.0, "ev_unmet_kwh": 0.0, "comfort_violation_kh": 0.0}
+    grid_rows, viol = [], []
+
+    for t in range(iv.n):
+        if paradigm == "baseline":
+            fc = np.full(HORIZON, sc.tariff.flat)
+        elif paradigm == "tou":
+            fc = np.resize(np.roll(tou, -t), HORIZON)
+        else:
+            fc = setup.forecast[t : t + HORIZON]
+        w = setup.weather.sample(t)
+        ctxs = {
+            k: der_base.make_context(
+                starts[t],
+                dt,
+                fc,
+                floor=sc.floor,
+                cap=sc.cap,
+                weather=w,
+                voltage_pu=v_bus[bus_of[k]],
+            )
+            for k in kinds
+        }
+        curves = {k: fleets[k].bid(ctxs[k]) for k in kinds}
+        awards, price_t, lam, area = _clear(setup, paradigm, t, curves, home_of, tou)
+        price_seen[t], wholesale[t], area_kw[t] = price_t, lam, area
+
+        p_bus, q_bus = np.zeros(n_bus), np.zeros(n_bus)
+        for k in kinds:
+            power = fleets[k].respond(ctxs[k], curves[k], award=awards[k])
+            fleets[k], rep = fleets[k].step(power, ctxs[k], cleared_price=price_t)
+            kw = rep.power_kw
+            np.add.at(p_bus, bus_of[k], kw)
+            q = rep.extra.get("q_kvar", kw * HOUSEHOLD_TAN_PHI if k == "household" else None)
+            if q is not None:
+                np.add.at(q_bus, bus_of[k], np.asarray(q))
+            if k in AGGREGATED:
+                agg_kwh[t] += rep.energy_kwh.sum()
+            else:
+                np.add.at(home_kwh[t], home_of[k], rep.energy_kwh)
+            totals["pv_curtailed_kwh"] += (
+                float(rep.extra.get("curtailed_kwh", np.zeros(1)).sum()) if k == "pv" else 0.0
+            )
+            totals["ev_unmet_kwh"] += (
+                float(rep.extra.get("unmet_kwh", np.zeros(1)).sum()) if k == "ev" else 0.0
+            )
+            totals["comfort_violation_kh"] += float(
+                rep.extra.get("discomfort_kh", np.zeros(1)).sum()
+            )
+        p_acc += p_bus
+        q_acc += q_bus
+        if (t + 1) % sc.powerflow_every == 0:
+            k_pf = sc.powerflow_every
+            inj = Injections(
+                (p_acc / k_pf)[None, :],
+                (q_acc / k_pf)[None, :],
+                pd.DatetimeIndex([starts[t + 1 - k_pf]]),
+            )
+            pf = run_powerflow(feeder, inj)
+            v_bus = np.nan_to_num(pf.vm_pu[0], nan=1.0)
+            pf_time.append(starts[t + 1 - k_pf])
+            s = pf.summary().iloc[0]
+            grid_rows.append(_grid_row(feeder, pf, s))
+            viol.append(check_limits(feeder, pf, limits))
+            p_acc, q_acc = np.zeros(n_bus), np.zeros(n_bus)
+        if progress is not None:
+            progress(paradigm, t + 1, iv.n)
+
+    bills = _bills(
+        setup,
+        paradigm,
+        home_kwh,
+        price_seen,
+        sc.network_charge if paradigm in ("layered", "grand-central") else 0.0,
+    )
+    market = pd.DataFrame(
+        {
+            "paradigm": paradigm,
+            "time": starts,
+            "price": price_seen,
+            "wholesale_price": wholesale,
+            "area_kw": area_kw,
+        }
+    )
+    grid = pd.DataFrame(grid_rows)
+    grid.insert(0, "time", pf_time)
+    grid.insert(0, "paradigm", paradigm)
+    viol = [x for x in viol if len(x)]
+    v = (
+        pd.concat(viol, ignore_index=True)
+        if viol
+        else pd.DataFrame(columns=["time", "element", "kind", "magnitude"])
+    )
+    v.insert(0, "paradigm", paradigm)
+    # Money: homes + aggregator pay the DSO/retailer; it buys the substation import (with
+    # losses) at the wholesale price.
+    pf_dt = dt * sc.powerflow_every
+    lam_pf = wholesale.reshape(-1, sc.powerflow_every).mean(axis=1)
+    purchases = float((lam_pf * grid["substation_kw"].to_numpy() * pf_dt).sum())
+    agg_paid = float((agg_kwh * price_seen).sum())
+    totals.update(
+        wholesale_purchases_usd=purchases,
+        aggregator_revenue_usd=-agg_paid,
+        dso_revenue_usd=float(bills["bill_usd"].sum()) + agg_paid - purchases,
+    )
+    return ParadigmRun(market, grid, bills, v, totals)
+
+
+def _clear(
+    setup: Setup,
+    paradigm: str,
+    t: int,
+    curves: dict[str, Curves],
+    home_of: dict[str, np.ndarray],
+    tou: np.ndarray,
+) -> tuple[dict[str, np.ndarray], float, float, float]:
+    """One interval's market: device awards (kW), the price homes see, the wholesale price
+    and the area's net import at market level (kW)."""
+    sc = setup.scenario
+    kinds = sorted(curves)
+    if paradigm in ("baseline", "tou"):
+        price = sc.tariff.flat if paradigm == "baseline" else float(tou[t])
+        awards = {k: quantity_at(curves[k], price) for k in kinds}
+        area = float(sum(a.sum() for a in awards.values()))
+        lam, _ = clear_wholesale(
+            block_curves([sc.cap], [max(area, 0.0)])
+            if area >= 0
+            else block_curves([sc.floor], [area]),
+            _one(setup.source, t),
+            sc.floor,
+            sc.cap,
+        )
+        return awards, price, float(lam[0]), area
+
+    all_curves = concat([curves[k] for k in kinds])
+    sizes = [curves[k].n for k in kinds]
+    n_homes = setup.population.n_homes
+    if paradigm == "grand-central":
+        # Every device bids straight into the wholesale market: one node, no limits.
+        top = make_layer(np.zeros(all_curves.n, dtype=np.int64), 1)
+        lam, q = clear_wholesale(offer(top, all_curves), _one(setup.source, t), sc.floor, sc.cap)
+        internal, dev = pass_down(top, all_curves, q, sc.floor, sc.cap, lam)
+        return _split(dev, kinds, sizes), float(internal[0]), float(lam[0]), float(q[0])
+
+    # Layered: devices → homes (and the aggregator) → DSO → wholesale, and back down.
+    parent = np.concatenate(
+        [home_of[k] if k not in AGGREGATED else np.full(curves[k].n, n_homes) for k in kinds]
+    )
+    homes = make_layer(
+        parent,
+        n_homes + 1,
+        import_limit=np.r_[np.full(n_homes, sc.service_limit_kw), np.inf],
+        export_limit=np.r_[np.full(n_homes, sc.service_limit_kw), np.inf],
+    )
+    home_curves = offer(homes, all_curves)
+    limit = substation_limit_kw(setup)
+    dso = make_layer(
+        np.zeros(n_homes + 1, dtype=np.int64), 1, import_limit=limit, export_limit=limit
+    )
+    lam, q = clear_wholesale(offer(dso, home_curves), _one(setup.source, t), sc.floor, sc.cap)
+    area_price, home_award = pass_down(dso, home_curves, q, sc.floor, sc.cap, lam)
+    _check_money(home_award, float(area_price[0]), float(q[0]))
+    _, dev = pass_down(homes, all_curves, home_award, sc.floor, sc.cap, area_price[0])
+    return _split(dev, kinds, sizes), float(area_price[0]), float(lam[0]), float(q[0])
+
+
+def substation_limit_kw(setup: Setup) -> float:
+    """The DSO's limit on the area's net import/export, kW: the scenario's, else the
+    substation transformers' rating (kVA, taken as kW at unity power factor), else none."""
+    if setup.scenario.substation_limit_kw is not None:
+        return setup.scenario.substation_limit_kw
+    rating = setup.feeder.substation_rating_kva
+    return float(rating) if np.isfinite(rating) else np.inf
+
+
+def _check_money(award: np.ndarray, price: float, total: float) -> None:
+    """The area market: what the buyers pay = what the sellers and the DSO receive."""
+    paid = float((award * price).sum())
+    if abs(paid - price * total) > 1e-6 * (1.0 + abs(price * total)):
+        raise BalanceError(
+            f"area market: children pay {paid} $/h, the DSO books {price * total} $/h"
+        )
+
+
+def _one(source: PriceSeries | MeritOrder, t: int) -> PriceSeries | MeritOrder:
+    if isinstance(source, PriceSeries):
+        return PriceSeries(source.price[t : t + 1])
+    return replace(source, other_load_kw=source.other_load_kw[t : t + 1])
+
+
+def _split(values: np.ndarray, kinds: list[str], sizes: list[int]) -> dict[str, np.ndarray]:
+    edges = np.cumsum([0, *sizes])
+    return {k: values[edges[i] : edges[i + 1]] for i, k in enumerate(kinds)}
+
+
+def _grid_row(feeder: Feeder, pf: Any, s: pd.Series) -> dict[str, float]:
+    trafo = feeder.substation_transformers
+    loading = pf.loading_percent[0]
+    kinds = feeder.branches["kind"].to_numpy()
+    lines = loading[kinds == "line"]
+    return {
+        "substation_kw": float(s["substation_p_kw"]),
+        "losses_kw": float(s["losses_kw"]),
+        "v_min_pu": float(s["vm_min_pu"]),
+        "v_max_pu": float(s["vm_max_pu"]),
+        "max_line_loading_pct": float(np.nanmax(lines)) if lines.size else np.nan,
+        "trafo_loading_pct": float(np.nanmax(loading[trafo])) if len(trafo) else np.nan,
+    }
+
+
+def _bills(
+    setup: Setup, paradigm: str, home_kwh: np.ndarray, price: np.ndarray, charge: float
+) -> pd.DataFrame:
+    imports = np.clip(home_kwh, 0.0, None)
+    bill = (home_kwh * price[:, None]).sum(axis=0) + charge * imports.sum(axis=0)
+    return pd.DataFrame(
+        {
+            "paradigm": paradigm,
+            "home": np.arange(home_kwh.shape[1]),
+            "group": setup.groups,
+            "import_kwh": imports.sum(axis=0),
+            "export_kwh": -np.clip(home_kwh, None, 0.0).sum(axis=0),
+            "bill_usd": bill,
+        }
+    )
+
+
+def _ownership(pop: Population) -> np.ndarray:
+    owned = np.zeros((pop.n_homes, 0), dtype=bool)
+    names = []
+    for k in ("pv", "battery", "ev"):
+        if k in pop.home:
+            col = np.zeros(pop.n_homes, dtype=bool)
+            col[pop.home[k]] = True
+            owned = np.column_stack([owned, col])
+            names.append(k)
+    labels = ["+".join(n for n, o in zip(names, row, strict=True) if o) or "none" for row in owned]
+    return np.array(labels, dtype=object)
+
+
+def _area_base_load(feeder: Feeder, loads: pd.DataFrame, iv: Any) -> np.ndarray:
+    """The area's base (household) load per interval, kW: the feeder's own load profiles at
+    the same time of year, or its nameplate loads when it has no profiles."""
+    prof = feeder.profiles
+    if prof is None:
+        return np.full(iv.n, float(loads["p_kw"].sum()))
+    total = prof.load_p_kw[:, feeder.loads.index.get_indexer(loads.index)].sum(axis=1)
+    profile_year = prof.time[len(prof.time) // 2].year
+    same_time = iv.starts + pd.DateOffset(years=profile_year - iv.starts[0].year)
+    k = np.clip(prof.time.searchsorted(same_time), 0, len(prof.time) - 1)
+    return np.asarray(total[k], dtype=float)
+
+
+def _device_config(kind: str, values: dict[str, Any]) -> Any:
+    """A device config from the scenario: numbers are constants, tables are distributions."""
+    if kind not in CONFIGS:
+        raise InvalidInputError(f"der.config: unknown device type {kind!r}")
+    cls = CONFIGS[kind]
+    known = {f.name for f in fields(cls)}
+    changes: dict[str, Any] = {}
+    for key, v in values.items():
+        if key not in known:
+            raise InvalidInputError(
+                f"der.config.{kind}.{key}: unknown parameter "
+                f"(expected one of {', '.join(sorted(known))})"
+            )
+        changes[key] = _dist(v, f"der.config.{kind}.{key}")
+    return cls(**changes)
+
+
+def _dist(v: Any, key: str) -> Any:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return der_base.const(float(v))
+    if isinstance(v, dict) and len(v) == 1:
+        ((name, args),) = v.items()
+        dists: dict[str, Callable[..., Any]] = {
+            "uniform": der_base.uniform,
+            "normal": der_base.normal,
+            "lognormal": der_base.lognormal,
+            "const": der_base.const,
+        }
+        f = dists.get(name)
+        if f is not None and isinstance(args, list | int | float):
+            try:
+                return f(*(args if isinstance(args, list) else [args]))
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"{key}: {exc}") from None
+    raise InvalidInputError(
+        f"{key}: expected a number or a table like {{ uniform = [lo, hi] }}, got {v!r}"
+    )
