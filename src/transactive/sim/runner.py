@@ -272,7 +272,7 @@ def run_paradigm(
     agg_paid = float((agg_kwh * price_seen).sum())
     totals.update(
         wholesale_purchases_usd=purchases,
-        aggregator_revenue_usd=-agg_paid,
+        aggregator_revenue_usd=0.0 - agg_paid + 0.0,
         dso_revenue_usd=float(bills["bill_usd"].sum()) + agg_paid - purchases,
     )
     return ParadigmRun(market, grid, bills, v, totals)
