@@ -124,6 +124,135 @@ def _print_clearing(intervals: list[dict[str, Any]], n_bids: int) -> None:
     console.print(awards)
 
 
+@app.command("clear-network")
+def clear_network_cmd(
+    feeder: Annotated[
+        str, typer.Argument(help="Feeder name, e.g. pandapower:case33bw or simbench:<code>.")
+    ],
+    bids: Annotated[
+        Path,
+        typer.Argument(help="Bid file (CSV: bid_id,side,price,quantity,bus[,interval])."),
+    ],
+    wholesale_price: Annotated[
+        float, typer.Option("--wholesale-price", help="Wholesale price at the substation, $/kWh.")
+    ] = 0.05,
+    floor: Annotated[float, typer.Option(help="Price floor for bid prices, $/kWh.")] = -1.0,
+    cap: Annotated[float, typer.Option(help="Price cap for bid prices, $/kWh.")] = 5.0,
+    voll: Annotated[
+        float, typer.Option(help="Value of lost load: price of shedding price-taking load.")
+    ] = 10.0,
+    losses: Annotated[
+        str, typer.Option(help="'iterative' (linearised, AC fixed point) or 'none'.")
+    ] = "iterative",
+    v_min: Annotated[float, typer.Option("--v-min", help="Lower voltage limit (pu).")] = 0.95,
+    v_max: Annotated[float, typer.Option("--v-max", help="Upper voltage limit (pu).")] = 1.05,
+    no_reverse_flow: Annotated[
+        bool, typer.Option("--no-reverse-flow", help="Forbid export at the substation.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Clear a bid file on a feeder with network constraints: DLMPs per bus (energy, loss,
+    congestion, voltage), awards and LinDistFlow voltages, checked by an AC power flow.
+    Rows with an empty price are price-taking and are shed only at the value of lost load."""
+    from transactive.errors import TransactiveError
+    from transactive.grid import Limits, load_feeder
+    from transactive.market.bidfile import read_bids
+    from transactive.market.network import clear_network
+
+    try:
+        if losses not in ("iterative", "none"):
+            raise InvalidInputError(f"--losses must be 'iterative' or 'none', not {losses!r}")
+        net = load_feeder(feeder)
+        parsed = read_bids(bids, floor, cap)
+        bus = parsed.bus_positions(net.bus_names)
+        limits = Limits(
+            v_min_pu=v_min, v_max_pu=v_max, max_reverse_flow_kw=0.0 if no_reverse_flow else None
+        )
+        result = clear_network(
+            net,
+            parsed.book,
+            bus,
+            wholesale_price,
+            limits=limits,
+            price_taking=parsed.price_taking,
+            voll=voll,
+            losses=losses,  # type: ignore[arg-type]
+        )
+    except TransactiveError as exc:
+        fail(str(exc))
+    out = _network_json(result, parsed.book, parsed.interval_starts)
+    if as_json:
+        typer.echo(json.dumps({"intervals": out}, indent=2))
+        return
+    _print_network(out, result.max_voltage_error_pu)
+
+
+def _network_json(result: Any, book: Any, starts: Any) -> list[dict[str, Any]]:
+    """The per-interval JSON of a network clearing (see ``clear-network --help``)."""
+    names = result.bus_names
+    live = np.flatnonzero(~np.isnan(result.voltage_pu).all(axis=0))
+    ids = book.ids.astype(str)
+    parts = ("total", "energy", "loss", "congestion", "voltage")
+    arrays = (result.dlmp, result.energy, result.loss, result.congestion, result.voltage)
+    out: list[dict[str, Any]] = []
+    for t in range(result.n_intervals):
+        sel = np.flatnonzero(book.interval == t)
+        out.append(
+            {
+                "interval": starts[t].isoformat() if starts is not None else None,
+                "status": str(result.status[t]),
+                "substation_import_kw": float(result.substation_import_kw[t]),
+                "losses_kw": float(result.losses_kw[t]),
+                "shed_kw": float(result.shed_kw[t].sum()),
+                "curtailed_kw": float(result.curtailed_kw[t].sum()),
+                "voltage_error_pu": (
+                    None if result.voltage_error_pu is None else float(result.voltage_error_pu[t])
+                ),
+                "dlmp": {
+                    names[b]: {k: _num(a[t, b]) for k, a in zip(parts, arrays, strict=True)}
+                    for b in live
+                },
+                "awards": {ids[i]: float(result.awards[i]) for i in sel},
+                "voltage_pu": {names[b]: _num(result.voltage_pu[t, b]) for b in live},
+            }
+        )
+    return out
+
+
+def _print_network(intervals: list[dict[str, Any]], voltage_error: float) -> None:
+    console = Console()
+    summary = Table(title="Network-constrained clearing (DLMP, $/kWh)")
+    for col in ("interval (UTC)", "status", "import kW", "losses kW", "shed kW", "DLMP min", "max"):
+        summary.add_column(col, justify="left" if col in ("interval (UTC)", "status") else "right")
+    for r in intervals:
+        totals = [d["total"] for d in r["dlmp"].values() if d["total"] is not None]
+        lo, hi = (f"{min(totals):.4f}", f"{max(totals):.4f}") if totals else ("—", "—")
+        summary.add_row(
+            _short_time(r["interval"]),
+            r["status"],
+            f"{r['substation_import_kw']:.1f}",
+            f"{r['losses_kw']:.2f}",
+            f"{r['shed_kw']:.2f}",
+            lo,
+            hi,
+        )
+    console.print(summary)
+    console.print(f"largest LinDistFlow-vs-AC voltage difference: {voltage_error:.2e} pu")
+    n_rows = sum(len(r["dlmp"]) for r in intervals)
+    if n_rows > MAX_AWARD_ROWS:
+        console.print(f"{n_rows} bus prices not shown; use --json to get all of them.")
+        return
+    table = Table(title="DLMP by bus ($/kWh) and voltage (pu)")
+    for col in ("interval", "bus", "total", "energy", "loss", "congestion", "voltage", "V pu"):
+        table.add_column(col, justify="left" if col in ("interval", "bus") else "right")
+    for r in intervals:
+        for bus, d in r["dlmp"].items():
+            cells = ["—" if d[k] is None else f"{d[k]:.4f}" for k in d]
+            v = r["voltage_pu"][bus]
+            table.add_row(_short_time(r["interval"]), bus, *cells, f"{v:.4f}")
+    console.print(table)
+
+
 # --- simulation ---
 
 
@@ -186,12 +315,13 @@ def simulate_cmd(
         typer.echo(json.dumps({"paradigms": kpis}, indent=2))
         return
     table = Table(title=f"{result.scenario} on {result.feeder}: KPIs by paradigm")
-    table.add_column("KPI")
+    table.add_column("KPI", no_wrap=True, min_width=24)
     for p in result.paradigms:
         table.add_column(p, justify="right")
     for k, row in result.kpis.iterrows():
         table.add_row(str(k), *(f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}" for v in row))
-    Console().print(table)
+    # Wide enough for every paradigm side by side, even when stdout is not a terminal.
+    Console(width=max(Console().width, 40 + 15 * len(result.paradigms))).print(table)
     if report is not None:
         Console().print(f"report: {report / 'index.html'}")
 

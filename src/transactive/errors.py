@@ -42,3 +42,8 @@ class UnsupportedComponentError(InvalidInputError):
 
 class PowerFlowError(TransactiveError):
     """An AC power flow that did not converge or could not be set up."""
+
+
+class NetworkClearingError(TransactiveError):
+    """The network-constrained clearing LP could not be solved (solver failure or a problem
+    that stays infeasible even with load shedding); the message says why."""

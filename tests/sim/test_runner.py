@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import transactive.sim.runner as runner
 from transactive.cli import app
 from transactive.errors import BalanceError, InvalidInputError
+from transactive.nodes import paradigms
 from transactive.sim.kpis import KPI_DOCS, compute_kpis
 from transactive.sim.results import SimResults, write_tables
 from transactive.sim.scenario import ScenarioError, load_scenario, parse_scenario
@@ -33,7 +34,7 @@ def scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
         "end": "2016-07-13T02:00:00Z",  # evening: EVs arrive, PV gone
         "market_interval_min": 15,
         "powerflow_interval_min": 30,
-        "paradigms": ["baseline", "tou", "layered", "grand-central"],
+        "paradigms": ["baseline", "tou", "layered", "layered-network", "grand-central"],
         "seed": 3,
         "homes_per_load": 4,
         "der": {"penetration": {"ev": 100, "hvac": 50}},
@@ -52,9 +53,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> SimResults:
 
 
 def test_every_paradigm_reports_every_kpi(results: SimResults) -> None:
-    assert list(results.kpis.columns) == ["baseline", "tou", "layered", "grand-central"]
+    names = ["baseline", "tou", "layered", "layered-network", "grand-central"]
+    assert list(results.kpis.columns) == names
     assert list(results.kpis.index) == list(KPI_DOCS)
-    assert len(results.market) == 4 * 24 and len(results.grid) == 4 * 12
+    assert len(results.market) == 5 * 24 and len(results.grid) == 5 * 12
 
 
 def test_tariff_paradigms_see_the_tariff(results: SimResults) -> None:
@@ -79,6 +81,25 @@ def test_layered_dso_keeps_the_substation_limit_and_prices_the_congestion(
     assert (layered["price"][binding] > WHOLESALE / 1000).all()
     np.testing.assert_allclose(layered["price"][~binding], WHOLESALE / 1000)
     np.testing.assert_allclose(central["price"], WHOLESALE / 1000)
+
+
+def test_network_clearing_prices_every_bus_and_keeps_the_substation(
+    results: SimResults,
+) -> None:
+    d = results.dlmp
+    assert set(d["paradigm"]) == {"layered-network"}
+    assert d.groupby("time").size().min() > 1  # one price per energised bus
+    parts = d["energy"] + d["loss"] + d["congestion"] + d["voltage"]
+    np.testing.assert_allclose(parts, d["dlmp"], atol=1e-9)
+    np.testing.assert_allclose(d["energy"], WHOLESALE / 1000, atol=1e-9)
+    # The 100 kVA transformer is a thermal limit of the network model: no overload in AC.
+    v = results.violations
+    net = v[(v.paradigm == "layered-network") & (v.kind == "trafo_overload")]
+    central = v[(v.paradigm == "grand-central") & (v.kind == "trafo_overload")]
+    assert len(net) <= len(central)
+    assert (
+        results.grid[results.grid.paradigm == "layered-network"]["trafo_loading_pct"] <= 100.5
+    ).all()
 
 
 def test_bills_are_price_times_energy(results: SimResults) -> None:
@@ -169,20 +190,21 @@ def test_broken_energy_balance_fails_loudly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sc = parse_scenario(scenario(tmp_path, paradigms=["layered"]))
-    real = runner.pass_down
+    real = paradigms.pass_down
 
     def leaky(layer: Any, children: Any, award: Any, *args: Any) -> Any:
         internal, child = real(layer, children, award, *args)
         return internal, child * 0.9  # children take 10 % less than the node was awarded
 
-    monkeypatch.setattr(runner, "pass_down", leaky)
+    monkeypatch.setattr(paradigms, "pass_down", leaky)
     with pytest.raises(BalanceError):
         runner.run(sc)
 
 
-def test_money_check_catches_a_mismatch() -> None:
+def test_area_balance_check_catches_a_mismatch() -> None:
+    paradigms.check_area_balance(np.array([5.0, 5.0]), 10.5, 0.5)  # balanced: no error
     with pytest.raises(BalanceError, match="area market"):
-        runner._check_money(np.array([5.0, 5.0]), 0.1, 11.0)
+        paradigms.check_area_balance(np.array([5.0, 5.0]), 11.0, 0.0)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 Format (one block bid per row, header required)::
 
-    bid_id,side,price,quantity[,interval][,owner]
+    bid_id,side,price,quantity[,interval][,owner][,bus]
     h1-ev,buy,0.18,7.2,2026-07-01T17:00:00Z
     pv-12,sell,0.02,4.5,2026-07-01T17:00:00Z
     base,buy,,120,2026-07-01T17:00:00Z
@@ -13,12 +13,16 @@ Format (one block bid per row, header required)::
   ``Z`` or an offset). Rows with the same start belong to the same auction; without the
   column, all rows form one auction.
 * ``bid_id`` must be unique within an interval. ``owner`` (optional) is carried, not used.
+* ``bus`` (optional): name of the feeder bus the bid sits at, for network-constrained
+  clearing (:mod:`transactive.market.network`); checked against a feeder with
+  :meth:`BidFile.bus_positions`. The plain auction ignores it.
 
 Every problem is reported with its line and column, and nothing is cleared.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,7 @@ from transactive.errors import InvalidInputError
 from transactive.market.auction import Book, book_from_blocks
 
 REQUIRED = ("bid_id", "side", "price", "quantity")
-OPTIONAL = ("interval", "owner")
+OPTIONAL = ("interval", "owner", "bus")
 
 
 class BidFileError(InvalidInputError):
@@ -45,10 +49,29 @@ class BidFileError(InvalidInputError):
 @dataclass(frozen=True, slots=True)
 class BidFile:
     """A parsed bid file: the book and the start of each of its intervals (None if the file
-    has no ``interval`` column)."""
+    has no ``interval`` column); ``bus``: the bus name of every bid (None without a ``bus``
+    column); ``price_taking``: rows with an empty price; ``path``: where it was read."""
 
     book: Book
     interval_starts: list[pd.Timestamp] | None
+    bus: np.ndarray | None = None
+    price_taking: np.ndarray | None = None
+    path: str = ""
+
+    def bus_positions(self, bus_names: list[str]) -> np.ndarray:
+        """Position of every bid's bus among ``bus_names`` (a feeder's buses); a missing
+        ``bus`` column or an unknown bus raises BidFileError with the line."""
+        if self.bus is None:
+            raise BidFileError(self.path, 1, None, "missing column 'bus' (the bus of every bid)")
+        pos = pd.Index(bus_names).get_indexer(pd.Index(self.bus))
+        if (pos < 0).any():
+            i = int(np.argmax(pos < 0))
+            close = difflib.get_close_matches(str(self.bus[i]), bus_names, n=3)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            raise BidFileError(
+                self.path, i + 2, "bus", f"unknown bus '{self.bus[i]}' on this feeder{hint}"
+            )
+        return pos.astype(np.int64)
 
 
 def read_bids(path: str | Path, floor: float, cap: float) -> BidFile:
@@ -111,8 +134,13 @@ def read_bids(path: str | Path, floor: float, cap: float) -> BidFile:
         interval = codes.astype(np.int64)
         starts = list(uniq)
 
+    bus = None
+    if "bus" in cols:
+        bus = df["bus"].str.strip().to_numpy(dtype=str)
+        fail(bus == "", "bus", "empty bus name")
+
     key = pd.DataFrame({"i": interval, "id": ids})
     fail(key.duplicated().to_numpy(), "bid_id", "duplicate bid id '{value}' in the same interval")
     n_iv = len(starts) if starts is not None else 1
     book = book_from_blocks(ids, side, price, qty, interval, n_iv)
-    return BidFile(book, starts)
+    return BidFile(book, starts, bus, (price_text == "").to_numpy(), name)

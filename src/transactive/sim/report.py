@@ -106,6 +106,8 @@ def render_html(results: SimResults) -> str:
         _section("Bills", _bills_section(results, paradigms, colors)),
         _section("Violations", _violations_table(results.violations, paradigms)),
     ]
+    if not results.dlmp.empty:
+        sections.append(_section("Locational prices (network clearing)", _dlmp_section(results)))
     title = f"transactive report: {results.scenario}"
     return (
         "<!DOCTYPE html>\n"
@@ -506,3 +508,82 @@ def _violations_table(violations: pd.DataFrame, paradigms: Sequence[str]) -> str
         rows.append([p, *(f"{v:,}" for v in values), f"{values.sum():,}"])
     table = _table(["paradigm", *kinds, "total"], rows, numeric_from=1)
     return table + _note("Number of violation records (element × time step) of each kind.")
+
+
+# ------------------------------------------------------------------------- network clearing
+
+
+def _dlmp_section(results: SimResults) -> str:
+    """DLMP heat map (bus × time) per network-clearing paradigm, the mean of each DLMP
+    component, and the violations removed compared with uniform clearing."""
+    parts = []
+    for p in sorted(results.dlmp["paradigm"].astype(str).unique()):
+        d = _rows_of(results.dlmp, p)
+        total = d.pivot_table(index="bus", columns="time", values="dlmp", aggfunc="mean")
+        local = d.assign(premium=d["dlmp"] - d["energy"]).pivot_table(
+            index="bus", columns="time", values="premium", aggfunc="mean"
+        )
+        order = local.mean(axis=1).sort_values().index  # cheapest buses at the bottom
+        times = _times(pd.Series(total.columns))
+        height = max(2.6, min(5.0, 0.05 * len(order) + 1.5))
+        with _figure(n_rows=2, height=height) as (fig, axes):
+            panels = (
+                (total, "DLMP ($/kWh)"),
+                (local, "DLMP − energy component ($/kWh)"),
+            )
+            for ax, (table, label) in zip(axes, panels, strict=True):
+                values = table.loc[order].to_numpy(dtype=float)
+                mesh = ax.pcolormesh(
+                    times, np.arange(len(order)), values, shading="nearest", cmap="viridis"
+                )
+                fig.colorbar(mesh, ax=ax, label=label)
+                ax.set_ylabel("bus (by mean premium)")
+                ax.set_yticks([])
+                _time_axis(ax)
+            b64 = _png_base64(fig)
+        parts.append(
+            _img(
+                b64,
+                f"DLMP heat map, {p}",
+                f"{p}: distribution locational marginal price per bus and interval (top) and "
+                "its locational part — losses, congestion, voltage — above the substation's "
+                "energy price (bottom), $/kWh.",
+            )
+        )
+        rows = []
+        for name in ("energy", "loss", "congestion", "voltage", "dlmp"):
+            col = d[name].to_numpy(dtype=float)
+            rows.append([name, f"{np.nanmean(col):.4f}", f"{np.nanmax(col):.4f}"])
+        parts.append(_table(["component", "mean $/kWh", "max $/kWh"], rows, numeric_from=1))
+    parts.append(_removed_table(results))
+    return "\n".join(parts)
+
+
+def _removed_table(results: SimResults) -> str:
+    """Violations of ``layered`` (uniform clearing) vs ``layered-network`` by kind."""
+    pair = ["layered", "layered-network"]
+    if not set(pair) <= set(results.paradigms):
+        return _note(
+            "Run both 'layered' and 'layered-network' to compare uniform and network clearing."
+        )
+    v = results.violations
+    counts = (
+        pd.crosstab(v["paradigm"].astype(str), v["kind"].astype(str))
+        if not v.empty
+        else pd.DataFrame()
+    )
+    kinds = sorted(set(counts.columns)) if len(counts) else []
+    if not kinds:
+        return _note("Neither uniform nor network clearing had violations.")
+    counts = counts.reindex(index=pair, columns=kinds, fill_value=0)
+    uniform, network = (counts.loc[p].to_numpy(dtype=np.int64) for p in pair)
+    rows = [
+        [str(k), f"{u:,}", f"{n:,}", f"{u - n:,}"]
+        for k, u, n in zip(kinds, uniform, network, strict=True)
+    ]
+    return _table(
+        ["kind", "uniform clearing", "network clearing", "removed"], rows, numeric_from=1
+    ) + _note(
+        "Violation records (element × power-flow step) "
+        "with the DSO clearing a uniform price vs DLMPs."
+    )

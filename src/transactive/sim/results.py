@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-TABLES = ("market", "grid", "bills", "violations", "kpis")
+TABLES = ("market", "grid", "bills", "violations", "kpis", "dlmp")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class SimResults:
     kpis: pd.DataFrame
     v_min_pu: float = 0.95  # voltage band used for the checks
     v_max_pu: float = 1.05
+    # Network clearing only: one row per (paradigm, time, bus): dlmp and its components
+    # energy, loss, congestion, voltage ($/kWh). Empty when no paradigm clears the network.
+    dlmp: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def write_tables(results: SimResults, directory: str | Path) -> Path:

@@ -10,6 +10,10 @@ Paradigms (same feeder, same devices, same weather):
   aggregator, clips by the substation rating and bids one net curve at the substation; the
   wholesale result flows back down at each node's internal price (so a congested
   substation raises the area price above the wholesale price).
+* ``layered-network`` — layered, but the DSO clears its area on the feeder model
+  (:func:`~transactive.market.network.clear_network`: LinDistFlow with voltage and thermal
+  limits, HiGHS) at the wholesale price, and every home and the aggregator's per-bus
+  portfolios are settled at their bus's DLMP.
 * ``grand-central`` (Minimal DSO) — every device and the aggregator bid straight into the
   wholesale market; nothing in between clips; the DSO only observes the power flow.
 
@@ -32,16 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transactive.core.curves import Curves, block_curves, concat, quantity_at
+from transactive.core.curves import Curves, block_curves, concat
 from transactive.der import base as der_base
 from transactive.der.fleet import CONFIGS, Population, make_population
 from transactive.der.weather import weather_for
-from transactive.errors import BalanceError, InvalidInputError
+from transactive.errors import InvalidInputError
 from transactive.grid.feeders import load_feeder
 from transactive.grid.limits import Limits, check_limits
 from transactive.grid.model import Feeder, Injections
 from transactive.grid.powerflow import run_powerflow
-from transactive.nodes.layer import make_layer, offer, pass_down
+from transactive.nodes import paradigms
 from transactive.nodes.wholesale import (
     MeritOrder,
     PriceSeries,
@@ -114,13 +118,14 @@ def run(
     """Run every paradigm of ``scenario`` (or the given subset) on the same setup."""
     chosen = paradigms or scenario.paradigms
     setup = prepare(scenario)
-    market, grid, bills, violations, extras = [], [], [], [], {}
+    market, grid, bills, violations, dlmp, extras = [], [], [], [], [], {}
     for name in chosen:
         out = run_paradigm(setup, name, progress)
         market.append(out.market)
         grid.append(out.grid)
         bills.append(out.bills)
         violations.append(out.violations)
+        dlmp.append(out.dlmp)
         extras[name] = out.totals
     res = SimResults(
         scenario=scenario.name,
@@ -133,6 +138,7 @@ def run(
             [v for v in violations if len(v)] or violations[:1], ignore_index=True
         ),
         kpis=pd.DataFrame(),
+        dlmp=pd.concat([d for d in dlmp if len(d)] or dlmp[:1], ignore_index=True),
     )
     return replace(
         res, kpis=compute_kpis(res, extras, scenario.intervals.hours * scenario.powerflow_every)
@@ -145,6 +151,7 @@ class ParadigmRun:
     grid: pd.DataFrame
     bills: pd.DataFrame
     violations: pd.DataFrame
+    dlmp: pd.DataFrame
     totals: dict[str, float]
 
 
@@ -159,13 +166,18 @@ def run_paradigm(
     kinds = sorted(fleets)
     home_of = {k: pop.home[k] for k in kinds}
     bus_of = {k: setup.home_bus[pop.home[k]] for k in kinds}
+    sizes = [fleets[k].n for k in kinds]
+    device_home = np.concatenate([home_of[k] for k in kinds]).astype(np.int64)
+    vpp = np.concatenate([np.full(n, k in AGGREGATED) for k, n in zip(kinds, sizes, strict=True)])
     tou = tou_price(sc.tariff, iv.starts)
     starts = iv.starts
     limits = Limits()
     v_bus = np.ones(n_bus)
     home_kwh = np.zeros((iv.n, n_homes))  # metered energy per home (batteries excluded)
-    agg_kwh = np.zeros(iv.n)
+    home_usd = np.zeros(n_homes)  # energy cost per home at the prices it is settled at
+    agg_usd = 0.0  # what the aggregator pays (− earns) for its batteries' energy
     price_seen = np.zeros(iv.n)
+    dlmp_rows: list[pd.DataFrame] = []
     wholesale = np.zeros(iv.n)
     area_kw = np.zeros(iv.n)
     p_acc, q_acc = np.zeros(n_bus), np.zeros(n_bus)
@@ -194,22 +206,28 @@ def run_paradigm(
             for k in kinds
         }
         curves = {k: fleets[k].bid(ctxs[k]) for k in kinds}
-        awards, price_t, lam, area = _clear(setup, paradigm, t, curves, home_of, tou)
-        price_seen[t], wholesale[t], area_kw[t] = price_t, lam, area
+        out = _clear(setup, paradigm, t, concat([curves[k] for k in kinds]), device_home, vpp, tou)
+        awards = _split(out.awards, kinds, sizes)
+        device_price = _split(out.device_price, kinds, sizes)
+        price_seen[t], wholesale[t], area_kw[t] = out.price, out.wholesale, out.area_kw
+        if out.dlmp is not None:
+            dlmp_rows.append(out.dlmp.assign(time=starts[t]))
 
         p_bus, q_bus = np.zeros(n_bus), np.zeros(n_bus)
         for k in kinds:
             power = fleets[k].respond(ctxs[k], curves[k], award=awards[k])
-            fleets[k], rep = fleets[k].step(power, ctxs[k], cleared_price=price_t)
+            fleets[k], rep = fleets[k].step(power, ctxs[k], cleared_price=device_price[k])
             kw = rep.power_kw
             np.add.at(p_bus, bus_of[k], kw)
             q = rep.extra.get("q_kvar", kw * HOUSEHOLD_TAN_PHI if k == "household" else None)
             if q is not None:
                 np.add.at(q_bus, bus_of[k], np.asarray(q))
+            cost = rep.energy_kwh * device_price[k]
             if k in AGGREGATED:
-                agg_kwh[t] += rep.energy_kwh.sum()
+                agg_usd += float(cost.sum())
             else:
                 np.add.at(home_kwh[t], home_of[k], rep.energy_kwh)
+                np.add.at(home_usd, home_of[k], cost)
             totals["pv_curtailed_kwh"] += (
                 float(rep.extra.get("curtailed_kwh", np.zeros(1)).sum()) if k == "pv" else 0.0
             )
@@ -242,8 +260,8 @@ def run_paradigm(
         setup,
         paradigm,
         home_kwh,
-        price_seen,
-        sc.network_charge if paradigm in ("layered", "grand-central") else 0.0,
+        home_usd,
+        0.0 if paradigm in ("baseline", "tou") else sc.network_charge,
     )
     market = pd.DataFrame(
         {
@@ -269,71 +287,63 @@ def run_paradigm(
     pf_dt = dt * sc.powerflow_every
     lam_pf = wholesale.reshape(-1, sc.powerflow_every).mean(axis=1)
     purchases = float((lam_pf * grid["substation_kw"].to_numpy() * pf_dt).sum())
-    agg_paid = float((agg_kwh * price_seen).sum())
     totals.update(
         wholesale_purchases_usd=purchases,
-        aggregator_revenue_usd=0.0 - agg_paid + 0.0,
-        dso_revenue_usd=float(bills["bill_usd"].sum()) + agg_paid - purchases,
+        aggregator_revenue_usd=0.0 - agg_usd + 0.0,
+        dso_revenue_usd=float(bills["bill_usd"].sum()) + agg_usd - purchases,
     )
-    return ParadigmRun(market, grid, bills, v, totals)
+    dlmp = pd.concat(dlmp_rows, ignore_index=True) if dlmp_rows else _empty_dlmp()
+    dlmp.insert(0, "paradigm", paradigm)
+    return ParadigmRun(market, grid, bills, v, dlmp, totals)
 
 
 def _clear(
     setup: Setup,
     paradigm: str,
     t: int,
-    curves: dict[str, Curves],
-    home_of: dict[str, np.ndarray],
+    curves: Curves,
+    device_home: np.ndarray,
+    aggregated: np.ndarray,
     tou: np.ndarray,
-) -> tuple[dict[str, np.ndarray], float, float, float]:
-    """One interval's market: device awards (kW), the price homes see, the wholesale price
-    and the area's net import at market level (kW)."""
+) -> paradigms.AreaClearing:
+    """One interval's market for the area (``paradigms`` holds the rules).
+
+    Nodes: one per home (service limit) plus the battery aggregator — one node, or under
+    network clearing one per bus where it has batteries, so every curve has a bus.
+    """
     sc = setup.scenario
-    kinds = sorted(curves)
+    source = _one(setup.source, t)
     if paradigm in ("baseline", "tou"):
         price = sc.tariff.flat if paradigm == "baseline" else float(tou[t])
-        awards = {k: quantity_at(curves[k], price) for k in kinds}
-        area = float(sum(a.sum() for a in awards.values()))
-        lam, _ = clear_wholesale(
-            block_curves([sc.cap], [max(area, 0.0)])
-            if area >= 0
-            else block_curves([sc.floor], [area]),
-            _one(setup.source, t),
-            sc.floor,
-            sc.cap,
-        )
-        return awards, price, float(lam[0]), area
-
-    all_curves = concat([curves[k] for k in kinds])
-    sizes = [curves[k].n for k in kinds]
-    n_homes = setup.population.n_homes
+        return paradigms.tariff(curves, price, source, sc.floor, sc.cap)
     if paradigm == "grand-central":
-        # Every device bids straight into the wholesale market: one node, no limits.
-        top = make_layer(np.zeros(all_curves.n, dtype=np.int64), 1)
-        lam, q = clear_wholesale(offer(top, all_curves), _one(setup.source, t), sc.floor, sc.cap)
-        internal, dev = pass_down(top, all_curves, q, sc.floor, sc.cap, lam)
-        return _split(dev, kinds, sizes), float(internal[0]), float(lam[0]), float(q[0])
-
-    # Layered: devices → homes (and the aggregator) → DSO → wholesale, and back down.
-    parent = np.concatenate(
-        [home_of[k] if k not in AGGREGATED else np.full(curves[k].n, n_homes) for k in kinds]
+        return paradigms.grand_central(curves, source, sc.floor, sc.cap)
+    n_homes = setup.population.n_homes
+    device_bus = setup.home_bus[device_home]
+    if paradigm == "layered-network":
+        agg_bus = np.unique(device_bus[aggregated])
+        agg_node = n_homes + np.searchsorted(agg_bus, device_bus[aggregated])
+    else:
+        agg_bus = np.zeros(1, dtype=np.int64)
+        agg_node = np.full(int(aggregated.sum()), n_homes)
+    node = device_home.copy()
+    node[aggregated] = agg_node
+    limit = np.r_[np.full(n_homes, sc.service_limit_kw), np.full(agg_bus.size, np.inf)]
+    sub = substation_limit_kw(setup)
+    if paradigm == "layered":
+        return paradigms.layered(curves, node, limit, sub, source, sc.floor, sc.cap)
+    return paradigms.layered_network(
+        curves,
+        node,
+        limit,
+        np.r_[setup.home_bus, agg_bus],
+        setup.feeder,
+        sub,
+        source,
+        sc.floor,
+        sc.cap,
+        sc.intervals.hours,
     )
-    homes = make_layer(
-        parent,
-        n_homes + 1,
-        import_limit=np.r_[np.full(n_homes, sc.service_limit_kw), np.inf],
-        export_limit=np.r_[np.full(n_homes, sc.service_limit_kw), np.inf],
-    )
-    home_curves = offer(homes, all_curves)
-    limit = substation_limit_kw(setup)
-    dso = make_layer(
-        np.zeros(n_homes + 1, dtype=np.int64), 1, import_limit=limit, export_limit=limit
-    )
-    lam, q = clear_wholesale(offer(dso, home_curves), _one(setup.source, t), sc.floor, sc.cap)
-    area_price, home_award = pass_down(dso, home_curves, q, sc.floor, sc.cap, lam)
-    _check_money(home_award, float(area_price[0]), float(q[0]))
-    _, dev = pass_down(homes, all_curves, home_award, sc.floor, sc.cap, area_price[0])
-    return _split(dev, kinds, sizes), float(area_price[0]), float(lam[0]), float(q[0])
 
 
 def substation_limit_kw(setup: Setup) -> float:
@@ -345,15 +355,6 @@ def substation_limit_kw(setup: Setup) -> float:
     return float(rating) if np.isfinite(rating) else np.inf
 
 
-def _check_money(award: np.ndarray, price: float, total: float) -> None:
-    """The area market: what the buyers pay = what the sellers and the DSO receive."""
-    paid = float((award * price).sum())
-    if abs(paid - price * total) > 1e-6 * (1.0 + abs(price * total)):
-        raise BalanceError(
-            f"area market: children pay {paid} $/h, the DSO books {price * total} $/h"
-        )
-
-
 def _one(source: PriceSeries | MeritOrder, t: int) -> PriceSeries | MeritOrder:
     if isinstance(source, PriceSeries):
         return PriceSeries(source.price[t : t + 1])
@@ -363,6 +364,11 @@ def _one(source: PriceSeries | MeritOrder, t: int) -> PriceSeries | MeritOrder:
 def _split(values: np.ndarray, kinds: list[str], sizes: list[int]) -> dict[str, np.ndarray]:
     edges = np.cumsum([0, *sizes])
     return {k: values[edges[i] : edges[i + 1]] for i, k in enumerate(kinds)}
+
+
+def _empty_dlmp() -> pd.DataFrame:
+    cols = ("time", "bus", "dlmp", "energy", "loss", "congestion", "voltage")
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
 
 
 def _grid_row(feeder: Feeder, pf: Any, s: pd.Series) -> dict[str, float]:
@@ -381,10 +387,12 @@ def _grid_row(feeder: Feeder, pf: Any, s: pd.Series) -> dict[str, float]:
 
 
 def _bills(
-    setup: Setup, paradigm: str, home_kwh: np.ndarray, price: np.ndarray, charge: float
+    setup: Setup, paradigm: str, home_kwh: np.ndarray, home_usd: np.ndarray, charge: float
 ) -> pd.DataFrame:
+    """Bill per home: its energy at the prices it was settled at, plus the network charge
+    ($/kWh) on every interval's import."""
     imports = np.clip(home_kwh, 0.0, None)
-    bill = (home_kwh * price[:, None]).sum(axis=0) + charge * imports.sum(axis=0)
+    bill = home_usd + charge * imports.sum(axis=0)
     return pd.DataFrame(
         {
             "paradigm": paradigm,

@@ -57,7 +57,7 @@ import pandas as pd
 from transactive.core.time import Intervals, as_utc
 from transactive.errors import InvalidInputError
 
-PARADIGMS = ("baseline", "tou", "layered", "grand-central")
+PARADIGMS = ("baseline", "tou", "layered", "layered-network", "grand-central")
 DEVICES = ("pv", "battery", "ev", "hvac", "water_heater")
 
 #: Share of homes (%) with each device per DER stage (GWAC TE roadmap §4.2: stage 1
