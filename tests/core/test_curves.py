@@ -181,3 +181,10 @@ def test_second_curve_is_named() -> None:
     with pytest.raises(InvalidCurveError, match="curve 1") as err:
         curves_from_arrays([[0.1, 0.2], [0.2, 0.1]], [[1.0, 0.0], [1.0, 0.0]])
     assert err.value.index == 1
+
+
+def test_price_interval_where_a_ramp_ends_on_a_step_is_that_price() -> None:
+    # 0.3 + (0.9 − 0.3) rounds to 0.8999…; the crossing must still be exactly 0.9.
+    c = aggregate(concat([ramp_curves([0.3], [0.9], [1.0]), block_curves([0.9], [-1.0])]))
+    a, b = price_interval(c, 0.0, FLOOR, CAP)
+    assert (a[0], b[0]) == (0.9, 0.9)

@@ -28,8 +28,10 @@ def test_comfort_band_kept_whenever_prices_allow(
     assert np.all(temps >= p.setpoint_c - p.range_low - 1e-9)
     assert np.all(temps <= p.setpoint_c + p.range_high + 1e-9)
     assert sum(r.extra["discomfort_kh"].sum() for r in reports) < 1e-9
-    heat = sum(r.extra["heat_kwh"] for r in reports)
-    assert np.all(heat > 0) if not season else np.all(heat <= 0)  # heating / cooling season
+    # Over the fleet the season shows: cooling in July, heating in January (a single house
+    # may heat on a cool July night, so this is checked for the fleet, not per house).
+    heat = float(sum(r.extra["heat_kwh"].sum() for r in reports))
+    assert heat > 0 if not season else heat < 0
     assert sum(r.energy_kwh.sum() for r in reports) > 0
 
 

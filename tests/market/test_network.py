@@ -646,3 +646,18 @@ def test_clear_network_command_reports_the_line_of_an_unknown_bus(tmp_path: Path
     path.write_text("bid_id,side,price,quantity\na,buy,0.1,5\n")
     res = runner.invoke(app, ["clear-network", "pandapower:case33bw", str(path)])
     assert res.exit_code == 2 and "missing column 'bus'" in res.stderr
+
+
+def test_an_area_without_branches() -> None:
+    net = pp.create_empty_network()
+    for _ in range(3):
+        pp.create_bus(net, 0.4)
+    pp.create_ext_grid(net, 0)
+    pp.create_ext_grid(net, 2)  # a source with nothing below it but its own bus
+    pp.create_line_from_parameters(net, 0, 1, 1.0, 0.05, 0.03, 0.0, 0.2)
+    feeder = feeder_from_pandapower(net, "lonely")
+    book = book_from_blocks(["a", "b"], ["buy", "buy"], [0.3, 0.3], [5.0, 5.0])
+    res = clear_network(feeder, book, [1, 2], 0.1)
+    assert (res.status == OPTIMAL).all() and res.converged
+    np.testing.assert_allclose(res.awards, [5.0, 5.0])
+    assert res.dlmp[0, 2] == pytest.approx(0.1) and res.dlmp[0, 1] > 0.1

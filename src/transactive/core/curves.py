@@ -293,6 +293,10 @@ def price_interval(
     # Quantity reached only on the flat extensions already handled; elsewhere unreachable.
     a = np.clip(a, floor, cap)
     b = np.clip(b, floor, cap)
+    # Round-off can put the two ends of one point a hair apart in the wrong order.
+    close = a > b
+    close &= a - b <= RTOL * (1.0 + np.abs(a))
+    a = np.where(close, b, a)
     missing = np.isnan(a) | np.isnan(b) | (a > b)
     a[missing] = np.nan
     b[missing] = np.nan
@@ -300,11 +304,14 @@ def price_interval(
 
 
 def _cross(P: FloatArray, Q: FloatArray, j0: IntArray, j1: IntArray, q: FloatArray) -> FloatArray:
-    """Price where the segment ``j0 → j1`` crosses quantity ``q`` (clamped to the segment)."""
+    """Price where the segment ``j0 → j1`` crosses quantity ``q`` (clamped to the segment;
+    exactly an end price when the crossing is at that end)."""
     dq = Q[j0] - Q[j1]
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(dq > 0, (Q[j0] - q) / np.where(dq > 0, dq, 1.0), 0.0)
-    out: FloatArray = P[j0] + np.clip(frac, 0.0, 1.0) * (P[j1] - P[j0])
+    p0, p1 = P[j0], P[j1]
+    inside = np.clip(p0 + frac * (p1 - p0), p0, p1)
+    out: FloatArray = np.where(frac <= 0.0, p0, np.where(frac >= 1.0, p1, inside))
     return out
 
 

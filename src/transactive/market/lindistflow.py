@@ -115,14 +115,17 @@ def radial(feeder: Feeder) -> RadialNetwork:
     has = parent >= 0
     br = feeder.branches
     bi = np.maximum(branch, 0)
-    from_bus = br["from_bus"].to_numpy(dtype=np.int64)[bi]
-    forward = has & (from_bus == par_bus)
+
+    def col(name: str, dtype: type = float) -> np.ndarray:  # per bus, of its parent branch
+        arr = br[name].to_numpy()
+        return arr.astype(dtype)[bi] if arr.size else np.zeros(E, dtype=dtype)
+
+    forward = has & (col("from_bus", np.int64) == par_bus)
     base = feeder.base_kva
-    r = np.where(has, br["r_pu"].to_numpy(dtype=float)[bi] / base, 0.0)
-    x = np.where(has, br["x_pu"].to_numpy(dtype=float)[bi] / base, 0.0)
-    kind = br["kind"].to_numpy().astype(str)[bi]
-    is_trafo = has & (kind == "trafo")
-    rating = br["rating_kva"].to_numpy(dtype=float)[bi]
+    r = np.where(has, col("r_pu") / base, 0.0)
+    x = np.where(has, col("x_pu") / base, 0.0)
+    is_trafo = has & (col("kind", str) == "trafo")
+    rating = col("rating_kva")
     rating = np.where(has & np.isfinite(rating) & (rating > 0), rating, np.inf)
     k = np.ones(E)
     if is_trafo.any():
@@ -215,11 +218,17 @@ def linearise(net: RadialNetwork, ac: PowerFlowResult) -> Linearisation:
     has = br >= 0
     b = np.maximum(br, 0)
     fwd = net.forward
+
+    def at(a: FloatArray) -> FloatArray:  # per bus, of its parent branch (time × E)
+        out: FloatArray = a[:, b] if a.shape[1] else np.zeros((a.shape[0], net.n))
+        return out
+
     # Flows into the branch at the parent end, and branch losses (kW, kvar), time × E.
-    p0 = np.where(fwd, ac.p_from_kw[:, b], ac.p_to_kw[:, b])
-    q0 = np.where(fwd, ac.q_from_kvar[:, b], ac.q_to_kvar[:, b])
-    loss_p = ac.p_from_kw[:, b] + ac.p_to_kw[:, b]
-    loss_q = ac.q_from_kvar[:, b] + ac.q_to_kvar[:, b]
+    pf, pt, qf, qt = at(ac.p_from_kw), at(ac.p_to_kw), at(ac.q_from_kvar), at(ac.q_to_kvar)
+    p0 = np.where(fwd, pf, pt)
+    q0 = np.where(fwd, qf, qt)
+    loss_p = pf + pt
+    loss_q = qf + qt
     vm = ac.vm_pu[:, net.bus]
     vpar = vm[:, np.maximum(net.parent, 0)]
     v2 = vpar**2

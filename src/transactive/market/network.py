@@ -179,8 +179,10 @@ OPTIMAL, SHED, INFEASIBLE = "optimal", "shed", "infeasible"
 #: Default value of lost load, $/kWh: the price of shedding fixed load, curtailing fixed
 #: generation, leaving an energy target unmet and of price-taking bids.
 VOLL = 10.0
-#: Penalty of a voltage-row slack (fallback LP only), in VOLL per pu² ($/h).
-_VOLTAGE_PENALTY = 1e5
+#: Penalty of the virtual voltage regulators of the fallback LP, in VOLL per pu² ($/h): high
+#: enough that shedding is always cheaper where it can restore the band (one kW moves the
+#: squared voltage by ≥ 2e-6 pu² even on a stiff MV feeder, which would cost 200·VOLL).
+_VOLTAGE_PENALTY = 1e8
 #: Slack (kW, kWh) below which shedding, curtailment or unmet energy counts as zero.
 _SLACK_TOL = 1e-6
 #: Violation of a voltage (pu²) or thermal (relative) row below which it is not added.
@@ -193,7 +195,7 @@ _WARM_EDGE_WEIGHTS = 1
 #: e.g. storage schedules, so the fixed point is not always reached).
 _TIGHTEN_FROM = 2
 #: Most voltage or thermal rows added per interval and source tree in one round.
-_ROWS_PER_ROUND = 32
+_ROWS_PER_ROUND = 8
 
 
 # --- inputs -------------------------------------------------------------------------------
