@@ -220,7 +220,7 @@ def _network_json(result: Any, book: Any, starts: Any) -> list[dict[str, Any]]:
 
 
 def _print_network(intervals: list[dict[str, Any]], voltage_error: float) -> None:
-    console = Console()
+    console = Console(width=max(Console().width, 100))
     summary = Table(title="Network-constrained clearing (DLMP, $/kWh)")
     for col in ("interval (UTC)", "status", "import kW", "losses kW", "shed kW", "DLMP min", "max"):
         summary.add_column(col, justify="left" if col in ("interval (UTC)", "status") else "right")
@@ -244,7 +244,9 @@ def _print_network(intervals: list[dict[str, Any]], voltage_error: float) -> Non
         return
     table = Table(title="DLMP by bus ($/kWh) and voltage (pu)")
     for col in ("interval", "bus", "total", "energy", "loss", "congestion", "voltage", "V pu"):
-        table.add_column(col, justify="left" if col in ("interval", "bus") else "right")
+        table.add_column(
+            col, justify="left" if col in ("interval", "bus") else "right", no_wrap=True
+        )
     for r in intervals:
         for bus, d in r["dlmp"].items():
             cells = ["—" if d[k] is None else f"{d[k]:.4f}" for k in d]
