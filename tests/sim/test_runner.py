@@ -102,6 +102,14 @@ def test_network_clearing_prices_every_bus_and_keeps_the_substation(
     ).all()
 
 
+def test_dso_clearing_network_makes_layered_clear_on_the_feeder(tmp_path: Path) -> None:
+    raw = scenario(tmp_path, paradigms=["layered"], end="2016-07-12T22:00:00Z")
+    uniform = runner.run(parse_scenario(raw))
+    network = runner.run(parse_scenario({**raw, "dso": {"clearing": "network"}}))
+    assert uniform.dlmp.empty and not network.dlmp.empty
+    assert set(network.dlmp["paradigm"]) == {"layered"}
+
+
 def test_bills_are_price_times_energy(results: SimResults) -> None:
     b = results.bills[results.bills.paradigm == "baseline"]
     np.testing.assert_allclose(b["bill_usd"], 0.16 * (b["import_kwh"] - b["export_kwh"]))
@@ -219,6 +227,7 @@ def test_area_balance_check_catches_a_mismatch() -> None:
         ({"wholesale": {"source": "prices", "prices": "nope.csv"}}, "no such file"),
         ({"market": {"floor": 1.0, "cap": 0.5}}, "'market.cap'"),
         ({"homes": {"service_limit_kw": -1}}, "'homes.service_limit_kw'"),
+        ({"dso": {"clearing": "nodal"}}, "'dso.clearing'"),
         ({"start": "2016-07-12T20:00:00"}, "no time zone"),
     ],
 )

@@ -320,7 +320,8 @@ def _clear(
         return paradigms.grand_central(curves, source, sc.floor, sc.cap)
     n_homes = setup.population.n_homes
     device_bus = setup.home_bus[device_home]
-    if paradigm == "layered-network":
+    network = paradigm == "layered-network" or sc.dso_clearing == "network"
+    if network:
         agg_bus = np.unique(device_bus[aggregated])
         agg_node = n_homes + np.searchsorted(agg_bus, device_bus[aggregated])
     else:
@@ -330,7 +331,7 @@ def _clear(
     node[aggregated] = agg_node
     limit = np.r_[np.full(n_homes, sc.service_limit_kw), np.full(agg_bus.size, np.inf)]
     sub = substation_limit_kw(setup)
-    if paradigm == "layered":
+    if not network:
         return paradigms.layered(curves, node, limit, sub, source, sc.floor, sc.cap)
     return paradigms.layered_network(
         curves,

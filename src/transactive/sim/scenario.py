@@ -24,6 +24,8 @@ Example (``examples/summer-day.toml``)::
 
     [dso]
     substation_limit_kw = 400       # default: the substation transformers' rating (kVA)
+    clearing = "uniform"            # how `layered` clears: "uniform" or "network" (DLMPs);
+                                    # the paradigm `layered-network` always uses "network"
 
     [market]
     floor = -0.1                    # $/kWh
@@ -108,6 +110,7 @@ class Scenario:
     device_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     service_limit_kw: float = 25.0
     substation_limit_kw: float | None = None  # None: the substation transformers' rating
+    dso_clearing: str = "uniform"  # "uniform" | "network": the DSO's clearing in `layered`
     floor: float = -0.1
     cap: float = 2.0
     network_charge: float = 0.04
@@ -194,7 +197,10 @@ def parse_scenario(
     homes = _table(raw, "homes", err)
     _no_unknown(homes, {"service_limit_kw"}, "homes.", err)
     dso = _table(raw, "dso", err)
-    _no_unknown(dso, {"substation_limit_kw"}, "dso.", err)
+    _no_unknown(dso, {"substation_limit_kw", "clearing"}, "dso.", err)
+    clearing = dso.get("clearing", "uniform")
+    if clearing not in ("uniform", "network"):
+        raise err("dso.clearing", f"{clearing!r} is not 'uniform' or 'network'")
     sub_limit = None
     if "substation_limit_kw" in dso:
         sub_limit = _number(dso["substation_limit_kw"], "dso.substation_limit_kw", err)
@@ -258,6 +264,7 @@ def parse_scenario(
         device_config={k: dict(v) for k, v in config.items()},
         service_limit_kw=service,
         substation_limit_kw=sub_limit,
+        dso_clearing=clearing,
         floor=floor,
         cap=cap,
         network_charge=charge,
