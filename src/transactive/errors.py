@@ -1,6 +1,13 @@
 """Exceptions raised by the package. Every input error is a ``ValueError`` subclass."""
 
 
+def plain(x: object) -> object:
+    """A numpy scalar as the plain Python value, so messages read ``'h1'``, not
+    ``np.str_('h1')``."""
+    item = getattr(x, "item", None)
+    return item() if callable(item) else x
+
+
 class TransactiveError(Exception):
     """Base class of every error raised by transactive."""
 

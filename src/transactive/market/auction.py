@@ -52,7 +52,13 @@ from transactive.core.curves import (
     sides_at,
     split_sides,
 )
-from transactive.errors import BalanceError, InvalidBidError, InvalidCurveError, InvalidInputError
+from transactive.errors import (
+    BalanceError,
+    InvalidBidError,
+    InvalidCurveError,
+    InvalidInputError,
+    plain,
+)
 
 CLEARED, NO_TRADE, SHORTAGE, SURPLUS = "cleared", "no_trade", "shortage", "surplus"
 SIDES = ("buy", "sell")
@@ -108,7 +114,7 @@ def book_from_points(
         if exc.index is None or exc.index >= id_arr.size:
             raise
         reason = str(exc).split(": ", 1)[-1]
-        raise InvalidBidError(f"bid {_plain(id_arr[exc.index])!r}: {reason}") from None
+        raise InvalidBidError(f"bid {plain(id_arr[exc.index])!r}: {reason}") from None
     return book_from_curves(id_arr, curves, interval, n_intervals)
 
 
@@ -132,7 +138,7 @@ def book_from_blocks(
             raise InvalidInputError(f"{n} bid ids but {arr.size} values of {name}")
     is_buy = sd == "buy"
     bad = ~(is_buy | (sd == "sell"))
-    _reject(id_arr, bad, lambda i: f"unknown side {_plain(sd[i])!r} (expected 'buy' or 'sell')")
+    _reject(id_arr, bad, lambda i: f"unknown side {plain(sd[i])!r} (expected 'buy' or 'sell')")
     _reject(id_arr, ~np.isfinite(p), lambda i: f"price {p[i]} is not a finite number")
     _reject(id_arr, ~np.isfinite(q), lambda i: f"quantity {q[i]} is not a finite number")
     _reject(id_arr, q < 0, lambda i: f"negative quantity {q[i]} kW (use side='sell' to sell)")
@@ -169,20 +175,14 @@ def _check_unique(ids: NDArray[np.generic], interval: IntArray) -> None:
     if dup.any():
         k = int(np.argmax(dup))
         raise InvalidBidError(
-            f"bid {_plain(s_ids[k])!r}: duplicate bid id in interval {int(s_iv[k])}"
+            f"bid {plain(s_ids[k])!r}: duplicate bid id in interval {int(s_iv[k])}"
         )
-
-
-def _plain(x: object) -> object:
-    """A numpy scalar as the plain Python value (for readable messages)."""
-    item = getattr(x, "item", None)
-    return item() if callable(item) else x
 
 
 def _reject(ids: NDArray[np.generic], bad: NDArray[np.bool_], why: object) -> None:
     if bad.any():
         i = int(np.argmax(bad))
-        raise InvalidBidError(f"bid {_plain(ids[i])!r}: {why(i)}")  # type: ignore[operator]
+        raise InvalidBidError(f"bid {plain(ids[i])!r}: {why(i)}")  # type: ignore[operator]
 
 
 @dataclass(frozen=True, slots=True)

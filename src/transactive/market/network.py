@@ -146,6 +146,7 @@ from transactive.errors import (
     InvalidInputError,
     NetworkClearingError,
     PowerFlowError,
+    plain,
 )
 from transactive.grid.limits import Limits, check_limits
 from transactive.grid.model import Feeder, Injections
@@ -740,7 +741,7 @@ def _problem(
     pf = np.broadcast_to(np.asarray(power_factor, dtype=np.float64), (n,))
     if n and not ((pf > 0) & (pf <= 1)).all():
         i = int(np.argmax(~((pf > 0) & (pf <= 1))))
-        raise InvalidBidError(f"bid {_plain(book.ids[i])!r}: power factor {pf[i]} not in (0, 1]")
+        raise InvalidBidError(f"bid {plain(book.ids[i])!r}: power factor {pf[i]} not in (0, 1]")
     tan = np.sqrt(1.0 / pf**2 - 1.0) if n else np.zeros(0)
     pt = (
         np.zeros(n, dtype=bool)
@@ -815,11 +816,6 @@ def _problem(
     )
 
 
-def _plain(x: object) -> object:
-    item = getattr(x, "item", None)
-    return item() if callable(item) else x
-
-
 def _bus_positions(feeder: Feeder, bus: ArrayLike, n: int, what: str) -> tuple[IntArray, int]:
     """Feeder positions of ``bus`` (names or positions); returns (positions, first bad index
     or −1)."""
@@ -842,13 +838,13 @@ def _bid_buses(net: RadialNetwork, book: Book, bus: ArrayLike) -> IntArray:
     if bad >= 0:
         raw = np.asarray(bus).ravel()[bad]
         raise InvalidBidError(
-            f"bid {_plain(book.ids[bad])!r}: feeder {net.feeder.name!r} has no bus {_plain(raw)!r}"
+            f"bid {plain(book.ids[bad])!r}: feeder {net.feeder.name!r} has no bus {plain(raw)!r}"
         )
     e = net.index[pos] if pos.size else np.zeros(0, dtype=np.int64)
     if (e < 0).any():
         i = int(np.argmax(e < 0))
         raise InvalidBidError(
-            f"bid {_plain(book.ids[i])!r}: bus {net.feeder.bus_names[pos[i]]!r} is not "
+            f"bid {plain(book.ids[i])!r}: bus {net.feeder.bus_names[pos[i]]!r} is not "
             "connected to a source"
         )
     return e.astype(np.int64)
@@ -915,12 +911,12 @@ def _storage(net: RadialNetwork, fleet: StorageFleet, T: int) -> _Storage:
     ids = np.asarray(fleet.ids).ravel() if fleet.ids is not None else np.arange(n)
 
     def name(i: int) -> object:
-        return _plain(ids[i])
+        return plain(ids[i])
 
     if bad >= 0:
         raise InvalidInputError(
             f"storage device {name(bad)!r}: feeder has no bus "
-            f"{_plain(np.asarray(fleet.bus).ravel()[bad])!r}"
+            f"{plain(np.asarray(fleet.bus).ravel()[bad])!r}"
         )
     e = net.index[pos]
     if (e < 0).any():
