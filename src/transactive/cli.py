@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from transactive.errors import InvalidInputError
+from transactive.errors import InvalidInputError, TransactiveError
 
 app = typer.Typer(
     help="transactive: layered transactive energy markets on real distribution grids.",
@@ -26,10 +26,14 @@ def main() -> None:
     """transactive: layered transactive energy markets on real distribution grids."""
 
 
-def fail(message: str) -> NoReturn:
-    """Print an input error on stderr and exit with code 2."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
+def fail(error: str | Exception) -> NoReturn:
+    """Print an error on stderr and exit: code 2 for bad input, 1 when a computation fails
+    (a power flow that does not converge, a broken balance)."""
+    code = (
+        1 if isinstance(error, TransactiveError) and not isinstance(error, InvalidInputError) else 2
+    )
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
+    raise typer.Exit(code=code)
 
 
 def _num(x: float) -> float | None:
@@ -58,8 +62,8 @@ def clear_cmd(
     try:
         parsed = read_bids(bids, floor, cap)
         result = clear(parsed.book, floor, cap)
-    except InvalidInputError as exc:
-        fail(str(exc))
+    except TransactiveError as exc:
+        fail(exc)
     book = parsed.book
     starts = parsed.interval_starts
     ids = book.ids.astype(str)
@@ -154,7 +158,6 @@ def clear_network_cmd(
     """Clear a bid file on a feeder with network constraints: DLMPs per bus (energy, loss,
     congestion, voltage), awards and LinDistFlow voltages, checked by an AC power flow.
     Rows with an empty price are price-taking and are shed only at the value of lost load."""
-    from transactive.errors import TransactiveError
     from transactive.grid import Limits, load_feeder
     from transactive.market.bidfile import read_bids
     from transactive.market.network import clear_network
@@ -179,7 +182,7 @@ def clear_network_cmd(
             losses=losses,  # type: ignore[arg-type]
         )
     except TransactiveError as exc:
-        fail(str(exc))
+        fail(exc)
     out = _network_json(result, parsed.book, parsed.interval_starts)
     if as_json:
         typer.echo(json.dumps({"intervals": out}, indent=2))
@@ -305,8 +308,8 @@ def simulate_cmd(
             result = run(
                 sc, chosen, progress=lambda n, done, total: bar.update(tasks[n], completed=done)
             )
-    except InvalidInputError as exc:
-        fail(str(exc))
+    except TransactiveError as exc:
+        fail(exc)
     if out is not None:
         write_tables(result, out)
     if report is not None:
@@ -351,7 +354,6 @@ def hosting_capacity_cmd(
     import json
     import sys
 
-    from transactive.errors import TransactiveError
     from transactive.grid import Limits, hosting_capacity, load_feeder
 
     try:
@@ -360,8 +362,7 @@ def hosting_capacity_cmd(
         )
         hc = hosting_capacity(load_feeder(feeder), der, limits=limits, tol_kw=tol_kw)  # type: ignore[arg-type]
     except TransactiveError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        fail(exc)
     if csv:
         hc.per_bus.to_csv(csv, index=False)
     if as_json:

@@ -277,3 +277,22 @@ def test_failed_table_write_leaves_nothing_behind(results: SimResults, tmp_path:
         write_tables(broken, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_computation_exits_1_with_the_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transactive.errors import PowerFlowError
+
+    def diverge(*args: Any, **kwargs: Any) -> Any:
+        raise PowerFlowError("power flow did not converge at 2016-07-12T20:15Z")
+
+    monkeypatch.setattr(runner, "run_powerflow", diverge)
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'feeder = "pandapower:kerber_landnetz_kabel_1"\n'
+        'start = "2016-07-12T20:00:00Z"\nend = "2016-07-12T21:00:00Z"\n'
+        'paradigms = ["baseline"]\n'
+    )
+    res = CliRunner().invoke(app, ["simulate", str(path)])
+    assert res.exit_code == 1 and "did not converge" in res.stderr
