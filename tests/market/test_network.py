@@ -20,6 +20,7 @@ from transactive.errors import InvalidBidError, InvalidInputError, NetworkTopolo
 from transactive.grid import Feeder, Limits, load_feeder, profile_injections
 from transactive.grid.feeders import feeder_from_pandapower
 from transactive.market import network as nw
+from transactive.market._network_problem import _segments
 from transactive.market.auction import Book, book_from_blocks, book_from_curves
 from transactive.market.lindistflow import radial
 from transactive.market.network import (
@@ -28,7 +29,6 @@ from transactive.market.network import (
     SHED,
     NetworkClearing,
     StorageFleet,
-    _segments,
     clear_network,
 )
 

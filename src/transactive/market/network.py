@@ -125,6 +125,11 @@ reactive load ($/kvarh); a bid with power factor < 1 is cleared at ``dlmp + tan 
 Verification: after clearing, the AC power flow of the cleared injections is run and the
 largest LinDistFlow-vs-AC voltage difference is reported (``voltage_error_pu``) together
 with the AC limit violations (:func:`transactive.grid.limits.check_limits`).
+
+Code layout: this module holds the public API, the loss iteration and the results;
+:mod:`~transactive.market._network_problem` turns the inputs into LP arrays,
+:mod:`~transactive.market._network_lp` builds and solves the LP and
+:mod:`~transactive.market._network_areas` splits a problem by source.
 """
 
 from __future__ import annotations
@@ -132,31 +137,25 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
-import highspy
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from transactive.core.curves import Curves
-from transactive.errors import (
-    InvalidBidError,
-    InvalidInputError,
-    NetworkClearingError,
-    PowerFlowError,
-    plain,
-)
+from transactive.errors import InvalidInputError, PowerFlowError, plain
 from transactive.grid.limits import Limits, check_limits
 from transactive.grid.model import Feeder, Injections
 from transactive.grid.powerflow import PowerFlowResult, run_powerflow
+from transactive.market._network_areas import Area, sub_problem
+from transactive.market._network_lp import Cols, Solution, columns
+from transactive.market._network_lp import solve as _solve  # module-level: tests spy on it
+from transactive.market._network_problem import Problem, Storage, bus_positions, prepare
 from transactive.market.auction import Book
 from transactive.market.lindistflow import (
-    Linearisation,
     RadialNetwork,
     adjoint_solve,
-    forward,
     linearise,
     lossless,
     radial,
@@ -180,23 +179,12 @@ OPTIMAL, SHED, INFEASIBLE = "optimal", "shed", "infeasible"
 #: Default value of lost load, $/kWh: the price of shedding fixed load, curtailing fixed
 #: generation, leaving an energy target unmet and of price-taking bids.
 VOLL = 10.0
-#: Penalty of the virtual voltage regulators of the fallback LP, in VOLL per pu² ($/h): high
-#: enough that shedding is always cheaper where it can restore the band (one kW moves the
-#: squared voltage by ≥ 2e-6 pu² even on a stiff MV feeder, which would cost 200·VOLL).
-_VOLTAGE_PENALTY = 1e8
 #: Slack (kW, kWh) below which shedding, curtailment or unmet energy counts as zero.
 _SLACK_TOL = 1e-6
-#: Violation of a voltage (pu²) or thermal (relative) row below which it is not added.
-_ROW_TOL = 1e-7
-#: Dual simplex pricing after a warm start (HiGHS option simplex_dual_edge_weight_strategy):
-#: 1 = Devex, which skips computing exact steepest-edge weights for the whole basis.
-_WARM_EDGE_WEIGHTS = 1
 #: From this loss pass on, a LinDistFlow-vs-AC voltage gap that has not closed tightens the
 #: voltage band of the next pass by that gap (an LP can hop between equally good dispatches,
 #: e.g. storage schedules, so the fixed point is not always reached).
 _TIGHTEN_FROM = 2
-#: Most voltage or thermal rows added per interval and source tree in one round.
-_ROWS_PER_ROUND = 8
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -238,26 +226,6 @@ class StorageFleet:
     def n(self) -> int:
         """Number of devices."""
         return int(np.asarray(self.bus).size)
-
-
-@dataclass(frozen=True)
-class _Storage:
-    """Validated storage arrays (devices on energised buses ``e``)."""
-
-    e: IntArray
-    ch_max: FloatArray  # T × n (availability applied)
-    dis_max: FloatArray
-    cap: FloatArray
-    soc0: FloatArray
-    soc_min: FloatArray
-    eta_c: FloatArray
-    eta_d: FloatArray
-    target: FloatArray  # T × n, NaN = none
-    cost: FloatArray
-
-    @property
-    def n(self) -> int:
-        return int(self.e.size)
 
 
 # --- result -------------------------------------------------------------------------------
@@ -340,42 +308,6 @@ class NetworkClearing:
         return out
 
 
-# --- the problem --------------------------------------------------------------------------
-
-
-@dataclass
-class _Problem:
-    """Everything the LP needs except the linearisation (arrays over intervals T and
-    energised buses E)."""
-
-    net: RadialNetwork
-    T: int
-    dt: float
-    voll: float
-    limits: Limits
-    # bids
-    n_bids: int
-    bid_e: IntArray
-    bid_base: FloatArray  # q_last per bid (kW)
-    bid_tan: FloatArray
-    bid_iv: IntArray
-    seg_bid: IntArray
-    seg_price: FloatArray
-    seg_ub: FloatArray
-    price_taking: BoolArray
-    # fixed load (T × E)
-    fixed_p: FloatArray
-    fixed_q: FloatArray
-    # wholesale
-    price: FloatArray | None  # T, fixed price
-    ws_iv: IntArray  # wholesale curve segments
-    ws_price: FloatArray
-    ws_ub: FloatArray
-    ws_base: FloatArray  # T
-    storage: _Storage | None
-    thermal_sides: int
-
-
 def clear_network(
     feeder: Feeder,
     book: Book,
@@ -435,13 +367,12 @@ def clear_network(
     if max_iterations < 1:
         raise InvalidInputError(f"max_iterations must be ≥ 1, got {max_iterations}")
     net = radial(feeder)
-    prob = _problem(
+    prob = prepare(
         net,
         book,
         bus,
         wholesale_price,
         limits,
-        storage,
         fixed_load_kw,
         fixed_load_kvar,
         price_taking,
@@ -451,6 +382,8 @@ def clear_network(
         thermal_sides,
         ramp_steps,
     )
+    if storage is not None:
+        prob.storage = _storage(net, storage, prob.T)
     opts = _Options(losses, max_iterations, tol_pu, verify, threads)
     if net.roots.size > 1 and prob.price is not None:
         return _clear_by_source(prob, opts)
@@ -466,14 +399,14 @@ class _Options:
     threads: int
 
 
-def _clear(prob: _Problem, opts: _Options) -> NetworkClearing:
+def _clear(prob: Problem, opts: _Options) -> NetworkClearing:
     """Clear one problem: the loss passes, each with its rounds of monitoring."""
     net = prob.net
-    cols = _columns(prob)
+    cols = columns(prob)
     lin = lossless(net, prob.T)
     passes = 1 if opts.losses == "none" else opts.max_iterations
     converged = opts.losses == "none"
-    sol: _Solution | None = None
+    sol: Solution | None = None
     ac: PowerFlowResult | None = None
     err: FloatArray | None = None
     lim = prob.limits
@@ -507,14 +440,14 @@ def _clear(prob: _Problem, opts: _Options) -> NetworkClearing:
 # --- areas below different sources are independent at a fixed wholesale price ------------
 
 
-def _clear_by_source(prob: _Problem, opts: _Options) -> NetworkClearing:
+def _clear_by_source(prob: Problem, opts: _Options) -> NetworkClearing:
     """Clear every source's area on its own (in parallel threads) and merge the results.
 
     At a fixed wholesale price nothing couples the areas fed by different sources: the
     objective and every constraint (export limits are per source, devices sit in one area)
     separate, so this is the same optimum as the joint LP, found faster."""
     R = prob.net.roots.size
-    subs = [_sub_problem(prob, r) for r in range(R)]
+    subs = [sub_problem(prob, r) for r in range(R)]
     workers = min(R, os.cpu_count() or 1)
     inner = replace(opts, threads=1 if workers > 1 else opts.threads)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -522,104 +455,8 @@ def _clear_by_source(prob: _Problem, opts: _Options) -> NetworkClearing:
     return _merge(prob, subs, results)
 
 
-@dataclass(frozen=True)
-class _Area:
-    """Where a source's area sits in the whole feeder."""
-
-    bus: IntArray  # feeder bus position of each bus of the area's feeder
-    branch: IntArray  # feeder branch position of each branch of the area's feeder
-    source: int  # row in feeder.sources
-    bids: IntArray  # the area's bids (positions in the book)
-    devices: IntArray  # the area's storage devices
-
-
-def _sub_problem(prob: _Problem, r: int) -> tuple[_Problem, _Area]:
-    """The part of ``prob`` below the ``r``-th source, on a feeder of its own."""
-    net = prob.net
-    feeder = net.feeder
-    in_area = net.root_pos == r
-    buses = np.sort(net.bus[in_area])
-    bmap = np.full(feeder.n_bus, -1, dtype=np.int64)
-    bmap[buses] = np.arange(buses.size)
-    br = feeder.branches
-    fb = br["from_bus"].to_numpy(dtype=np.int64)
-    tb = br["to_bus"].to_numpy(dtype=np.int64)
-    keep = np.flatnonzero((bmap[fb] >= 0) & (bmap[tb] >= 0))
-    branches = br.iloc[keep].reset_index(drop=True)
-    branches["from_bus"] = bmap[fb[keep]]
-    branches["to_bus"] = bmap[tb[keep]]
-    is_trafo = (br["kind"].to_numpy() == "trafo")[keep]
-    transformers = feeder.transformers.loc[keep[is_trafo]].copy()
-    transformers.index = pd.Index(np.flatnonzero(is_trafo))
-    src_row = int(net.source_row[net.roots[r]])
-    sources = feeder.sources.iloc[[src_row]].reset_index(drop=True)
-    sources["bus"] = bmap[sources["bus"].to_numpy(dtype=np.int64)]
-
-    def attached(df: pd.DataFrame) -> pd.DataFrame:
-        pos = bmap[df["bus"].to_numpy(dtype=np.int64)]
-        out = df[pos >= 0].reset_index(drop=True)
-        out["bus"] = pos[pos >= 0]
-        return out
-
-    sub_feeder = Feeder(
-        name=f"{feeder.name}[{sources['name'].iloc[0]}]",
-        buses=feeder.buses.iloc[buses].reset_index(drop=True),
-        branches=branches,
-        transformers=transformers,
-        sources=sources,
-        loads=attached(feeder.loads),
-        sgens=attached(feeder.sgens),
-        base_kva=feeder.base_kva,
-        f_hz=feeder.f_hz,
-    )
-    sub = radial(sub_feeder)
-    e_map = np.full(net.n, -1, dtype=np.int64)  # whole-feeder e → area e
-    e_area = np.flatnonzero(in_area)
-    e_map[e_area] = sub.index[bmap[net.bus[e_area]]]
-    cols_e = e_area[np.argsort(e_map[e_area])]  # whole-feeder e in area e order
-
-    bids = np.flatnonzero(net.root_pos[prob.bid_e] == r)
-    bid_new = np.full(prob.n_bids, -1, dtype=np.int64)
-    bid_new[bids] = np.arange(bids.size)
-    segs = np.flatnonzero(bid_new[prob.seg_bid] >= 0)
-    st = prob.storage
-    devices = np.zeros(0, dtype=np.int64)
-    sub_st = None
-    if st is not None:
-        devices = np.flatnonzero(net.root_pos[st.e] == r)
-        sub_st = _Storage(
-            e=e_map[st.e[devices]],
-            ch_max=st.ch_max[:, devices],
-            dis_max=st.dis_max[:, devices],
-            cap=st.cap[devices],
-            soc0=st.soc0[devices],
-            soc_min=st.soc_min[devices],
-            eta_c=st.eta_c[devices],
-            eta_d=st.eta_d[devices],
-            target=st.target[:, devices],
-            cost=st.cost[devices],
-        )
-    sub_prob = replace(
-        prob,
-        net=sub,
-        n_bids=int(bids.size),
-        bid_e=e_map[prob.bid_e[bids]],
-        bid_base=prob.bid_base[bids],
-        bid_tan=prob.bid_tan[bids],
-        bid_iv=prob.bid_iv[bids],
-        seg_bid=bid_new[prob.seg_bid[segs]],
-        seg_price=prob.seg_price[segs],
-        seg_ub=prob.seg_ub[segs],
-        price_taking=prob.price_taking[bids],
-        fixed_p=prob.fixed_p[:, cols_e],
-        fixed_q=prob.fixed_q[:, cols_e],
-        storage=sub_st,
-    )
-    return sub_prob, _Area(buses, keep, src_row, bids, devices)
-
-
 def _merge(
-    prob: _Problem, subs: list[tuple[_Problem, _Area]], parts: list[NetworkClearing]
+    prob: Problem, subs: list[tuple[Problem, Area]], parts: list[NetworkClearing]
 ) -> NetworkClearing:
     """One result for the whole feeder from the results of its areas."""
     feeder = prob.net.feeder
@@ -680,7 +517,7 @@ def _merge(
 
 
 def _merge_ac(
-    feeder: Feeder, areas: list[_Area], parts: list[NetworkClearing]
+    feeder: Feeder, areas: list[Area], parts: list[NetworkClearing]
 ) -> PowerFlowResult | None:
     """The AC power flows of the areas as one result for the whole feeder."""
     acs = [r.ac for r in parts]
@@ -715,199 +552,12 @@ def _merge_ac(
     )
 
 
-# --- preparing the inputs -----------------------------------------------------------------
+# --- validating the storage fleet ---------------------------------------------------------
 
 
-def _problem(
-    net: RadialNetwork,
-    book: Book,
-    bus: ArrayLike,
-    wholesale: ArrayLike | Curves,
-    limits: Limits,
-    storage: StorageFleet | None,
-    fixed_p: ArrayLike | None,
-    fixed_q: ArrayLike | None,
-    price_taking: ArrayLike | None,
-    power_factor: ArrayLike,
-    dt: float,
-    voll: float,
-    thermal_sides: int,
-    ramp_steps: int,
-) -> _Problem:
-    feeder = net.feeder
-    T = int(book.n_intervals)
-    n = len(book)
-    bid_e = _bid_buses(net, book, bus)
-    pf = np.broadcast_to(np.asarray(power_factor, dtype=np.float64), (n,))
-    if n and not ((pf > 0) & (pf <= 1)).all():
-        i = int(np.argmax(~((pf > 0) & (pf <= 1))))
-        raise InvalidBidError(f"bid {plain(book.ids[i])!r}: power factor {pf[i]} not in (0, 1]")
-    tan = np.sqrt(1.0 / pf**2 - 1.0) if n else np.zeros(0)
-    pt = (
-        np.zeros(n, dtype=bool)
-        if price_taking is None
-        else np.broadcast_to(np.asarray(price_taking, dtype=bool), (n,)).copy()
-    )
-    seg_bid, seg_price, seg_ub, base = _segments(book.curves, ramp_steps)
-    if pt.any():  # price-taking bids: buy parts valued at +VOLL, sell parts at −VOLL
-        buy = _segment_is_buy(book.curves, ramp_steps)
-        seg_price = np.where(pt[seg_bid], np.where(buy, voll, -voll), seg_price)
-    # Bids that still buy at their highest price get a step at +VOLL down to 0 kW; bids
-    # that still sell at their lowest price a step at −VOLL up to 0 kW.
-    top = base + np.bincount(seg_bid, weights=seg_ub, minlength=n)
-    up = np.flatnonzero(base > 0)
-    down = np.flatnonzero(top < 0)
-    seg_bid = np.concatenate([seg_bid, up, down])
-    seg_price = np.concatenate([seg_price, np.full(up.size, voll), np.full(down.size, -voll)])
-    seg_ub = np.concatenate([seg_ub, base[up], -top[down]])
-    base = np.where(base > 0, 0.0, base)
-    fp = _per_bus(fixed_p, T, feeder.n_bus, "fixed_load_kw")
-    fq = _per_bus(fixed_q, T, feeder.n_bus, "fixed_load_kvar")
-    dead = ~feeder.topology.energized
-    if (fp[:, dead] != 0).any() or (fq[:, dead] != 0).any():
-        b = int(np.flatnonzero(((fp != 0) | (fq != 0)).any(axis=0) & dead)[0])
-        raise InvalidInputError(
-            f"fixed load at bus {feeder.bus_names[b]!r}, which is not connected to a source"
-        )
-    price: FloatArray | None = None
-    ws_iv = np.zeros(0, dtype=np.int64)
-    ws_price = ws_ub = np.zeros(0)
-    ws_base = np.zeros(T)
-    if isinstance(wholesale, Curves):
-        if wholesale.n != T:
-            raise InvalidInputError(
-                f"wholesale curve: {wholesale.n} curves for {T} intervals (one per interval)"
-            )
-        ws_iv, ws_price, ws_ub, ws_base = _segments(wholesale, ramp_steps)
-    else:
-        arr = np.asarray(wholesale, dtype=np.float64)
-        if arr.ndim > 1 or (arr.ndim == 1 and arr.size != T):
-            raise InvalidInputError(
-                f"wholesale_price: {arr.size} values for {T} intervals (give one or one each)"
-            )
-        price = np.broadcast_to(arr, (T,)).copy()
-        if not np.isfinite(price).all():
-            raise InvalidInputError("wholesale_price must be finite ($/kWh)")
-    st = _storage(net, storage, T) if storage is not None else None
-    return _Problem(
-        net=net,
-        T=T,
-        dt=dt,
-        voll=voll,
-        limits=limits,
-        n_bids=n,
-        bid_e=bid_e,
-        bid_base=base,
-        bid_tan=tan,
-        bid_iv=book.interval.astype(np.int64),
-        seg_bid=seg_bid,
-        seg_price=seg_price,
-        seg_ub=seg_ub,
-        price_taking=pt,
-        fixed_p=fp[:, net.bus],
-        fixed_q=fq[:, net.bus],
-        price=price,
-        ws_iv=ws_iv,
-        ws_price=ws_price,
-        ws_ub=ws_ub,
-        ws_base=ws_base,
-        storage=st,
-        thermal_sides=thermal_sides,
-    )
-
-
-def _bus_positions(feeder: Feeder, bus: ArrayLike, n: int, what: str) -> tuple[IntArray, int]:
-    """Feeder positions of ``bus`` (names or positions); returns (positions, first bad index
-    or −1)."""
-    arr = np.asarray(bus).ravel()
-    if arr.size != n:
-        raise InvalidInputError(f"{n} {what} but {arr.size} buses")
-    if np.issubdtype(arr.dtype, np.integer):
-        pos = arr.astype(np.int64)
-        bad = (pos < 0) | (pos >= feeder.n_bus)
-        pos = np.where(bad, -1, pos)
-    else:
-        names = pd.Index(feeder.bus_names)
-        pos = names.get_indexer(pd.Index(arr.astype(str))).astype(np.int64)
-        bad = pos < 0
-    return pos, (int(np.argmax(bad)) if bad.any() else -1)
-
-
-def _bid_buses(net: RadialNetwork, book: Book, bus: ArrayLike) -> IntArray:
-    pos, bad = _bus_positions(net.feeder, bus, len(book), "bids")
-    if bad >= 0:
-        raw = np.asarray(bus).ravel()[bad]
-        raise InvalidBidError(
-            f"bid {plain(book.ids[bad])!r}: feeder {net.feeder.name!r} has no bus {plain(raw)!r}"
-        )
-    e = net.index[pos] if pos.size else np.zeros(0, dtype=np.int64)
-    if (e < 0).any():
-        i = int(np.argmax(e < 0))
-        raise InvalidBidError(
-            f"bid {plain(book.ids[i])!r}: bus {net.feeder.bus_names[pos[i]]!r} is not "
-            "connected to a source"
-        )
-    return e.astype(np.int64)
-
-
-def _segments(
-    curves: Curves, ramp_steps: int
-) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
-    """Falling segments of every curve as LP variables: (curve, price, size) per variable
-    and the quantity ``q_last`` of each curve at the highest price."""
-    P, Q, off = curves.price, curves.quantity, curves.offsets
-    n = curves.n
-    base = Q[off[1:] - 1].astype(np.float64) if n else np.zeros(0)
-    if P.size < 2:
-        return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), base
-    inner = np.ones(P.size - 1, dtype=bool)
-    inner[off[1:-1] - 1] = False
-    drop = Q[:-1] - Q[1:]
-    j = np.flatnonzero(inner & (drop > 0))
-    cid = curves.curve_index()[j]
-    p0, p1, dq = P[j], P[j + 1], drop[j]
-    k = np.where(p1 > p0, ramp_steps, 1)
-    rep = np.repeat(np.arange(j.size), k)
-    step = np.arange(rep.size) - np.repeat(np.cumsum(k) - k, k)
-    frac = (step + 0.5) / k[rep]
-    price = p0[rep] + frac * (p1[rep] - p0[rep])
-    return cid[rep], price, dq[rep] / k[rep], base
-
-
-def _segment_is_buy(curves: Curves, ramp_steps: int) -> BoolArray:
-    """For every LP segment variable (as :func:`_segments`): it lies in the buying part of
-    its curve (midpoint quantity > 0)."""
-    P, Q, off = curves.price, curves.quantity, curves.offsets
-    if P.size < 2:
-        return np.zeros(0, dtype=bool)
-    inner = np.ones(P.size - 1, dtype=bool)
-    inner[off[1:-1] - 1] = False
-    drop = Q[:-1] - Q[1:]
-    j = np.flatnonzero(inner & (drop > 0))
-    k = np.where(P[j + 1] > P[j], ramp_steps, 1)
-    rep = np.repeat(np.arange(j.size), k)
-    step = np.arange(rep.size) - np.repeat(np.cumsum(k) - k, k)
-    mid = Q[j][rep] - (step + 0.5) / k[rep] * drop[j][rep]
-    out: BoolArray = mid > 0
-    return out
-
-
-def _per_bus(value: ArrayLike | None, T: int, n_bus: int, name: str) -> FloatArray:
-    if value is None:
-        return np.zeros((T, n_bus))
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.shape not in ((1, n_bus), (T, n_bus)):
-        raise InvalidInputError(f"{name} has shape {arr.shape}, expected ({T}, {n_bus})")
-    if not np.isfinite(arr).all():
-        raise InvalidInputError(f"{name} contains NaN or infinite values")
-    return np.broadcast_to(arr, (T, n_bus)).copy()
-
-
-def _storage(net: RadialNetwork, fleet: StorageFleet, T: int) -> _Storage:
+def _storage(net: RadialNetwork, fleet: StorageFleet, T: int) -> Storage:
     n = fleet.n
-    pos, bad = _bus_positions(net.feeder, fleet.bus, n, "storage devices")
+    pos, bad = bus_positions(net.feeder, fleet.bus, n, "storage devices")
     ids = np.asarray(fleet.ids).ravel() if fleet.ids is not None else np.arange(n)
 
     def name(i: int) -> object:
@@ -972,7 +622,7 @@ def _storage(net: RadialNetwork, fleet: StorageFleet, T: int) -> _Storage:
             f"storage device {name(i)!r}: target {target[t, i]} kWh in interval {t} exceeds "
             f"its capacity {cap[i]} kWh"
         )
-    return _Storage(
+    return Storage(
         e=e.astype(np.int64),
         ch_max=ch * avail,
         dis_max=dis * avail,
@@ -986,670 +636,10 @@ def _storage(net: RadialNetwork, fleet: StorageFleet, T: int) -> _Storage:
     )
 
 
-# --- the LP -------------------------------------------------------------------------------
-
-
-@dataclass
-class _Cols:
-    """LP columns that do not depend on the network model, and the static rows.
-
-    Every column has bounds, a cost ($/h), an interval and, if it changes the net load of a
-    bus, that bus ``e`` and the change of active / reactive net load per unit (``aP``,
-    ``aQ``). ``inj`` lists the injecting columns. Static rows: the link rows (one per
-    interval, first; the imports are added with the network), storage rows."""
-
-    lo: FloatArray
-    hi: FloatArray
-    cost: FloatArray
-    iv: IntArray
-    e: IntArray
-    aP: FloatArray
-    aQ: FloatArray
-    w: int
-    ws: int
-    seg: int
-    shed: int
-    shed_te: tuple[IntArray, IntArray]
-    curt: int
-    curt_te: tuple[IntArray, IntArray]
-    ch: int
-    dis: int
-    soc: int
-    unmet: int
-    unmet_tn: tuple[IntArray, IntArray]
-    inj: IntArray
-    p_fixed: FloatArray  # T × E net load that does not depend on the columns
-    q_fixed: FloatArray
-    r_row: IntArray
-    r_col: IntArray
-    r_val: FloatArray
-    r_lo: FloatArray
-    r_hi: FloatArray
-
-    @property
-    def n(self) -> int:
-        return int(self.lo.size)
-
-    @property
-    def n_static(self) -> int:
-        return int(self.r_lo.size)
-
-
-class _Blocks:
-    """Accumulates blocks of columns or rows (named arrays, one entry per item)."""
-
-    def __init__(self) -> None:
-        self.parts: dict[str, list[Any]] = {}
-        self.n = 0
-
-    def add(self, n: int, **arrays: ArrayLike) -> int:
-        start = self.n
-        for key, val in arrays.items():
-            arr = np.asarray(val).ravel()
-            part = np.broadcast_to(arr, (n,)) if arr.size == 1 else arr
-            self.parts.setdefault(key, []).append(part)
-        self.n += n
-        return start
-
-    def cat(self, key: str, dtype: Any = np.float64) -> Any:
-        if key not in self.parts:
-            return np.zeros(0, dtype)
-        return np.concatenate(self.parts[key]).astype(dtype)
-
-
-def _columns(prob: _Problem) -> _Cols:
-    """All columns that do not depend on the network, the fixed net load, static rows."""
-    T, E = prob.T, prob.net.n
-    inf = np.inf
-    iv = np.arange(T)
-    c = _Blocks()
-
-    def cols(
-        lo: ArrayLike,
-        hi: ArrayLike,
-        cost: ArrayLike,
-        interval: ArrayLike,
-        e: ArrayLike = -1,
-        aP: ArrayLike = 0.0,
-        aQ: ArrayLike = 0.0,
-    ) -> int:
-        n = int(np.asarray(interval).size)
-        return c.add(n, lo=lo, hi=hi, cost=cost, iv=interval, e=e, aP=aP, aQ=aQ)
-
-    # Wholesale purchase at a fixed price, or the segments of the wholesale curve.
-    cw = cws = -1
-    if prob.price is not None:
-        cw = cols(-inf, inf, prob.price, iv)
-    else:
-        cws = cols(0.0, prob.ws_ub, -prob.ws_price, prob.ws_iv)
-    # Bid segments consume at the bid's bus.
-    sb = prob.seg_bid
-    cseg = cols(
-        0.0, prob.seg_ub, -prob.seg_price, prob.bid_iv[sb], prob.bid_e[sb], 1.0, prob.bid_tan[sb]
-    )
-    # Shedding of fixed load / curtailment of fixed generation at VOLL (pro rata reactive).
-    fp, fq = prob.fixed_p, prob.fixed_q
-    ratio = np.divide(fq, fp, out=np.zeros_like(fq), where=fp != 0)
-    sh = np.nonzero(fp > 0)
-    cshed = cols(0.0, fp[sh], prob.voll, sh[0], sh[1], -1.0, -ratio[sh])
-    cu = np.nonzero(fp < 0)
-    ccurt = cols(0.0, -fp[cu], prob.voll, cu[0], cu[1], 1.0, ratio[cu])
-
-    # Static rows: link rows (Σ imports − w = 0, or + the curve's award = −its base), storage.
-    r = _Blocks()
-    ent: list[tuple[ArrayLike, ArrayLike, ArrayLike]] = []
-    link_rhs = np.zeros(T) if prob.price is not None else -prob.ws_base
-    rlink = r.add(T, lo=link_rhs, hi=link_rhs)
-    if prob.price is not None:
-        ent.append((rlink + iv, cw + iv, -1.0))
-    else:
-        ent.append((rlink + prob.ws_iv, cws + np.arange(prob.ws_iv.size), 1.0))
-    cch = cdis = csoc = cun = -1
-    unmet: tuple[IntArray, IntArray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if prob.storage is not None:
-        st = prob.storage
-        n = st.n
-        tn = np.arange(T * n).reshape(T, n)
-        tdev = np.repeat(iv, n)
-        edev = np.tile(st.e, T)
-        dt = prob.dt
-        cch = cols(0.0, st.ch_max, np.tile(st.cost * st.eta_c, T), tdev, edev, 1.0)
-        cdis = cols(0.0, st.dis_max, np.tile(st.cost / st.eta_d, T), tdev, edev, -1.0)
-        csoc = cols(np.tile(st.soc_min, T), np.tile(st.cap, T), 0.0, tdev)
-        soc_rhs = np.zeros((T, n))
-        soc_rhs[0] = st.soc0
-        rsoc = r.add(T * n, lo=soc_rhs, hi=soc_rhs)
-        ent.append((rsoc + tn, csoc + tn, 1.0))
-        ent.append((rsoc + tn[1:], csoc + tn[:-1], -1.0))
-        ent.append((rsoc + tn, cch + tn, np.broadcast_to(-dt * st.eta_c, (T, n))))
-        ent.append((rsoc + tn, cdis + tn, np.broadcast_to(dt / st.eta_d, (T, n))))
-        ut, un = np.nonzero(np.isfinite(st.target) & (st.target > st.soc_min))
-        unmet = (ut.astype(np.int64), un.astype(np.int64))
-        cun = cols(0.0, inf, prob.voll / dt, ut)
-        k = np.arange(ut.size)
-        rtg = r.add(ut.size, lo=st.target[unmet], hi=inf)
-        ent.append((rtg + k, csoc + tn[unmet], 1.0))
-        ent.append((rtg + k, cun + k, 1.0))
-
-    rows_, cols_, vals_ = [], [], []
-    for a, b, v in ent:
-        ra = np.asarray(a, dtype=np.int64).ravel()
-        rows_.append(ra)
-        cols_.append(np.broadcast_to(np.asarray(b, dtype=np.int64).ravel(), ra.shape))
-        vals_.append(np.broadcast_to(np.asarray(v, dtype=np.float64).ravel(), ra.shape))
-    col_e = c.cat("e", np.int64)
-    # Net load that does not depend on the columns: fixed load and the bids' base quantity.
-    p_fixed = fp.copy()
-    q_fixed = fq.copy()
-    if prob.n_bids:
-        key = prob.bid_iv * E + prob.bid_e
-        p_fixed += np.bincount(key, weights=prob.bid_base, minlength=T * E).reshape(T, E)
-        q_fixed += np.bincount(key, weights=prob.bid_base * prob.bid_tan, minlength=T * E).reshape(
-            T, E
-        )
-    return _Cols(
-        lo=c.cat("lo"),
-        hi=c.cat("hi"),
-        cost=c.cat("cost"),
-        iv=c.cat("iv", np.int64),
-        e=col_e,
-        aP=c.cat("aP"),
-        aQ=c.cat("aQ"),
-        w=cw,
-        ws=cws,
-        seg=cseg,
-        shed=cshed,
-        shed_te=(sh[0].astype(np.int64), sh[1].astype(np.int64)),
-        curt=ccurt,
-        curt_te=(cu[0].astype(np.int64), cu[1].astype(np.int64)),
-        ch=cch,
-        dis=cdis,
-        soc=csoc,
-        unmet=cun,
-        unmet_tn=unmet,
-        inj=np.flatnonzero(col_e >= 0),
-        p_fixed=p_fixed,
-        q_fixed=q_fixed,
-        r_row=np.concatenate(rows_),
-        r_col=np.concatenate(cols_),
-        r_val=np.concatenate(vals_),
-        r_lo=r.cat("lo"),
-        r_hi=r.cat("hi"),
-    )
-
-
-def _net_load(cols: _Cols, x: FloatArray, T: int, E: int) -> tuple[FloatArray, FloatArray]:
-    """Net load per (interval, energised bus) for column values ``x`` (kW, kvar)."""
-    j = cols.inj
-    key = cols.iv[j] * E + cols.e[j]
-    p = cols.p_fixed + np.bincount(key, weights=cols.aP[j] * x[j], minlength=T * E).reshape(T, E)
-    q = cols.q_fixed + np.bincount(key, weights=cols.aQ[j] * x[j], minlength=T * E).reshape(T, E)
-    return p, q
-
-
-def _thermal_limit(prob: _Problem, lin: Linearisation) -> FloatArray:
-    """Facet distance ``S·cos(π/K)`` of every branch (T × E, kVA; inf where unlimited)."""
-    net, lim = prob.net, prob.limits
-    pct = np.where(net.is_trafo, lim.max_trafo_loading_percent, lim.max_line_loading_percent)
-    s = net.rating_kva * pct / 100.0 * np.cos(np.pi / prob.thermal_sides)
-    out: FloatArray = np.where(net.nonroot, s, np.inf)[None, :] * lin.v_ref
-    return out
-
-
-@dataclass
-class _Skeleton:
-    """The monitored part of the network: buses (interval t, bus e) that keep their
-    LinDistFlow variables (closed towards the source; sources always) and thermal facets
-    (t, e, k). ``log`` records the order in which blocks of nodes / facets were added, so a
-    rebuilt LP has the same rows and columns in the same order (and a basis still fits)."""
-
-    in_k: BoolArray  # T × E
-    node_t: IntArray
-    node_e: IntArray
-    th_t: IntArray
-    th_e: IntArray
-    th_k: IntArray
-    in_th: BoolArray  # T × E × K/2
-    log: list[tuple[str, int, int]]
-
-    @classmethod
-    def initial(cls, net: RadialNetwork, T: int, half: int) -> _Skeleton:
-        in_k = np.zeros((T, net.n), dtype=bool)
-        in_k[:, net.roots] = True
-        t, e = (a.astype(np.int64) for a in np.nonzero(in_k))
-        z = np.zeros(0, dtype=np.int64)
-        return cls(in_k, t, e, z, z, z, np.zeros((T, net.n, half), dtype=bool), [("n", 0, t.size)])
-
-    def copy(self) -> _Skeleton:
-        return _Skeleton(
-            self.in_k.copy(),
-            self.node_t,
-            self.node_e,
-            self.th_t,
-            self.th_e,
-            self.th_k,
-            self.in_th.copy(),
-            list(self.log),
-        )
-
-    def add_paths(self, net: RadialNetwork, t: IntArray, e: IntArray) -> None:
-        """Add the buses (t[i], e[i]) and their paths to the source."""
-        want = self.in_k.copy()
-        want[t, e] = True
-        for lvl in reversed(net.levels[1:]):  # close towards the source, level by level
-            np.logical_or.at(want.T, net.parent[lvl], want[:, lvl].T)
-        new = want & ~self.in_k
-        if not new.any():
-            return
-        depth = np.repeat(np.arange(len(net.levels)), [lv.size for lv in net.levels])
-        lvl_of = np.empty(net.n, dtype=np.int64)
-        lvl_of[np.concatenate(net.levels)] = depth
-        nt, ne = (a.astype(np.int64) for a in np.nonzero(new))
-        order = np.lexsort((ne, nt, lvl_of[ne]))  # parents before children
-        start = self.node_t.size
-        self.node_t = np.concatenate([self.node_t, nt[order]])
-        self.node_e = np.concatenate([self.node_e, ne[order]])
-        self.in_k = want
-        self.log.append(("n", start, self.node_t.size))
-
-    def add_facets(self, net: RadialNetwork, t: IntArray, e: IntArray, k: IntArray) -> None:
-        """Add thermal facets k[i] of the branches to (t[i], e[i]) (and their paths)."""
-        if t.size == 0:
-            return
-        self.add_paths(net, t, e)
-        start = self.th_t.size
-        self.th_t = np.concatenate([self.th_t, t])
-        self.th_e = np.concatenate([self.th_e, e])
-        self.th_k = np.concatenate([self.th_k, k])
-        self.in_th[t, e, k] = True
-        self.log.append(("t", start, self.th_t.size))
-
-
-def _inv2(
-    a11: FloatArray, a12: FloatArray, a21: FloatArray, a22: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    det = a11 * a22 - a12 * a21
-    return a22 / det, -a12 / det, -a21 / det, a11 / det
-
-
-def _attach(
-    net: RadialNetwork, lin: Linearisation, in_k: BoolArray
-) -> tuple[IntArray, tuple[FloatArray, FloatArray, FloatArray, FloatArray]]:
-    """For every (t, bus): the skeleton bus its injection enters (itself or its nearest
-    skeleton ancestor) and the 2×2 sensitivity ``W = ∂(P_u, Q_u)/∂(p, q)`` of the flow into
-    the non-skeleton branch ``u`` below that ancestor (identity at a skeleton bus)."""
-    T, E = in_k.shape
-    att = np.zeros((T, E), dtype=np.int64)
-    ones, zeros = np.ones((T, E)), np.zeros((T, E))
-    W = [ones.copy(), zeros.copy(), zeros.copy(), ones.copy()]
-    roots = net.roots
-    att[:, roots] = roots
-    for lvl in net.levels[1:]:  # root down
-        p = net.parent[lvl]
-        ink = in_k[:, lvl]
-        att[:, lvl] = np.where(ink, lvl[None, :], att[:, p])
-        # own sensitivity of the branch flow to load at its end: inv([[1−aP, −aQ], [−bP, 1−bQ]])
-        m = _inv2(1 - lin.aP[:, lvl], -lin.aQ[:, lvl], -lin.bP[:, lvl], 1 - lin.bQ[:, lvl])
-        par_k = in_k[:, p]
-        w11, w12, w21, w22 = (W[i][:, p] for i in range(4))
-        prod = (
-            w11 * m[0] + w12 * m[2],
-            w11 * m[1] + w12 * m[3],
-            w21 * m[0] + w22 * m[2],
-            w21 * m[1] + w22 * m[3],
-        )
-        ident = (1.0, 0.0, 0.0, 1.0)
-        for i in range(4):
-            W[i][:, lvl] = np.where(ink, ident[i], np.where(par_k, m[i], prod[i]))
-    return att, (W[0], W[1], W[2], W[3])
-
-
-@dataclass
-class _Layout:
-    """Positions in the LP built for a skeleton."""
-
-    block: int  # columns per node: P, Q, v (+ two regulator slacks in the fallback)
-    node_col: IntArray  # first column of each node
-    node_row: IntArray  # first of its three rows (EP, EQ, EV)
-    th_row: IntArray
-    n_col: int
-    n_row: int
-
-
-def _build(
-    prob: _Problem,
-    cols: _Cols,
-    lin: Linearisation,
-    sk: _Skeleton,
-    soft: bool,
-    PQ0: tuple[FloatArray, FloatArray],
-    band: tuple[FloatArray, FloatArray],
-) -> tuple[highspy.HighsLp, _Layout]:
-    """The LP for the skeleton ``sk`` (module docstring): columns, static rows, the
-    LinDistFlow rows of the skeleton buses (non-skeleton subtrees enter their attachment
-    bus through their sensitivities) and the thermal facets."""
-    net, T, E = prob.net, prob.T, prob.net.n
-    lim = prob.limits
-    inf = np.inf
-    nt, ne = sk.node_t, sk.node_e
-    N = nt.size
-    B = 5 if soft else 3
-    node_col = cols.n + B * np.arange(N)
-    # Rows: static first, then the node blocks and facet blocks in the order of the log.
-    node_row = np.zeros(N, dtype=np.int64)
-    th_row = np.zeros(sk.th_t.size, dtype=np.int64)
-    r = cols.n_static
-    for kind, a, b in sk.log:
-        if kind == "n":
-            node_row[a:b] = r + 3 * np.arange(b - a)
-            r += 3 * (b - a)
-        else:
-            th_row[a:b] = r + np.arange(b - a)
-            r += b - a
-    n_row = r
-    n_col = cols.n + B * N
-    nid = np.full((T, E), -1, dtype=np.int64)
-    nid[nt, ne] = np.arange(N)
-    root = net.parent[ne] < 0
-    par_node = np.where(root, -1, nid[nt, np.maximum(net.parent[ne], 0)])
-
-    # Column bounds and costs.
-    lo = np.concatenate([cols.lo, np.zeros(B * N)])
-    hi = np.concatenate([cols.hi, np.zeros(B * N)])
-    cost = np.concatenate([cols.cost, np.zeros(B * N)])
-    P, Q, V = node_col, node_col + 1, node_col + 2
-    export = lim.max_reverse_flow_kw
-    lo[P] = np.where(root, -inf if export is None else -export, -inf)
-    hi[P] = inf
-    lo[Q], hi[Q] = -inf, inf
-    lo[V] = np.where(root, -inf, band[0][nt, ne])
-    hi[V] = np.where(root, inf, band[1][nt, ne])
-    if soft:
-        for off in (3, 4):
-            lo[node_col + off] = 0.0
-            hi[node_col + off] = np.where(root, 0.0, inf)
-            cost[node_col + off] = _VOLTAGE_PENALTY * prob.voll
-
-    # Row bounds: static; EP/EQ: fixed load + loss constant + non-skeleton subtrees; EV.
-    P0, Q0 = PQ0
-    nr = np.flatnonzero(net.nonroot)
-    outside = ~sk.in_k[:, nr]
-    nsP = np.zeros((T, E))
-    nsQ = np.zeros((T, E))
-    np.add.at(nsP.T, net.parent[nr], np.where(outside, P0[:, nr], 0.0).T)
-    np.add.at(nsQ.T, net.parent[nr], np.where(outside, Q0[:, nr], 0.0).T)
-    rhs = np.zeros(n_row)
-    rhs_hi = np.zeros(n_row)
-    rhs[: cols.n_static] = cols.r_lo
-    rhs_hi[: cols.n_static] = cols.r_hi
-    ep = cols.p_fixed[nt, ne] + lin.l0P[nt, ne] + nsP[nt, ne]
-    eq = cols.q_fixed[nt, ne] + lin.l0Q[nt, ne] + nsQ[nt, ne]
-    ev = np.where(root, net.v_source[ne], lin.cV[nt, ne])
-    for off, val in ((0, ep), (1, eq), (2, ev)):
-        rhs[node_row + off] = val
-        rhs_hi[node_row + off] = val
-    S = _thermal_limit(prob, lin)[sk.th_t, sk.th_e]
-    rhs[th_row] = -S
-    rhs_hi[th_row] = S
-
-    # Entries.
-    rows: list[Any] = [cols.r_row]
-    cidx: list[Any] = [cols.r_col]
-    vals: list[Any] = [cols.r_val]
-
-    def add(r_: ArrayLike, c_: ArrayLike, v_: ArrayLike) -> None:
-        ra = np.asarray(r_, dtype=np.int64).ravel()
-        rows.append(ra)
-        cidx.append(np.broadcast_to(np.asarray(c_, dtype=np.int64).ravel(), ra.shape))
-        vals.append(np.broadcast_to(np.asarray(v_, dtype=np.float64).ravel(), ra.shape))
-
-    EP, EQ, EV = node_row, node_row + 1, node_row + 2
-    add(EP, P, 1 - lin.aP[nt, ne])
-    add(EP, Q, -lin.aQ[nt, ne])
-    add(EQ, P, -lin.bP[nt, ne])
-    add(EQ, Q, 1 - lin.bQ[nt, ne])
-    ch = ~root
-    pn = par_node[ch]
-    add(EP[pn], P[ch], -1.0)
-    add(EQ[pn], Q[ch], -1.0)
-    add(EV, V, 1.0)
-    add(EV[ch], V[pn], -net.k[ne[ch]])
-    add(EV[ch], P[ch], lin.dvP[nt[ch], ne[ch]])
-    add(EV[ch], Q[ch], lin.dvQ[nt[ch], ne[ch]])
-    if soft:
-        add(EV[ch], node_col[ch] + 3, 1.0)
-        add(EV[ch], node_col[ch] + 4, -1.0)
-    add(nt[root], P[root], 1.0)  # link rows are rows 0..T−1: Σ imports
-    # Injections enter their attachment bus, through the sensitivity of the branch below it.
-    att, W = _attach(net, lin, sk.in_k)
-    j = cols.inj
-    tj, ej = cols.iv[j], cols.e[j]
-    at = nid[tj, att[tj, ej]]
-    aP, aQ = cols.aP[j], cols.aQ[j]
-    add(EP[at], j, -(W[0][tj, ej] * aP + W[1][tj, ej] * aQ))
-    add(EQ[at], j, -(W[2][tj, ej] * aP + W[3][tj, ej] * aQ))
-    theta = 2 * np.pi * sk.th_k / prob.thermal_sides
-    tn = nid[sk.th_t, sk.th_e]
-    add(th_row, P[tn], np.cos(theta))
-    add(th_row, Q[tn], np.sin(theta))
-
-    r_all = np.concatenate(rows)
-    c_all = np.concatenate(cidx)
-    v_all = np.concatenate(vals)
-    keep = np.abs(v_all) > 1e-15
-    A = sp.csc_matrix((v_all[keep], (r_all[keep], c_all[keep])), shape=(n_row, n_col))
-    A.sum_duplicates()
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_col
-    lp.num_row_ = n_row
-    lp.col_cost_ = cost
-    lp.col_lower_ = lo
-    lp.col_upper_ = hi
-    lp.row_lower_ = rhs
-    lp.row_upper_ = rhs_hi
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = A.data
-    return lp, _Layout(B, node_col, node_row, th_row, n_col, n_row)
-
-
-def _extend_basis(basis: Any, lay: _Layout) -> Any:
-    """The previous basis for a larger LP with the same prefix: new node columns basic with
-    their rows at bound, new facet rows basic, new regulator slacks at zero."""
-    bs = highspy.HighsBasisStatus
-    col = list(basis.col_status)
-    row = list(basis.row_status)
-    if len(col) > lay.n_col or len(row) > lay.n_row:
-        return None
-    new_cols = [bs.kBasic] * (lay.n_col - len(col))
-    if lay.block == 5:
-        for i in range(len(new_cols)):
-            if (len(col) + i - lay.node_col[0]) % 5 >= 3:
-                new_cols[i] = bs.kLower
-    new_rows = [bs.kLower] * (lay.n_row - len(row))
-    th = set(lay.th_row[lay.th_row >= len(row)].tolist())
-    for r in th:
-        new_rows[r - len(row)] = bs.kBasic
-    out = highspy.HighsBasis()
-    out.col_status = col + new_cols
-    out.row_status = row + new_rows
-    out.valid = True
-    return out
-
-
-@dataclass
-class _Solution:
-    x: FloatArray
-    row_dual: FloatArray
-    col_dual: FloatArray
-    lin: Linearisation
-    sk: _Skeleton
-    lay: _Layout
-    P: FloatArray  # T × E LinDistFlow state of the dispatch
-    Q: FloatArray
-    v: FloatArray
-    p: FloatArray  # T × E net load
-    q: FloatArray
-    soft: bool
-    basis: Any
-
-    @property
-    def vm(self) -> FloatArray:
-        out: FloatArray = np.sqrt(np.maximum(self.v, 0.0))
-        return out
-
-
-def _highs(lp: highspy.HighsLp, basis: Any, threads: int) -> tuple[bool, highspy.Highs]:
-    """Solve with HiGHS from ``basis`` (if any); (True if optimal / False if infeasible)."""
-    h = highspy.Highs()
-    try:
-        h.setOptionValue("output_flag", False)
-        if threads:
-            h.setOptionValue("threads", int(threads))
-        h.passModel(lp)
-        if basis is not None:
-            h.setBasis(basis)
-            h.setOptionValue("simplex_dual_edge_weight_strategy", _WARM_EDGE_WEIGHTS)
-        h.run()
-        status = h.getModelStatus()
-    except Exception as exc:  # the solver's own errors become ours
-        raise NetworkClearingError(f"HiGHS failed on the clearing LP: {exc}") from exc
-    ms = highspy.HighsModelStatus
-    if status == ms.kOptimal:
-        return True, h
-    if status in (ms.kInfeasible, ms.kUnboundedOrInfeasible):
-        return False, h
-    raise NetworkClearingError(
-        f"HiGHS could not solve the clearing LP: {h.modelStatusToString(status)}"
-    )
-
-
-def _per_root_top(net: RadialNetwork, t: IntArray, e: IntArray, score: FloatArray) -> BoolArray:
-    """Keep the ``_ROWS_PER_ROUND`` highest scores per (interval, source tree)."""
-    key = t * net.roots.size + net.root_pos[e]
-    order = np.lexsort((-score, key))
-    ks = key[order]
-    first = np.searchsorted(ks, ks, side="left")
-    keep = np.zeros(t.size, dtype=bool)
-    keep[order[np.arange(ks.size) - first < _ROWS_PER_ROUND]] = True
-    return keep
-
-
-def _worst_voltage(
-    net: RadialNetwork, sk: _Skeleton, v: FloatArray, vmin2: FloatArray, vmax2: FloatArray
-) -> tuple[IntArray, IntArray]:
-    """Buses to monitor: violated buses outside the skeleton that are a local maximum of the
-    violation along the tree (no child violated more), at most ``_ROWS_PER_ROUND`` per
-    interval and source."""
-    viol = np.where(net.nonroot, np.maximum(vmin2 - v, v - vmax2), 0.0)
-    child_max = np.full_like(viol, -np.inf)
-    nr = np.flatnonzero(net.nonroot)
-    np.maximum.at(child_max.T, net.parent[nr], viol[:, nr].T)
-    cand = (viol > _ROW_TOL) & ~sk.in_k & (viol >= child_max)
-    t, e = (a.astype(np.int64) for a in np.nonzero(cand))
-    keep = _per_root_top(net, t, e, viol[t, e])
-    return t[keep], e[keep]
-
-
-def _worst_thermal(
-    net: RadialNetwork, sk: _Skeleton, S: FloatArray, P: FloatArray, Q: FloatArray, half: int
-) -> tuple[IntArray, IntArray, IntArray]:
-    """Thermal facets to add: the violated facets of every overloaded branch that is a local
-    maximum of the relative overload along its path (its parent branch not more
-    overloaded), at most ``_ROWS_PER_ROUND`` branches per interval and source."""
-    lim = np.isfinite(S)
-    z = np.zeros(0, dtype=np.int64)
-    if not lim.any():
-        return z, z, z
-    theta = 2 * np.pi * np.arange(half) / (2 * half)
-    t0, e0 = np.nonzero(lim)
-    f = np.abs(np.cos(theta)[None, :] * P[t0, e0][:, None] + np.sin(theta) * Q[t0, e0][:, None])
-    over = f / S[t0, e0][:, None] - 1.0
-    over = np.where(sk.in_th[t0, e0], -np.inf, over)
-    worst = np.full(S.shape, -np.inf)
-    worst[t0, e0] = over.max(axis=1)
-    par_worst = np.where(net.nonroot, worst[:, np.maximum(net.parent, 0)], -np.inf)
-    cand = (worst > _ROW_TOL) & (worst >= par_worst)
-    t, e = (a.astype(np.int64) for a in np.nonzero(cand))
-    if t.size == 0:
-        return z, z, z
-    keep = _per_root_top(net, t, e, worst[t, e])
-    t, e = t[keep], e[keep]
-    f = np.abs(np.cos(theta)[None, :] * P[t, e][:, None] + np.sin(theta) * Q[t, e][:, None])
-    hit = (f / S[t, e][:, None] - 1.0 > _ROW_TOL) & ~sk.in_th[t, e]
-    tt, kk = np.nonzero(hit)
-    return t[tt], e[tt], kk.astype(np.int64)
-
-
-def _solve(
-    prob: _Problem,
-    cols: _Cols,
-    lin: Linearisation,
-    threads: int,
-    previous: _Solution | None,
-    band: tuple[FloatArray, FloatArray],
-) -> _Solution:
-    """One loss pass: solve, monitor the violated buses and branches, re-solve (warm) until
-    nothing is violated; fall back to soft voltage limits if the LP is infeasible."""
-    net, T, E = prob.net, prob.T, prob.net.n
-    half = prob.thermal_sides // 2
-    vmin2, vmax2 = band
-    sk = previous.sk.copy() if previous is not None else _Skeleton.initial(net, T, half)
-    soft = previous.soft if previous is not None else False
-    basis = previous.basis if previous is not None else None
-    S = _thermal_limit(prob, lin)
-    P0, Q0, _ = forward(net, lin, cols.p_fixed, cols.q_fixed)
-    for _ in range(100):  # rounds of monitoring; each re-solve is warm-started
-        lp, lay = _build(prob, cols, lin, sk, soft, (P0, Q0), band)
-        start = _extend_basis(basis, lay) if basis is not None else None
-        ok, h = _highs(lp, start, threads)
-        if not ok:
-            if soft:
-                raise NetworkClearingError(
-                    "the clearing LP is infeasible even with load shedding and soft voltage "
-                    "limits; check the feeder data, the limits and the wholesale curve"
-                )
-            soft, basis = True, None
-            continue
-        s = h.getSolution()
-        x = np.asarray(s.col_value)
-        p, q = _net_load(cols, x[: cols.n], T, E)
-        state_lin = lin
-        if soft:  # the virtual regulators shift the voltages below them
-            cV = lin.cV.copy()
-            shift = x[lay.node_col + 3] - x[lay.node_col + 4]
-            np.add.at(cV, (sk.node_t, sk.node_e), shift)
-            state_lin = replace(lin, cV=cV)
-        P, Q, v = forward(net, state_lin, p, q)
-        new_v = _worst_voltage(net, sk, v, vmin2, vmax2)
-        new_th = _worst_thermal(net, sk, S, P, Q, half)
-        basis = h.getBasis()
-        if new_v[0].size == 0 and new_th[0].size == 0:
-            return _Solution(
-                x=x,
-                row_dual=np.asarray(s.row_dual),
-                col_dual=np.asarray(s.col_dual),
-                lin=state_lin,
-                sk=sk,
-                lay=lay,
-                P=P,
-                Q=Q,
-                v=v,
-                p=p,
-                q=q,
-                soft=soft,
-                basis=basis,
-            )
-        sk.add_paths(net, *new_v)
-        sk.add_facets(net, *new_th)
-    raise NetworkClearingError("network monitoring did not settle in 100 rounds")
-
-
 # --- results ------------------------------------------------------------------------------
 
 
-def _ac(prob: _Problem, sol: _Solution) -> PowerFlowResult:
+def _ac(prob: Problem, sol: Solution) -> PowerFlowResult:
     """AC power flow (power-grid-model) of the cleared net load."""
     feeder = prob.net.feeder
     P = np.zeros((prob.T, feeder.n_bus))
@@ -1660,9 +650,9 @@ def _ac(prob: _Problem, sol: _Solution) -> PowerFlowResult:
 
 
 def _result(
-    prob: _Problem,
-    cols: _Cols,
-    sol: _Solution,
+    prob: Problem,
+    cols: Cols,
+    sol: Solution,
     ac: PowerFlowResult | None,
     err: FloatArray | None,
     iterations: int,
@@ -1683,14 +673,13 @@ def _result(
     gP_c = np.zeros((T, E))
     gQ_c = np.zeros((T, E))
     gv = np.zeros((T, E))
-    P_col, Q_col, V_col = lay.node_col, lay.node_col + 1, lay.node_col + 2
+    P_col, V_col = lay.node_col, lay.node_col + 2
     np.subtract.at(gP_c, (nt[root], ne[root]), yc[P_col[root]])  # export limit
     np.subtract.at(gv, (nt[~root], ne[~root]), yc[V_col[~root]])  # voltage band
     theta = 2 * np.pi * sk.th_k / prob.thermal_sides
     yth = yr[lay.th_row]
     np.subtract.at(gP_c, (sk.th_t, sk.th_e), yth * np.cos(theta))
     np.subtract.at(gQ_c, (sk.th_t, sk.th_e), yth * np.sin(theta))
-    del Q_col
     zero = np.zeros((T, E))
     with_loss, q_e = adjoint_solve(net, sol.lin, gP_e, zero, zero)
     congestion, q_c = adjoint_solve(net, sol.lin, gP_c, gQ_c, zero)
