@@ -5,7 +5,17 @@ year at 15 minutes) on the largest SimBench LV grid, a SimBench MV grid (their o
 profiles) and the 2,940-bus pandapower ``lv_schutterwald`` LV grid (SimBench household
 profiles assigned to its loads), plus a pandapower loop on the same steps for reference.
 
+Each case runs with ``keep="full"`` (every time × element array) and ``keep="summary"``
+(lean: per-step summaries, per-element extremes and violations, reduced chunk by chunk).
+``peak_rss`` is the process high-water mark during the power-flow call (VmHWM, reset before
+each case via /proc/self/clear_refs; it includes the injections, 2 × 8 bytes × steps ×
+buses); ``+rss`` is its growth over the RSS before the call; ``traced`` is the tracemalloc
+peak of Python/numpy allocations made by the call. ``*``: the high-water mark could not
+be reset, so it is the process peak so far.
+
     .venv/bin/python benchmarks/bench_powerflow.py [--threads N] [--pandapower-steps 20]
+        [--feeders NAME ...] [--keep full summary] [--chunk-size 4096] [--skip-year]
+        [--v-band 0.95 1.05]
 """
 
 from __future__ import annotations
@@ -15,10 +25,19 @@ import resource
 import time
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from transactive.grid import Injections, load_feeder, profile_injections, run_powerflow
+from transactive.grid import (
+    Injections,
+    Limits,
+    PowerFlowResult,
+    PowerFlowSummary,
+    load_feeder,
+    profile_injections,
+    run_powerflow,
+)
 from transactive.grid.feeders import pandapower_net
 
 YEAR = 35_040
@@ -47,20 +66,52 @@ def _injections(name: str, steps: int) -> Injections:
     return profile_injections(load_feeder(name), 0, steps)
 
 
-def bench(name: str, steps: int, threads: int) -> None:
+def _rss_mib(field: str) -> float:
+    """VmRSS / VmHWM of this process (MiB); ru_maxrss if /proc is unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False if not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def bench(name: str, steps: int, threads: int, keep: str, chunk_size: int, limits: Limits) -> None:
     feeder = load_feeder(name)
     inj = _injections(name, steps)
+    reset = _reset_peak_rss()
+    rss0 = _rss_mib("VmRSS")
     tracemalloc.start()
     t0 = time.perf_counter()
-    res = run_powerflow(feeder, inj, threads=threads)
+    res: PowerFlowResult | PowerFlowSummary
+    if keep == "full":
+        res = run_powerflow(feeder, inj, threads=threads, chunk_size=chunk_size)
+    else:
+        res = run_powerflow(
+            feeder, inj, threads=threads, chunk_size=chunk_size, keep="summary", limits=limits
+        )
     wall = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
+    _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    peak = _rss_mib("VmHWM")
+    n_viol = f", {len(res.violations)} violations" if isinstance(res, PowerFlowSummary) else ""
     print(
-        f"{name:32s} buses={feeder.n_bus:5d} steps={steps:6d} wall={wall:8.2f} s "
-        f"steps/s={steps / wall:9.0f} ms/step={1e3 * wall / steps:6.2f} "
-        f"peak_mem={peak / 2**20:7.0f} MiB  "
-        f"(vmin={np.nanmin(res.vm_pu):.3f} pu, loss={res.losses_kw.sum() / 4:.0f} kWh)"
+        f"{name:32s} {keep:7s} buses={feeder.n_bus:5d} steps={steps:6d} wall={wall:8.2f} s "
+        f"steps/s={steps / wall:7.0f} ms/step={1e3 * wall / steps:6.2f} "
+        f"peak_rss={peak:6.0f} MiB{'' if reset else '*'} +rss={peak - rss0:6.0f} MiB "
+        f"traced={traced / 2**20:6.0f} MiB (vmin={res.summary()['vm_min_pu'].min():.3f} pu, "
+        f"loss={res.losses_kw.sum() / 4:.0f} kWh{n_viol})",
+        flush=True,
     )
 
 
@@ -90,20 +141,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
     parser.add_argument("--pandapower-steps", type=int, default=20)
     parser.add_argument("--skip-year", action="store_true")
+    parser.add_argument("--feeders", nargs="+", default=[LV, MV, BIG])
+    parser.add_argument(
+        "--keep", nargs="+", choices=["full", "summary"], default=["full", "summary"]
+    )
+    parser.add_argument("--chunk-size", type=int, default=4096, help="steps per batch")
+    parser.add_argument(
+        "--v-band",
+        nargs=2,
+        type=float,
+        default=[Limits.v_min_pu, Limits.v_max_pu],
+        metavar=("V_MIN_PU", "V_MAX_PU"),
+        help="voltage band of the summary-mode violations (default: Limits(); the "
+        "Schutterwald slack is at 0.965 pu, so 0.95 flags almost every bus-step)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    for name in (LV, MV, BIG):
+    for name in args.feeders:
         t0 = time.perf_counter()
         load_feeder(name)
         print(f"{name:32s} load_feeder (cached after first run): {time.perf_counter() - t0:.2f} s")
-    for name in (LV, MV, BIG):
-        bench(name, 96, args.threads)
-        if not args.skip_year:
-            bench(name, YEAR, args.threads)
+    for name in args.feeders:
+        for steps in (96,) if args.skip_year else (96, YEAR):
+            for keep in args.keep:
+                limits = Limits(v_min_pu=args.v_band[0], v_max_pu=args.v_band[1])
+                bench(name, steps, args.threads, keep, args.chunk_size, limits)
     if args.pandapower_steps:
         bench_pandapower(BIG, args.pandapower_steps)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"process peak RSS: {rss:.0f} MiB")
+    print(f"process peak RSS (since the last reset): {_rss_mib('VmHWM'):.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ from transactive.grid.model import (
     path_to_substation,
     profile_injections,
 )
-from transactive.grid.powerflow import PowerFlowResult, run_powerflow
+from transactive.grid.powerflow import (
+    PowerFlowResult,
+    PowerFlowSummary,
+    SummaryOnlyError,
+    run_powerflow,
+)
 
 __all__ = [
     "Feeder",
@@ -28,7 +33,9 @@ __all__ = [
     "Injections",
     "Limits",
     "PowerFlowResult",
+    "PowerFlowSummary",
     "Profiles",
+    "SummaryOnlyError",
     "Topology",
     "available_feeders",
     "base_injections",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,9 +10,16 @@ import pandas as pd
 
 from transactive.errors import InvalidInputError
 from transactive.grid.model import Feeder
-from transactive.grid.powerflow import PowerFlowResult
+from transactive.grid.powerflow import PowerFlowResult, PowerFlowSummary
 
-__all__ = ["VIOLATION_COLUMNS", "Limits", "check_limits", "excess"]
+__all__ = [
+    "VIOLATION_COLUMNS",
+    "Limits",
+    "check_limits",
+    "excess",
+    "finish_violations",
+    "violation_rows",
+]
 
 VIOLATION_COLUMNS = ["time", "element", "element_type", "kind", "value", "limit", "magnitude"]
 
@@ -86,41 +94,71 @@ def excess(
 
 
 def check_limits(
-    feeder: Feeder, result: PowerFlowResult, limits: Limits | None = None
+    feeder: Feeder, result: PowerFlowResult | PowerFlowSummary, limits: Limits | None = None
 ) -> pd.DataFrame:
     """Violations as a tidy DataFrame with columns ``time``, ``element`` (name),
     ``element_type`` ('bus' | 'line' | 'trafo' | 'source'), ``kind`` ('undervoltage',
     'overvoltage', 'line_overload', 'trafo_overload', 'reverse_flow'), ``value`` (pu, %
-    or exported kW), ``limit`` and ``magnitude`` (how far beyond the limit, same unit)."""
+    or exported kW), ``limit`` and ``magnitude`` (how far beyond the limit, same unit).
+
+    A ``keep="summary"`` result carries the table computed chunk by chunk for the limits
+    given to ``run_powerflow``; asking it for other limits raises InvalidInputError."""
     limits = limits or Limits()
-    ex = excess(feeder, result.vm_pu, result.loading_percent, result.source_p_kw, limits)
-    bus_names = np.asarray(result.bus_names, dtype=object)
-    br_names = np.asarray(result.branch_names, dtype=object)
-    src_names = np.asarray(result.source_names, dtype=object)
+    if isinstance(result, PowerFlowSummary):
+        if limits != result.limits:
+            raise InvalidInputError(
+                f"this keep='summary' power-flow result holds the violations of {result.limits}, "
+                f"not {limits}: pass limits= to run_powerflow, or run it with keep='full'"
+            )
+        return result.violations.copy()
+    rows = violation_rows(
+        feeder,
+        result.time,
+        result.vm_pu,
+        result.loading_percent,
+        result.source_p_kw,
+        limits,
+        result.bus_names,
+        result.branch_names,
+        result.source_names,
+    )
+    return finish_violations([rows])
+
+
+def violation_rows(
+    feeder: Feeder,
+    time: pd.Index,
+    vm_pu: np.ndarray,
+    loading_percent: np.ndarray,
+    source_p_kw: np.ndarray,
+    limits: Limits,
+    bus_names: Sequence[str],
+    branch_names: Sequence[str],
+    source_names: Sequence[str],
+) -> pd.DataFrame:
+    """Unsorted violation rows (columns as :func:`check_limits`) of one chunk of steps:
+    ``time`` (steps), ``vm_pu`` time × bus (pu), ``loading_percent`` time × branch (%),
+    ``source_p_kw`` time × source (kW imported). Join chunks with :func:`finish_violations`."""
+    ex = excess(feeder, vm_pu, loading_percent, source_p_kw, limits)
+    bus = np.asarray(bus_names, dtype=object)
+    br = np.asarray(branch_names, dtype=object)
+    src = np.asarray(source_names, dtype=object)
     rev_limit = limits.max_reverse_flow_kw if limits.max_reverse_flow_kw is not None else np.nan
     parts = [
-        (ex.undervoltage, result.vm_pu, bus_names, "bus", "undervoltage", limits.v_min_pu),
-        (ex.overvoltage, result.vm_pu, bus_names, "bus", "overvoltage", limits.v_max_pu),
-        (
-            ex.line,
-            result.loading_percent,
-            br_names,
-            "line",
-            "line_overload",
-            limits.max_line_loading_percent,
-        ),
+        (ex.undervoltage, vm_pu, bus, "bus", "undervoltage", limits.v_min_pu),
+        (ex.overvoltage, vm_pu, bus, "bus", "overvoltage", limits.v_max_pu),
+        (ex.line, loading_percent, br, "line", "line_overload", limits.max_line_loading_percent),
         (
             ex.trafo,
-            result.loading_percent,
-            br_names,
+            loading_percent,
+            br,
             "trafo",
             "trafo_overload",
             limits.max_trafo_loading_percent,
         ),
-        (ex.reverse, -result.source_p_kw, src_names, "source", "reverse_flow", rev_limit),
+        (ex.reverse, -source_p_kw, src, "source", "reverse_flow", rev_limit),
     ]
     frames = []
-    time = result.time
     for mag, value, names, etype, kind, limit in parts:
         t_idx, e_idx = np.nonzero(mag > 0)
         frames.append(
@@ -136,9 +174,16 @@ def check_limits(
                 }
             )
         )
-    out = pd.concat(frames, ignore_index=True)
-    if out.empty:
+    return pd.concat(frames, ignore_index=True)
+
+
+def finish_violations(chunks: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Join :func:`violation_rows` of consecutive chunks into the :func:`check_limits`
+    table, sorted by time, kind and element."""
+    full = [c for c in chunks if not c.empty]
+    if not full:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY_TYPES.items()})
+    out = full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
     return out.sort_values(["time", "kind", "element"], kind="stable", ignore_index=True)
 
 
