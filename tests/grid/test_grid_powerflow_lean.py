@@ -1,5 +1,5 @@
-"""Lean power flow (``keep="summary"``): chunk-by-chunk summaries, extremes and violations
-must equal what the full result gives."""
+"""Lean power flow (``keep="summary"``): chunk-by-chunk summaries, extremes and per-element
+violation summaries must equal what the full result gives."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from transactive.grid import (
 )
 from transactive.grid import powerflow as pf_module
 from transactive.grid.feeders import feeder_from_pandapower, pandapower_net
+from transactive.grid.limits import VIOLATION_SUMMARY_COLUMNS, step_hours, summarise_violations
 from transactive.grid.powerflow import check_energy_balance
 
 STEPS = 300
@@ -86,12 +87,52 @@ def test_lean_equals_full(pv_case: tuple[Feeder, Injections, PowerFlowResult], l
     lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK, limits=limits)
     assert isinstance(lean, PowerFlowSummary) and lean.keep == "summary"
     _assert_same(full, lean)
-    expected = check_limits(feeder, full, limits)
-    pd.testing.assert_frame_equal(check_limits(feeder, lean, limits), expected, check_exact=True)
-    pd.testing.assert_frame_equal(lean.violations, expected, check_exact=True)
+    rows = check_limits(feeder, full, limits)
+    expected = summarise_violations(rows, full.time)
+    pd.testing.assert_frame_equal(lean.violation_summary, expected, check_exact=True)
+    assert list(expected.columns) == VIOLATION_SUMMARY_COLUMNS
+    assert expected["n_steps"].sum() == len(rows)
+    assert np.allclose(expected["hours"], expected["n_steps"] * 0.25)  # 15-minute steps
     if limits is EVERY_KIND:
         assert set(expected["kind"]) == KINDS
-        assert expected["time"].nunique() > CHUNK  # violations span several chunks
+        assert rows["time"].nunique() > CHUNK  # violations span several chunks
+        spans = expected["last_time"] > expected["first_time"]
+        assert spans.any() and (expected["worst_step"] > CHUNK).any()
+
+
+def test_violation_summary_by_hand(pv_case: tuple[Feeder, Injections, PowerFlowResult]) -> None:
+    """Each summary row recomputed directly from the full arrays."""
+    feeder, inj, full = pv_case
+    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK, limits=EVERY_KIND)
+    s = lean.violation_summary.set_index(["kind", "element"])
+    row = s.loc[("undervoltage", s.loc["undervoltage"].index[0])]
+    b = full.bus_names.index(s.loc["undervoltage"].index[0])
+    under = np.flatnonzero(full.vm_pu[:, b] < EVERY_KIND.v_min_pu)
+    worst = int(np.argmin(full.vm_pu[:, b]))
+    assert row["n_steps"] == under.size and row["hours"] == under.size / 4
+    assert row["first_time"] == full.time[under[0]] and row["last_time"] == full.time[under[-1]]
+    assert row["worst_step"] == worst and row["worst_time"] == full.time[worst]
+    assert row["value"] == full.vm_pu[worst, b] and row["limit"] == EVERY_KIND.v_min_pu
+    assert row["magnitude"] == EVERY_KIND.v_min_pu - full.vm_pu[worst, b]
+
+
+def test_step_hours() -> None:
+    t = pd.date_range("2024-01-01", periods=4, freq="15min")
+    assert step_hours(t) == 0.25
+    assert np.isnan(step_hours(pd.RangeIndex(4)))
+    assert np.isnan(step_hours(t[:1]))
+    assert np.isnan(step_hours(t[[0, 1, 3]]))  # irregular
+
+
+def test_summarise_violations_rejects_foreign_rows(
+    pv_case: tuple[Feeder, Injections, PowerFlowResult],
+) -> None:
+    feeder, _, full = pv_case
+    rows = check_limits(feeder, full, EVERY_KIND)
+    with pytest.raises(InvalidInputError, match="not a step"):
+        summarise_violations(rows, full.time.drop(rows["time"].iloc[0]))
+    with pytest.raises(InvalidInputError, match="check_limits table"):
+        summarise_violations(rows.drop(columns="magnitude"), full.time)
 
 
 def test_default_limits_are_used_when_none_are_given(
@@ -100,7 +141,8 @@ def test_default_limits_are_used_when_none_are_given(
     feeder, inj, full = pv_case
     lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK)
     assert lean.limits == Limits()
-    pd.testing.assert_frame_equal(check_limits(feeder, lean), check_limits(feeder, full))
+    expected = summarise_violations(check_limits(feeder, full), full.time)
+    pd.testing.assert_frame_equal(lean.violation_summary, expected, check_exact=True)
 
 
 def test_summary_names_where_the_extremes_occur(
@@ -143,7 +185,13 @@ def test_dead_buses_switches_and_open_lines_without_time_stamps() -> None:
     limits = Limits(v_min_pu=0.93, max_trafo_loading_percent=60.0)
     lean = run_powerflow(feeder, inj, keep="summary", chunk_size=4, limits=limits)
     _assert_same(full, lean)
-    pd.testing.assert_frame_equal(lean.violations, check_limits(feeder, full, limits))
+    rows = check_limits(feeder, full, limits)
+    assert not rows.empty
+    expected = summarise_violations(rows, full.time)
+    pd.testing.assert_frame_equal(lean.violation_summary, expected, check_exact=True)
+    s = lean.violation_summary
+    assert s["hours"].isna().all()  # no time stamps: no step length
+    assert s["first_time"].dtype == "Int64" and s["worst_step"].dtype == "int64"
     bus = lean.bus_extremes().set_index("bus")
     assert np.isnan(bus.loc["lonely", "vm_min_pu"]) and pd.isna(bus.loc["cut", "vm_max_time"])
     br = lean.branch_extremes().set_index("branch")
@@ -166,13 +214,17 @@ def test_full_arrays_raise_a_clear_error(
         lean.loading_frame()
 
 
-def test_lean_violations_for_other_limits_are_refused(
+def test_lean_violation_rows_are_refused(
     pv_case: tuple[Feeder, Injections, PowerFlowResult],
 ) -> None:
     feeder, inj, _ = pv_case
     lean = run_powerflow(feeder, inj, keep="summary", limits=EVERY_KIND)
-    with pytest.raises(InvalidInputError, match="pass limits= to run_powerflow"):
-        check_limits(feeder, lean)
+    for limits in (None, EVERY_KIND):
+        with pytest.raises(InvalidInputError, match=r"violation_summary.*keep='full'"):
+            check_limits(feeder, lean, limits)
+    with pytest.raises(SummaryOnlyError, match=r"violation_summary.*keep='full'"):
+        lean.violations  # noqa: B018
+    assert not hasattr(lean, "violations")
 
 
 def test_bad_keep_and_limits_without_summary_are_rejected(simbench_feeder: Feeder) -> None:
@@ -209,14 +261,24 @@ def test_lean_memory_is_bounded_by_the_chunk() -> None:
     base = feeder.loads["p_kw"].to_numpy() @ feeder.load_incidence
     scale = 0.5 + 0.5 * np.sin(np.arange(2000) / 96 * 2 * np.pi)[:, None]
     inj = Injections(scale * base, 0.3 * scale * base)
-    peaks = {}
-    for keep in ("full", "summary"):
+    everywhere = Limits(v_min_pu=1.2, v_max_pu=1.3, max_line_loading_percent=1e-6)
+    peaks, results = {}, {}
+    for case, limits in (("full", None), ("wide", WIDE), ("everywhere", everywhere)):
         tracemalloc.start()
-        if keep == "full":
+        if limits is None:
             run_powerflow(feeder, inj, chunk_size=100)
-        else:  # limits with no violations: the table itself is not bounded by the chunk
-            run_powerflow(feeder, inj, keep="summary", chunk_size=100, limits=WIDE)
-        peaks[keep] = tracemalloc.get_traced_memory()[1]
+        else:
+            results[case] = run_powerflow(
+                feeder, inj, keep="summary", chunk_size=100, limits=limits
+            )
+        peaks[case] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    # full: 7 time × element float64 arrays; summary: a chunk plus a few values per step
-    assert peaks["summary"] < 0.3 * peaks["full"], peaks
+    # full: 7 time × element float64 arrays; summary: a chunk plus a few values per step,
+    # and per element, however many violations there are
+    assert results["wide"].violation_summary.empty
+    s = results["everywhere"].violation_summary
+    assert (s["kind"] == "undervoltage").sum() == int(feeder.topology.energized.sum()) - 1
+    assert s["n_steps"].sum() > 2000 * feeder.n_bus // 2  # ~100k violating element-steps
+    assert peaks["wide"] < 0.3 * peaks["full"], peaks
+    assert peaks["everywhere"] < 0.3 * peaks["full"], peaks
+    assert peaks["everywhere"] < 1.5 * peaks["wide"] + 2**20, peaks

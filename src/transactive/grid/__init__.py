@@ -7,7 +7,7 @@ consumption, negative = generation, arrays shaped time × bus (see :class:`Injec
 
 from transactive.grid.feeders import available_feeders, cache_dir, load_feeder
 from transactive.grid.hosting import HostingCapacity, hosting_capacity, worst_case_snapshot
-from transactive.grid.limits import Limits, check_limits
+from transactive.grid.limits import Limits, check_limits, summarise_violations
 from transactive.grid.model import (
     Feeder,
     Injections,
@@ -49,5 +49,6 @@ __all__ = [
     "path_to_substation",
     "profile_injections",
     "run_powerflow",
+    "summarise_violations",
     "worst_case_snapshot",
 ]

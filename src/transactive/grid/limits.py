@@ -10,18 +10,36 @@ import pandas as pd
 
 from transactive.errors import InvalidInputError
 from transactive.grid.model import Feeder
-from transactive.grid.powerflow import PowerFlowResult, PowerFlowSummary
+from transactive.grid.powerflow import PowerFlowResult, PowerFlowSummary, _time_at
 
 __all__ = [
     "VIOLATION_COLUMNS",
+    "VIOLATION_SUMMARY_COLUMNS",
     "Limits",
+    "ViolationAccumulator",
     "check_limits",
     "excess",
     "finish_violations",
+    "step_hours",
+    "summarise_violations",
     "violation_rows",
 ]
 
 VIOLATION_COLUMNS = ["time", "element", "element_type", "kind", "value", "limit", "magnitude"]
+VIOLATION_SUMMARY_COLUMNS = [
+    "element",
+    "element_type",
+    "kind",
+    "n_steps",
+    "hours",
+    "first_time",
+    "last_time",
+    "worst_time",
+    "worst_step",
+    "value",
+    "limit",
+    "magnitude",
+]
 
 
 @dataclass(frozen=True)
@@ -96,21 +114,22 @@ def excess(
 def check_limits(
     feeder: Feeder, result: PowerFlowResult | PowerFlowSummary, limits: Limits | None = None
 ) -> pd.DataFrame:
-    """Violations as a tidy DataFrame with columns ``time``, ``element`` (name),
-    ``element_type`` ('bus' | 'line' | 'trafo' | 'source'), ``kind`` ('undervoltage',
-    'overvoltage', 'line_overload', 'trafo_overload', 'reverse_flow'), ``value`` (pu, %
-    or exported kW), ``limit`` and ``magnitude`` (how far beyond the limit, same unit).
+    """Violations as a tidy DataFrame, one row per (time step, element, kind), with columns
+    ``time``, ``element`` (name), ``element_type`` ('bus' | 'line' | 'trafo' | 'source'),
+    ``kind`` ('undervoltage', 'overvoltage', 'line_overload', 'trafo_overload',
+    'reverse_flow'), ``value`` (pu, % or exported kW), ``limit`` and ``magnitude`` (how
+    far beyond the limit, same unit).
 
-    A ``keep="summary"`` result carries the table computed chunk by chunk for the limits
-    given to ``run_powerflow``; asking it for other limits raises InvalidInputError."""
+    Needs a ``keep="full"`` result: a ``keep="summary"`` result holds per-element
+    summaries only (``result.violation_summary``) and raises InvalidInputError."""
     limits = limits or Limits()
     if isinstance(result, PowerFlowSummary):
-        if limits != result.limits:
-            raise InvalidInputError(
-                f"this keep='summary' power-flow result holds the violations of {result.limits}, "
-                f"not {limits}: pass limits= to run_powerflow, or run it with keep='full'"
-            )
-        return result.violations.copy()
+        raise InvalidInputError(
+            "check_limits needs per-step arrays, but this is a keep='summary' power-flow "
+            "result: it holds per-element violation summaries for the limits given to "
+            f"run_powerflow ({result.limits}) in result.violation_summary; run it with "
+            "keep='full' for per-step violation rows"
+        )
     rows = violation_rows(
         feeder,
         result.time,
@@ -123,6 +142,51 @@ def check_limits(
         result.source_names,
     )
     return finish_violations([rows])
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One violation kind of a chunk: ``magnitude`` (> 0 where violated) and ``value``,
+    both time × element, for elements ``names`` of type ``element_type``."""
+
+    magnitude: np.ndarray
+    value: np.ndarray
+    names: np.ndarray
+    element_type: str
+    kind: str
+    limit: float
+
+
+def _violation_parts(
+    feeder: Feeder,
+    vm_pu: np.ndarray,
+    loading_percent: np.ndarray,
+    source_p_kw: np.ndarray,
+    limits: Limits,
+    bus_names: Sequence[str],
+    branch_names: Sequence[str],
+    source_names: Sequence[str],
+) -> list[_Part]:
+    """The violation rules, applied to one chunk of steps: the only place that decides
+    what is a violation (used by :func:`violation_rows` and :class:`ViolationAccumulator`)."""
+    ex = excess(feeder, vm_pu, loading_percent, source_p_kw, limits)
+    bus = np.asarray(bus_names, dtype=object)
+    br = np.asarray(branch_names, dtype=object)
+    src = np.asarray(source_names, dtype=object)
+    rev_limit = limits.max_reverse_flow_kw if limits.max_reverse_flow_kw is not None else np.nan
+    return [
+        _Part(ex.undervoltage, vm_pu, bus, "bus", "undervoltage", limits.v_min_pu),
+        _Part(ex.overvoltage, vm_pu, bus, "bus", "overvoltage", limits.v_max_pu),
+        _Part(
+            ex.line, loading_percent, br, "line", "line_overload",
+            limits.max_line_loading_percent,
+        ),
+        _Part(
+            ex.trafo, loading_percent, br, "trafo", "trafo_overload",
+            limits.max_trafo_loading_percent,
+        ),
+        _Part(ex.reverse, -source_p_kw, src, "source", "reverse_flow", float(rev_limit)),
+    ]  # fmt: skip
 
 
 def violation_rows(
@@ -139,38 +203,23 @@ def violation_rows(
     """Unsorted violation rows (columns as :func:`check_limits`) of one chunk of steps:
     ``time`` (steps), ``vm_pu`` time × bus (pu), ``loading_percent`` time × branch (%),
     ``source_p_kw`` time × source (kW imported). Join chunks with :func:`finish_violations`."""
-    ex = excess(feeder, vm_pu, loading_percent, source_p_kw, limits)
-    bus = np.asarray(bus_names, dtype=object)
-    br = np.asarray(branch_names, dtype=object)
-    src = np.asarray(source_names, dtype=object)
-    rev_limit = limits.max_reverse_flow_kw if limits.max_reverse_flow_kw is not None else np.nan
-    parts = [
-        (ex.undervoltage, vm_pu, bus, "bus", "undervoltage", limits.v_min_pu),
-        (ex.overvoltage, vm_pu, bus, "bus", "overvoltage", limits.v_max_pu),
-        (ex.line, loading_percent, br, "line", "line_overload", limits.max_line_loading_percent),
-        (
-            ex.trafo,
-            loading_percent,
-            br,
-            "trafo",
-            "trafo_overload",
-            limits.max_trafo_loading_percent,
-        ),
-        (ex.reverse, -source_p_kw, src, "source", "reverse_flow", rev_limit),
-    ]
+    parts = _violation_parts(
+        feeder, vm_pu, loading_percent, source_p_kw, limits,
+        bus_names, branch_names, source_names,
+    )  # fmt: skip
     frames = []
-    for mag, value, names, etype, kind, limit in parts:
-        t_idx, e_idx = np.nonzero(mag > 0)
+    for p in parts:
+        t_idx, e_idx = np.nonzero(p.magnitude > 0)
         frames.append(
             pd.DataFrame(
                 {
                     "time": time[t_idx],
-                    "element": names[e_idx],
-                    "element_type": etype,
-                    "kind": kind,
-                    "value": value[t_idx, e_idx],
-                    "limit": float(limit),
-                    "magnitude": mag[t_idx, e_idx],
+                    "element": p.names[e_idx],
+                    "element_type": p.element_type,
+                    "kind": p.kind,
+                    "value": p.value[t_idx, e_idx],
+                    "limit": float(p.limit),
+                    "magnitude": p.magnitude[t_idx, e_idx],
                 }
             )
         )
@@ -196,3 +245,186 @@ _EMPTY_TYPES = {
     "limit": "float64",
     "magnitude": "float64",
 }
+
+
+# -- per-element summaries ----------------------------------------------------------------
+def step_hours(time: pd.Index) -> float:
+    """Length of one step (h) if ``time`` is a DatetimeIndex with a constant positive step;
+    NaN otherwise (numbered steps without time stamps, a single step, irregular steps)."""
+    if not isinstance(time, pd.DatetimeIndex) or len(time) < 2:
+        return float("nan")
+    d = time[1:] - time[:-1]
+    if d[0] <= pd.Timedelta(0) or not (d == d[0]).all():
+        return float("nan")
+    return float(d[0] / pd.Timedelta(hours=1))
+
+
+def _summary_frame(
+    time: pd.Index,
+    element: np.ndarray,
+    element_type: np.ndarray,
+    kind: np.ndarray,
+    n_steps: np.ndarray,
+    first_step: np.ndarray,
+    last_step: np.ndarray,
+    worst_step: np.ndarray,
+    value: np.ndarray,
+    limit: np.ndarray,
+    magnitude: np.ndarray,
+) -> pd.DataFrame:
+    """The per-element violation table (see :func:`summarise_violations`) from per-row
+    arrays; steps are positions in ``time``. Sorted by kind and element."""
+    n = np.asarray(n_steps, dtype=np.int64)
+    out = pd.DataFrame(
+        {
+            "element": np.asarray(element, dtype=object),
+            "element_type": np.asarray(element_type, dtype=object),
+            "kind": np.asarray(kind, dtype=object),
+            "n_steps": n,
+            "hours": n * step_hours(time),
+            "first_time": _time_at(time, np.asarray(first_step, dtype=np.int64)),
+            "last_time": _time_at(time, np.asarray(last_step, dtype=np.int64)),
+            "worst_time": _time_at(time, np.asarray(worst_step, dtype=np.int64)),
+            "worst_step": np.asarray(worst_step, dtype=np.int64),
+            "value": np.asarray(value, dtype=np.float64),
+            "limit": np.asarray(limit, dtype=np.float64),
+            "magnitude": np.asarray(magnitude, dtype=np.float64),
+        }
+    )
+    return out.sort_values(["kind", "element"], kind="stable", ignore_index=True)
+
+
+def summarise_violations(violations: pd.DataFrame, time: pd.Index) -> pd.DataFrame:
+    """Per-element summary of the :func:`check_limits` rows of a full result whose steps
+    are ``time`` (``result.time``): the same table ``run_powerflow(..., keep="summary")``
+    keeps as ``violation_summary``.
+
+    One row per (element, kind) that is ever violated, sorted by kind and element:
+    ``element``, ``element_type``, ``kind``; ``n_steps`` (violating steps); ``hours``
+    (``n_steps`` × step length in h, NaN unless ``time`` is regular, see
+    :func:`step_hours`); ``first_time``/``last_time`` (first / last violating step's time
+    stamp, or step number when there are no time stamps); ``worst_time``/``worst_step``
+    (time and position of the largest magnitude, the earliest on ties); ``value`` and
+    ``limit`` at the worst step and its ``magnitude`` (pu, % or kW)."""
+    missing = set(VIOLATION_COLUMNS) - set(violations.columns)
+    if missing:
+        raise InvalidInputError(
+            f"violations lack column(s) {sorted(missing)}: pass the check_limits table"
+        )
+    step = time.get_indexer(pd.Index(violations["time"]))
+    if (step < 0).any():
+        bad = violations["time"].iloc[int(np.flatnonzero(step < 0)[0])]
+        raise InvalidInputError(f"violation time {bad!r} is not a step of the given time index")
+    df = violations.assign(_step=step).sort_values("_step", kind="stable", ignore_index=True)
+    g = df.groupby(["kind", "element", "element_type"], sort=False)
+    worst = df.loc[g["magnitude"].idxmax().to_numpy()]
+    return _summary_frame(
+        time,
+        worst["element"].to_numpy(),
+        worst["element_type"].to_numpy(),
+        worst["kind"].to_numpy(),
+        g.size().to_numpy(),
+        g["_step"].min().to_numpy(),
+        g["_step"].max().to_numpy(),
+        worst["_step"].to_numpy(),
+        worst["value"].to_numpy(),
+        worst["limit"].to_numpy(),
+        worst["magnitude"].to_numpy(),
+    )
+
+
+class _KindTally:
+    """Running statistics of one violation kind, one entry per element."""
+
+    def __init__(self, part: _Part) -> None:
+        n = part.names.size
+        self.names, self.element_type, self.kind = part.names, part.element_type, part.kind
+        self.limit = float(part.limit)
+        self.count = np.zeros(n, dtype=np.int64)
+        self.first = np.full(n, -1, dtype=np.int64)
+        self.last = np.full(n, -1, dtype=np.int64)
+        self.worst = np.zeros(n)  # magnitude; > 0 once violated
+        self.worst_step = np.full(n, -1, dtype=np.int64)
+        self.worst_value = np.full(n, np.nan)
+
+    def add(self, first_step: int, part: _Part) -> None:
+        """Fold in a chunk whose first row is step ``first_step`` (vectorised over it)."""
+        mask = part.magnitude > 0
+        n = mask.sum(axis=0)
+        hit = n > 0
+        new = hit & (self.first < 0)
+        self.first[new] = np.argmax(mask, axis=0)[new] + first_step
+        last = mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0)
+        self.last[hit] = last[hit] + first_step
+        self.count += n
+        pos = np.argmax(part.magnitude, axis=0)[None]  # first step of the chunk maximum
+        best = np.take_along_axis(part.magnitude, pos, 0)[0]
+        better = best > self.worst  # strict: ties keep the earlier step
+        self.worst[better] = best[better]
+        self.worst_step[better] = pos[0][better] + first_step
+        self.worst_value[better] = np.take_along_axis(part.value, pos, 0)[0][better]
+
+
+class ViolationAccumulator:
+    """Per (element, kind) violation statistics over chunks of steps fed in time order
+    (``keep="summary"``): memory ∝ number of elements, independent of the steps."""
+
+    def __init__(
+        self,
+        feeder: Feeder,
+        limits: Limits,
+        bus_names: Sequence[str],
+        branch_names: Sequence[str],
+        source_names: Sequence[str],
+    ) -> None:
+        self.feeder, self.limits = feeder, limits
+        self.names = (bus_names, branch_names, source_names)
+        self.tallies: list[_KindTally] = []
+
+    def add(
+        self,
+        first_step: int,
+        vm_pu: np.ndarray,
+        loading_percent: np.ndarray,
+        source_p_kw: np.ndarray,
+    ) -> None:
+        """Fold in a chunk: ``vm_pu`` time × bus (pu), ``loading_percent`` time × branch (%),
+        ``source_p_kw`` time × source (kW imported), its first row being ``first_step``."""
+        parts = _violation_parts(
+            self.feeder, vm_pu, loading_percent, source_p_kw, self.limits, *self.names
+        )
+        if not self.tallies:
+            self.tallies = [_KindTally(p) for p in parts]
+        for tally, part in zip(self.tallies, parts, strict=True):
+            tally.add(first_step, part)
+
+    def result(self, time: pd.Index) -> pd.DataFrame:
+        """The :func:`summarise_violations` table of the steps fed so far (``time``: all
+        steps of the run)."""
+        cols: list[list[np.ndarray]] = [[] for _ in range(10)]
+        for t in self.tallies:
+            hit = np.flatnonzero(t.count > 0)
+            k = hit.size
+            for col, arr in zip(
+                cols,
+                (
+                    t.names[hit],
+                    np.full(k, t.element_type, dtype=object),
+                    np.full(k, t.kind, dtype=object),
+                    t.count[hit],
+                    t.first[hit],
+                    t.last[hit],
+                    t.worst_step[hit],
+                    t.worst_value[hit],
+                    np.full(k, t.limit),
+                    t.worst[hit],
+                ),
+                strict=True,
+            ):
+                col.append(arr)
+        empty = (np.empty(0, dtype=object),) * 3 + (np.empty(0, dtype=np.int64),) * 4
+        arrays = [
+            np.concatenate(c) if c else e
+            for c, e in zip(cols, (*empty, *(np.empty(0),) * 3), strict=True)
+        ]
+        return _summary_frame(time, *arrays)

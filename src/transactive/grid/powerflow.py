@@ -314,9 +314,12 @@ class PowerFlowSummary(_ResultViews):
 
     Holds only what is small: ``source_p_kw``/``source_q_kvar`` (time × source, kW/kvar
     imported), ``losses_kw`` (time), per-step voltage/loading extremes (``stats``),
-    per-element extremes over the period (``element_extremes``) and the limit
-    ``violations`` for ``limits`` (same table as :func:`~transactive.grid.check_limits` on
-    the full result). The time × element arrays (``vm_pu``, ``loading_percent``, …) raise
+    per-element extremes over the period (``element_extremes``) and, for ``limits``, the
+    per-element ``violation_summary`` (one row per violated (element, kind): steps, hours,
+    first/last/worst time, worst value and magnitude — the table
+    :func:`~transactive.grid.limits.summarise_violations` makes of the full result's
+    :func:`~transactive.grid.check_limits` rows). The time × element arrays (``vm_pu``,
+    ``loading_percent``, …) and the per-step ``violations`` raise
     :class:`SummaryOnlyError`."""
 
     feeder_name: str
@@ -329,7 +332,7 @@ class PowerFlowSummary(_ResultViews):
     losses_kw: np.ndarray
     stats: StepStats
     element_extremes: Extremes
-    violations: pd.DataFrame
+    violation_summary: pd.DataFrame
     limits: Limits
 
     keep: ClassVar[Keep] = "summary"
@@ -341,6 +344,15 @@ class PowerFlowSummary(_ResultViews):
     def extremes(self) -> Extremes:
         """Per-element voltage / loading extremes over the period."""
         return self.element_extremes
+
+    @property
+    def violations(self) -> pd.DataFrame:
+        """Not kept: raises SummaryOnlyError (per-element: ``violation_summary``)."""
+        raise SummaryOnlyError(
+            "per-step violation rows are not kept by run_powerflow(..., keep='summary'): "
+            "use violation_summary (one row per violated element and kind), or run it with "
+            "keep='full' and call check_limits for per-step rows"
+        )
 
     @property
     def vm_pu(self) -> np.ndarray:
@@ -659,21 +671,22 @@ class _FullSink:
 
 
 class _SummarySink:
-    """Reduces every chunk to per-step summaries, per-element extremes and limit
-    violations, then drops it (keep="summary")."""
+    """Reduces every chunk to per-step summaries, per-element extremes and per-element
+    limit-violation statistics, then drops it (keep="summary")."""
 
     def __init__(self, feeder: Feeder, time: pd.Index, limits: Limits) -> None:
-        from transactive.grid.limits import violation_rows
+        from transactive.grid.limits import ViolationAccumulator
 
-        self.violation_rows = violation_rows
         self.feeder, self.time, self.limits = feeder, time, limits
         self.source_names = [str(x) for x in feeder.sources["name"]]
         self.extremes = _ExtremesAccumulator(feeder.n_bus, feeder.n_branch)
+        self.violations = ViolationAccumulator(
+            feeder, limits, feeder.bus_names, feeder.branch_names, self.source_names
+        )
         self.stats: list[StepStats] = []
         self.sp: list[np.ndarray] = []
         self.sq: list[np.ndarray] = []
         self.losses: list[np.ndarray] = []
-        self.violations: list[pd.DataFrame] = []
 
     def add(self, sl: slice, c: _Chunk) -> None:
         loading = c.flows["loading"]
@@ -682,17 +695,9 @@ class _SummarySink:
         self.sp.append(c.source_p)
         self.sq.append(c.source_q)
         self.losses.append(c.losses)
-        f = self.feeder
-        v = self.violation_rows(
-            f, self.time[sl], c.vm, loading, c.source_p, self.limits,
-            f.bus_names, f.branch_names, self.source_names,
-        )  # fmt: skip
-        if not v.empty:
-            self.violations.append(v)
+        self.violations.add(sl.start, c.vm, loading, c.source_p)
 
     def result(self, feeder: Feeder, time: pd.Index) -> PowerFlowSummary:
-        from transactive.grid.limits import finish_violations
-
         return PowerFlowSummary(
             feeder_name=feeder.name,
             time=time,
@@ -704,7 +709,7 @@ class _SummarySink:
             losses_kw=np.concatenate(self.losses),
             stats=StepStats.concat(self.stats),
             element_extremes=self.extremes.result(),
-            violations=finish_violations(self.violations),
+            violation_summary=self.violations.result(time),
             limits=self.limits,
         )
 
@@ -766,10 +771,10 @@ def run_powerflow(
     0 = all cores) in chunks of ``chunk_size`` steps. ``keep="full"`` returns every
     time × element array (:class:`PowerFlowResult`, ~7 × 8 bytes × steps × elements);
     ``keep="summary"`` reduces each chunk as it is computed and returns a
-    :class:`PowerFlowSummary` (per-step summaries, per-element extremes and the violations
-    of ``limits``, default :class:`~transactive.grid.Limits`), so memory is bounded by the
-    chunk plus the violations table (~56 bytes per row: choose limits that fit the grid,
-    or it can be as large as the full arrays). Raises PowerFlowError if a step does not
+    :class:`PowerFlowSummary` (per-step summaries, per-element extremes and the per-element
+    ``violation_summary`` of ``limits``, default :class:`~transactive.grid.Limits`), so
+    memory is bounded by the chunk plus a few values per step and per element, however
+    many violations there are. Raises PowerFlowError if a step does not
     converge and BalanceError if substation import ≠ load − generation + losses.
     """
     if injections.p_kw.shape[1] != feeder.n_bus:
