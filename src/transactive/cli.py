@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transactive.errors import InvalidInputError, TransactiveError
@@ -32,7 +33,8 @@ def fail(error: str | Exception) -> NoReturn:
     code = (
         1 if isinstance(error, TransactiveError) and not isinstance(error, InvalidInputError) else 2
     )
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
+    text = escape(str(error))  # messages quote user input: never read it as rich markup
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {text}", highlight=False)
     raise typer.Exit(code=code)
 
 

@@ -296,3 +296,15 @@ def test_a_failed_computation_exits_1_with_the_message(
     )
     res = CliRunner().invoke(app, ["simulate", str(path)])
     assert res.exit_code == 1 and "did not converge" in res.stderr
+
+
+def test_error_messages_show_user_text_verbatim(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'feeder = "pandapower:kerber_landnetz_kabel_1"\n'
+        'start = "2016-07-12T20:00:00Z"\nend = "2016-07-12T21:00:00Z"\n'
+        "[der.config.pv]\ncapacity_kw = { weibull = [1, 2] }\n"
+    )
+    res = CliRunner().invoke(app, ["simulate", str(path)])
+    assert res.exit_code == 2
+    assert "{ uniform = [lo, hi] }" in res.stderr and "[bold" not in res.stderr

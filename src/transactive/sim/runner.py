@@ -30,7 +30,7 @@ the previous power-flow step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ import pandas as pd
 
 from transactive.core.curves import Curves, block_curves, concat
 from transactive.der import base as der_base
-from transactive.der.fleet import CONFIGS, Population, make_population
+from transactive.der.fleet import Population, make_population
 from transactive.der.weather import weather_for
 from transactive.errors import InvalidInputError
 from transactive.grid.feeders import load_feeder
@@ -84,8 +84,9 @@ def prepare(scenario: Scenario) -> Setup:
         raise InvalidInputError(f"feeder {scenario.feeder!r} has no loads to place homes on")
     home_bus = np.repeat(loads["bus"].to_numpy(dtype=np.int64), scenario.homes_per_load)
     n_homes = int(home_bus.size)
-    configs = {k: _device_config(k, v) for k, v in scenario.device_config.items()}
-    population = make_population(n_homes, scenario.penetration, configs, scenario.seed)
+    population = make_population(
+        n_homes, scenario.penetration, dict(scenario.device_config), scenario.seed
+    )
     iv = scenario.intervals
     weather = weather_for(iv)
     area_base = _area_base_load(feeder, loads, iv) * scenario.homes_per_load
@@ -430,42 +431,3 @@ def _area_base_load(feeder: Feeder, loads: pd.DataFrame, iv: Any) -> np.ndarray:
     same_time = iv.starts + pd.DateOffset(years=profile_year - iv.starts[0].year)
     k = np.clip(prof.time.searchsorted(same_time), 0, len(prof.time) - 1)
     return np.asarray(total[k], dtype=float)
-
-
-def _device_config(kind: str, values: dict[str, Any]) -> Any:
-    """A device config from the scenario: numbers are constants, tables are distributions."""
-    if kind not in CONFIGS:
-        raise InvalidInputError(f"der.config: unknown device type {kind!r}")
-    cls = CONFIGS[kind]
-    known = {f.name for f in fields(cls)}
-    changes: dict[str, Any] = {}
-    for key, v in values.items():
-        if key not in known:
-            raise InvalidInputError(
-                f"der.config.{kind}.{key}: unknown parameter "
-                f"(expected one of {', '.join(sorted(known))})"
-            )
-        changes[key] = _dist(v, f"der.config.{kind}.{key}")
-    return cls(**changes)
-
-
-def _dist(v: Any, key: str) -> Any:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return der_base.const(float(v))
-    if isinstance(v, dict) and len(v) == 1:
-        ((name, args),) = v.items()
-        dists: dict[str, Callable[..., Any]] = {
-            "uniform": der_base.uniform,
-            "normal": der_base.normal,
-            "lognormal": der_base.lognormal,
-            "const": der_base.const,
-        }
-        f = dists.get(name)
-        if f is not None and isinstance(args, list | int | float):
-            try:
-                return f(*(args if isinstance(args, list) else [args]))
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"{key}: {exc}") from None
-    raise InvalidInputError(
-        f"{key}: expected a number or a table like {{ uniform = [lo, hi] }}, got {v!r}"
-    )

@@ -49,7 +49,8 @@ Unknown keys, impossible values and missing files are reported with the key's na
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ from typing import Any
 import pandas as pd
 
 from transactive.core.time import Intervals, as_utc
+from transactive.der import base as der_base
+from transactive.der.fleet import CONFIGS
 from transactive.errors import InvalidInputError
 
 PARADIGMS = ("baseline", "tou", "layered", "layered-network", "grand-central")
@@ -107,7 +110,7 @@ class Scenario:
     seed: int
     homes_per_load: int
     penetration: dict[str, float]  # fraction of homes 0…1 per device type
-    device_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device_config: dict[str, Any] = field(default_factory=dict)  # kind → der config object
     service_limit_kw: float = 25.0
     substation_limit_kw: float | None = None  # None: the substation transformers' rating
     dso_clearing: str = "uniform"  # "uniform" | "network": the DSO's clearing in `layered`
@@ -261,7 +264,7 @@ def parse_scenario(
         seed=seed,
         homes_per_load=homes_per_load,
         penetration={k: v / 100.0 for k, v in pen.items()},
-        device_config={k: dict(v) for k, v in config.items()},
+        device_config={k: _device_config(k, v, err) for k, v in config.items()},
         service_limit_kw=service,
         substation_limit_kw=sub_limit,
         dso_clearing=clearing,
@@ -280,6 +283,41 @@ def tou_price(tariff: Tariff, starts: pd.DatetimeIndex) -> Any:
     local_h = ((starts.hour + starts.minute / 60.0 + tariff.tz_offset_h) % 24).to_numpy()
     lo, hi = tariff.tou_peak_hours
     return np.where((local_h >= lo) & (local_h < hi), tariff.tou_peak, tariff.tou_offpeak)
+
+
+def _device_config(kind: str, values: Any, err: Any) -> Any:
+    """A device config (``transactive.der``) from ``[der.config.<kind>]``: numbers are
+    constants, one-key tables are distributions (``{ uniform = [lo, hi] }``, ``normal``,
+    ``lognormal``, ``const``)."""
+    if not isinstance(values, dict):
+        raise err(f"der.config.{kind}", "must be a table of device parameters")
+    cls = CONFIGS[kind]
+    known = {f.name for f in fields(cls)}
+    _no_unknown(values, known, f"der.config.{kind}.", err)
+    return cls(**{key: _dist(v, f"der.config.{kind}.{key}", err) for key, v in values.items()})
+
+
+def _dist(v: Any, key: str, err: Any) -> Any:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return der_base.const(float(v))
+    dists: dict[str, Callable[..., Any]] = {
+        "uniform": der_base.uniform,
+        "normal": der_base.normal,
+        "lognormal": der_base.lognormal,
+        "const": der_base.const,
+    }
+    if isinstance(v, dict) and len(v) == 1:
+        ((name, args),) = v.items()
+        if name in dists and isinstance(args, list | int | float):
+            try:
+                return dists[name](*(args if isinstance(args, list) else [args]))
+            except (TypeError, ValueError) as exc:
+                raise err(key, str(exc)) from None
+    raise err(
+        key,
+        f"expected a number or a table like {{ uniform = [lo, hi] }} "
+        f"({', '.join(dists)}), got {v!r}",
+    )
 
 
 def _no_unknown(table: dict[str, Any], known: set[str], prefix: str, err: Any) -> None:
