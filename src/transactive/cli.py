@@ -312,11 +312,14 @@ def simulate_cmd(
             )
     except TransactiveError as exc:
         fail(exc)
-    if out is not None:
-        write_tables(result, out)
-    if report is not None:
-        write_report(result, report)
-        write_tables(result, report / "tables")
+    try:
+        if out is not None:
+            write_tables(result, out)
+        if report is not None:
+            write_report(result, report)
+            write_tables(result, report / "tables")
+    except OSError as exc:
+        fail(f"cannot write results to {exc.filename or out or report}: {exc.strerror or exc}")
     if as_json:
         kpis = {p: {k: _num(v) for k, v in result.kpis[p].items()} for p in result.paradigms}
         typer.echo(json.dumps({"paradigms": kpis}, indent=2))
@@ -366,7 +369,10 @@ def hosting_capacity_cmd(
     except TransactiveError as exc:
         fail(exc)
     if csv:
-        hc.per_bus.to_csv(csv, index=False)
+        try:
+            hc.per_bus.to_csv(csv, index=False)
+        except OSError as exc:
+            fail(f"--csv: cannot write {csv}: {exc.strerror or exc}")
     if as_json:
         payload = {
             "feeder": hc.feeder_name,

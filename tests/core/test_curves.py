@@ -188,3 +188,17 @@ def test_price_interval_where_a_ramp_ends_on_a_step_is_that_price() -> None:
     c = aggregate(concat([ramp_curves([0.3], [0.9], [1.0]), block_curves([0.9], [-1.0])]))
     a, b = price_interval(c, 0.0, FLOOR, CAP)
     assert (a[0], b[0]) == (0.9, 0.9)
+
+
+def test_a_flat_group_keeps_its_curves_price() -> None:
+    agg = aggregate(curves_from_arrays([[0.5], [0.5]], [[1.0], [2.0]]))
+    assert agg.price.tolist() == [0.5] and agg.quantity.tolist() == [3.0]
+
+
+def test_close_adds_price_taking_steps_at_the_limits() -> None:
+    from transactive.core.curves import close
+
+    c = close(curves_from_arrays([[0.2, 0.4], [0.2, 0.4]], [[5.0, 2.0], [-1.0, -3.0]]), 0.0, 1.0)
+    np.testing.assert_allclose(quantity_at(c, [0.99, 0.01]), [2.0, -1.0])  # unchanged inside
+    np.testing.assert_allclose(quantity_at(c, [1.0, 0.0], "right"), [0.0, -1.0])
+    np.testing.assert_allclose(quantity_at(c, [1.5, -0.5]), [0.0, 0.0])  # closed outside

@@ -30,11 +30,12 @@ def test_reads_the_simbench_profile_on_local_time() -> None:
     np.testing.assert_allclose(q1, prof[slot : slot + 4, 0].mean() * p.scale_kw, rtol=1e-12)
 
 
-def test_price_taking_flat_bid() -> None:
+def test_price_taking_bid_is_the_load_up_to_the_cap() -> None:
     f = make_fleet("household", 20, seed=1)
     ctx = make_context("2024-07-01T23:00Z", 0.25, [0.1], cap=2.0)
     c = f.bid(ctx)
-    q0, q1 = quantity_at(c, -5.0), quantity_at(c, 50.0)
-    np.testing.assert_array_equal(q0, q1)
-    assert np.all(q0 > 0)
+    q_low, q_cap = quantity_at(c, -5.0), quantity_at(c, 2.0, "left")
+    np.testing.assert_array_equal(q_low, q_cap)  # the same load at every price up to the cap
+    assert np.all(q_low > 0)
+    np.testing.assert_array_equal(quantity_at(c, 2.0, "right"), 0.0)  # price-taker at the cap
     assert len(f.bid_horizon(ctx)) == 1

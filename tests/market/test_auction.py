@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from transactive.core.curves import ramp_curves
+from transactive.core.curves import block_curves, curves_from_arrays, ramp_curves
 from transactive.errors import BalanceError, InvalidBidError, TransactiveError
 from transactive.market.auction import (
     Book,
@@ -236,3 +236,18 @@ def test_balance_check_fires_on_broken_invariant(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(auction, "share_steps", lambda left, right, g, t: 2 * left)
     with pytest.raises(BalanceError):
         auction.clear(book_from_blocks(["b", "s"], ["buy", "sell"], [0.3, 0.1], [5, 5]), 0, 1)
+
+
+def test_flat_price_taking_curves_clear_as_bids_at_the_cap() -> None:
+    flat = curves_from_arrays([[0.0], [0.0]], [[5.0], [-2.0]])  # 5 kW demand, 2 kW supply
+    r = clear(book_from_curves([0, 1], flat), floor=0.2, cap=1.0)
+    # Demand that never falls to zero is price-taking: it is rationed at the cap.
+    assert r.status[0] == "shortage" and r.price[0] == 1.0
+    np.testing.assert_allclose(r.awards, [2.0, -2.0])
+
+
+def test_a_flat_curve_may_sit_at_any_price_but_a_step_must_be_in_range() -> None:
+    flat = curves_from_arrays([[9.0]], [[3.0]])
+    assert clear(book_from_curves(["f"], flat), 0.5, 2.0).status[0] == "shortage"
+    with pytest.raises(InvalidBidError, match=r"'s'.*outside"):
+        clear(book_from_curves(["s"], block_curves([3.0], [1.0])), 0.5, 2.0)

@@ -110,6 +110,30 @@ def test_dso_clearing_network_makes_layered_clear_on_the_feeder(tmp_path: Path) 
     assert set(network.dlmp["paradigm"]) == {"layered"}
 
 
+def test_money_adds_up_in_a_run(results: SimResults) -> None:
+    """What homes and the aggregator pay = what the DSO keeps + what it pays upstream; and
+    under a uniform price with every interval its own power-flow step or not, the energy
+    part of the bills follows the market table."""
+    k = results.kpis
+    for p in results.paradigms:
+        assert k.loc["total_cost_usd", p] == pytest.approx(
+            k.loc["dso_revenue_usd", p] + k.loc["wholesale_purchases_usd", p]
+        )
+        # Purchases are at least the wholesale value of the area's energy at market level.
+        m = results.market[results.market.paradigm == p]
+        assert k.loc["wholesale_purchases_usd", p] == pytest.approx(
+            (m["wholesale_price"] * m["area_kw"]).sum() * 0.25, rel=0.15
+        )
+
+
+def test_tou_peak_hours_may_wrap_past_midnight() -> None:
+    from transactive.sim.scenario import Tariff, tou_price
+
+    starts = pd.date_range("2026-07-01T00:00Z", periods=24, freq="1h")
+    price = tou_price(Tariff(tou_peak_hours=(22, 6), tz_offset_h=0.0), starts)
+    assert (price[:6] == 0.34).all() and (price[6:22] == 0.11).all() and (price[22:] == 0.34).all()
+
+
 def test_bills_are_price_times_energy(results: SimResults) -> None:
     b = results.bills[results.bills.paradigm == "baseline"]
     np.testing.assert_allclose(b["bill_usd"], 0.16 * (b["import_kwh"] - b["export_kwh"]))
@@ -183,6 +207,7 @@ def test_kpi_arithmetic_on_a_hand_made_run() -> None:
             "wholesale_purchases_usd": 0.5,
             "aggregator_revenue_usd": 0.0,
             "dso_revenue_usd": 3.5,
+            "participant_cost_usd": 4.0,
         }
     }
     k = compute_kpis(res, totals, pf_hours=1.0)["a"]
@@ -192,6 +217,7 @@ def test_kpi_arithmetic_on_a_hand_made_run() -> None:
     assert k["reverse_flow_h"] == 1 and k["worst_v_min_pu"] == 0.94
     assert k["mean_price_usd_per_kwh"] == pytest.approx(0.2) and k["max_price_usd_per_kwh"] == 0.3
     assert k["mean_bill_usd"] == 2.0 and k["pv_curtailed_kwh"] == 1.5
+    assert k["total_cost_usd"] == 4.0 and k["wholesale_purchases_usd"] == 0.5
 
 
 def test_broken_energy_balance_fails_loudly(
@@ -228,6 +254,7 @@ def test_area_balance_check_catches_a_mismatch() -> None:
         ({"market": {"floor": 1.0, "cap": 0.5}}, "'market.cap'"),
         ({"homes": {"service_limit_kw": -1}}, "'homes.service_limit_kw'"),
         ({"dso": {"clearing": "nodal"}}, "'dso.clearing'"),
+        ({"seed": -1}, "'seed'"),
         ({"start": "2016-07-12T20:00:00"}, "no time zone"),
     ],
 )

@@ -328,7 +328,7 @@ def integrate(curves: Curves, price_low: ArrayLike, price_high: ArrayLike) -> Fl
     area = np.zeros(n)
     # Each sloped segment contributes the trapezoid over its part inside [lo, hi] (steps
     # have no width).
-    j, c = _segments(curves)
+    j, c = segment_starts(curves)
     sloped = P[j + 1] > P[j]
     j, c = j[sloped], c[sloped]
     if j.size:
@@ -371,7 +371,7 @@ def aggregate(
 
     P, Q, off = curves.price, curves.quantity, curves.offsets
     base = np.bincount(g, weights=Q[off[:-1]], minlength=ng)  # quantity left of all prices
-    j, c = _segments(curves)
+    j, c = segment_starts(curves)
     falling = Q[j] > Q[j + 1]  # only segments where the curve drops matter
     j, sg = j[falling], g[c[falling]]
     p0, p1, drop = P[j], P[j + 1], Q[j] - Q[j + 1]
@@ -430,6 +430,12 @@ def aggregate(
     sp = first[has_step] + 1
     price[sp] = kp[has_step]
     drops[sp] = kj[has_step]
+    # A group without price events is flat: place its one point at its curves' first price.
+    flat = np.flatnonzero(empty)
+    if flat.size and P.size:
+        first_price = np.full(ng, np.inf)
+        np.minimum.at(first_price, g, P[off[:-1]])
+        price[offsets[flat]] = np.where(np.isfinite(first_price[flat]), first_price[flat], 0.0)
     qty = base[pgroup] - _group_cumsum(drops, pgroup)
     return _trusted(price, qty, offsets)
 
@@ -454,6 +460,35 @@ def split_sides(curves: Curves) -> tuple[Curves, Curves]:
         _trusted(c.price, np.maximum(c.quantity, 0.0), c.offsets),
         _trusted(c.price, np.minimum(c.quantity, 0.0), c.offsets),
     )
+
+
+def close(curves: Curves, floor: float, cap: float) -> Curves:
+    """Every curve closed on ``[floor, cap]``: a curve still buying at its last breakpoint
+    gets a step down to 0 kW at the cap, one still selling at its first breakpoint a step
+    up from 0 kW at the floor — the price-taking reading of a flat end. A market over
+    ``[floor, cap]`` then always has a price where the book balances."""
+    P, Q, off = curves.price, curves.quantity, curves.offsets
+    start, last = off[:-1], off[1:] - 1
+    buy_end = Q[last] > 0
+    sell_start = Q[start] < 0
+    if not (buy_end.any() or sell_start.any()) and ((P >= floor) & (P <= cap)).all():
+        return curves
+    head = np.where(sell_start, 2, 0)  # points added before / after each curve
+    tail = np.where(buy_end, 2, 0)
+    counts = curves.counts + head + tail
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    price = np.empty(offsets[-1])
+    qty = np.empty(offsets[-1])
+    idx = curves.curve_index()
+    body = np.arange(P.size) - off[idx] + offsets[idx] + head[idx]
+    price[body], qty[body] = np.clip(P, floor, cap), Q  # same function on [floor, cap]
+    c = np.flatnonzero(sell_start)
+    price[offsets[c]], qty[offsets[c]] = floor, 0.0
+    price[offsets[c] + 1], qty[offsets[c] + 1] = floor, Q[start[c]]
+    c = np.flatnonzero(buy_end)
+    price[offsets[c + 1] - 2], qty[offsets[c + 1] - 2] = cap, Q[last[c]]
+    price[offsets[c + 1] - 1], qty[offsets[c + 1] - 1] = cap, 0.0
+    return _trusted(price, qty, offsets)
 
 
 def insert_crossings(curves: Curves, level: ArrayLike) -> Curves:
@@ -518,7 +553,7 @@ def share_steps(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _segments(curves: Curves) -> tuple[IntArray, IntArray]:
+def segment_starts(curves: Curves) -> tuple[IntArray, IntArray]:
     """Start breakpoint ``j`` (the segment runs ``j → j+1``) and curve index of every
     segment between two consecutive breakpoints of the same curve."""
     k = curves.uniform_k()

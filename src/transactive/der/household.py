@@ -31,7 +31,7 @@ import pandas as pd
 import simbench
 from numpy.typing import ArrayLike
 
-from transactive.core.curves import Curves, curves_from_arrays
+from transactive.core.curves import Curves, block_curves
 from transactive.der.base import (
     Context,
     Dist,
@@ -187,9 +187,10 @@ def limits(
 
 
 def bid(params: HouseholdParams, state: HouseholdState, ctx: Context) -> Curves:
-    """A flat (price-taking) curve at the interval's load."""
+    """A price-taking bid: the interval's load as a block at the cap (served at any price
+    up to the cap; at the cap, rationed pro rata with other price-takers)."""
     q = load_kw(params, ctx.t_h, ctx.dt_h)
-    return curves_from_arrays(np.full((params.n, 1), ctx.floor), q[:, None])
+    return block_curves(np.full(params.n, ctx.cap), q)
 
 
 def bid_horizon(params: HouseholdParams, state: HouseholdState, ctx: Context) -> list[Curves]:
@@ -197,7 +198,7 @@ def bid_horizon(params: HouseholdParams, state: HouseholdState, ctx: Context) ->
     out = []
     for i in range(ctx.price_forecast.size):
         q = load_kw(params, ctx.t_h + i * ctx.dt_h, ctx.dt_h)
-        out.append(curves_from_arrays(np.full((params.n, 1), ctx.floor), q[:, None]))
+        out.append(block_curves(np.full(params.n, ctx.cap), q))
     return out
 
 

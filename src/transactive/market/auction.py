@@ -44,10 +44,12 @@ from transactive.core.curves import (
     IntArray,
     aggregate,
     block_curves,
+    close,
     concat,
     curves_from_arrays,
     integrate,
     price_interval,
+    segment_starts,
     share_steps,
     sides_at,
     split_sides,
@@ -231,20 +233,26 @@ def clear(
     T = book.n_intervals
     ud = _per_interval(unresponsive_demand, T, "unresponsive_demand")
     us = _per_interval(unresponsive_supply, T, "unresponsive_supply")
-    P = book.curves.price
-    if P.size:
-        idx = book.curves.curve_index()
-        out = (P < floor) | (P > cap)
-        _reject(
-            book.ids,
-            np.bincount(idx, weights=out, minlength=book.curves.n) > 0,
-            lambda i: f"price outside [floor={floor}, cap={cap}] $/kWh",
-        )
+    # Only prices where a bid's quantity changes must lie in [floor, cap]; the price of a
+    # flat (price-taking) curve's single point carries no meaning.
+    j, c = segment_starts(book.curves)
+    Q, P = book.curves.quantity, book.curves.price
+    moving = j[Q[j] > Q[j + 1]]
+    outside = ((P[moving] < floor) | (P[moving] > cap)) | (
+        (P[moving + 1] < floor) | (P[moving + 1] > cap)
+    )
+    bad = np.zeros(book.curves.n, dtype=bool)
+    bad[c[Q[j] > Q[j + 1]][outside]] = True
+    _reject(book.ids, bad, lambda i: f"price outside [floor={floor}, cap={cap}] $/kWh")
 
     # All bids plus the price-taking quantities as blocks at the cap / floor, per interval.
     tail = np.arange(T, dtype=np.int64)
     bids = concat(
-        [book.curves, block_curves(np.full(T, cap), ud), block_curves(np.full(T, floor), -us)]
+        [
+            close(book.curves, floor, cap),
+            block_curves(np.full(T, cap), ud),
+            block_curves(np.full(T, floor), -us),
+        ]
     )
     group = np.concatenate([book.interval, tail, tail])
     a, b = price_interval(aggregate(bids, group, T), 0.0, floor, cap)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from transactive.core.curves import Curves, block_curves, concat
+from transactive.core.time import Intervals
 from transactive.der import base as der_base
 from transactive.der.fleet import Population, make_population
 from transactive.der.weather import weather_for
@@ -59,7 +60,7 @@ from transactive.sim.scenario import Scenario, tou_price
 
 HOUSEHOLD_TAN_PHI = float(np.tan(np.arccos(0.95)))  # household Q/P at 0.95 lagging
 AGGREGATED = ("battery",)  # device types bid by the aggregator (VPP), not by the homes
-HORIZON = 96  # forecast intervals handed to devices
+HORIZON_H = 24.0  # devices see a day of price forecast
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Setup:
     population: Population
     weather: Any
     source: PriceSeries | MeritOrder
-    forecast: np.ndarray  # wholesale price forecast per interval, $/kWh (+ HORIZON padding)
+    forecast: np.ndarray  # wholesale price forecast per interval and a day beyond, $/kWh
     groups: np.ndarray  # device ownership label per home
 
 
@@ -89,23 +90,25 @@ def prepare(scenario: Scenario) -> Setup:
     )
     iv = scenario.intervals
     weather = weather_for(iv)
-    area_base = _area_base_load(feeder, loads, iv) * scenario.homes_per_load
+    # The forecast reaches a day past the period (devices plan a day ahead).
+    ahead = Intervals(iv.start, iv.duration, iv.n + horizon(scenario))
+    area_base = _area_base_load(feeder, loads, ahead) * scenario.homes_per_load
     source: PriceSeries | MeritOrder
     if scenario.wholesale.source == "prices":
         assert scenario.wholesale.prices is not None
-        source = read_price_series(scenario.wholesale.prices, iv)
-        forecast = source.price
+        series = read_price_series(scenario.wholesale.prices, ahead)  # holds the last price
+        source, forecast = PriceSeries(series.price[: iv.n]), series.price
     else:
         other = area_base * scenario.wholesale.system_scale
-        source = read_merit_order(other, scale_kw=float((other + area_base).max()))
+        ahead_source = read_merit_order(other, scale_kw=float((other + area_base).max()))
+        source = replace(ahead_source, other_load_kw=other[: iv.n])
         # Forecast: the wholesale price with the area at its base load (price-taking).
         forecast, _ = clear_wholesale(
-            block_curves(np.full(iv.n, scenario.cap), area_base),
-            source,
+            block_curves(np.full(ahead.n, scenario.cap), area_base),
+            ahead_source,
             scenario.floor,
             scenario.cap,
         )
-    forecast = np.concatenate([forecast, np.resize(forecast, HORIZON)])
     return Setup(
         scenario, feeder, home_bus, population, weather, source, forecast, _ownership(population)
     )
@@ -170,13 +173,16 @@ def run_paradigm(
     sizes = [fleets[k].n for k in kinds]
     device_home = np.concatenate([home_of[k] for k in kinds]).astype(np.int64)
     vpp = np.concatenate([np.full(n, k in AGGREGATED) for k, n in zip(kinds, sizes, strict=True)])
-    tou = tou_price(sc.tariff, iv.starts)
+    H = horizon(sc)
+    tou = tou_price(sc.tariff, Intervals(iv.start, iv.duration, iv.n + H).starts)
     starts = iv.starts
     limits = Limits()
     v_bus = np.ones(n_bus)
     home_kwh = np.zeros((iv.n, n_homes))  # metered energy per home (batteries excluded)
     home_usd = np.zeros(n_homes)  # energy cost per home at the prices it is settled at
     agg_usd = 0.0  # what the aggregator pays (− earns) for its batteries' energy
+    realised_kw = np.zeros(iv.n)  # the area's net load as the devices ran, kW
+    charge = 0.0 if paradigm in ("baseline", "tou") else sc.network_charge
     price_seen = np.zeros(iv.n)
     dlmp_rows: list[pd.DataFrame] = []
     wholesale = np.zeros(iv.n)
@@ -188,11 +194,11 @@ def run_paradigm(
 
     for t in range(iv.n):
         if paradigm == "baseline":
-            fc = np.full(HORIZON, sc.tariff.flat)
+            fc = np.full(H, sc.tariff.flat)
         elif paradigm == "tou":
-            fc = np.resize(np.roll(tou, -t), HORIZON)
+            fc = tou[t : t + H]
         else:
-            fc = setup.forecast[t : t + HORIZON]
+            fc = setup.forecast[t : t + H]
         w = setup.weather.sample(t)
         ctxs = {
             k: der_base.make_context(
@@ -224,8 +230,8 @@ def run_paradigm(
             if q is not None:
                 np.add.at(q_bus, bus_of[k], np.asarray(q))
             cost = rep.energy_kwh * device_price[k]
-            if k in AGGREGATED:
-                agg_usd += float(cost.sum())
+            if k in AGGREGATED:  # the aggregator pays like a home, network charge included
+                agg_usd += float(cost.sum() + charge * np.clip(rep.energy_kwh, 0.0, None).sum())
             else:
                 np.add.at(home_kwh[t], home_of[k], rep.energy_kwh)
                 np.add.at(home_usd, home_of[k], cost)
@@ -240,6 +246,7 @@ def run_paradigm(
             )
         p_acc += p_bus
         q_acc += q_bus
+        realised_kw[t] = p_bus.sum()
         if (t + 1) % sc.powerflow_every == 0:
             k_pf = sc.powerflow_every
             inj = Injections(
@@ -257,13 +264,7 @@ def run_paradigm(
         if progress is not None:
             progress(paradigm, t + 1, iv.n)
 
-    bills = _bills(
-        setup,
-        paradigm,
-        home_kwh,
-        home_usd,
-        0.0 if paradigm in ("baseline", "tou") else sc.network_charge,
-    )
+    bills = _bills(setup, paradigm, home_kwh, home_usd, charge)
     market = pd.DataFrame(
         {
             "paradigm": paradigm,
@@ -285,13 +286,20 @@ def run_paradigm(
     v.insert(0, "paradigm", paradigm)
     # Money: homes + aggregator pay the DSO/retailer; it buys the substation import (with
     # losses) at the wholesale price.
+    # Energy is bought per market interval at that interval's wholesale price; what the
+    # power flow adds on top (losses) is bought at the power-flow step's mean price.
     pf_dt = dt * sc.powerflow_every
-    lam_pf = wholesale.reshape(-1, sc.powerflow_every).mean(axis=1)
-    purchases = float((lam_pf * grid["substation_kw"].to_numpy() * pf_dt).sum())
+    by_step = (-1, sc.powerflow_every)
+    extra_kw = grid["substation_kw"].to_numpy() - realised_kw.reshape(by_step).mean(axis=1)
+    purchases = float(
+        (wholesale * realised_kw).sum() * dt
+        + (wholesale.reshape(by_step).mean(axis=1) * extra_kw).sum() * pf_dt
+    )
     totals.update(
         wholesale_purchases_usd=purchases,
         aggregator_revenue_usd=0.0 - agg_usd + 0.0,
         dso_revenue_usd=float(bills["bill_usd"].sum()) + agg_usd - purchases,
+        participant_cost_usd=float(bills["bill_usd"].sum()) + agg_usd,
     )
     dlmp = pd.concat(dlmp_rows, ignore_index=True) if dlmp_rows else _empty_dlmp()
     dlmp.insert(0, "paradigm", paradigm)
@@ -346,6 +354,11 @@ def _clear(
         sc.cap,
         sc.intervals.hours,
     )
+
+
+def horizon(scenario: Scenario) -> int:
+    """Market intervals in the devices' forecast horizon (a day)."""
+    return max(1, round(HORIZON_H / scenario.intervals.hours))
 
 
 def substation_limit_kw(setup: Setup) -> float:

@@ -177,6 +177,8 @@ def parse_scenario(
         if x not in PARADIGMS:
             raise err("paradigms", f"unknown paradigm {x!r} (choose from {', '.join(PARADIGMS)})")
     seed = _typed(raw.get("seed", 0), int, "seed", err)
+    if seed < 0:
+        raise err("seed", f"{seed} must be ≥ 0")
     homes_per_load = _positive_int(raw.get("homes_per_load", 1), "homes_per_load", err)
 
     der = _table(raw, "der", err)
@@ -282,7 +284,9 @@ def tou_price(tariff: Tariff, starts: pd.DatetimeIndex) -> Any:
 
     local_h = ((starts.hour + starts.minute / 60.0 + tariff.tz_offset_h) % 24).to_numpy()
     lo, hi = tariff.tou_peak_hours
-    return np.where((local_h >= lo) & (local_h < hi), tariff.tou_peak, tariff.tou_offpeak)
+    # [lo, hi) local hours; lo > hi wraps past midnight (e.g. [22, 6]).
+    peak = (local_h >= lo) & (local_h < hi) if lo <= hi else (local_h >= lo) | (local_h < hi)
+    return np.where(peak, tariff.tou_peak, tariff.tou_offpeak)
 
 
 def _device_config(kind: str, values: Any, err: Any) -> Any:
