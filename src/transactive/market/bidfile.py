@@ -76,6 +76,8 @@ class BidFile:
 
 def read_bids(path: str | Path, floor: float, cap: float) -> BidFile:
     """Read and validate a bid file (format above); prices must lie in [floor, cap] $/kWh."""
+    if not (np.isfinite(floor) and np.isfinite(cap) and floor < cap):
+        raise InvalidInputError(f"need a finite price floor < cap, got floor={floor}, cap={cap}")
     name = str(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
