@@ -8,6 +8,7 @@ converted at this edge: the platform speaks kW/kvar, power-grid-model W/var/VA/V
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
@@ -167,7 +168,7 @@ class _ExtremesAccumulator:
         )
 
 
-class _ResultViews:
+class _ResultViews(ABC):
     """Tables shared by full and summary results (needs the attributes below)."""
 
     time: pd.Index
@@ -177,11 +178,13 @@ class _ResultViews:
     source_q_kvar: np.ndarray
     losses_kw: np.ndarray
 
-    def step_stats(self) -> StepStats:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def step_stats(self) -> StepStats:
+        """Per-step extremes: min/max voltage and max loading with where they occur."""
 
-    def extremes(self) -> Extremes:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def extremes(self) -> Extremes:
+        """Per-element extremes over the whole period."""
 
     @property
     def n_step(self) -> int:
