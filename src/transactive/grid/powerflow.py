@@ -83,6 +83,16 @@ def _time_at(time: pd.Index, step: np.ndarray) -> pd.Index:
     return at.where(step >= 0)
 
 
+class _NotKept:
+    """A full-result array that a summary result does not keep (raises on access)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> np.ndarray:
+        raise _summary_only(self.name)
+
+
 @dataclass(frozen=True)
 class StepStats:
     """Per-step extremes: lowest / highest bus voltage (pu) and highest branch loading (%),
@@ -357,40 +367,14 @@ class PowerFlowSummary(_ResultViews):
             "keep='full' and call check_limits for per-step rows"
         )
 
-    @property
-    def vm_pu(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("vm_pu")
-
-    @property
-    def va_degree(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("va_degree")
-
-    @property
-    def p_from_kw(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("p_from_kw")
-
-    @property
-    def q_from_kvar(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("q_from_kvar")
-
-    @property
-    def p_to_kw(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("p_to_kw")
-
-    @property
-    def q_to_kvar(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("q_to_kvar")
-
-    @property
-    def loading_percent(self) -> np.ndarray:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("loading_percent")
+    # Full-result arrays a summary does not keep: reading one raises SummaryOnlyError.
+    vm_pu = _NotKept()
+    va_degree = _NotKept()
+    p_from_kw = _NotKept()
+    q_from_kvar = _NotKept()
+    p_to_kw = _NotKept()
+    q_to_kvar = _NotKept()
+    loading_percent = _NotKept()
 
     def vm_frame(self) -> pd.DataFrame:
         """Not kept: raises SummaryOnlyError."""
