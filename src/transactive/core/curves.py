@@ -181,6 +181,18 @@ def concat(parts: list[Curves]) -> Curves:
     )
 
 
+def select(curves: Curves, index: ArrayLike) -> Curves:
+    """The curves at positions ``index`` (any order, repeats allowed), as one :class:`Curves`."""
+    idx = np.asarray(index, dtype=np.int64).ravel()
+    counts = curves.counts[idx]
+    offsets = np.zeros(idx.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    # Position of every selected breakpoint in the source arrays.
+    start = np.repeat(curves.offsets[idx] - offsets[:-1], counts)
+    pos = start + np.arange(offsets[-1], dtype=np.int64)
+    return _trusted(curves.price[pos], curves.quantity[pos], offsets)
+
+
 # --- reading a curve ----------------------------------------------------------------------
 
 

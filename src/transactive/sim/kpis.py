@@ -1,55 +1,68 @@
-"""KPIs per paradigm from a run's tables: physics, prices and the value to each stakeholder."""
+"""KPIs per design, read from a run's records and summaries: physics, prices and the value
+to each stakeholder. Money KPIs end in the scenario's currency code (``…_usd``, ``…_eur``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from transactive.settlement import participant_totals
 from transactive.sim.results import SimResults
 
-#: KPI name (unit in the suffix) → one-line meaning, in report order.
+#: KPI name (unit in the suffix; ``{cur}``: the currency code) → one-line meaning, in order.
 KPI_DOCS: dict[str, str] = {
-    "peak_import_kw": "highest substation import (AC power flow)",
-    "energy_import_kwh": "energy imported at the substation",
-    "energy_export_kwh": "energy exported at the substation",
+    "peak_import_kw": "highest import at the TSO (all substations, AC power flow)",
+    "energy_import_kwh": "energy imported at the substations",
+    "energy_export_kwh": "energy exported at the substations",
     "losses_kwh": "network losses",
     "voltage_violations": "bus-steps outside the voltage band",
     "worst_v_min_pu": "lowest bus voltage",
     "worst_v_max_pu": "highest bus voltage",
-    "thermal_overloads": "line- and transformer-steps above 100 % loading",
-    "reverse_flow_h": "hours with export at the substation",
-    "pv_curtailed_kwh": "PV energy curtailed (inverter functions and market)",
-    "ev_unmet_kwh": "EV energy still needed at departure",
-    "comfort_violation_kh": "degree-hours outside comfort bands (HVAC, water heaters)",
-    "total_cost_usd": "what homes and the aggregator pay in total (bills + aggregator)",
-    "mean_price_usd_per_kwh": "mean price seen by homes",
-    "max_price_usd_per_kwh": "highest price seen by homes",
-    "mean_bill_usd": "mean household bill over the period",
-    "aggregator_revenue_usd": "what the battery aggregator (VPP) earns",
-    "dso_revenue_usd": "what the DSO/retailer keeps: bills + aggregator − wholesale",
-    "wholesale_purchases_usd": "paid to the wholesale market",
+    "thermal_overloads": "line- and transformer-steps above their loading limit",
+    "reverse_flow_h": "substation-hours with export",
+    "pv_curtailed_kwh": "energy curtailed (inverter functions and market)",
+    "ev_unmet_kwh": "energy still needed at departure",
+    "comfort_violation_kh": "degree-hours outside comfort bands",
+    "total_cost_{cur}": "what homes and aggregators pay in total (settlement)",
+    "mean_price_{cur}_per_kwh": "mean price seen by homes",
+    "max_price_{cur}_per_kwh": "highest price seen by homes",
+    "mean_bill_{cur}": "mean household bill over the period",
+    "aggregator_revenue_{cur}": "what the aggregators earn (− pay) in settlement",
+    "dso_revenue_{cur}": "what the DSOs keep: received from participants − wholesale",
+    "wholesale_purchases_{cur}": "what the DSOs pay the wholesale market",
 }
 
 
-def compute_kpis(
-    results: SimResults, totals: dict[str, dict[str, float]], pf_hours: float
-) -> pd.DataFrame:
-    """KPI table: index = KPI name (unit suffix), columns = paradigms.
+def kpi_names(currency: str) -> list[str]:
+    """The KPI names for a currency, in report order."""
+    return [k.format(cur=currency.lower()) for k in KPI_DOCS]
 
-    totals: per paradigm, the quantities summed during the run (curtailment, unmet energy,
-    comfort, money); pf_hours: length of a power-flow step in hours.
+
+def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
+    """KPI table: index = KPI name (unit suffix), columns = designs.
+
+    pf_hours: length of a power-flow step in hours.
     """
+    cur = results.currency.lower()
+    totals = participant_totals(results.settlement) if len(results.settlement) else None
+    role = dict(zip(results.participants["participant_id"], results.participants["role"], strict=True))
     cols = {}
-    for name in results.paradigms:
-        g = results.grid[results.grid["paradigm"] == name]
-        m = results.market[results.market["paradigm"] == name]
-        b = results.bills[results.bills["paradigm"] == name]
-        v = results.violations[results.violations["paradigm"] == name]
+    for name in results.designs:
+        g = results.grid[results.grid["design"] == name]
+        m = results.market[results.market["design"] == name]
+        b = results.bills[results.bills["design"] == name]
+        v = results.violations[results.violations["design"] == name]
+        d = results.dispatch[results.dispatch["design"].astype(str) == name]
         sub = g["substation_kw"].to_numpy(dtype=float)
+        tso = g.groupby("time")["substation_kw"].sum().to_numpy(dtype=float)
         kinds = v["kind"].astype(str) if len(v) else pd.Series([], dtype=str)
-        tot = totals[name]
+        t = totals[totals["design"] == name] if totals is not None else pd.DataFrame()
+        who = t["participant_id"].astype(str).map(role) if len(t) else pd.Series([], dtype=str)
+        dso = who == "dso"
+        participants = who.isin(["home", "aggregator"])
+        agg = who == "aggregator"
         cols[name] = {
-            "peak_import_kw": float(sub.max(initial=0.0)),
+            "peak_import_kw": float(tso.max(initial=0.0)),
             "energy_import_kwh": float(np.clip(sub, 0, None).sum() * pf_hours),
             "energy_export_kwh": float(-np.clip(sub, None, 0).sum() * pf_hours),
             "losses_kwh": float(g["losses_kw"].sum() * pf_hours),
@@ -58,15 +71,15 @@ def compute_kpis(
             "worst_v_max_pu": float(g["v_max_pu"].max()),
             "thermal_overloads": float(kinds.isin(["line_overload", "trafo_overload"]).sum()),
             "reverse_flow_h": float((sub < 0).sum() * pf_hours),
-            "pv_curtailed_kwh": tot["pv_curtailed_kwh"],
-            "ev_unmet_kwh": tot["ev_unmet_kwh"],
-            "comfort_violation_kh": tot["comfort_violation_kh"],
-            "total_cost_usd": tot["participant_cost_usd"],
-            "mean_price_usd_per_kwh": float(m["price"].mean()),
-            "max_price_usd_per_kwh": float(m["price"].max()),
-            "mean_bill_usd": float(b["bill_usd"].mean()),
-            "aggregator_revenue_usd": tot["aggregator_revenue_usd"],
-            "dso_revenue_usd": tot["dso_revenue_usd"],
-            "wholesale_purchases_usd": tot["wholesale_purchases_usd"],
+            "pv_curtailed_kwh": float(d["curtailed_kwh"].sum()),
+            "ev_unmet_kwh": float(d["unmet_kwh"].sum()),
+            "comfort_violation_kh": float(d["discomfort_kh"].sum()),
+            f"total_cost_{cur}": float(t["net"][participants].sum()) if len(t) else 0.0,
+            f"mean_price_{cur}_per_kwh": float(m["price"].mean()),
+            f"max_price_{cur}_per_kwh": float(m["price"].max()),
+            f"mean_bill_{cur}": float(b["bill"].mean()) if len(b) else 0.0,
+            f"aggregator_revenue_{cur}": float(-t["net"][agg].sum()) if len(t) else 0.0,
+            f"dso_revenue_{cur}": float(-t["net"][dso].sum()) if len(t) else 0.0,
+            f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
         }
-    return pd.DataFrame(cols).reindex(list(KPI_DOCS))
+    return pd.DataFrame(cols).reindex(kpi_names(cur))

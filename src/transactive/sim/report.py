@@ -1,4 +1,4 @@
-"""Offline HTML report of a scenario run: KPIs, plots and tables, paradigms side by side.
+"""Offline HTML report of a scenario run: KPIs, plots and tables, designs side by side.
 
 The report is a single ``index.html`` with every plot embedded as a base64 PNG and a small
 inline CSS block: no JavaScript, no external stylesheets, fonts or images, so it opens from
@@ -15,11 +15,9 @@ import base64
 import html
 import io
 import math
-import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ _UNITS: dict[str, tuple[str, int]] = {
     "mwh": ("MWh", 3),
     "kvar": ("kvar", 1),
     "usd": ("$", 2),
+    "eur": ("€", 2),
     "pu": ("p.u.", 4),
     "pct": ("%", 1),
     "h": ("h", 1),
@@ -81,30 +80,30 @@ figcaption, p.note { color: #57606a; font-size: 0.85rem; }
 
 
 def write_report(results: SimResults, directory: str | Path) -> Path:
-    """Write ``<directory>/index.html`` and return its path.
+    """Write ``<directory>/index.html`` (the directory must exist) and return its path.
 
     The page is self-contained (plots as base64 PNG, inline CSS, no external references).
-    Everything is rendered in memory first, then written into a temporary directory next
-    to ``directory`` and moved into place, so a failure never leaves a half-written report:
-    a new ``directory`` is not created, and an existing one keeps its previous report.
-    Other files in an existing ``directory`` (e.g. result tables) are left untouched.
+    Callers write it into a fresh output directory (:mod:`transactive.sim.outputs`), so a
+    failure never leaves a half-written report.
     """
-    document = render_html(results)
-    return _write_atomically(Path(directory), document)
+    path = Path(directory) / REPORT_FILE
+    path.write_text(render_html(results), encoding="utf-8")
+    return path
 
 
 def render_html(results: SimResults) -> str:
     """Render the full report as an HTML document string."""
-    paradigms = _paradigm_order(results)
-    colors = {p: f"C{i % 10}" for i, p in enumerate(paradigms)}
+    results = _areas_combined(results)
+    designs = _design_order(results)
+    colors = {p: f"C{i % 10}" for i, p in enumerate(designs)}
     sections = [
-        _header(results, paradigms),
-        _section("Key performance indicators", _kpi_table(results.kpis, paradigms)),
-        _section("Substation load", _plot_load(results, paradigms, colors)),
-        _section("Prices", _plot_prices(results, paradigms, colors)),
-        _section("Voltage envelope", _plot_voltage(results, paradigms, colors)),
-        _section("Bills", _bills_section(results, paradigms, colors)),
-        _section("Violations", _violations_table(results.violations, paradigms)),
+        _header(results, designs),
+        _section("Key performance indicators", _kpi_table(results.kpis, designs)),
+        _section("Substation load", _plot_load(results, designs, colors)),
+        _section("Prices", _plot_prices(results, designs, colors)),
+        _section("Voltage envelope", _plot_voltage(results, designs, colors)),
+        _section("Bills", _bills_section(results, designs, colors)),
+        _section("Violations", _violations_table(results.violations, designs)),
     ]
     if not results.dlmp.empty:
         sections.append(_section("Locational prices (network clearing)", _dlmp_section(results)))
@@ -119,32 +118,25 @@ def render_html(results: SimResults) -> str:
     )
 
 
-# ------------------------------------------------------------------------------ writing
-
-
-def _write_atomically(directory: Path, document: str) -> Path:
-    """Write ``document`` as ``directory/index.html`` via a sibling temporary directory."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir (not mkdtemp, which is 0700) so the moved-in directory gets the usual umask mode.
-    tmp = directory.parent / f".{directory.name}-report-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        (tmp / REPORT_FILE).write_text(document, encoding="utf-8")
-        _install(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory / REPORT_FILE
-
-
-def _install(tmp: Path, directory: Path) -> None:
-    """Move the finished report from ``tmp`` into ``directory`` (atomic rename on one fs)."""
-    if directory.exists():
-        os.replace(tmp / REPORT_FILE, directory / REPORT_FILE)
-    else:
-        tmp.rename(directory)
-
-
 # ------------------------------------------------------------------------------ helpers
+
+
+def _areas_combined(results: SimResults) -> SimResults:
+    """Grid and market summaries over all areas per (design, time): substation import and
+    losses summed, voltage envelope over every bus, prices averaged."""
+    g, m = results.grid, results.market
+    if "area" in g.columns and len(g):
+        g = g.groupby(["design", "time"], as_index=False, sort=False).agg(
+            substation_kw=("substation_kw", "sum"),
+            losses_kw=("losses_kw", "sum"),
+            v_min_pu=("v_min_pu", "min"),
+            v_max_pu=("v_max_pu", "max"),
+        )
+    if "area" in m.columns and len(m):
+        m = m.groupby(["design", "time"], as_index=False, sort=False).agg(
+            price=("price", "mean"), wholesale_price=("wholesale_price", "mean")
+        )
+    return replace(results, grid=g, market=m)
 
 
 def _esc(text: object) -> str:
@@ -162,34 +154,34 @@ def _note(text: str) -> str:
     return f'<p class="note">{_esc(text)}</p>'
 
 
-def _paradigm_order(results: SimResults) -> list[str]:
-    """Declared paradigms first, then any extra paradigm found in the tables (sorted)."""
-    order = list(dict.fromkeys(str(p) for p in results.paradigms))
+def _design_order(results: SimResults) -> list[str]:
+    """Declared designs first, then any extra design found in the tables (sorted)."""
+    order = list(dict.fromkeys(str(p) for p in results.designs))
     extra: set[str] = set()
     for df in (results.market, results.grid, results.bills, results.violations):
-        if "paradigm" in df.columns:
-            extra.update(str(p) for p in df["paradigm"].dropna().unique())
+        if "design" in df.columns:
+            extra.update(str(p) for p in df["design"].dropna().unique())
     extra.update(str(c) for c in results.kpis.columns)
     return order + sorted(extra - set(order))
 
 
-def _rows_of(df: pd.DataFrame, paradigm: str) -> pd.DataFrame:
-    """Rows of a tidy table for one paradigm, sorted by time when there is a time column."""
-    if df.empty or "paradigm" not in df.columns:
+def _rows_of(df: pd.DataFrame, design: str) -> pd.DataFrame:
+    """Rows of a tidy table for one design, sorted by time when there is a time column."""
+    if df.empty or "design" not in df.columns:
         return df.iloc[0:0]
-    rows = df[df["paradigm"].astype(str) == paradigm]
+    rows = df[df["design"].astype(str) == design]
     return rows.sort_values("time") if "time" in rows.columns else rows
 
 
-def _missing(df: pd.DataFrame, paradigms: Sequence[str]) -> list[str]:
-    """Paradigms with no rows in ``df``."""
-    present = set(df["paradigm"].astype(str)) if "paradigm" in df.columns else set()
-    return [p for p in paradigms if p not in present]
+def _missing(df: pd.DataFrame, designs: Sequence[str]) -> list[str]:
+    """Designs with no rows in ``df``."""
+    present = set(df["design"].astype(str)) if "design" in df.columns else set()
+    return [p for p in designs if p not in present]
 
 
-def _missing_note(df: pd.DataFrame, paradigms: Sequence[str], what: str) -> str:
-    """Note listing paradigms without rows, or an empty string."""
-    missing = _missing(df, paradigms)
+def _missing_note(df: pd.DataFrame, designs: Sequence[str], what: str) -> str:
+    """Note listing designs without rows, or an empty string."""
+    missing = _missing(df, designs)
     return _note(f"No {what} rows for: {', '.join(missing)}.") if missing else ""
 
 
@@ -214,12 +206,12 @@ def _period(results: SimResults) -> str:
     return f"{start} – {end} ({steps} steps)"
 
 
-def _header(results: SimResults, paradigms: Sequence[str]) -> str:
+def _header(results: SimResults, designs: Sequence[str]) -> str:
     """Title and run metadata."""
     meta = [
-        ("Feeder", results.feeder),
+        ("Areas", ", ".join(results.areas)),
         ("Period", _period(results)),
-        ("Paradigms", ", ".join(paradigms) if paradigms else "none"),
+        ("Designs", ", ".join(designs) if designs else "none"),
         ("Voltage band", f"{results.v_min_pu:g} – {results.v_max_pu:g} p.u."),
     ]
     items = "\n".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in meta)
@@ -283,17 +275,17 @@ def format_kpi(value: object, digits: int) -> str:
     return f"{x:,.4g}" if abs(x) < 1000 else f"{x:,.1f}"
 
 
-def _kpi_table(kpis: pd.DataFrame, paradigms: Sequence[str]) -> str:
-    """KPI table: one row per KPI, unit column, paradigms as columns ("–" when missing)."""
+def _kpi_table(kpis: pd.DataFrame, designs: Sequence[str]) -> str:
+    """KPI table: one row per KPI, unit column, designs as columns ("–" when missing)."""
     if kpis.empty:
         return _note("No KPIs.")
     by_name = {str(c): c for c in kpis.columns}
     rows = []
     for name, row in kpis.iterrows():
         unit, digits = kpi_unit(str(name))
-        values = [format_kpi(row[by_name[p]] if p in by_name else None, digits) for p in paradigms]
+        values = [format_kpi(row[by_name[p]] if p in by_name else None, digits) for p in designs]
         rows.append([str(name), unit, *values])
-    return _table(["KPI", "unit", *paradigms], rows, numeric_from=2)
+    return _table(["KPI", "unit", *designs], rows, numeric_from=2)
 
 
 # -------------------------------------------------------------------------------- plots
@@ -340,13 +332,13 @@ def _time_axis(ax: Axes) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _plot_load(results: SimResults, paradigms: Sequence[str], colors: dict[str, str]) -> str:
-    """Substation import (kW, + import / − export) over time, one line per paradigm."""
+def _plot_load(results: SimResults, designs: Sequence[str], colors: dict[str, str]) -> str:
+    """Substation import (kW, + import / − export) over time, one line per design."""
     grid = results.grid
     if grid.empty or "substation_kw" not in grid.columns:
         return _note("No grid data.")
     with _figure() as (fig, (ax,)):
-        for p in paradigms:
+        for p in designs:
             rows = _rows_of(grid, p)
             if not rows.empty:
                 ax.plot(_times(rows["time"]), rows["substation_kw"], label=p, color=colors[p])
@@ -355,19 +347,19 @@ def _plot_load(results: SimResults, paradigms: Sequence[str], colors: dict[str, 
         ax.legend(loc="best", fontsize="small")
         _time_axis(ax)
         b64 = _png_base64(fig)
-    caption = "Power at the substation per paradigm (import +, export −), kW."
-    return _img(b64, "Substation load by paradigm", caption) + _missing_note(
-        grid, paradigms, "grid"
+    caption = "Power at the substation per design (import +, export −), kW."
+    return _img(b64, "Substation load by design", caption) + _missing_note(
+        grid, designs, "grid"
     )
 
 
-def _plot_prices(results: SimResults, paradigms: Sequence[str], colors: dict[str, str]) -> str:
-    """Retail price per paradigm and the wholesale price (dashed), $/kWh, over time."""
+def _plot_prices(results: SimResults, designs: Sequence[str], colors: dict[str, str]) -> str:
+    """Retail price per design and the wholesale price (dashed), $/kWh, over time."""
     market = results.market
     if market.empty or "price" not in market.columns:
         return _note("No market data.")
     with _figure() as (fig, (ax,)):
-        for p in paradigms:
+        for p in designs:
             rows = _rows_of(market, p)
             if not rows.empty:
                 ax.plot(
@@ -391,19 +383,19 @@ def _plot_prices(results: SimResults, paradigms: Sequence[str], colors: dict[str
         ax.legend(loc="best", fontsize="small")
         _time_axis(ax)
         b64 = _png_base64(fig)
-    caption = "Price seen by homes per paradigm and the wholesale price (dashed), $/kWh."
-    return _img(b64, "Price over time by paradigm", caption) + _missing_note(
-        market, paradigms, "market"
+    caption = "Price seen by homes per design and the wholesale price (dashed), $/kWh."
+    return _img(b64, "Price over time by design", caption) + _missing_note(
+        market, designs, "market"
     )
 
 
-def _plot_voltage(results: SimResults, paradigms: Sequence[str], colors: dict[str, str]) -> str:
-    """Feeder voltage envelope (min–max over buses, p.u.) per paradigm with the limit band."""
+def _plot_voltage(results: SimResults, designs: Sequence[str], colors: dict[str, str]) -> str:
+    """Feeder voltage envelope (min–max over buses, p.u.) per design with the limit band."""
     grid = results.grid
-    if grid.empty or not {"v_min_pu", "v_max_pu"} <= set(grid.columns) or not paradigms:
+    if grid.empty or not {"v_min_pu", "v_max_pu"} <= set(grid.columns) or not designs:
         return _note("No voltage data.")
-    with _figure(n_rows=len(paradigms), height=2.2, sharey=True) as (fig, axes):
-        for ax, p in zip(axes, paradigms, strict=True):
+    with _figure(n_rows=len(designs), height=2.2, sharey=True) as (fig, axes):
+        for ax, p in zip(axes, designs, strict=True):
             rows = _rows_of(grid, p)
             if rows.empty:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -425,15 +417,15 @@ def _plot_voltage(results: SimResults, paradigms: Sequence[str], colors: dict[st
         f"Lowest and highest bus voltage per step (shaded band), p.u.; dashed red lines: "
         f"limits {results.v_min_pu:g} and {results.v_max_pu:g} p.u."
     )
-    return _img(b64, "Voltage envelope by paradigm", caption)
+    return _img(b64, "Voltage envelope by design", caption)
 
 
-def _plot_bills(results: SimResults, paradigms: Sequence[str], colors: dict[str, str]) -> str:
-    """Box plot of home bills ($) per paradigm."""
+def _plot_bills(results: SimResults, designs: Sequence[str], colors: dict[str, str]) -> str:
+    """Box plot of home bills ($) per design."""
     bills = results.bills
-    data = [_rows_of(bills, p)["bill_usd"].dropna().to_numpy(float) for p in paradigms]
+    data = [_rows_of(bills, p)["bill"].dropna().to_numpy(float) for p in designs]
     with _figure() as (fig, (ax,)):
-        positions = list(range(1, len(paradigms) + 1))
+        positions = list(range(1, len(designs) + 1))
         boxes = ax.boxplot(
             data,
             positions=positions,
@@ -441,17 +433,17 @@ def _plot_bills(results: SimResults, paradigms: Sequence[str], colors: dict[str,
             widths=0.6,
             medianprops={"color": "black"},
         )
-        for patch, p in zip(boxes["boxes"], paradigms, strict=True):
+        for patch, p in zip(boxes["boxes"], designs, strict=True):
             patch.set_facecolor(colors[p])
             patch.set_alpha(0.5)
-        labels = [f"{p}\n(n={len(d)})" for p, d in zip(paradigms, data, strict=True)]
+        labels = [f"{p}\n(n={len(d)})" for p, d in zip(designs, data, strict=True)]
         ax.set_xticks(positions, labels)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_ylabel("bill ($)")
         ax.grid(True, axis="y", alpha=0.3)
         b64 = _png_base64(fig)
-    caption = "Distribution of home bills per paradigm over the period, $ (negative: credit)."
-    return _img(b64, "Bill distribution by paradigm", caption)
+    caption = "Distribution of home bills per design over the period, $ (negative: credit)."
+    return _img(b64, "Bill distribution by design", caption)
 
 
 def _group_key(group: str) -> tuple[bool, int, str]:
@@ -459,54 +451,54 @@ def _group_key(group: str) -> tuple[bool, int, str]:
     return (group != "none", group.count("+"), group)
 
 
-def _bills_by_group(bills: pd.DataFrame, paradigms: Sequence[str]) -> str:
-    """Table of mean bill ($) by ownership group × paradigm, with home counts."""
+def _bills_by_group(bills: pd.DataFrame, designs: Sequence[str]) -> str:
+    """Table of mean bill ($) by ownership group × design, with home counts."""
     means = bills.pivot_table(
-        index="group", columns="paradigm", values="bill_usd", aggfunc="mean", observed=True
+        index="group", columns="design", values="bill", aggfunc="mean", observed=True
     )
     means.columns = [str(c) for c in means.columns]
-    means = means.reindex(columns=list(paradigms))
+    means = means.reindex(columns=list(designs))
     homes = bills.groupby("group", observed=True)["home"].nunique()
     rows = []
     for key in sorted(means.index, key=lambda g: _group_key(str(g))):
         values = [format_kpi(v, 2) for v in means.loc[key].to_numpy(float)]
         rows.append([str(key), f"{int(homes.get(key, 0))}", *values])
-    overall = bills.groupby(bills["paradigm"].astype(str))["bill_usd"].mean()
-    all_values = [format_kpi(overall.get(p, None), 2) for p in paradigms]
+    overall = bills.groupby(bills["design"].astype(str))["bill"].mean()
+    all_values = [format_kpi(overall.get(p, None), 2) for p in designs]
     rows.append(["all homes", f"{bills['home'].nunique()}", *all_values])
-    return _table(["ownership group", "homes", *paradigms], rows, numeric_from=1)
+    return _table(["ownership group", "homes", *designs], rows, numeric_from=1)
 
 
-def _bills_section(results: SimResults, paradigms: Sequence[str], colors: dict[str, str]) -> str:
-    """Bill box plot and mean bill by ownership group × paradigm."""
+def _bills_section(results: SimResults, designs: Sequence[str], colors: dict[str, str]) -> str:
+    """Bill box plot and mean bill by ownership group × design."""
     bills = results.bills
-    needed = {"paradigm", "home", "group", "bill_usd"}
-    if bills.empty or not needed <= set(bills.columns) or not paradigms:
+    needed = {"design", "home", "group", "bill"}
+    if bills.empty or not needed <= set(bills.columns) or not designs:
         return _note("No bill data.")
     return (
-        _plot_bills(results, paradigms, colors)
-        + _missing_note(bills, paradigms, "bill")
+        _plot_bills(results, designs, colors)
+        + _missing_note(bills, designs, "bill")
         + "\n<h3>Mean bill by ownership group ($)</h3>\n"
-        + _bills_by_group(bills, paradigms)
+        + _bills_by_group(bills, designs)
     )
 
 
 # --------------------------------------------------------------------------- violations
 
 
-def _violations_table(violations: pd.DataFrame, paradigms: Sequence[str]) -> str:
-    """Count of violations by paradigm × kind (all paradigms listed, zeros included)."""
-    if violations.empty or not {"paradigm", "kind"} <= set(violations.columns):
+def _violations_table(violations: pd.DataFrame, designs: Sequence[str]) -> str:
+    """Count of violations by design × kind (all designs listed, zeros included)."""
+    if violations.empty or not {"design", "kind"} <= set(violations.columns):
         return _note("No violations.")
-    counts = pd.crosstab(violations["paradigm"].astype(str), violations["kind"].astype(str))
+    counts = pd.crosstab(violations["design"].astype(str), violations["kind"].astype(str))
     present = set(counts.columns)
     kinds = [k for k in _VIOLATION_KINDS if k in present]
     kinds += sorted(present - set(_VIOLATION_KINDS))
-    table_counts = counts.reindex(index=list(paradigms), columns=kinds, fill_value=0)
+    table_counts = counts.reindex(index=list(designs), columns=kinds, fill_value=0)
     rows = []
-    for p, values in zip(paradigms, table_counts.to_numpy(dtype=np.int64), strict=True):
+    for p, values in zip(designs, table_counts.to_numpy(dtype=np.int64), strict=True):
         rows.append([p, *(f"{v:,}" for v in values), f"{values.sum():,}"])
-    table = _table(["paradigm", *kinds, "total"], rows, numeric_from=1)
+    table = _table(["design", *kinds, "total"], rows, numeric_from=1)
     return table + _note("Number of violation records (element × time step) of each kind.")
 
 
@@ -514,10 +506,10 @@ def _violations_table(violations: pd.DataFrame, paradigms: Sequence[str]) -> str
 
 
 def _dlmp_section(results: SimResults) -> str:
-    """DLMP heat map (bus × time) per network-clearing paradigm, the mean of each DLMP
+    """DLMP heat map (bus × time) per network-clearing design, the mean of each DLMP
     component, and the violations removed compared with uniform clearing."""
     parts = []
-    for p in sorted(results.dlmp["paradigm"].astype(str).unique()):
+    for p in sorted(results.dlmp["design"].astype(str).unique()):
         d = _rows_of(results.dlmp, p)
         total = d.pivot_table(index="bus", columns="time", values="dlmp", aggfunc="mean")
         local = d.assign(premium=d["dlmp"] - d["energy"]).pivot_table(
@@ -555,35 +547,4 @@ def _dlmp_section(results: SimResults) -> str:
             col = d[name].to_numpy(dtype=float)
             rows.append([name, f"{np.nanmean(col):.4f}", f"{np.nanmax(col):.4f}"])
         parts.append(_table(["component", "mean $/kWh", "max $/kWh"], rows, numeric_from=1))
-    parts.append(_removed_table(results))
     return "\n".join(parts)
-
-
-def _removed_table(results: SimResults) -> str:
-    """Violations of ``layered`` (uniform clearing) vs ``layered-network`` by kind."""
-    pair = ["layered", "layered-network"]
-    if not set(pair) <= set(results.paradigms):
-        return _note(
-            "Run both 'layered' and 'layered-network' to compare uniform and network clearing."
-        )
-    v = results.violations
-    counts = (
-        pd.crosstab(v["paradigm"].astype(str), v["kind"].astype(str))
-        if not v.empty
-        else pd.DataFrame()
-    )
-    kinds = sorted(set(counts.columns)) if len(counts) else []
-    if not kinds:
-        return _note("Neither uniform nor network clearing had violations.")
-    counts = counts.reindex(index=pair, columns=kinds, fill_value=0)
-    uniform, network = (counts.loc[p].to_numpy(dtype=np.int64) for p in pair)
-    rows = [
-        [str(k), f"{u:,}", f"{n:,}", f"{u - n:,}"]
-        for k, u, n in zip(kinds, uniform, network, strict=True)
-    ]
-    return _table(
-        ["kind", "uniform clearing", "network clearing", "removed"], rows, numeric_from=1
-    ) + _note(
-        "Violation records (element × power-flow step) "
-        "with the DSO clearing a uniform price vs DLMPs."
-    )

@@ -1,65 +1,123 @@
-"""Results of a scenario run: tidy tables, written to parquet and CSV."""
+"""Results of a scenario run: the record tables with identity plus tidy summary tables."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-TABLES = ("market", "grid", "bills", "violations", "kpis", "dlmp")
+if TYPE_CHECKING:
+    from transactive.sim.world import World
+
+#: Tables written by :func:`write_tables`: the records (``transactive.core.records``) and the
+#: summaries the report plots.
+RECORDS = ("bids", "awards", "dispatch", "meter", "settlement")
+SUMMARIES = ("participants", "market", "grid", "bills", "violations", "kpis", "dlmp")
+TABLES = RECORDS + SUMMARIES
 
 
 @dataclass(frozen=True)
 class SimResults:
-    """Results of one scenario run, all tables tidy (long) pandas DataFrames, times UTC."""
+    """Results of one scenario run, all tables tidy (long) pandas DataFrames, times UTC.
 
-    scenario: str  # scenario name
-    feeder: str  # feeder name, e.g. "simbench:1-LV-rural2--0-sw"
-    paradigms: tuple[str, ...]  # e.g. ("baseline", "tou", "layered", "grand-central")
-    # One row per (paradigm, time) market interval: paradigm, time, price ($/kWh seen by
-    # homes), wholesale_price ($/kWh), area_kw (net import of the area at market level, kW).
-    market: pd.DataFrame
-    # One row per (paradigm, time) power-flow step: paradigm, time, substation_kw (import +,
-    # kW), losses_kw, v_min_pu, v_max_pu, max_line_loading_pct, trafo_loading_pct.
-    grid: pd.DataFrame
-    # One row per (paradigm, home): paradigm, home, group (device ownership, e.g. "none",
-    # "pv", "pv+battery+ev"), import_kwh, export_kwh, bill_usd.
-    bills: pd.DataFrame
-    # paradigm, time, element, kind ("undervoltage" | "overvoltage" | "line_overload" |
-    # "trafo_overload" | "reverse_flow"), magnitude.
-    violations: pd.DataFrame
-    # index: KPI name with unit suffix (e.g. "peak_import_kw"); columns: paradigms.
-    kpis: pd.DataFrame
-    v_min_pu: float = 0.95  # voltage band used for the checks
-    v_max_pu: float = 1.05
-    # Network clearing only: one row per (paradigm, time, bus): dlmp and its components
-    # energy, loss, congestion, voltage ($/kWh). Empty when no paradigm clears the network.
-    dlmp: pd.DataFrame = field(default_factory=pd.DataFrame)
+    Records (schemas in :mod:`transactive.core.records`, every row with design, market,
+    stage, interval, participant, resource and node): ``bids``, ``awards``, ``dispatch``,
+    ``meter``, ``settlement``.
 
+    Summaries:
 
-def write_tables(results: SimResults, directory: str | Path) -> Path:
-    """Write every table as ``<name>.parquet`` and ``<name>.csv`` into ``directory``.
-
-    Written to a temporary directory first and moved into place at the end, so a failure
-    never leaves half-written results.
+    * ``participants``: participant_id, role (the kind of the first node it owns: tso, dso,
+      home, aggregator), area (or empty above the areas);
+    * ``market``: per (design, area, time): price ($/kWh, energy-weighted mean of the
+      prices the area's participants were awarded), wholesale_price, area_kw (the DSO
+      node's award);
+    * ``grid``: per (design, area, time) power-flow step: substation_kw (import +),
+      losses_kw, v_min_pu, v_max_pu, max_line_loading_pct, trafo_loading_pct;
+    * ``bills``: per (design, home): area, group (device ownership, e.g. "pv+ev"),
+      import_kwh, export_kwh, bill (currency, settled lines of the home's participant);
+    * ``violations``: design, area and the columns of :func:`transactive.grid.check_limits`;
+    * ``kpis``: index = KPI name with unit suffix, columns = designs;
+    * ``dlmp``: per (design, time, area, bus) under network clearing: dlmp and its
+      components energy, loss, congestion, voltage ($/kWh).
     """
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}-{os.getpid()}-{os.urandom(4).hex()}"
-    tmp.mkdir()  # normal permissions (mkdtemp would make the results owner-only)
-    try:
-        for name in TABLES:
-            df: pd.DataFrame = getattr(results, name)
-            out = df.reset_index() if name == "kpis" else df
-            out.to_parquet(tmp / f"{name}.parquet", index=False)
-            out.to_csv(tmp / f"{name}.csv", index=False)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    scenario: str
+    areas: tuple[str, ...]  # "<area>=<feeder>"
+    designs: tuple[str, ...]
+    bids: pd.DataFrame
+    awards: pd.DataFrame
+    dispatch: pd.DataFrame
+    meter: pd.DataFrame
+    settlement: pd.DataFrame
+    participants: pd.DataFrame
+    market: pd.DataFrame
+    grid: pd.DataFrame
+    bills: pd.DataFrame
+    violations: pd.DataFrame
+    kpis: pd.DataFrame
+    dlmp: pd.DataFrame
+    v_min_pu: float = 0.95  # voltage band of the checks
+    v_max_pu: float = 1.05
+    currency: str = "USD"
+
+
+def participants_table(world: World) -> pd.DataFrame:
+    """Every participant with its role and area (see :class:`SimResults`)."""
+    tree = world.plan.tree
+    first = pd.Series(np.arange(tree.n)).groupby(tree.owner.astype(str)).min()
+    names = np.asarray(world.area_names, dtype=object)
+    pos = first.to_numpy()
+    return pd.DataFrame(
+        {
+            "participant_id": first.index.to_numpy(dtype=object),
+            "role": tree.kind[pos],
+            "area": np.where(tree.area[pos] >= 0, names[np.maximum(tree.area[pos], 0)], ""),
+        }
+    ).sort_values("participant_id", ignore_index=True)
+
+
+def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.DataFrame:
+    """One row per (design, home): its metered import/export and its bill (the sum of its
+    settlement lines)."""
+    homes = world.home_id.astype(str)
+    frames = []
+    for design in dict.fromkeys(lines["design"].astype(str)) if len(lines) else []:
+        ln = lines[lines["design"].astype(str) == design]
+        me = meter[meter["design"].astype(str) == design]
+        bill = ln.groupby(ln["participant_id"].astype(str))["amount"].sum()
+        imp = me.groupby(me["participant_id"].astype(str))["import_kwh"].sum()
+        exp = me.groupby(me["participant_id"].astype(str))["export_kwh"].sum()
+        frames.append(
+            pd.DataFrame(
+                {
+                    "design": design,
+                    "home": homes,
+                    "area": np.asarray(world.area_names, dtype=object)[world.home_area],
+                    "group": world.home_group,
+                    "import_kwh": imp.reindex(homes, fill_value=0.0).to_numpy(),
+                    "export_kwh": exp.reindex(homes, fill_value=0.0).to_numpy(),
+                    "bill": bill.reindex(homes, fill_value=0.0).to_numpy(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_tables(results: SimResults, directory: Path) -> list[Path]:
+    """Write every table as ``<name>.parquet`` and ``<name>.csv`` into ``directory`` (which
+    must exist); returns the files written."""
+    written = []
+    for name in TABLES:
+        df: pd.DataFrame = getattr(results, name)
+        out = df.reset_index(names="kpi") if name == "kpis" else df
+        for suffix in (".parquet", ".csv"):
+            path = directory / f"{name}{suffix}"
+            if suffix == ".parquet":
+                out.to_parquet(path, index=False)
+            else:
+                out.to_csv(path, index=False)
+            written.append(path)
+    return written

@@ -1,0 +1,183 @@
+"""Record schemas: every bid, award, dispatch, meter reading and settlement line has identity.
+
+Every record carries the same identity columns (DESIGN.md §4):
+
+========================  ==========================================================
+``design``                the market design the record belongs to (a simulation runs several)
+``market_id``             the market that produced or settles it, e.g. ``"tso"``, ``"dso:north"``
+``stage``                 the stage of the design, e.g. ``"real-time"``, ``"tariff"``
+``interval_start``        absolute start of the interval, UTC
+``duration_h``            interval length, h
+``participant_id``        who the record belongs to (home, aggregator, DSO, TSO)
+``resource_id``           the device, meter or node the quantity is for
+``node_id``               the node of the tree the resource sits at (or is)
+========================  ==========================================================
+
+Each schema below lists its own columns after these, with dtype, unit and meaning. The
+simulator writes these tables, settlement (:mod:`transactive.settlement`) computes money
+from them, and the KPIs read them. The same schemas document the service's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transactive.errors import InvalidInputError
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: name, pandas dtype, unit (``""`` for none) and meaning."""
+
+    name: str
+    dtype: str
+    unit: str
+    meaning: str
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """A record table: its name, meaning and columns (identity columns first)."""
+
+    name: str
+    meaning: str
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """Column names in order."""
+        return [c.name for c in self.columns]
+
+    def frame(self, data: Mapping[str, Any]) -> pd.DataFrame:
+        """A table of this schema from column arrays (scalars broadcast); every column is
+        required, nothing else is allowed, and each is cast to its dtype."""
+        missing = [c for c in self.names if c not in data]
+        extra = [k for k in data if k not in self.names]
+        if missing or extra:
+            raise InvalidInputError(
+                f"{self.name} records: missing columns {missing}, unknown columns {extra}"
+            )
+        n = max((np.size(v) for v in data.values() if np.ndim(v) > 0), default=1)
+        cols = {}
+        for c in self.columns:
+            v = data[c.name]
+            if np.ndim(v) == 0:
+                cols[c.name] = _cast(pd.Series(np.full(n, v, dtype=object)), c.dtype)
+            else:
+                cols[c.name] = _cast(pd.Series(v, copy=False), c.dtype)
+        return pd.DataFrame(cols)
+
+    def empty(self) -> pd.DataFrame:
+        """An empty table with this schema's columns and dtypes."""
+        return pd.DataFrame({c.name: _cast(pd.Series([], dtype=object), c.dtype) for c in self.columns})
+
+    def check(self, df: pd.DataFrame) -> None:
+        """Raise unless ``df`` has exactly this schema's columns, in order, with their dtypes."""
+        if list(df.columns) != self.names:
+            raise InvalidInputError(f"{self.name} records: columns {list(df.columns)} ≠ {self.names}")
+        for c in self.columns:
+            if str(df[c.name].dtype) != _DTYPE_NAMES[c.dtype]:
+                raise InvalidInputError(
+                    f"{self.name} records: column {c.name!r} is {df[c.name].dtype}, not {c.dtype}"
+                )
+
+
+_DTYPE_NAMES = {
+    "category": "category",
+    "float64": "float64",
+    "int64": "int64",
+    "datetime64[ns, UTC]": "datetime64[ns, UTC]",
+}
+
+
+def _cast(s: pd.Series, dtype: str) -> pd.Series:
+    if dtype == "datetime64[ns, UTC]":
+        return pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
+    return s.astype(dtype)
+
+
+IDENTITY: tuple[Column, ...] = (
+    Column("design", "category", "", "market design the record belongs to"),
+    Column("market_id", "category", "", "market that produced or settles the record"),
+    Column("stage", "category", "", "stage of the design (e.g. real-time, tariff)"),
+    Column("interval_start", "datetime64[ns, UTC]", "UTC", "start of the interval"),
+    Column("duration_h", "float64", "h", "length of the interval"),
+    Column("participant_id", "category", "", "participant the record belongs to"),
+    Column("resource_id", "category", "", "device, meter or node the quantity is for"),
+    Column("node_id", "category", "", "node of the tree the resource sits at"),
+)
+
+
+def _schema(name: str, meaning: str, *columns: Column) -> Schema:
+    return Schema(name, meaning, IDENTITY + columns)
+
+
+BIDS = _schema(
+    "bids",
+    "Bid curves offered up the tree: one row per breakpoint of a node's (or, where devices "
+    "bid directly, a device's) curve; kW is + buy, − sell, non-increasing in price.",
+    Column("point", "int64", "", "breakpoint index within the curve (0, 1, …)"),
+    Column("price", "float64", "currency/kWh", "breakpoint price"),
+    Column("quantity_kw", "float64", "kW", "net quantity at that price (+ buy, − sell)"),
+)
+
+AWARDS = _schema(
+    "awards",
+    "Clearing results passed down: one row per node and interval, the quantity the node "
+    "committed to and the price it was awarded at.",
+    Column("quantity_kw", "float64", "kW", "awarded net power (+ import, − export)"),
+    Column("price", "float64", "currency/kWh", "price the award is settled at"),
+    Column("status", "category", "", "clearing status of the market that awarded it"),
+)
+
+DISPATCH = _schema(
+    "dispatch",
+    "What each device was told and did: one row per device and interval.",
+    Column("device_kind", "category", "", "device type (pv, battery, ev, …)"),
+    Column("setpoint_kw", "float64", "kW", "awarded / instructed power (+ consume)"),
+    Column("power_kw", "float64", "kW", "average power the device actually ran at"),
+    Column("price", "float64", "currency/kWh", "price the device saw"),
+    Column("curtailed_kwh", "float64", "kWh", "energy curtailed (PV: inverter functions, market)"),
+    Column("unmet_kwh", "float64", "kWh", "energy still needed at the end of a session (EVs)"),
+    Column("discomfort_kh", "float64", "K·h", "degree-hours outside the comfort band"),
+)
+
+METER = _schema(
+    "meter",
+    "Interval meter readings: the energy each meter measured (homes: everything behind the "
+    "meter; aggregator portfolios: their devices at one bus; substations: the AC power flow's "
+    "import, losses included).",
+    Column("import_kwh", "float64", "kWh", "energy imported over the interval (≥ 0)"),
+    Column("export_kwh", "float64", "kWh", "energy exported over the interval (≥ 0)"),
+    Column("quality", "category", "", "measured | estimated"),
+)
+
+SETTLEMENT = _schema(
+    "settlement",
+    "Settlement lines: what each participant pays (+) or receives (−) its counterparty, per "
+    "meter, interval and charge; every line has a counterparty, so money balances by design.",
+    Column("charge", "category", "", "energy | network_charge"),
+    Column("quantity_kwh", "float64", "kWh", "energy the line is for (+ import, − export)"),
+    Column("price", "float64", "currency/kWh", "unit price"),
+    Column("amount", "float64", "currency", "quantity × price, paid by the participant"),
+    Column("currency", "category", "", "ISO 4217 code"),
+    Column("counterparty_id", "category", "", "participant that receives the amount"),
+)
+
+SCHEMAS: tuple[Schema, ...] = (BIDS, AWARDS, DISPATCH, METER, SETTLEMENT)
+
+
+def schema_docs() -> str:
+    """Markdown reference of every record table (columns, dtypes, units, meaning)."""
+    out = ["# Record schemas", "", (__doc__ or "").split("\n\n", 1)[0], ""]
+    for s in SCHEMAS:
+        out += [f"## `{s.name}`", "", s.meaning, "", "| column | dtype | unit | meaning |"]
+        out.append("|---|---|---|---|")
+        out += [f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |" for c in s.columns]
+        out.append("")
+    return "\n".join(out)

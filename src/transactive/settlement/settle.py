@@ -1,0 +1,129 @@
+"""Settle meter readings at the prices their nodes were awarded.
+
+Every meter sits at a node of the tree; its node's award record says at which price the
+node's energy is settled in each interval, and the node's parent's owner is the
+counterparty (a home pays its DSO, a DSO pays the TSO). Per meter and interval:
+
+* ``energy``: (import − export) kWh × the node's award price;
+* ``network_charge``: import kWh × the design's network charge, for meters of participants
+  connected to a DSO's network (not for the DSO's own substation meter).
+
+Amounts are paid by the line's participant to its counterparty (negative = received), so
+every line has both sides and money balances by construction; :func:`settle` also checks
+that every metered kWh got a finite price (:class:`~transactive.errors.BalanceError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from transactive.core.records import SETTLEMENT
+from transactive.errors import BalanceError
+from transactive.nodes.tree import Kind, Tree
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """How a design settles: network charge (currency/kWh on imports) and the currency."""
+
+    network_charge: float
+    currency: str
+
+
+def settle(
+    meter: pd.DataFrame, awards: pd.DataFrame, tree: Tree, rules: Mapping[str, Rules]
+) -> pd.DataFrame:
+    """Settlement lines (:data:`~transactive.core.records.SETTLEMENT`) for every meter
+    reading, priced from the award records of the same design, node and interval."""
+    if meter.empty:
+        return SETTLEMENT.empty()
+    key = ["design", "node_id", "interval_start"]
+    prices = awards[key + ["price"]].astype({"design": str, "node_id": str})
+    m = meter.astype({"design": str, "node_id": str}).merge(prices, on=key, how="left")
+    if len(m) != len(meter):
+        raise BalanceError("settlement: a node has more than one award per interval")
+    missing = ~np.isfinite(m["price"].to_numpy(dtype=float))
+    if missing.any():
+        r = m[missing].iloc[0]
+        raise BalanceError(
+            f"settlement: meter {r['resource_id']} ({r['design']}, {r['interval_start']}) "
+            f"has no award price"
+        )
+    pos = pd.Index(tree.id.astype(str)).get_indexer(m["node_id"])
+    if (pos < 0).any():
+        raise BalanceError(f"settlement: meter at unknown node {m['node_id'][pos < 0].iloc[0]!r}")
+    parent = tree.parent[pos]
+    counterparty = np.where(parent >= 0, tree.owner[np.maximum(parent, 0)], "wholesale")
+    dso_owner = _dso_owner_of(tree)[pos]
+    on_network = (tree.area[pos] >= 0) & (tree.owner[pos] != dso_owner)
+    design = m["design"].to_numpy()
+    charge = np.array([rules[d].network_charge for d in design]) if len(m) else np.zeros(0)
+    currency = np.array([rules[d].currency for d in design], dtype=object)
+    imp = m["import_kwh"].to_numpy(dtype=float)
+    net = imp - m["export_kwh"].to_numpy(dtype=float)
+    price = m["price"].to_numpy(dtype=float)
+    ident = {c: m[c].to_numpy() for c in SETTLEMENT.names[:8]}
+    energy = SETTLEMENT.frame(
+        {
+            **ident,
+            "charge": "energy",
+            "quantity_kwh": net,
+            "price": price,
+            "amount": net * price,
+            "currency": currency,
+            "counterparty_id": counterparty,
+        }
+    )
+    pays = on_network & (charge != 0) & (imp > 0)
+    network = SETTLEMENT.frame(
+        {
+            **{c: v[pays] for c, v in ident.items()},
+            "charge": "network_charge",
+            "quantity_kwh": imp[pays],
+            "price": charge[pays],
+            "amount": imp[pays] * charge[pays],
+            "currency": currency[pays],
+            "counterparty_id": counterparty[pays],
+        }
+    )
+    lines = pd.concat([energy, network], ignore_index=True)
+    for c in SETTLEMENT.columns:
+        if c.dtype == "category":
+            lines[c.name] = lines[c.name].astype("category")
+    return lines
+
+
+def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
+    """Per design and participant: ``paid`` (to counterparties), ``received`` and ``net``
+    (paid − received), currency. The ``net`` of all participants of a design sums to 0
+    (checked)."""
+    paid = lines.groupby(["design", "participant_id"], observed=True)["amount"].sum()
+    got = lines.groupby(["design", "counterparty_id"], observed=True)["amount"].sum()
+    got.index = got.index.set_names(["design", "participant_id"])
+    out = pd.concat({"paid": paid, "received": got}, axis=1).fillna(0.0)
+    out["net"] = out["paid"] - out["received"]
+    per_design = out.groupby(level="design")["net"].sum()
+    scale = out.groupby(level="design")["paid"].apply(lambda s: s.abs().sum()) + 1.0
+    if (per_design.abs() > 1e-9 * scale).any():
+        d = (per_design.abs() / scale).idxmax()
+        raise BalanceError(f"settlement of {d!r}: payments and receipts differ by {per_design[d]}")
+    return out.reset_index()
+
+
+def dso_revenue(lines: pd.DataFrame, tree: Tree) -> pd.Series:
+    """What the DSOs keep per design: what they receive minus what they pay (currency)."""
+    owners = set(tree.owner[tree.kind == Kind.DSO].astype(str))
+    t = participant_totals(lines)
+    mine = t[t["participant_id"].astype(str).isin(owners)]
+    return -mine.groupby("design")["net"].sum()
+
+
+def _dso_owner_of(tree: Tree) -> np.ndarray:
+    """The owner of each node's DSO (the node's area's DSO), '' above the areas."""
+    dso = np.flatnonzero(tree.kind == Kind.DSO)
+    owner_of_area = {int(tree.area[d]): tree.owner[d] for d in dso}
+    return np.array([owner_of_area.get(int(a), "") for a in tree.area], dtype=object)
