@@ -19,7 +19,7 @@ from transactive.errors import BalanceError, InvalidInputError
 from transactive.nodes import paradigms
 from transactive.sim.kpis import KPI_DOCS, compute_kpis
 from transactive.sim.results import SimResults, write_tables
-from transactive.sim.scenario import ScenarioError, load_scenario, parse_scenario
+from transactive.sim.scenario import load_scenario, parse_scenario
 
 WHOLESALE = 40.0  # $/MWh, flat
 
@@ -124,14 +124,6 @@ def test_money_adds_up_in_a_run(results: SimResults) -> None:
         assert k.loc["wholesale_purchases_usd", p] == pytest.approx(
             (m["wholesale_price"] * m["area_kw"]).sum() * 0.25, rel=0.15
         )
-
-
-def test_tou_peak_hours_may_wrap_past_midnight() -> None:
-    from transactive.sim.scenario import Tariff, tou_price
-
-    starts = pd.date_range("2026-07-01T00:00Z", periods=24, freq="1h")
-    price = tou_price(Tariff(tou_peak_hours=(22, 6), tz_offset_h=0.0), starts)
-    assert (price[:6] == 0.34).all() and (price[6:22] == 0.11).all() and (price[22:] == 0.34).all()
 
 
 def test_bills_are_price_times_energy(results: SimResults) -> None:
@@ -239,28 +231,6 @@ def test_area_balance_check_catches_a_mismatch() -> None:
     paradigms.check_area_balance(np.array([5.0, 5.0]), 10.5, 0.5)  # balanced: no error
     with pytest.raises(BalanceError, match="area market"):
         paradigms.check_area_balance(np.array([5.0, 5.0]), 11.0, 0.0)
-
-
-@pytest.mark.parametrize(
-    ("over", "key"),
-    [
-        ({"colour": "red"}, "'colour': unknown key"),
-        ({"der": {"penetration": {"pv": 120}}}, "'der.penetration.pv'"),
-        ({"der": {"stage": 7}}, "'der.stage'"),
-        ({"market_interval_min": 7, "powerflow_interval_min": 7}, "does not divide"),
-        ({"powerflow_interval_min": 20}, "'powerflow_interval_min'"),
-        ({"paradigms": ["central"]}, "unknown paradigm"),
-        ({"wholesale": {"source": "prices", "prices": "nope.csv"}}, "no such file"),
-        ({"market": {"floor": 1.0, "cap": 0.5}}, "'market.cap'"),
-        ({"homes": {"service_limit_kw": -1}}, "'homes.service_limit_kw'"),
-        ({"dso": {"clearing": "nodal"}}, "'dso.clearing'"),
-        ({"seed": -1}, "'seed'"),
-        ({"start": "2016-07-12T20:00:00"}, "no time zone"),
-    ],
-)
-def test_bad_scenarios_name_the_key(tmp_path: Path, over: dict[str, Any], key: str) -> None:
-    with pytest.raises(ScenarioError, match=key):
-        parse_scenario(scenario(tmp_path, **over))
 
 
 def test_bad_device_parameter_names_the_field(tmp_path: Path) -> None:

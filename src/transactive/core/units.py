@@ -6,11 +6,17 @@ the data enters, with these functions.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only for the type: importing the constants stays cheap
+    import numpy as np
 
-T = TypeVar("T", float, np.ndarray)
+T = TypeVar("T", float, "np.ndarray")
+
+#: The project's default price floor and cap of a market, $/kWh (one declaration, used by
+#: the scenario schema and the CLI).
+DEFAULT_FLOOR: float = -0.1
+DEFAULT_CAP: float = 2.0
 
 
 def per_mwh_to_per_kwh(price: T) -> T:

@@ -1,69 +1,92 @@
-"""Scenario files (TOML): read once at the edge, validated, returned as plain typed values.
+"""Scenario files (TOML): one validated schema, read once at the edge.
 
-Example (``examples/summer-day.toml``)::
+Every key is declared once below (type, unit, bounds, default, meaning); the models are the
+typed, frozen values the program uses. The reference page ``docs/scenario.md`` is generated
+from them (``python -m transactive.sim.scenario_docs``). Example (``examples/summer-day.toml``)::
 
     name = "summer-day"
-    feeder = "simbench:1-LV-semiurb4--0-sw"
+    feeder = "simbench:1-LV-semiurb4--0-sw"   # one area; or [[areas]] tables
     start = "2016-07-12T00:00:00Z"
     end = "2016-07-13T00:00:00Z"
-    market_interval_min = 15        # divides the period
-    powerflow_interval_min = 15     # a multiple of the market interval
-    paradigms = ["baseline", "tou", "layered", "grand-central"]
-    seed = 7
-    homes_per_load = 1              # homes attached to each load point of the feeder
-
+    market_interval_min = 15
+    designs = ["baseline", "tou", "layered"]
     [der]
-    stage = 3                       # penetration preset 1 | 2 | 3 …
-    [der.penetration]               # … or / and explicit % of homes (0–100)
-    ev = 50
-    [der.config.pv]                 # device parameters: a number (constant) or a
-    capacity_kw = { normal = [6.0, 2.0, 2.0, 15.0] }   # distribution {uniform|normal|…}
+    stage = 3
+    [der.config.pv]
+    capacity_kw = { normal = [6.0, 2.0, 2.0, 15.0] }
 
-    [homes]
-    service_limit_kw = 25           # per home, import and export
-
-    [dso]
-    substation_limit_kw = 400       # default: the substation transformers' rating (kVA)
-    clearing = "uniform"            # how `layered` clears: "uniform" or "network" (DLMPs);
-                                    # the paradigm `layered-network` always uses "network"
-
-    [market]
-    floor = -0.1                    # $/kWh
-    cap = 2.0                       # $/kWh
-    network_charge = 0.04           # $/kWh on imports, the DSO's revenue
-
-    [wholesale]
-    source = "merit-order"          # or "prices" with prices = "prices.csv" ($/MWh)
-    system_scale = 20               # rest-of-system load = scale × the area's base load
-
-    [tariff]
-    flat = 0.16                     # $/kWh (baseline)
-    tou_peak = 0.34                 # $/kWh within tou_peak_hours (local time)
-    tou_offpeak = 0.11
-    tou_peak_hours = [16, 21]
-    tz_offset_h = -5                # local time = UTC + offset
-
-Unknown keys, impossible values and missing files are reported with the key's name.
+Bad input raises :class:`ScenarioError` listing every problem, one per line, as
+``<file>: '<dotted.key>': <reason>``. NaN and infinity are rejected everywhere.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-import pandas as pd
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from transactive.core.time import Intervals, as_utc
-from transactive.der import base as der_base
-from transactive.der.fleet import CONFIGS
+from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
 from transactive.errors import InvalidInputError
 
-PARADIGMS = ("baseline", "tou", "layered", "layered-network", "grand-central")
-DEVICES = ("pv", "battery", "ev", "hvac", "water_heater")
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from transactive.core.time import Intervals
+    from transactive.grid.limits import Limits
+
+__all__ = [
+    "DEVICES",
+    "KNOWN_DESIGNS",
+    "MAX_TOTAL_HOMES",
+    "PARADIGMS",
+    "STAGES",
+    "Aggregator",
+    "Area",
+    "Der",
+    "Dso",
+    "Forecast",
+    "GridLimits",
+    "Homes",
+    "Market",
+    "Scenario",
+    "ScenarioError",
+    "Tariff",
+    "Wholesale",
+    "load_scenario",
+    "parse_config",
+    "parse_scenario",
+    "tou_price",
+]
+
+#: Market designs a scenario may name (the lead replaces this with the design registry).
+KNOWN_DESIGNS: tuple[str, ...] = ("baseline", "tou", "layered", "layered-network", "grand-central")
+#: Old name of :data:`KNOWN_DESIGNS` (the scenario key ``paradigms`` is an alias of ``designs``).
+PARADIGMS = KNOWN_DESIGNS
+#: Device kinds homes (or the aggregator) may own: keys of ``der.penetration``.
+DEVICES: tuple[str, ...] = ("pv", "battery", "ev", "hvac", "water_heater")
+#: Device kinds with a ``[der.config.<kind>]`` table (every home has a ``household`` load).
+CONFIG_KINDS: tuple[str, ...] = (*DEVICES, "household")
+#: Most homes one scenario may simulate (checked by the runner once the feeders are known).
+MAX_TOTAL_HOMES = 200_000
 
 #: Share of homes (%) with each device per DER stage (GWAC TE roadmap §4.2: stage 1
 #: "persistently demonstrated", 2 "broadly applied", 3 "at scale").
@@ -75,65 +98,536 @@ STAGES: dict[int, dict[str, float]] = {
 
 
 class ScenarioError(InvalidInputError):
-    """A scenario file that cannot be run; the message names the file and the key."""
+    """A scenario that cannot be run. The message lists every problem, one per line:
+    ``<file>: '<dotted.key>': <reason>``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tariff:
-    """Retail tariffs, $/kWh. Peak hours are local time ``[start, end)``."""
+# --- declaration helpers ---------------------------------------------------------------------
 
-    flat: float = 0.16
-    tou_peak: float = 0.34
-    tou_offpeak: float = 0.11
-    tou_peak_hours: tuple[int, int] = (16, 21)
-    tz_offset_h: float = -5.0
+Num = Annotated[float, Strict()]  # a TOML number (integer or float; not a bool, not a string)
+Int = Annotated[int, Strict()]  # a TOML integer
+Hour = Annotated[int, Strict(), Field(ge=0, le=24)]
 
 
-@dataclass(frozen=True, slots=True)
-class Wholesale:
-    """Wholesale source: ``merit-order`` (modelled) or ``prices`` (CSV file, $/MWh)."""
+def _key(
+    default: Any = ...,
+    description: str = "",
+    unit: str = "",
+    bounds: str = "",
+    default_text: str = "",
+    **constraints: Any,
+) -> Any:
+    """A schema field: ``unit``, free-text ``bounds`` (for rules the numeric constraints do
+    not express) and ``default_text`` (a default computed at validation) go to the JSON
+    schema and the reference page."""
+    extra: dict[str, Any] = {}
+    for k, v in (("unit", unit), ("bounds", bounds), ("default_text", default_text)):
+        if v:
+            extra[k] = v
+    return Field(default, description=description, json_schema_extra=extra or None, **constraints)
 
-    source: str = "merit-order"
-    prices: Path | None = None
-    system_scale: float = 20.0
+
+def _fail(key: str, message: str, **ctx: Any) -> PydanticCustomError:
+    """A validation error for ``key`` (dotted, relative to the model that raises it)."""
+    return PydanticCustomError("scenario", message, {"key": key, **ctx})
 
 
-@dataclass(frozen=True, slots=True)
-class Scenario:
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, validate_default=False
+    )
+
+
+# --- sections --------------------------------------------------------------------------------
+
+AreaName = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class Area(_Model):
+    """One DSO area: everything below one T-D substation."""
+
+    name: AreaName = _key(description="Area name, unique in the scenario ([A-Za-z0-9_.-]+).")
+    feeder: Annotated[str, StringConstraints(min_length=1)] = _key(
+        description="Feeder of the area: `simbench:<code>` or `pandapower:<name>`."
+    )
+
+
+class Der(_Model):
+    """Distributed energy resources in the homes."""
+
+    stage: Annotated[int, Strict(), Field(ge=1, le=3)] | None = _key(
+        None,
+        "Penetration preset (GWAC TE roadmap §4.2): 1 demonstrated, 2 broadly applied, 3 at "
+        "scale; `der.penetration` overrides it per kind.",
+        bounds="1, 2 or 3",
+    )
+    penetration: dict[str, Annotated[float, Strict(), Field(ge=0, le=100)]] = _key(
+        {},
+        "Share of homes with each device kind (pv, battery, ev, hvac, water_heater), merged "
+        "over the stage preset; after validation it holds the merged shares.",
+        unit="%",
+        bounds="0 … 100 each",
+    )
+    config: dict[str, Any] = _key(
+        {},
+        "Device parameters per kind (`[der.config.<kind>]`, kinds: "
+        + ", ".join(CONFIG_KINDS)
+        + "): a number (constant) or a one-key table `{ uniform = [lo, hi] }`, "
+        "`{ normal = [mean, sd, low?, high?] }`, `{ lognormal = [median, sigma, low?, high?] }`, "
+        "`{ const = x }`, `{ choice = [[values], [p]] }`.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_stage(cls, raw: Any) -> Any:
+        stage = raw.get("stage") if isinstance(raw, dict) else None
+        if type(stage) is int and stage in STAGES and isinstance(raw.get("penetration", {}), dict):
+            return {**raw, "penetration": {**STAGES[stage], **raw.get("penetration", {})}}
+        return raw
+
+    @field_validator("penetration")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, float]) -> dict[str, float]:
+        for kind in v:
+            if kind not in DEVICES:
+                raise _fail(
+                    kind,
+                    "unknown key (expected one of {known})",
+                    known=", ".join(DEVICES),
+                )
+        return v
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _device_configs(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            raise _fail("", "must be a table of device kinds")
+        out: dict[str, Any] = {}
+        for kind, table in v.items():
+            if kind not in CONFIG_KINDS:
+                raise _fail(
+                    kind,
+                    "unknown key (expected one of {known})",
+                    known=", ".join(CONFIG_KINDS),
+                )
+            if isinstance(table, Mapping):
+                try:
+                    out[kind] = parse_config(kind, table, f"der.config.{kind}")
+                except InvalidInputError as exc:
+                    key, _, reason = str(exc).partition(": ")
+                    raise _fail(
+                        key.removeprefix("der.config."), "{reason}", reason=reason
+                    ) from None
+            elif _config_class(kind) is type(table):
+                out[kind] = table
+            else:
+                raise _fail(kind, "must be a table of device parameters")
+        return out
+
+    @field_serializer("config")
+    def _config_tables(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {kind: config_table(c) for kind, c in config.items()}
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        """Share of homes with each device kind, 0 … 1."""
+        return {k: v / 100.0 for k, v in self.penetration.items()}
+
+
+class Homes(_Model):
+    """The homes attached to the feeders' load points."""
+
+    service_limit_kw: Num = _key(25.0, "Service connection limit per home, import and export.",
+                                 unit="kW", ge=0)  # fmt: skip
+    power_factor: Num = _key(
+        0.95,
+        "Power factor (lagging) of the household fixed load: its reactive power.",
+        gt=0,
+        le=1,
+    )
+
+
+class Aggregator(_Model):
+    """The aggregator (VPP): holds the named device kinds instead of the homes."""
+
+    name: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "vpp", "Participant id of the aggregator."
+    )
+    devices: tuple[str, ...] = _key(
+        ("battery",),
+        "Device kinds the aggregator holds (instead of the homes); each a known kind, unique.",
+        bounds="each in " + ", ".join(DEVICES),
+    )
+
+    @field_validator("devices")
+    @classmethod
+    def _known_unique(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for i, kind in enumerate(v):
+            if kind not in DEVICES:
+                raise _fail(
+                    str(i), "unknown device kind '{kind}' (expected one of {known})",
+                    kind=kind, known=", ".join(DEVICES),
+                )  # fmt: skip
+            if kind in seen:
+                raise _fail(str(i), "'{kind}' is listed twice", kind=kind)
+            seen.add(kind)
+        return v
+
+
+class Dso(_Model):
+    """The distribution system operator of each area."""
+
+    substation_limit_kw: Num | None = _key(
+        None,
+        "The DSO's limit on the area's net import/export; unset = the substation "
+        "transformers' rating (kVA).",
+        unit="kW",
+        ge=0,
+    )
+    clearing: Literal["uniform", "network"] = _key(
+        "uniform",
+        "How `layered` clears the area: one uniform price, or on the feeder model with DLMPs "
+        "(`layered-network` always uses `network`).",
+    )
+    loss_iterations: Int = _key(
+        2,
+        "Network clearing: LinDistFlow loss linearisations iterated against the AC power flow.",
+        ge=1,
+        le=20,
+    )
+
+
+class GridLimits(_Model):
+    """Operating limits of the feeders (DESIGN.md §6)."""
+
+    v_min_pu: Num = _key(0.95, "Lowest allowed bus voltage (ANSI C84.1 range A: 0.95).",
+                         unit="pu", gt=0, bounds="> 0, < v_max_pu")  # fmt: skip
+    v_max_pu: Num = _key(1.05, "Highest allowed bus voltage (ANSI C84.1 range A: 1.05).",
+                         unit="pu", gt=0, bounds="> v_min_pu")  # fmt: skip
+    max_line_loading_percent: Num = _key(100.0, "Line thermal limit.", unit="%", gt=0)
+    max_trafo_loading_percent: Num = _key(100.0, "Transformer thermal limit.", unit="%", gt=0)
+    max_reverse_flow_kw: Num | None = _key(
+        None,
+        "Most the substation may export; unset: reverse flow is reported, not a violation.",
+        unit="kW",
+        ge=0,
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> GridLimits:
+        if not self.v_min_pu < self.v_max_pu:
+            raise _fail(
+                "v_min_pu", "{lo} pu must be below v_max_pu = {hi} pu",
+                lo=self.v_min_pu, hi=self.v_max_pu,
+            )  # fmt: skip
+        return self
+
+
+class Market(_Model):
+    """Market rules of every auction."""
+
+    floor: Num = _key(DEFAULT_FLOOR, "Price floor.", unit="$/kWh", bounds="< cap")
+    cap: Num = _key(DEFAULT_CAP, "Price cap (the value of lost load).", unit="$/kWh",
+                    bounds="> floor")  # fmt: skip
+    network_charge: Num = _key(
+        0.04, "Network charge on imports, the DSO's revenue.", unit="$/kWh", ge=0
+    )
+    currency: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "USD", "Currency of every price and bill (prices are per kWh of it)."
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> Market:
+        if not self.floor < self.cap:
+            raise _fail(
+                "cap", "cap {cap} must exceed floor {floor}", cap=self.cap, floor=self.floor
+            )
+        return self
+
+
+class Forecast(_Model):
+    """What devices know ahead."""
+
+    horizon_h: Num = _key(24.0, "How far ahead devices see prices.", unit="h", gt=0, le=168)
+
+
+class Wholesale(_Model):
+    """The wholesale (TSO) market above the substation."""
+
+    source: Literal["merit-order", "prices"] = _key(
+        "merit-order",
+        "`merit-order`: a modelled supply stack; `prices`: a CSV file of start,price.",
+    )
+    prices: Path | None = _key(
+        None,
+        "CSV of `start,price` ($/MWh), relative to the scenario file's folder; required iff "
+        "source = `prices`; must exist.",
+    )
+    system_scale: Num = _key(
+        20.0, "Rest-of-system load = scale × the area's base load (merit order).", gt=0
+    )
+
+    @field_validator("prices")
+    @classmethod
+    def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return None
+        base = Path((info.context or {}).get("base_dir", "."))
+        p = (base / v).resolve()
+        if not p.is_file():
+            raise _fail("", "no such file: {path}", path=str(p))
+        return p
+
+    @model_validator(mode="after")
+    def _needs_prices(self) -> Wholesale:
+        if self.source == "prices" and self.prices is None:
+            raise _fail("prices", "missing: source = 'prices' needs a CSV file of start,price")
+        if self.source != "prices" and self.prices is not None:
+            raise _fail("prices", "only used with source = 'prices'")
+        return self
+
+
+class Tariff(_Model):
+    """Retail tariffs (business as usual). Peak hours are local time ``[start, end)``."""
+
+    flat: Num = _key(0.16, "Flat tariff (design `baseline`).", unit="$/kWh")
+    tou_peak: Num = _key(0.34, "Time-of-use price within the peak hours.", unit="$/kWh")
+    tou_offpeak: Num = _key(0.11, "Time-of-use price outside the peak hours.", unit="$/kWh")
+    tou_peak_hours: tuple[Hour, Hour] = _key(
+        (16, 21),
+        "Peak hours [start, end) in local time; start > end wraps past midnight.",
+        unit="h",
+        bounds="0 … 24 each",
+    )
+    tz_offset_h: Num = _key(-5.0, "Local time = UTC + offset (for the peak hours).",
+                            unit="h", ge=-12, le=14)  # fmt: skip
+
+
+# --- the scenario ----------------------------------------------------------------------------
+
+
+class Scenario(_Model):
     """A validated scenario. Prices $/kWh, powers kW, times UTC."""
 
-    name: str
-    feeder: str
-    intervals: Intervals  # market intervals
-    powerflow_every: int  # market intervals per power-flow step
-    paradigms: tuple[str, ...]
-    seed: int
-    homes_per_load: int
-    penetration: dict[str, float]  # fraction of homes 0…1 per device type
-    device_config: dict[str, Any] = field(default_factory=dict)  # kind → der config object
-    service_limit_kw: float = 25.0
-    substation_limit_kw: float | None = None  # None: the substation transformers' rating
-    dso_clearing: str = "uniform"  # "uniform" | "network": the DSO's clearing in `layered`
-    floor: float = -0.1
-    cap: float = 2.0
-    network_charge: float = 0.04
-    wholesale: Wholesale = Wholesale()
-    tariff: Tariff = Tariff()
+    name: Annotated[str, StringConstraints(min_length=1)] = _key(
+        description="Scenario name.", default_text="the file's stem"
+    )
+    areas: tuple[Area, ...] = _key(
+        description="DSO areas (`[[areas]]`); or `feeder = X` alone for one area named `area`.",
+        bounds="≥ 1, unique names",
+        min_length=1,
+    )
+    start: AwareDatetime = _key(description="Start of the period, with a time zone (stored UTC).")
+    end: AwareDatetime = _key(description="End of the period (exclusive).", bounds="> start")
+    market_interval_min: Int = _key(
+        15, "Market interval length; divides the period.", unit="min", gt=0
+    )
+    powerflow_interval_min: Int | None = _key(
+        None,
+        "AC power-flow step; a multiple of the market interval that divides the period. "
+        "Unset = the market interval.",
+        unit="min",
+        gt=0,
+    )
+    designs: tuple[str, ...] = _key(
+        KNOWN_DESIGNS,
+        "Market designs to compare (old key: `paradigms`), each one of: "
+        + ", ".join(KNOWN_DESIGNS)
+        + "; default: all.",
+        bounds="≥ 1, unique",
+        min_length=1,
+    )
+    seed: Int = _key(0, "Random seed of the device population.", ge=0)
+    homes_per_load: Int = _key(
+        1,
+        f"Homes attached to each load point of the feeders (≤ {MAX_TOTAL_HOMES:_} homes in all).",
+        ge=1,
+        le=1000,
+    )
+    der: Der = _key(Der(), "Distributed energy resources.")
+    homes: Homes = _key(Homes(), "The homes.")
+    aggregator: Aggregator = _key(Aggregator(), "The aggregator.")
+    dso: Dso = _key(Dso(), "The DSO.")
+    grid: GridLimits = _key(GridLimits(), "Operating limits.")
+    market: Market = _key(Market(), "Market rules.")
+    forecast: Forecast = _key(Forecast(), "Forecasts.")
+    wholesale: Wholesale = _key(Wholesale(), "Wholesale market.")
+    tariff: Tariff = _key(Tariff(), "Retail tariffs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, raw: Any, info: ValidationInfo) -> Any:
+        """``feeder = X`` ≡ one area; ``paradigms`` ≡ ``designs``; name = the file's stem."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        if "feeder" in raw:
+            if "areas" in raw:
+                raise _fail("feeder", "give either `feeder` (one area) or [[areas]], not both")
+            raw["areas"] = [{"name": "area", "feeder": raw.pop("feeder")}]
+        if "paradigms" in raw:
+            if "designs" in raw:
+                raise _fail("paradigms", "old name of `designs`: give only `designs`")
+            raw["designs"] = raw.pop("paradigms")
+            if isinstance(info.context, dict):  # messages name the key as written
+                info.context["designs_key"] = "paradigms"
+        if "name" not in raw:
+            raw["name"] = Path(str((info.context or {}).get("source", "scenario"))).stem
+        return raw
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+    @field_validator("areas")
+    @classmethod
+    def _unique_areas(cls, v: tuple[Area, ...]) -> tuple[Area, ...]:
+        seen: set[str] = set()
+        for i, a in enumerate(v):
+            if a.name in seen:
+                raise _fail(f"{i}.name", "area name '{name}' is used twice", name=a.name)
+            seen.add(a.name)
+        return v
+
+    @field_validator("designs")
+    @classmethod
+    def _known_designs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for i, d in enumerate(v):
+            if d not in KNOWN_DESIGNS:
+                raise _fail(
+                    str(i), "unknown design '{design}' (choose from {known})",
+                    design=d, known=", ".join(KNOWN_DESIGNS),
+                )  # fmt: skip
+            if d in seen:
+                raise _fail(str(i), "duplicate design '{design}'", design=d)
+            seen.add(d)
+        return v
+
+    @model_validator(mode="after")
+    def _period(self) -> Scenario:
+        period = self.end - self.start
+        if period <= timedelta(0):
+            raise _fail("end", "{end} is not after start {start}",
+                        end=self.end.isoformat(), start=self.start.isoformat())  # fmt: skip
+        m = self.market_interval_min
+        if period % timedelta(minutes=m):
+            raise _fail("market_interval_min", "{m} min does not divide the period ({h} h)",
+                        m=m, h=period / timedelta(hours=1))  # fmt: skip
+        pf = self.powerflow_interval_min
+        if pf is not None and pf % m:
+            raise _fail(
+                "powerflow_interval_min", "{pf} min is not a multiple of market_interval_min = {m}",
+                pf=pf, m=m,
+            )  # fmt: skip
+        if pf is not None and period % timedelta(minutes=pf):
+            raise _fail("powerflow_interval_min", "{pf} min does not divide the period ({h} h)",
+                        pf=pf, h=period / timedelta(hours=1))  # fmt: skip
+        return self
+
+    # --- derived, read-only ---
+    @property
+    def intervals(self) -> Intervals:
+        """The market intervals of the period (UTC)."""
+        from transactive.core.time import Intervals
+
+        return Intervals.between(self.start, self.end, timedelta(minutes=self.market_interval_min))
+
+    @property
+    def powerflow_every(self) -> int:
+        """Market intervals per AC power-flow step."""
+        pf = self.powerflow_interval_min or self.market_interval_min
+        return pf // self.market_interval_min
+
+    @property
+    def limits(self) -> Limits:
+        """The grid operating limits (:class:`transactive.grid.limits.Limits`)."""
+        from transactive.grid.limits import Limits
+
+        g = self.grid
+        return Limits(
+            v_min_pu=g.v_min_pu,
+            v_max_pu=g.v_max_pu,
+            max_line_loading_percent=g.max_line_loading_percent,
+            max_trafo_loading_percent=g.max_trafo_loading_percent,
+            max_reverse_flow_kw=g.max_reverse_flow_kw,
+        )
+
+    # --- transitional names of the previous Scenario, for the current runner and CLI
+    # (sim/runner.py is rewritten against the API above; remove these with it) ---
+    @property
+    def feeder(self) -> str:
+        """The feeder of a one-area scenario (previous API)."""
+        if len(self.areas) != 1:
+            raise InvalidInputError(
+                f"{self.name}: this runner simulates one area; the scenario has {len(self.areas)}"
+            )
+        return self.areas[0].feeder
+
+    @property
+    def paradigms(self) -> tuple[str, ...]:
+        """= :attr:`designs` (previous API)."""
+        return self.designs
+
+    @property
+    def penetration(self) -> dict[str, float]:
+        """= ``der.fractions`` (previous API)."""
+        return self.der.fractions
+
+    @property
+    def device_config(self) -> dict[str, Any]:
+        """= ``der.config`` (previous API)."""
+        return self.der.config
+
+    @property
+    def service_limit_kw(self) -> float:
+        """= ``homes.service_limit_kw`` (previous API)."""
+        return self.homes.service_limit_kw
+
+    @property
+    def substation_limit_kw(self) -> float | None:
+        """= ``dso.substation_limit_kw`` (previous API)."""
+        return self.dso.substation_limit_kw
+
+    @property
+    def dso_clearing(self) -> str:
+        """= ``dso.clearing`` (previous API)."""
+        return self.dso.clearing
+
+    @property
+    def floor(self) -> float:
+        """= ``market.floor`` (previous API)."""
+        return self.market.floor
+
+    @property
+    def cap(self) -> float:
+        """= ``market.cap`` (previous API)."""
+        return self.market.cap
+
+    @property
+    def network_charge(self) -> float:
+        """= ``market.network_charge`` (previous API)."""
+        return self.market.network_charge
 
 
-_TOP = {
-    "name", "feeder", "start", "end", "market_interval_min", "powerflow_interval_min",
-    "paradigms", "seed", "homes_per_load", "der", "homes", "dso", "market", "wholesale", "tariff",
-}  # fmt: skip
+# --- reading ---------------------------------------------------------------------------------
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file (format in the module docstring)."""
+    """Read and validate a scenario file (TOML); errors name the file and the key."""
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text())
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{p}: no such scenario file") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{p}: is a directory, not a scenario file (TOML)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: cannot read the scenario file ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML ({exc})") from None
     return parse_scenario(raw, base_dir=p.parent, source=str(p))
@@ -142,143 +636,162 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(
     raw: dict[str, Any], base_dir: Path = Path("."), source: str = "scenario"
 ) -> Scenario:
-    """Validate a scenario given as a dict (the parsed TOML)."""
-
-    def err(key: str, message: str) -> ScenarioError:
-        return ScenarioError(f"{source}: '{key}': {message}")
-
-    _no_unknown(raw, _TOP, "", err)
-    for key in ("feeder", "start", "end"):
-        if key not in raw:
-            raise err(key, "missing (required)")
-    name = _typed(raw.get("name", Path(source).stem), str, "name", err)
-    feeder = _typed(raw["feeder"], str, "feeder", err)
+    """Validate a scenario given as a dict (the parsed TOML); relative files are resolved
+    against ``base_dir``; ``source`` names the file in messages and gives the default name."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{source}: a scenario must be a table, not {type(raw).__name__}")
+    context: dict[str, Any] = {"base_dir": base_dir, "source": source}
     try:
-        start, end = as_utc(raw["start"]), as_utc(raw["end"])
-    except (InvalidInputError, ValueError) as exc:
-        raise err("start/end", str(exc)) from None
-    m_min = _positive_int(raw.get("market_interval_min", 15), "market_interval_min", err)
-    pf_min = _positive_int(raw.get("powerflow_interval_min", m_min), "powerflow_interval_min", err)
-    if pf_min % m_min:
-        raise err(
-            "powerflow_interval_min", f"{pf_min} is not a multiple of market_interval_min={m_min}"
-        )
-    try:
-        intervals = Intervals.between(start, end, timedelta(minutes=m_min))
-    except InvalidInputError as exc:
-        raise err("market_interval_min", str(exc)) from None
-    if intervals.n % (pf_min // m_min):
-        raise err("powerflow_interval_min", f"{pf_min} min does not divide the period")
+        return Scenario.model_validate(raw, context=context)
+    except ValidationError as exc:
+        lines = [_describe(e, context.get("designs_key", "designs")) for e in exc.errors()]
+        raise ScenarioError("\n".join(f"{source}: {line}" for line in lines)) from None
 
-    paradigms = raw.get("paradigms", list(PARADIGMS))
-    if not isinstance(paradigms, list) or not paradigms:
-        raise err("paradigms", f"must be a non-empty list of {', '.join(PARADIGMS)}")
-    for x in paradigms:
-        if x not in PARADIGMS:
-            raise err("paradigms", f"unknown paradigm {x!r} (choose from {', '.join(PARADIGMS)})")
-    seed = _typed(raw.get("seed", 0), int, "seed", err)
-    if seed < 0:
-        raise err("seed", f"{seed} must be ≥ 0")
-    homes_per_load = _positive_int(raw.get("homes_per_load", 1), "homes_per_load", err)
 
-    der = _table(raw, "der", err)
-    _no_unknown(der, {"stage", "penetration", "config"}, "der.", err)
-    pen: dict[str, float] = {}
-    if "stage" in der:
-        stage = der["stage"]
-        if stage not in STAGES:
-            raise err("der.stage", f"{stage!r} is not one of {sorted(STAGES)}")
-        pen.update(STAGES[stage])
-    explicit = _table(der, "penetration", err, "der.")
-    _no_unknown(explicit, set(DEVICES), "der.penetration.", err)
-    for k, v in explicit.items():
-        pen[k] = _number(v, f"der.penetration.{k}", err)
-    for k, v in pen.items():
-        if not 0 <= v <= 100:
-            raise err(f"der.penetration.{k}", f"{v} % is not within 0–100 %")
-    config = _table(der, "config", err, "der.")
-    _no_unknown(config, set(DEVICES) | {"household"}, "der.config.", err)
+def _describe(e: Any, designs_key: str = "designs") -> str:
+    """``'<dotted.key>': <reason>`` of one pydantic error (``designs_key``: the name the
+    file used for ``designs``)."""
+    loc = [str(x) for x in e["loc"]]
+    loc[:1] = [designs_key] if loc[:1] == ["designs"] else loc[:1]
+    ctx = e.get("ctx") or {}
+    kind = e["type"]
+    if kind == "scenario":
+        loc = [*loc, *[p for p in str(ctx.get("key", "")).split(".") if p]]
+        reason = e["msg"]
+    elif kind == "extra_forbidden":
+        known = _keys_at(loc[:-1])
+        reason = "unknown key" + (f" (expected one of {', '.join(known)})" if known else "")
+    elif kind == "missing":
+        reason = "missing (required)"
+    else:
+        msg = e["msg"]
+        reason = msg[0].lower() + msg[1:] if msg else kind
+        reason = f"{reason}, got {e['input']!r}" if "input" in e else reason
+    return f"'{'.'.join(loc) or '<top>'}': {reason}"
 
-    homes = _table(raw, "homes", err)
-    _no_unknown(homes, {"service_limit_kw"}, "homes.", err)
-    dso = _table(raw, "dso", err)
-    _no_unknown(dso, {"substation_limit_kw", "clearing"}, "dso.", err)
-    clearing = dso.get("clearing", "uniform")
-    if clearing not in ("uniform", "network"):
-        raise err("dso.clearing", f"{clearing!r} is not 'uniform' or 'network'")
-    sub_limit = None
-    if "substation_limit_kw" in dso:
-        sub_limit = _number(dso["substation_limit_kw"], "dso.substation_limit_kw", err)
-        if sub_limit < 0:
-            raise err("dso.substation_limit_kw", f"{sub_limit} must be ≥ 0")
-    market = _table(raw, "market", err)
-    _no_unknown(market, {"floor", "cap", "network_charge"}, "market.", err)
-    floor = _number(market.get("floor", -0.1), "market.floor", err)
-    cap = _number(market.get("cap", 2.0), "market.cap", err)
-    if not floor < cap:
-        raise err("market.cap", f"cap {cap} must exceed floor {floor}")
-    charge = _number(market.get("network_charge", 0.04), "market.network_charge", err)
-    service = _number(homes.get("service_limit_kw", 25.0), "homes.service_limit_kw", err)
-    for key, v in (("market.network_charge", charge), ("homes.service_limit_kw", service)):
-        if v < 0:
-            raise err(key, f"{v} must be ≥ 0")
 
-    ws = _table(raw, "wholesale", err)
-    _no_unknown(ws, {"source", "prices", "system_scale"}, "wholesale.", err)
-    wsource = ws.get("source", "merit-order")
-    if wsource not in ("merit-order", "prices"):
-        raise err("wholesale.source", f"{wsource!r} is not 'merit-order' or 'prices'")
-    prices = None
-    if wsource == "prices":
-        if "prices" not in ws:
-            raise err("wholesale.prices", "missing: a CSV file of start,price ($/MWh)")
-        prices = (base_dir / _typed(ws["prices"], str, "wholesale.prices", err)).resolve()
-        if not prices.is_file():
-            raise err("wholesale.prices", f"no such file: {prices}")
-    scale = _number(ws.get("system_scale", 20.0), "wholesale.system_scale", err)
-    if scale <= 0:
-        raise err("wholesale.system_scale", f"{scale} must be > 0")
+def _keys_at(loc: list[str]) -> list[str]:
+    """The keys the schema allows in the table at ``loc`` (empty if it is not a model)."""
+    model: Any = Scenario
+    for part in loc:
+        if part.isdigit():  # an item of a tuple of tables, e.g. areas.1
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        inner = [a for a in get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = inner[0] if inner else model
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    extra = ["feeder", "paradigms"] if model is Scenario else []
+    return sorted([*model.model_fields, *extra])
 
-    tf = _table(raw, "tariff", err)
-    _no_unknown(
-        tf, {"flat", "tou_peak", "tou_offpeak", "tou_peak_hours", "tz_offset_h"}, "tariff.", err
-    )
-    hours = tf.get("tou_peak_hours", [16, 21])
-    if not (
-        isinstance(hours, list)
-        and len(hours) == 2
-        and all(isinstance(h, int) and 0 <= h <= 24 for h in hours)
-    ):
-        raise err("tariff.tou_peak_hours", f"{hours!r} is not [start_hour, end_hour] within 0–24")
-    tariff = Tariff(
-        flat=_number(tf.get("flat", 0.16), "tariff.flat", err),
-        tou_peak=_number(tf.get("tou_peak", 0.34), "tariff.tou_peak", err),
-        tou_offpeak=_number(tf.get("tou_offpeak", 0.11), "tariff.tou_offpeak", err),
-        tou_peak_hours=(hours[0], hours[1]),
-        tz_offset_h=_number(tf.get("tz_offset_h", -5.0), "tariff.tz_offset_h", err),
-    )
-    return Scenario(
-        name=name,
-        feeder=feeder,
-        intervals=intervals,
-        powerflow_every=pf_min // m_min,
-        paradigms=tuple(paradigms),
-        seed=seed,
-        homes_per_load=homes_per_load,
-        penetration={k: v / 100.0 for k, v in pen.items()},
-        device_config={k: _device_config(k, v, err) for k, v in config.items()},
-        service_limit_kw=service,
-        substation_limit_kw=sub_limit,
-        dso_clearing=clearing,
-        floor=floor,
-        cap=cap,
-        network_charge=charge,
-        wholesale=Wholesale(wsource, prices, scale),
-        tariff=tariff,
+
+# --- device configs (today's der API; the lead switches to transactive.der.parse_config) ------
+
+
+def _config_class(kind: str) -> type:
+    from transactive.der.fleet import CONFIGS
+
+    return CONFIGS[kind]
+
+
+def _number(v: object, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise InvalidInputError(f"{where}: {v!r} is not a number")
+    if not math.isfinite(v):
+        raise InvalidInputError(f"{where}: {v!r} is not a finite number")
+    return float(v)
+
+
+def parse_config(kind: str, table: Mapping[str, object], where: str) -> Any:
+    """A device config (``transactive.der``) from a ``[der.config.<kind>]`` table: numbers
+    are constants, one-key tables distributions (``{ uniform = [lo, hi] }``, ``normal``,
+    ``lognormal``, ``const``, ``choice = [[values], [p]]``). Errors start ``"<where>.<key>: "``."""
+    from dataclasses import fields
+
+    if kind not in CONFIG_KINDS:
+        raise InvalidInputError(f"{where}: unknown device kind '{kind}'")
+    cls = _config_class(kind)
+    known = [f.name for f in fields(cls)]
+    values: dict[str, Any] = {}
+    for key, v in table.items():
+        if key not in known:
+            raise InvalidInputError(
+                f"{where}.{key}: unknown key (expected one of {', '.join(sorted(known))})"
+            )
+        values[key] = _dist(v, f"{where}.{key}")
+    return cls(**values)
+
+
+def _dist(v: object, where: str) -> Any:
+    from transactive.der import base
+
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return base.const(_number(v, where))
+    dists: dict[str, Callable[..., Any]] = {
+        "uniform": base.uniform,
+        "normal": base.normal,
+        "lognormal": base.lognormal,
+        "const": base.const,
+        "choice": base.choice,
+    }
+    if isinstance(v, Mapping) and len(v) == 1:
+        ((name, args),) = v.items()
+        if name == "choice" and isinstance(args, list) and 1 <= len(args) <= 2:
+            if all(isinstance(a, list) for a in args):
+                vals = [tuple(_number(x, where) for x in a) for a in args]
+                return base.choice(*vals)
+        elif name in dists and isinstance(args, list | int | float) and not isinstance(args, bool):
+            nums = [_number(x, where) for x in (args if isinstance(args, list) else [args])]
+            try:
+                return dists[name](*nums)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"{where}: {exc}") from None
+    raise InvalidInputError(
+        f"{where}: expected a number or a table like {{ uniform = [lo, hi] }} "
+        f"({', '.join(dists)}), got {v!r}"
     )
 
 
-def tou_price(tariff: Tariff, starts: pd.DatetimeIndex) -> Any:
+def config_table(config: Any) -> dict[str, Any]:
+    """The ``[der.config.<kind>]`` table of a device config: the parameters that differ from
+    the defaults, as :func:`parse_config` reads them (inverse of it)."""
+    from dataclasses import fields
+
+    default = type(config)()
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        v = getattr(config, f.name)
+        if v != getattr(default, f.name):
+            out[f.name] = _dist_table(v)
+    return out
+
+
+def _dist_table(d: Any) -> Any:
+    if isinstance(d, int | float):  # a plain (non-distribution) parameter
+        return float(d)
+    if d.kind == "const":
+        return float(d.a)
+    if d.kind == "choice":
+        return {"choice": [list(d.values), list(d.p)] if d.p else [list(d.values)]}
+    args = [float(d.a), float(d.b)]
+    if d.kind in ("normal", "lognormal"):
+        lo_default = -math.inf if d.kind == "normal" else 0.0
+        tail = [float(d.low), float(d.high)]
+        if tail[1] == math.inf:
+            tail.pop()
+            if tail[0] == lo_default:
+                tail.pop()
+        args += tail
+    return {d.kind: args}
+
+
+# --- tariffs ---------------------------------------------------------------------------------
+
+
+def tou_price(tariff: Tariff, starts: pd.DatetimeIndex) -> np.ndarray:
     """Time-of-use price ($/kWh) at each UTC interval start."""
     import numpy as np
 
@@ -286,70 +799,5 @@ def tou_price(tariff: Tariff, starts: pd.DatetimeIndex) -> Any:
     lo, hi = tariff.tou_peak_hours
     # [lo, hi) local hours; lo > hi wraps past midnight (e.g. [22, 6]).
     peak = (local_h >= lo) & (local_h < hi) if lo <= hi else (local_h >= lo) | (local_h < hi)
-    return np.where(peak, tariff.tou_peak, tariff.tou_offpeak)
-
-
-def _device_config(kind: str, values: Any, err: Any) -> Any:
-    """A device config (``transactive.der``) from ``[der.config.<kind>]``: numbers are
-    constants, one-key tables are distributions (``{ uniform = [lo, hi] }``, ``normal``,
-    ``lognormal``, ``const``)."""
-    if not isinstance(values, dict):
-        raise err(f"der.config.{kind}", "must be a table of device parameters")
-    cls = CONFIGS[kind]
-    known = {f.name for f in fields(cls)}
-    _no_unknown(values, known, f"der.config.{kind}.", err)
-    return cls(**{key: _dist(v, f"der.config.{kind}.{key}", err) for key, v in values.items()})
-
-
-def _dist(v: Any, key: str, err: Any) -> Any:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return der_base.const(float(v))
-    dists: dict[str, Callable[..., Any]] = {
-        "uniform": der_base.uniform,
-        "normal": der_base.normal,
-        "lognormal": der_base.lognormal,
-        "const": der_base.const,
-    }
-    if isinstance(v, dict) and len(v) == 1:
-        ((name, args),) = v.items()
-        if name in dists and isinstance(args, list | int | float):
-            try:
-                return dists[name](*(args if isinstance(args, list) else [args]))
-            except (TypeError, ValueError) as exc:
-                raise err(key, str(exc)) from None
-    raise err(
-        key,
-        f"expected a number or a table like {{ uniform = [lo, hi] }} "
-        f"({', '.join(dists)}), got {v!r}",
-    )
-
-
-def _no_unknown(table: dict[str, Any], known: set[str], prefix: str, err: Any) -> None:
-    for key in table:
-        if key not in known:
-            raise err(prefix + key, f"unknown key (expected one of {', '.join(sorted(known))})")
-
-
-def _table(raw: dict[str, Any], key: str, err: Any, prefix: str = "") -> dict[str, Any]:
-    v = raw.get(key, {})
-    if not isinstance(v, dict):
-        raise err(prefix + key, "must be a table")
-    return v
-
-
-def _typed(v: Any, t: type, key: str, err: Any) -> Any:
-    if not isinstance(v, t) or isinstance(v, bool):
-        raise err(key, f"{v!r} must be a {t.__name__}")
-    return v
-
-
-def _number(v: Any, key: str, err: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise err(key, f"{v!r} must be a number")
-    return float(v)
-
-
-def _positive_int(v: Any, key: str, err: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise err(key, f"{v!r} must be a positive integer")
-    return v
+    out: np.ndarray = np.where(peak, tariff.tou_peak, tariff.tou_offpeak)
+    return out
