@@ -322,7 +322,8 @@ def param_table(kind: str, params: tuple[Param, ...]) -> str:
         "|---|---|---|---|---|",
     ]
     rows += [
-        f"| `{p.name}` | {p.unit} | `{describe(p.default)}` | `{p.bounds}` | {p.meaning} |"
+        f"| `{p.name}` | {p.unit} | `{describe(p.default)}` | "
+        f"{'any finite' if p.bounds == '(-inf, inf)' else f'`{p.bounds}`'} | {p.meaning} |"
         for p in params
     ]
     return "\n".join(rows)
