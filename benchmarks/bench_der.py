@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from transactive.core.curves import aggregate
-from transactive.der import REGISTRY, make_context, make_fleet, weather_between
+from transactive.der import DEVICE_TYPES, make_context, make_fleet, weather_between
 
 
 def main() -> None:
@@ -34,14 +34,19 @@ def main() -> None:
     prices = 0.08 + 0.04 * np.sin(np.arange(len(w)) * 2 * np.pi / 96)
     print(f"n = {args.n:,} devices per type, {args.intervals} intervals of 15 min (median)")
     print(f"{'type':<13} {'bid':>8} {'respond':>8} {'step':>8} {'total':>8} {'aggregate':>10}")
-    for kind in REGISTRY:
+    for kind in DEVICE_TYPES:
         t0 = time.perf_counter()
         fleet = make_fleet(kind, args.n, seed=42)
         build = time.perf_counter() - t0
         rows = []
         for i in range(total):
             ctx = make_context(
-                w.intervals[i].start, 0.25, prices[i : i + 96], weather=w.sample(i), cap=1.0
+                w.intervals[i].start,
+                0.25,
+                prices[i : i + 96],
+                weather=w.sample(i),
+                floor=0.0,
+                cap=1.0,
             )
             a = time.perf_counter()
             curves = fleet.bid(ctx)

@@ -18,10 +18,16 @@ def price_path(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(p, 0.01, 0.5)
 
 
+#: The price band of the test markets, $/kWh.
+FLOOR, CAP = 0.0, 1.0
+
+
 def ctx_at(w: Weather, i: int, prices: np.ndarray, **kw: object) -> Context:
-    """The context of interval ``i``: forecast = the next day of ``prices``."""
+    """The context of interval ``i``: forecast = the next day of ``prices``; price band
+    :data:`FLOOR`…:data:`CAP` unless given."""
+    band = {"floor": FLOOR, "cap": CAP, **kw}
     return make_context(
-        w.intervals[i].start, w.intervals.hours, prices[i : i + 96], weather=w.sample(i), **kw
+        w.intervals[i].start, w.intervals.hours, prices[i : i + 96], weather=w.sample(i), **band
     )  # type: ignore[arg-type]
 
 

@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transactive.core.curves import quantity_at
-from transactive.der import Weather, battery, make_context, make_fleet
+from transactive.der import Battery, Weather, battery, make_context, make_fleet
 from transactive.errors import BalanceError
 
 
 def _ctx(forecast: object = (0.05, 0.1, 0.2, 0.15), dt: float = 0.25):  # type: ignore[no-untyped-def]
-    return make_context("2024-03-01T00:00Z", dt, forecast, cap=1.0)
+    return make_context("2024-03-01T00:00Z", dt, forecast, floor=0.0, cap=1.0)
 
 
 @settings(max_examples=30, deadline=None)
@@ -49,7 +49,7 @@ def test_soc_stays_in_bounds_and_energy_balances_under_any_award(
 
 
 def test_full_battery_cannot_charge_empty_cannot_discharge() -> None:
-    p = battery.make_params(capacity_kwh=[10.0, 10.0], charge_kw=5.0, soc_min=0.1, soc_max=0.9)
+    p = Battery().make_params(capacity_kwh=[10.0, 10.0], power_kw=5.0, soc_min=0.1, soc_max=0.9)
     s = battery.BatteryState(np.array([0.9, 0.1]))
     lo, hi = battery.limits(p, s, _ctx())
     np.testing.assert_allclose(hi, [0.0, 5.0])
@@ -59,15 +59,15 @@ def test_full_battery_cannot_charge_empty_cannot_discharge() -> None:
     lo, hi = battery.limits(p, s, _ctx(dt=1.0))
     np.testing.assert_allclose(hi[0], 0.05 * 10 / 0.95)
     np.testing.assert_allclose(lo[1], -0.02 * 10 * 0.95)
-    c = battery.bid(p, s, _ctx(dt=1.0))
+    c = Battery().bid(p, s, _ctx(dt=1.0))
     np.testing.assert_allclose(quantity_at(c, -1.0), hi)
     np.testing.assert_allclose(quantity_at(c, 5.0), lo)
 
 
 def test_thresholds_cover_losses_and_degradation() -> None:
-    p = battery.make_params(
+    p = Battery().make_params(
         capacity_kwh=np.full(4, 10.0),
-        charge_kw=5.0,
+        power_kw=5.0,
         eta_charge=[0.95, 0.9, 0.8, 0.95],
         eta_discharge=[0.95, 0.9, 0.8, 0.95],
         degradation_cost=[0.0, 0.02, 0.05, 0.1],
@@ -93,17 +93,17 @@ def test_buys_cheap_sells_dear_over_a_day(summer: Weather) -> None:
 
 
 def test_balance_error_is_raised_when_physics_is_broken(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = battery.make_params(capacity_kwh=[10.0], charge_kw=5.0)
+    p = Battery().make_params(capacity_kwh=[10.0], power_kw=5.0)
     s = battery.BatteryState(np.array([0.5]))
-    monkeypatch.setattr(battery, "_next_soc", lambda params, soc, pw, dt: soc + 0.01)
+    monkeypatch.setattr(Battery, "next_soc", staticmethod(lambda params, soc, pw, dt: soc + 0.01))
     with pytest.raises(BalanceError):
-        battery.step(p, s, np.array([0.0]), _ctx())
+        Battery().step(p, s, np.array([0.0]), _ctx())
 
 
 def test_horizon_bids_respect_projected_soc() -> None:
     fleet = make_fleet("battery", 30, seed=2)
     f = np.r_[np.full(8, 0.02), np.full(8, 0.3)]
-    ctx = make_context("2024-03-01T00:00Z", 1.0, f, cap=1.0)
+    ctx = make_context("2024-03-01T00:00Z", 1.0, f, floor=0.0, cap=1.0)
     curves = fleet.bid_horizon(ctx)
     assert len(curves) == f.size
     soc = fleet.state.soc.copy()

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transactive.core.curves import quantity_at
-from transactive.der import EVConfig, Weather, const, ev, make_fleet, normal
+from transactive.der import EV, DeviceConfig, Weather, const, ev, make_fleet, normal
 
 
-def _simulate(seed: int, w: Weather, prices: np.ndarray, cfg: EVConfig | None = None):  # type: ignore[no-untyped-def]
+def _simulate(seed: int, w: Weather, prices: np.ndarray, cfg: DeviceConfig | None = None):  # type: ignore[no-untyped-def]
     fleet = make_fleet("ev", 60, cfg, seed=seed)
     sessions = []  # (need, chargeable, unmet)
     charged = np.zeros(fleet.n)
@@ -39,7 +39,7 @@ def test_every_feasible_ev_is_charged_by_departure_at_any_price_up_to_cap(
 ) -> None:
     # Prices anywhere in [floor, cap] — even always at the cap — never strand a feasible EV.
     prices = np.clip(price_path(len(summer) + 96, seed) + level, 0.0, 1.0)
-    cfg = EVConfig(daily_kwh=normal(25.0, 10.0, 2.0, 60.0), charger_kw=const(3.6))
+    cfg = EV.config(daily_kwh=normal(25.0, 10.0, 2.0, 60.0), charger_kw=const(3.6))
     _, sessions, _ = _simulate(seed, summer, prices, cfg)
     assert sessions.shape[0] >= 60  # every EV departed at least once in two days
     need, feasible, unmet = sessions.T
@@ -90,7 +90,7 @@ def test_bid_price_rises_with_urgency(summer: Weather) -> None:
         seed=p.seed,
     )
     state = ev.EVState(np.full(n, ctx.t_h - 1), np.full(n, ctx.t_h + 4.0), needs, needs)
-    c = ev.bid(params, state, ctx)
+    c = EV().bid(params, state, ctx)
     bid_price = c.price[c.offsets[:-1]]
     assert np.all(np.diff(bid_price) >= 0) and bid_price[-1] == ctx.cap
     assert bid_price[0] < ctx.price_mean

@@ -8,12 +8,12 @@ from der_helpers import ctx_at, price_path, run
 
 from transactive.core.curves import Curves, dispatch, quantity_at
 from transactive.der import (
-    REGISTRY,
-    BatteryConfig,
-    EVConfig,
-    HVACConfig,
-    PVConfig,
-    ShiftableConfig,
+    DEVICE_TYPES,
+    EV,
+    HVAC,
+    PV,
+    Battery,
+    Shiftable,
     Weather,
     const,
     make_context,
@@ -23,7 +23,7 @@ from transactive.der import (
 )
 from transactive.errors import InvalidInputError
 
-KINDS = sorted(REGISTRY)
+KINDS = sorted(DEVICE_TYPES)
 
 
 def _arrays(obj: object) -> dict[str, np.ndarray]:
@@ -108,18 +108,18 @@ def test_award_beyond_limits_is_clipped_and_reported(kind: str, summer: Weather)
 @pytest.mark.parametrize(
     ("kind", "config", "field"),
     [
-        ("battery", BatteryConfig(capacity_kwh=const(-1.0)), "capacity_kwh"),
-        ("battery", BatteryConfig(soc_max=const(1.2)), "soc_max"),
-        ("battery", BatteryConfig(soc_min=const(0.9), soc_max=const(0.5)), "soc_min"),
-        ("battery", BatteryConfig(soc0=const(-0.1)), "soc0"),
-        ("battery", BatteryConfig(eta_charge=const(1.1)), "eta_charge"),
-        ("pv", PVConfig(capacity_kw=const(0.0)), "capacity_kw"),
-        ("pv", PVConfig(tilt_deg=const(95.0)), "tilt_deg"),
-        ("pv", PVConfig(volt_var=1.5), "volt_var"),
-        ("pv", PVConfig(capacity_kw=uniform(5.0, 1.0)), "capacity_kw"),
-        ("ev", EVConfig(charger_kw=const(-7.0)), "charger_kw"),
-        ("hvac", HVACConfig(ua_kw_per_k=const(0.0)), "ua_kw_per_k"),
-        ("shiftable", ShiftableConfig(duration_h=const(20.0)), "window_end_h"),
+        ("battery", Battery.config(capacity_kwh=const(-1.0)), "capacity_kwh"),
+        ("battery", Battery.config(soc_max=const(1.2)), "soc_max"),
+        ("battery", Battery.config(soc_min=const(0.9), soc_max=const(0.5)), "soc_min"),
+        ("battery", Battery.config(soc0=const(-0.1)), "soc0"),
+        ("battery", Battery.config(eta_charge=const(1.1)), "eta_charge"),
+        ("pv", PV.config(capacity_kw=const(0.0)), "capacity_kw"),
+        ("pv", PV.config(tilt_deg=const(95.0)), "tilt_deg"),
+        ("pv", PV.config(volt_var=1.5), "volt_var"),
+        ("pv", PV.config(capacity_kw=uniform(5.0, 1.0)), "capacity_kw"),
+        ("ev", EV.config(charger_kw=const(-7.0)), "charger_kw"),
+        ("hvac", HVAC.config(ua_kw_per_k=const(0.0)), "ua_kw_per_k"),
+        ("shiftable", Shiftable.config(duration_h=const(20.0)), "window_end_h"),
     ],
 )
 def test_bad_config_names_the_field(kind: str, config: object, field: str) -> None:
@@ -132,8 +132,8 @@ def test_bad_make_fleet_arguments() -> None:
         make_fleet("fusion", 3)
     with pytest.raises(InvalidInputError, match="integer"):
         make_fleet("pv", -1)
-    with pytest.raises(InvalidInputError, match="PVConfig"):
-        make_fleet("pv", 3, BatteryConfig())
+    with pytest.raises(InvalidInputError, match="pv config"):
+        make_fleet("pv", 3, Battery.config())
     with pytest.raises(InvalidInputError, match="penetration"):
         make_population(10, {"pv": 1.5})
     with pytest.raises(InvalidInputError, match="penetration"):
@@ -156,12 +156,12 @@ def test_population_penetration_and_reproducibility() -> None:
 
 def test_context_validation() -> None:
     with pytest.raises(InvalidInputError):
-        make_context("2024-01-01T00:00", 0.25, [0.1])  # naive time
+        make_context("2024-01-01T00:00", 0.25, [0.1], floor=0.0, cap=1.0)  # naive time
     with pytest.raises(InvalidInputError):
-        make_context("2024-01-01T00:00Z", 0.0, [0.1])
+        make_context("2024-01-01T00:00Z", 0.0, [0.1], floor=0.0, cap=1.0)
     with pytest.raises(InvalidInputError):
-        make_context("2024-01-01T00:00Z", 0.25, [])
+        make_context("2024-01-01T00:00Z", 0.25, [], floor=0.0, cap=1.0)
     with pytest.raises(InvalidInputError):
         make_context("2024-01-01T00:00Z", 0.25, [0.1], floor=1.0, cap=0.5)
-    ctx = make_context("2024-01-01T00:00Z", 0.25, [0.1, 0.1], cap=2.0)
+    ctx = make_context("2024-01-01T00:00Z", 0.25, [0.1, 0.1], floor=0.0, cap=2.0)
     assert ctx.price_std == pytest.approx(0.02)  # floor of 1 % of the price range

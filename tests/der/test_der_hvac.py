@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transactive.core.curves import quantity_at
-from transactive.der import Weather, hvac, make_context, make_fleet
+from transactive.der import HVAC, Weather, hvac, make_context, make_fleet
 from transactive.der.base import WeatherSample
 
 
@@ -39,7 +39,9 @@ def test_bid_price_is_the_ramp_formula() -> None:
     fleet = make_fleet("hvac", 50, seed=3)
     p, s = fleet.params, fleet.state
     hot = WeatherSample(temp_air=33.0, ghi=600.0)
-    ctx = make_context("2024-07-01T18:00Z", 0.25, [0.05, 0.1, 0.15], weather=hot, cap=1.0)
+    ctx = make_context(
+        "2024-07-01T18:00Z", 0.25, [0.05, 0.1, 0.15], weather=hot, floor=0.0, cap=1.0
+    )
     assert np.all(hvac.mode(p, ctx) == -1.0)  # cooling
     dev = s.temp_c - p.setpoint_c
     k = np.where(dev >= 0, p.k_high, p.k_low)
@@ -48,7 +50,7 @@ def test_bid_price_is_the_ramp_formula() -> None:
     c = fleet.bid(ctx)
     np.testing.assert_allclose(c.price[c.offsets[:-1]], expected)
     # Warmer house, higher bid (cooling).
-    warmer = hvac.HVACState(s.temp_c + 0.5, s.setpoint_c)
+    warmer = hvac.HVACState(s.temp_c + 0.5, s.setpoint_c, s.on)
     assert np.all(hvac.bid_price(p, warmer, ctx) >= hvac.bid_price(p, s, ctx))
     assert np.any(hvac.bid_price(p, warmer, ctx) > hvac.bid_price(p, s, ctx))
 
@@ -64,6 +66,7 @@ def test_inverse_rule_setpoint_agrees_with_the_bid(temp_out: float) -> None:
         0.25,
         np.linspace(0.02, 0.2, 24),
         weather=WeatherSample(temp_air=temp_out),
+        floor=0.0,
         cap=1.0,
     )
     mode = hvac.mode(p, ctx)
@@ -86,14 +89,18 @@ def test_exact_integration_is_step_size_independent(summer: Weather) -> None:
     w = summer.sample(50)
     power = (
         np.linspace(0.0, 1.0, 30)
-        * fleet.limits(make_context("2024-07-15T16:30Z", 0.25, [0.1], weather=w))[1]
+        * fleet.limits(
+            make_context("2024-07-15T16:30Z", 0.25, [0.1], weather=w, floor=0.0, cap=1.0)
+        )[1]
     )
-    big = make_context("2024-07-15T16:30Z", 0.25, [0.1], weather=w)
+    big = make_context("2024-07-15T16:30Z", 0.25, [0.1], weather=w, floor=0.0, cap=1.0)
     one, r1 = fleet.step(power, big)
     many = fleet
     e = np.zeros(30)
     for k in range(5):
-        ctx = make_context(big.start + k * np.timedelta64(3, "m"), 0.05, [0.1], weather=w)
+        ctx = make_context(
+            big.start + k * np.timedelta64(3, "m"), 0.05, [0.1], weather=w, floor=0.0, cap=1.0
+        )
         many, r = many.step(power, ctx)
         e += r.energy_kwh
     np.testing.assert_allclose(many.state.temp_c, one.state.temp_c, rtol=1e-12)
@@ -103,12 +110,17 @@ def test_exact_integration_is_step_size_independent(summer: Weather) -> None:
 def test_must_run_power_is_bid_at_every_price() -> None:
     fleet = make_fleet("hvac", 20, seed=5)
     p = fleet.params
-    hot_house = hvac.HVACState(p.setpoint_c + p.range_high - 0.01, p.setpoint_c)
+    hot_house = hvac.HVACState(p.setpoint_c + p.range_high - 0.01, p.setpoint_c, fleet.state.on)
     ctx = make_context(
-        "2024-07-01T20:00Z", 0.25, [0.1], weather=WeatherSample(temp_air=36.0, ghi=800.0), cap=1.0
+        "2024-07-01T20:00Z",
+        0.25,
+        [0.1],
+        weather=WeatherSample(temp_air=36.0, ghi=800.0),
+        floor=0.0,
+        cap=1.0,
     )
-    c = hvac.bid(p, hot_house, ctx)
+    c = HVAC().bid(p, hot_house, ctx)
     must = quantity_at(c, 10.0)
     assert np.all(must > 0)
-    _, r = hvac.step(p, hot_house, must, ctx)
+    _, r = HVAC().step(p, hot_house, must, ctx)
     np.testing.assert_allclose(r.extra["temp_c"], p.setpoint_c + p.range_high, atol=1e-9)

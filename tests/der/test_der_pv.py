@@ -9,7 +9,7 @@ import pytest
 from der_helpers import ctx_at, price_path, run
 
 from transactive.core.curves import quantity_at
-from transactive.der import Weather, make_context, make_fleet, pv
+from transactive.der import PV, Weather, make_context, make_fleet, pv
 from transactive.der.base import WeatherSample
 
 
@@ -21,15 +21,22 @@ def test_output_matches_a_direct_pvlib_modelchain(summer: Weather) -> None:
     az = np.array([120.0, 180.0, 250.0])
     cap = np.array([4.0, 6.5, 9.0])
     inv = np.array([3.3, 6.0, 5.0])  # the last one clips at noon
-    params = pv.make_params(
-        capacity_kw=cap, inverter_kw=inv, tilt_deg=tilt, azimuth_deg=az, losses=0.0
+    params = PV().make_params(
+        capacity_kw=cap, dc_ac_ratio=cap / inv, tilt_deg=tilt, azimuth_deg=az, losses=0.0
     )
     n = len(summer)
     ours = np.array(
         [
             pv.mppt_ac_kw(
                 params,
-                make_context(summer.intervals[i].start, 0.25, [0.1], weather=summer.sample(i)),
+                make_context(
+                    summer.intervals[i].start,
+                    0.25,
+                    [0.1],
+                    weather=summer.sample(i),
+                    floor=0.0,
+                    cap=1.0,
+                ),
             )
             for i in range(n)
         ]
@@ -79,11 +86,15 @@ def _sunny() -> WeatherSample:
 
 
 def _ctx(v: object = 1.0):  # type: ignore[no-untyped-def]
-    return make_context("2024-06-21T17:00Z", 0.25, [0.1], weather=_sunny(), voltage_pu=v)
+    return make_context(
+        "2024-06-21T17:00Z", 0.25, [0.1], weather=_sunny(), voltage_pu=v, floor=0.0, cap=1.0
+    )
 
 
 def test_volt_watt_curtails_at_high_voltage_and_counts_it() -> None:
-    p = pv.make_params(capacity_kw=[8.0, 8.0, 8.0], inverter_kw=7.0, volt_watt=True)
+    p = PV().make_params(
+        capacity_kw=[8.0, 8.0, 8.0], dc_ac_ratio=8.0 / 7.0, volt_var=0, volt_watt=1
+    )
     v = np.array([1.00, 1.08, 1.12])
     ctx = _ctx(v)
     mppt, avail = pv.available_kw(p, ctx)
@@ -92,35 +103,37 @@ def test_volt_watt_curtails_at_high_voltage_and_counts_it() -> None:
     # 1.08 pu: halfway down the 1.06→1.10 ramp from 100 % to 20 % of the rating.
     np.testing.assert_allclose(avail[1], min(mppt[1], 0.6 * 7.0))
     np.testing.assert_allclose(avail[2], 0.2 * 7.0)
-    _, r = pv.step(p, pv.initial_state(p), -avail, ctx)
+    _, r = PV().step(p, pv.PVState(p.n), -avail, ctx)
     np.testing.assert_allclose(r.extra["inverter_curtailed_kwh"], (mppt - avail) * 0.25)
     np.testing.assert_allclose(r.extra["market_curtailed_kwh"], 0.0, atol=1e-12)
     np.testing.assert_allclose(-r.energy_kwh + r.extra["curtailed_kwh"], mppt * 0.25)
 
 
 def test_volt_var_absorbs_at_high_voltage_with_reactive_priority() -> None:
-    p = pv.make_params(capacity_kw=[9.0] * 4, inverter_kw=6.0, volt_var=True)
+    p = PV().make_params(capacity_kw=[9.0] * 4, dc_ac_ratio=1.5, volt_var=1, volt_watt=0)
     v = np.array([0.90, 1.00, 1.05, 1.10])
     q = pv.volt_var_kvar(p, v)
     np.testing.assert_allclose(q, [-0.44 * 6, 0.0, 0.22 * 6, 0.44 * 6])
     _, avail = pv.available_kw(p, _ctx(v))
     assert np.all(avail <= np.sqrt(36.0 - q**2) + 1e-9)
     assert avail[3] < avail[1]  # reactive priority takes active headroom
-    _, r = pv.step(p, pv.initial_state(p), -avail, _ctx(v))
+    _, r = PV().step(p, pv.PVState(p.n), -avail, _ctx(v))
     np.testing.assert_allclose(r.extra["q_kvar"], q)
 
 
 def test_fixed_power_factor_and_export_limit() -> None:
-    p = pv.make_params(
+    p = PV().make_params(
         capacity_kw=[9.0, 9.0],
-        inverter_kw=6.0,
+        dc_ac_ratio=1.5,
+        volt_var=0,
+        volt_watt=0,
         power_factor=[0.9, 1.0],
         export_limit_kw=[np.inf, 2.5],
     )
     ctx = _ctx()
     _, avail = pv.available_kw(p, ctx)
     np.testing.assert_allclose(avail, [0.9 * 6.0, 2.5])
-    _, r = pv.step(p, pv.initial_state(p), -avail, ctx)
+    _, r = PV().step(p, pv.PVState(p.n), -avail, ctx)
     s = np.hypot(r.power_kw, r.extra["q_kvar"])
     assert s[0] <= 6.0 + 1e-9
     np.testing.assert_allclose(r.extra["q_kvar"][0], 0.9 * 6.0 * np.tan(np.arccos(0.9)))
@@ -129,7 +142,7 @@ def test_fixed_power_factor_and_export_limit() -> None:
 def test_bid_sells_available_power_at_offer_price_and_market_curtailment(
     summer: Weather,
 ) -> None:
-    fleet = make_fleet("pv", 50, pv.PVConfig(offer_price=pv.const(0.02)), seed=3)
+    fleet = make_fleet("pv", 50, PV.config(offer_price=0.02), seed=3)
     prices = price_path(len(summer) + 96)
     ctx = ctx_at(summer, 36, prices)  # around local noon
     c = fleet.bid(ctx)

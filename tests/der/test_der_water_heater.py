@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from der_helpers import price_path, run
 
-from transactive.der import Weather, make_context, make_fleet, water_heater
+from transactive.der import WaterHeater, Weather, make_context, make_fleet, water_heater
 
 
 def test_comfort_kept_and_energy_balances_over_two_days(summer: Weather) -> None:
@@ -33,12 +33,13 @@ def test_comfort_kept_and_energy_balances_over_two_days(summer: Weather) -> None
 def test_colder_tank_bids_higher_and_must_run_when_at_the_lower_limit() -> None:
     fleet = make_fleet("water_heater", 30, seed=1)
     p = fleet.params
-    ctx = make_context("2024-07-01T12:00Z", 0.25, [0.05, 0.1, 0.2], cap=1.0)
-    warm = water_heater.WaterHeaterState(p.setpoint_c + 1.0, p.setpoint_c)
-    cold = water_heater.WaterHeaterState(p.setpoint_c - 2.0, p.setpoint_c)
+    ctx = make_context("2024-07-01T12:00Z", 0.25, [0.05, 0.1, 0.2], floor=0.0, cap=1.0)
+    off = fleet.state.on
+    warm = water_heater.WaterHeaterState(p.setpoint_c + 1.0, p.setpoint_c, off)
+    cold = water_heater.WaterHeaterState(p.setpoint_c - 2.0, p.setpoint_c, off)
     assert np.all(water_heater.bid_price(p, cold, ctx) > water_heater.bid_price(p, warm, ctx))
-    edge = water_heater.WaterHeaterState(p.setpoint_c - p.range_below, p.setpoint_c)
-    c = water_heater.bid(p, edge, ctx)
+    edge = water_heater.WaterHeaterState(p.setpoint_c - p.range_below, p.setpoint_c, off)
+    c = WaterHeater().bid(p, edge, ctx)
     from transactive.core.curves import quantity_at
 
     assert np.all(quantity_at(c, 100.0) > 0)  # must-run at any price

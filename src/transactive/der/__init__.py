@@ -1,23 +1,26 @@
-"""Vectorised DER fleets: device physics, smart-inverter functions and bidding strategies.
+"""Vectorised DER fleets: device physics, smart-inverter functions, bidding strategies and
+uncontrolled (business-as-usual) modes.
 
-Each device type is a fleet of ``N`` devices held as arrays (module per type: :mod:`.pv`,
-:mod:`.battery`, :mod:`.ev`, :mod:`.hvac`, :mod:`.water_heater`, :mod:`.flexible`,
-:mod:`.household`). One market interval::
+Each device type is a class (:class:`PV`, :class:`Battery`, :class:`EV`, :class:`HVAC`,
+:class:`WaterHeater`, :class:`Shiftable`, :class:`Curtailable`, :class:`Household`) that
+declares its parameters once (``PARAMS``) and implements one interface
+(:class:`DeviceType`); a fleet of ``N`` devices is held as arrays. One market interval::
 
     from transactive.der import make_fleet, make_context, weather_between
 
     fleet = make_fleet("battery", 1000, seed=1)
-    ctx = make_context("2024-07-01T12:00Z", 0.25, price_forecast)
+    ctx = make_context("2024-07-01T12:00Z", 0.25, price_forecast, floor=0.0, cap=1.0)
     curves = fleet.bid(ctx)                         # Curves, one per device
     power = fleet.respond(ctx, curves, price=0.08)  # kW, honours the award within limits
     fleet, report = fleet.step(power, ctx, cleared_price=0.08)
 
-Sign convention: kW, + consumption (buy), − production (sell); $/kWh; UTC; °C; kWh.
+Sign convention: kW, + consumption (buy), − production (sell); kvar + absorbed; $/kWh;
+UTC; °C; kWh.
 """
 
 from transactive.der.base import (
     Context,
-    DeviceModel,
+    DeviceType,
     Dist,
     EnergyReport,
     WeatherSample,
@@ -26,44 +29,39 @@ from transactive.der.base import (
     lognormal,
     make_context,
     normal,
-    respond,
     uniform,
 )
-from transactive.der.fleet import (
-    CONFIGS,
-    REGISTRY,
-    BatteryConfig,
-    CurtailableConfig,
-    EVConfig,
-    Fleet,
-    HouseholdConfig,
-    HVACConfig,
-    Population,
-    PVConfig,
-    ShiftableConfig,
-    WaterHeaterConfig,
-    make_fleet,
-    make_population,
-)
+from transactive.der.battery import Battery
+from transactive.der.devices import CONFIGS, DEVICE_TYPES, parameter_docs
+from transactive.der.ev import EV
+from transactive.der.fleet import Fleet, Population, make_fleet, make_population
+from transactive.der.flexible import Curtailable, Shiftable
+from transactive.der.household import Household
+from transactive.der.hvac import HVAC
+from transactive.der.params import DeviceConfig, Param, parse_config
+from transactive.der.pv import PV
+from transactive.der.water_heater import WaterHeater
 from transactive.der.weather import Weather, load_tmy, weather_between, weather_for
 
 __all__ = [
     "CONFIGS",
-    "REGISTRY",
-    "BatteryConfig",
+    "DEVICE_TYPES",
+    "EV",
+    "HVAC",
+    "PV",
+    "Battery",
     "Context",
-    "CurtailableConfig",
-    "DeviceModel",
+    "Curtailable",
+    "DeviceConfig",
+    "DeviceType",
     "Dist",
-    "EVConfig",
     "EnergyReport",
     "Fleet",
-    "HVACConfig",
-    "HouseholdConfig",
-    "PVConfig",
+    "Household",
+    "Param",
     "Population",
-    "ShiftableConfig",
-    "WaterHeaterConfig",
+    "Shiftable",
+    "WaterHeater",
     "Weather",
     "WeatherSample",
     "choice",
@@ -74,7 +72,8 @@ __all__ = [
     "make_fleet",
     "make_population",
     "normal",
-    "respond",
+    "parameter_docs",
+    "parse_config",
     "uniform",
     "weather_between",
     "weather_for",

@@ -1,31 +1,33 @@
-"""The common fleet protocol: market context, energy report, response to an award, and the
+"""The common device interface: market context, energy report, the abstract
+:class:`DeviceType` every device class implements, the response to an award, and the
 parameter distributions fleets are drawn from.
 
-Every device type is a module (``pv``, ``battery``, ``ev``, ``hvac``, ``water_heater``,
-``flexible``, ``household``) holding ``N`` devices as arrays:
+Every device type is a class (``PV``, ``Battery``, ``EV``, ``HVAC``, ``WaterHeater``,
+``Shiftable``, ``Curtailable``, ``Household``) that holds no data itself; a fleet of ``N``
+devices is the class instance plus
 
 * ``Params`` — a frozen dataclass of per-device parameter arrays (never changes);
-* ``State`` — a frozen dataclass of per-device state arrays (replaced, never mutated);
-* ``sample(config, n, rng) -> Params`` and ``initial_state(params, rng) -> State``;
-* ``limits(params, state, ctx) -> (p_min, p_max)`` — the feasible power (kW, + consumption,
-  − production) over the next interval;
-* ``bid(params, state, ctx) -> Curves`` — one non-increasing bid curve per device;
-* ``step(params, state, power_kw, ctx, cleared_price=None) -> (State, EnergyReport)`` — the
-  physics over the interval at the given (awarded) power.
+* ``State`` — a frozen dataclass of per-device state arrays (replaced, never mutated).
+
+The class declares its parameters once (``PARAMS``, :class:`~transactive.der.params.Param`)
+and implements ``build`` (drawn values → ``Params``), ``initial_state``, ``limits``,
+``bid``, ``run`` (the physics behind :meth:`DeviceType.step`) and ``uncontrolled`` (the
+business-as-usual power).
 
 :func:`respond` turns a clearing price or a dispatched quantity into the power each device
 runs at; it is the same for every type (read the curve, clip to the device limits), so the
 award is honoured exactly whenever it lies inside the device's limits.
 
 Units: power kW (+ buy/consume, − sell/produce), energy kWh, price $/kWh, time UTC, hours
-for durations, temperatures °C.
+for durations, temperatures °C, reactive power kvar (+ absorbed, like load).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from transactive.core.curves import Curves, quantity_at
 from transactive.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from transactive.der.params import DeviceConfig, Param
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -82,8 +87,8 @@ class Context:
     price_forecast: FloatArray
     price_mean: float
     price_std: float
-    floor: float = 0.0
-    cap: float = 1.0
+    floor: float
+    cap: float
     weather: WeatherSample = field(default_factory=WeatherSample)
     voltage_pu: FloatArray | float = 1.0
 
@@ -98,14 +103,15 @@ def make_context(
     dt_h: float,
     price_forecast: ArrayLike,
     *,
-    floor: float = 0.0,
-    cap: float = 1.0,
+    floor: float,
+    cap: float,
     weather: WeatherSample | None = None,
     voltage_pu: ArrayLike = 1.0,
     price_mean: float | None = None,
     price_std: float | None = None,
 ) -> Context:
-    """A :class:`Context`, validated. ``price_forecast`` in $/kWh, first value = this interval.
+    """A :class:`Context`, validated. ``price_forecast`` in $/kWh, first value = this interval;
+    ``floor`` and ``cap``: the market's price band, $/kWh (required: there is no default band).
 
     The standard deviation used by ramp bidders is never below 1 % of ``cap − floor`` so a
     flat forecast still gives a usable ramp.
@@ -169,63 +175,185 @@ def report(
     )
 
 
-# --- protocol and response -----------------------------------------------------------------
+# --- the device interface ------------------------------------------------------------------
 
 
-class DeviceModel(Protocol):
-    """What a device-type module provides (each ``transactive.der.<type>`` module is one)."""
+class DeviceParams(Protocol):
+    """What every ``Params`` dataclass provides: the number of devices."""
 
-    NAME: str
+    @property
+    def n(self) -> int: ...
 
-    def sample(self, config: Any, n: int, rng: np.random.Generator) -> Any: ...
 
-    def initial_state(self, params: Any, rng: np.random.Generator, config: Any = None) -> Any: ...
+ParamsT = TypeVar("ParamsT", bound=DeviceParams)
+StateT = TypeVar("StateT")
 
-    def limits(self, params: Any, state: Any, ctx: Context) -> tuple[FloatArray, FloatArray]: ...
 
-    def bid(self, params: Any, state: Any, ctx: Context) -> Curves: ...
+class DeviceType(ABC, Generic[ParamsT, StateT]):
+    """One device type: parameter declaration, sampling, physics, bidding, uncontrolled mode.
+
+    Instances hold no data (all device data is in ``Params``/``State`` arrays), compare
+    equal by type and pickle by reference. Subclasses set ``KIND`` and ``PARAMS``; their
+    config class ``Config`` is generated from ``PARAMS``.
+    """
+
+    KIND: ClassVar[str]
+    PARAMS: ClassVar[tuple[Param, ...]]
+    Config: ClassVar[type[DeviceConfig]]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "PARAMS" in cls.__dict__:
+            from transactive.der.params import config_class
+
+            cls.Config = config_class(
+                cls.KIND, cls.PARAMS, cls.__module__, f"{cls.__qualname__}.Config"
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # --- parameters ------------------------------------------------------------------------
+
+    @classmethod
+    def config(cls, **dists: Dist | float) -> DeviceConfig:
+        """The default config with some parameters replaced (numbers become constants)."""
+        return cls.Config().with_(**dists)
+
+    def sample(self, config: DeviceConfig, n: int, rng: np.random.Generator) -> ParamsT:
+        """Draw ``n`` devices: every parameter in declaration order, bounds checked, then
+        :meth:`build` (which may draw more from ``rng``)."""
+        if config.KIND != self.KIND:
+            raise InvalidInputError(
+                f"{self.KIND} fleets need a {self.KIND} config, not a {config.KIND!r} one"
+            )
+        return self.build(config.sample(n, rng), rng)
+
+    def make_params(self, **values: ArrayLike) -> ParamsT:
+        """``Params`` from explicit values (scalars broadcast; the fleet size is the size of
+        the largest array); parameters not given take their default's typical value
+        (:func:`~transactive.der.params.typical`). Bounds are checked."""
+        from transactive.der.params import typical
+
+        names = {p.name for p in self.PARAMS}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InvalidInputError(f"{self.KIND}: unknown parameter(s) {', '.join(unknown)}")
+        arrays = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in values.items()}
+        n = max((a.size for a in arrays.values()), default=1)
+        out: dict[str, FloatArray] = {}
+        for p in self.PARAMS:
+            x = as_vector(arrays.get(p.name, typical(p.default)), n, p.name)
+            p.check(x, self.KIND)
+            out[p.name] = x
+        return self.build(out, np.random.default_rng(0))
+
+    @abstractmethod
+    def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> ParamsT:
+        """``Params`` from the drawn (bounds-checked) parameter arrays; checks the rules
+        between parameters. ``rng`` continues the parameter stream."""
+
+    @abstractmethod
+    def initial_state(
+        self, params: ParamsT, config: DeviceConfig, rng: np.random.Generator
+    ) -> StateT:
+        """The state at the start (``rng``: the state stream of the fleet's seed)."""
+
+    # --- market interval -------------------------------------------------------------------
+
+    @abstractmethod
+    def limits(self, params: ParamsT, state: StateT, ctx: Context) -> tuple[FloatArray, FloatArray]:
+        """Feasible power ``(p_min, p_max)`` over the interval, kW (+ consumption)."""
+
+    @abstractmethod
+    def bid(self, params: ParamsT, state: StateT, ctx: Context) -> Curves:
+        """One non-increasing bid curve per device for the interval."""
+
+    def bid_horizon(self, params: ParamsT, state: StateT, ctx: Context) -> list[Curves]:
+        """One set of curves per interval of the forecast horizon (types that support it)."""
+        raise InvalidInputError(f"{self.KIND} fleets do not bid over a horizon")
 
     def step(
         self,
-        params: Any,
-        state: Any,
-        power_kw: FloatArray,
+        params: ParamsT,
+        state: StateT,
+        power_kw: ArrayLike,
         ctx: Context,
         cleared_price: ArrayLike | None = None,
-    ) -> tuple[Any, EnergyReport]: ...
+    ) -> tuple[StateT, EnergyReport]:
+        """The physics over the interval at ``power_kw`` (kW per device, the award; clipped
+        to what the device can do, the difference reported as deviation). The report's
+        ``extra["q_kvar"]`` is the reactive power (kvar, + absorbed; 0 unless the type's
+        physics says otherwise)."""
+        award = as_vector(power_kw, params.n, "power_kw")
+        if not np.all(np.isfinite(award)):
+            raise InvalidInputError(f"{self.KIND}: power_kw must be finite")
+        new, rep = self.run(params, state, award, ctx, cleared_price)
+        if "q_kvar" not in rep.extra:
+            rep = EnergyReport(
+                rep.power_kw,
+                rep.energy_kwh,
+                rep.deviation_kwh,
+                {**rep.extra, "q_kvar": np.zeros(params.n)},
+            )
+        return new, rep
 
+    @abstractmethod
+    def run(
+        self,
+        params: ParamsT,
+        state: StateT,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[StateT, EnergyReport]:
+        """:meth:`step` after the award (finite, one per device, kW) is validated."""
 
-def respond(
-    model: DeviceModel,
-    params: Any,
-    state: Any,
-    ctx: Context,
-    curves: Curves,
-    *,
-    price: ArrayLike | None = None,
-    award: ArrayLike | None = None,
-    side: Literal["left", "right"] = "right",
-) -> FloatArray:
-    """Power (kW) each device runs at after clearing.
+    @abstractmethod
+    def uncontrolled(
+        self, params: ParamsT, state: StateT, ctx: Context, net_kw: FloatArray | None
+    ) -> FloatArray:
+        """Business-as-usual power (kW per device) over the interval, within the limits.
+        ``net_kw``: per device, the rest of its home's net load (kW, + import), used by
+        types that react to it (behind-the-meter batteries)."""
 
-    Give either the clearing ``price`` ($/kWh, scalar or per device; each device reads its
-    own curve, ``side`` choosing the limit at a vertical step) or the dispatched ``award``
-    (kW per device, e.g. from :func:`transactive.core.curves.dispatch`). The result is the
-    award clipped to the device's feasible range for the interval, so an award within the
-    device limits is honoured exactly.
-    """
-    if (price is None) == (award is None):
-        raise InvalidInputError("give exactly one of price or award")
-    n = curves.n
-    if award is not None:
-        q = np.broadcast_to(np.asarray(award, dtype=np.float64), (n,)).copy()
-        if not np.all(np.isfinite(q)):
-            raise InvalidInputError("award must be finite")
-    else:
-        q = quantity_at(curves, np.asarray(price, dtype=np.float64), side=side)
-    lo, hi = model.limits(params, state, ctx)
-    out: FloatArray = np.clip(q, lo, hi)
-    return out
+    def respond(
+        self,
+        params: ParamsT,
+        state: StateT,
+        ctx: Context,
+        curves: Curves,
+        *,
+        price: ArrayLike | None = None,
+        award: ArrayLike | None = None,
+        side: Literal["left", "right"] = "right",
+    ) -> FloatArray:
+        """Power (kW) each device runs at after clearing.
+
+        Give either the clearing ``price`` ($/kWh, scalar or per device; each device reads
+        its own curve, ``side`` choosing the limit at a vertical step) or the dispatched
+        ``award`` (kW per device, e.g. from :func:`transactive.core.curves.dispatch`). The
+        result is the award clipped to the device's feasible range for the interval, so an
+        award within the device limits is honoured exactly.
+        """
+        if (price is None) == (award is None):
+            raise InvalidInputError("give exactly one of price or award")
+        n = curves.n
+        if award is not None:
+            q = np.broadcast_to(np.asarray(award, dtype=np.float64), (n,)).copy()
+            if not np.all(np.isfinite(q)):
+                raise InvalidInputError("award must be finite")
+        else:
+            q = quantity_at(curves, np.asarray(price, dtype=np.float64), side=side)
+        lo, hi = self.limits(params, state, ctx)
+        out: FloatArray = np.clip(q, lo, hi)
+        return out
 
 
 # --- parameter distributions ---------------------------------------------------------------
@@ -248,36 +376,42 @@ class Dist:
     values: tuple[float, ...] = ()
     p: tuple[float, ...] = ()
 
-    def sample(self, rng: np.random.Generator, n: int, name: str = "parameter") -> FloatArray:
-        """``n`` draws (float64); ``name`` is used in error messages."""
-        if self.kind == "const":
-            x = np.full(n, float(self.a))
-        elif self.kind == "uniform":
-            if not self.b >= self.a:
-                raise InvalidInputError(f"{name}: uniform needs a ≤ b, got {self.a}, {self.b}")
-            x = rng.uniform(self.a, self.b, n)
-        elif self.kind == "normal":
-            if not self.b >= 0:
-                raise InvalidInputError(f"{name}: normal sd must be ≥ 0, got {self.b}")
-            x = rng.normal(self.a, self.b, n)
-        elif self.kind == "lognormal":
-            if not (self.a > 0 and self.b >= 0):
-                raise InvalidInputError(f"{name}: lognormal needs median > 0 and sd ≥ 0")
-            x = self.a * np.exp(rng.normal(0.0, self.b, n))
-        elif self.kind == "choice":
-            vals = np.asarray(self.values, dtype=np.float64)
-            if vals.size == 0:
+    def validate(self, name: str = "parameter") -> None:
+        """Raise :class:`InvalidInputError` (message starting with ``f"{name}: "``) unless
+        the arguments make a distribution."""
+        if self.kind == "uniform" and not self.b >= self.a:
+            raise InvalidInputError(f"{name}: uniform needs a ≤ b, got {self.a}, {self.b}")
+        if self.kind == "normal" and not self.b >= 0:
+            raise InvalidInputError(f"{name}: normal sd must be ≥ 0, got {self.b}")
+        if self.kind == "lognormal" and not (self.a > 0 and self.b >= 0):
+            raise InvalidInputError(f"{name}: lognormal needs median > 0 and sd ≥ 0")
+        if self.kind == "choice":
+            prob = np.asarray(self.p, dtype=np.float64)
+            if len(self.values) == 0:
                 raise InvalidInputError(f"{name}: choice needs values")
-            prob = np.asarray(self.p, dtype=np.float64) if self.p else None
-            if prob is not None and (
-                prob.size != vals.size or np.any(prob < 0) or abs(prob.sum() - 1) > 1e-9
+            if self.p and (
+                prob.size != len(self.values) or np.any(prob < 0) or abs(prob.sum() - 1) > 1e-9
             ):
                 raise InvalidInputError(f"{name}: choice probabilities must be ≥ 0 and sum to 1")
-            x = rng.choice(vals, size=n, p=prob)
-        else:
+        if self.kind not in ("const", "uniform", "normal", "lognormal", "choice"):
             raise InvalidInputError(f"{name}: unknown distribution kind {self.kind!r}")
         if not self.low <= self.high:
             raise InvalidInputError(f"{name}: low {self.low} > high {self.high}")
+
+    def sample(self, rng: np.random.Generator, n: int, name: str = "parameter") -> FloatArray:
+        """``n`` draws (float64); ``name`` is used in error messages."""
+        self.validate(name)
+        if self.kind == "const":
+            x = np.full(n, float(self.a))
+        elif self.kind == "uniform":
+            x = rng.uniform(self.a, self.b, n)
+        elif self.kind == "normal":
+            x = rng.normal(self.a, self.b, n)
+        elif self.kind == "lognormal":
+            x = self.a * np.exp(rng.normal(0.0, self.b, n))
+        else:
+            prob = np.asarray(self.p, dtype=np.float64) if self.p else None
+            x = rng.choice(np.asarray(self.values, dtype=np.float64), size=n, p=prob)
         out: FloatArray = np.clip(x, self.low, self.high).astype(np.float64)
         return out
 
@@ -307,23 +441,6 @@ def choice(values: tuple[float, ...], p: tuple[float, ...] = ()) -> Dist:
     return Dist("choice", values=tuple(values), p=tuple(p))
 
 
-def sample_config(
-    config: Any, n: int, rng: np.random.Generator, type_name: str
-) -> dict[str, FloatArray | float]:
-    """Draw every :class:`Dist` field of a config dataclass (fields in declaration order, so
-    the same seed gives the same fleet); other fields are passed through."""
-    if n < 0:
-        raise InvalidInputError(f"{type_name}: number of devices must be ≥ 0, not {n}")
-    out: dict[str, FloatArray | float] = {}
-    for f in fields(config):
-        v = getattr(config, f.name)
-        if isinstance(v, Dist):
-            out[f.name] = v.sample(rng, n, f"{type_name} config field {f.name!r}")
-        else:
-            out[f.name] = v
-    return out
-
-
 def check(ok: ArrayLike, type_name: str, field_name: str, rule: str, values: ArrayLike) -> None:
     """Raise :class:`InvalidInputError` naming the field unless every ``ok`` is true."""
     okv = np.asarray(ok, dtype=bool)
@@ -331,7 +448,7 @@ def check(ok: ArrayLike, type_name: str, field_name: str, rule: str, values: Arr
         vals = np.broadcast_to(np.asarray(values, dtype=np.float64), okv.shape)
         bad = vals[~okv]
         raise InvalidInputError(
-            f"{type_name} config field {field_name!r} must be {rule}; got e.g. {bad.ravel()[0]!r}"
+            f"{type_name} parameter {field_name!r} must be {rule}; got e.g. {bad.ravel()[0]!r}"
         )
 
 

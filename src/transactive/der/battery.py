@@ -22,12 +22,9 @@ its throughput (``p_d·η_d − p_c/η_c ≥ 2·c_deg``). The limits are those t
 allows over the interval, so no award within the curve can break the SoC bounds.
 """
 
-
-# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
-# ruff: noqa: RUF009
-
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,47 +33,23 @@ from numpy.typing import ArrayLike
 from transactive.core.curves import Curves, curves_from_arrays, quantity_at
 from transactive.der.base import (
     Context,
-    Dist,
+    DeviceType,
     EnergyReport,
     FloatArray,
-    as_vector,
     check,
     check_balance,
     const,
     report,
-    sample_config,
     uniform,
 )
+from transactive.der.params import DeviceConfig, Param
 from transactive.errors import InvalidInputError
-
-NAME = "battery"
-
-
-@dataclass(frozen=True, slots=True)
-class BatteryConfig:
-    """Distributions of battery parameters.
-
-    capacity_kwh: usable energy capacity; power_kw: charge and discharge limit (AC);
-    eta_charge, eta_discharge: one-way efficiencies; soc_min, soc_max: SoC bounds (fractions);
-    soc0: initial SoC; degradation_cost: $/kWh cell throughput; charge_quantile,
-    discharge_quantile: forecast quantiles that set the bid thresholds.
-    """
-
-    capacity_kwh: Dist = uniform(5.0, 15.0)
-    power_kw: Dist = uniform(3.0, 7.0)
-    eta_charge: Dist = const(0.95)
-    eta_discharge: Dist = const(0.95)
-    soc_min: Dist = const(0.1)
-    soc_max: Dist = const(0.95)
-    soc0: Dist = uniform(0.3, 0.7)
-    degradation_cost: Dist = uniform(0.01, 0.03)
-    charge_quantile: Dist = uniform(0.2, 0.4)
-    discharge_quantile: Dist = uniform(0.6, 0.8)
 
 
 @dataclass(frozen=True, slots=True)
 class BatteryParams:
-    """Per-battery parameter arrays (see :class:`BatteryConfig` for units)."""
+    """Per-battery parameter arrays (units as in :attr:`Battery.PARAMS`); ``charge_kw`` and
+    ``discharge_kw`` are both the ``power_kw`` parameter."""
 
     capacity_kwh: FloatArray
     charge_kw: FloatArray
@@ -99,79 +72,6 @@ class BatteryState:
     """soc: state of charge (fraction of ``capacity_kwh``)."""
 
     soc: FloatArray
-
-
-def make_params(
-    *,
-    capacity_kwh: ArrayLike,
-    charge_kw: ArrayLike,
-    discharge_kw: ArrayLike | None = None,
-    eta_charge: ArrayLike = 0.95,
-    eta_discharge: ArrayLike = 0.95,
-    soc_min: ArrayLike = 0.1,
-    soc_max: ArrayLike = 0.95,
-    degradation_cost: ArrayLike = 0.02,
-    charge_quantile: ArrayLike = 0.3,
-    discharge_quantile: ArrayLike = 0.7,
-) -> BatteryParams:
-    """Validated :class:`BatteryParams` (scalars broadcast)."""
-    cap = np.atleast_1d(np.asarray(capacity_kwh, dtype=np.float64))
-    n = cap.size
-    p = BatteryParams(
-        capacity_kwh=cap,
-        charge_kw=as_vector(charge_kw, n, "charge_kw"),
-        discharge_kw=as_vector(charge_kw if discharge_kw is None else discharge_kw, n, "dis"),
-        eta_charge=as_vector(eta_charge, n, "eta_charge"),
-        eta_discharge=as_vector(eta_discharge, n, "eta_discharge"),
-        soc_min=as_vector(soc_min, n, "soc_min"),
-        soc_max=as_vector(soc_max, n, "soc_max"),
-        degradation_cost=as_vector(degradation_cost, n, "degradation_cost"),
-        charge_quantile=as_vector(charge_quantile, n, "charge_quantile"),
-        discharge_quantile=as_vector(discharge_quantile, n, "discharge_quantile"),
-    )
-    check(p.capacity_kwh > 0, NAME, "capacity_kwh", "> 0", p.capacity_kwh)
-    check(p.charge_kw >= 0, NAME, "power_kw", "≥ 0", p.charge_kw)
-    check(p.discharge_kw >= 0, NAME, "power_kw", "≥ 0", p.discharge_kw)
-    for name in ("eta_charge", "eta_discharge"):
-        v = getattr(p, name)
-        check((v > 0) & (v <= 1), NAME, name, "in (0, 1]", v)
-    for name in ("soc_min", "soc_max", "charge_quantile", "discharge_quantile"):
-        v = getattr(p, name)
-        check((v >= 0) & (v <= 1), NAME, name, "in [0, 1]", v)
-    check(p.soc_min <= p.soc_max, NAME, "soc_min", "≤ soc_max", p.soc_min)
-    check(p.degradation_cost >= 0, NAME, "degradation_cost", "≥ 0", p.degradation_cost)
-    check(
-        p.charge_quantile <= p.discharge_quantile,
-        NAME,
-        "charge_quantile",
-        "≤ discharge_quantile",
-        p.charge_quantile,
-    )
-    return p
-
-
-def sample(config: BatteryConfig, n: int, rng: np.random.Generator) -> BatteryParams:
-    """Draw ``n`` batteries from ``config`` (the initial SoC is drawn by
-    :func:`initial_state`)."""
-    d = sample_config(config, n, rng, NAME)
-    d.pop("soc0")
-    power = d.pop("power_kw")
-    return make_params(charge_kw=power, discharge_kw=power, **d)
-
-
-def initial_state(
-    params: BatteryParams,
-    rng: np.random.Generator,
-    config: BatteryConfig | None = None,
-) -> BatteryState:
-    """Initial SoC drawn from ``config.soc0`` and clipped into ``[soc_min, soc_max]``."""
-    dist = (config or BatteryConfig()).soc0
-    soc = dist.sample(rng, params.n, f"{NAME} config field 'soc0'")
-    check((soc >= 0) & (soc <= 1), NAME, "soc0", "in [0, 1]", soc)
-    return BatteryState(np.clip(soc, params.soc_min, params.soc_max))
-
-
-# --- physics -------------------------------------------------------------------------------
 
 
 def limits(
@@ -201,83 +101,168 @@ def thresholds(params: BatteryParams, forecast: FloatArray) -> tuple[FloatArray,
     return np.minimum(p_c, p_d), p_d
 
 
-def bid(params: BatteryParams, state: BatteryState, ctx: Context) -> Curves:
-    """Buy the charge limit at ≤ ``p_c``, sell the discharge limit at ≥ ``p_d`` (4 points)."""
-    p_min, p_max = limits(params, state, ctx)
-    p_c, p_d = thresholds(params, ctx.price_forecast)
-    zero = np.zeros(params.n)
+def _curves(p_c: FloatArray, p_d: FloatArray, p_min: FloatArray, p_max: FloatArray) -> Curves:
+    """Buy ``p_max`` at ≤ ``p_c``, sell ``−p_min`` at ≥ ``p_d`` (4 points per battery)."""
+    zero = np.zeros(p_c.size)
     return curves_from_arrays(
         np.column_stack([p_c, p_c, p_d, p_d]), np.column_stack([p_max, zero, zero, p_min])
     )
 
 
-def bid_horizon(params: BatteryParams, state: BatteryState, ctx: Context) -> list[Curves]:
-    """One curve per interval of the forecast horizon, for a forward (e.g. day-ahead) market.
-
-    The SoC is projected along the horizon assuming each interval clears at its forecast
-    price (each interval's curve read at its forecast price); each interval's curve
-    uses the limits of the projected SoC. Loops over the horizon, vectorised over devices.
-    """
-    f = ctx.price_forecast
-    p_c, p_d = thresholds(params, f)
-    soc = state.soc.copy()
-    out: list[Curves] = []
-    zero = np.zeros(params.n)
-    for price in f:
-        s = BatteryState(soc)
-        p_min, p_max = limits(params, s, ctx)
-        c = curves_from_arrays(
-            np.column_stack([p_c, p_c, p_d, p_d]), np.column_stack([p_max, zero, zero, p_min])
-        )
-        out.append(c)
-        soc = _next_soc(params, soc, quantity_at(c, price), ctx.dt_h)
-    return out
-
-
-def _next_soc(params: BatteryParams, soc: FloatArray, p: FloatArray, dt: float) -> FloatArray:
+def next_soc(params: BatteryParams, soc: FloatArray, p: FloatArray, dt: float) -> FloatArray:
+    """SoC after ``dt`` hours at AC power ``p`` (kW, + charging), before clipping."""
     de = np.where(p >= 0, params.eta_charge * p * dt, p * dt / params.eta_discharge)
     out: FloatArray = soc + de / params.capacity_kwh
     return out
 
 
-def step(
-    params: BatteryParams,
-    state: BatteryState,
-    power_kw: ArrayLike,
-    ctx: Context,
-    cleared_price: ArrayLike | None = None,
-) -> tuple[BatteryState, EnergyReport]:
-    """Charge (+) or discharge (−) at ``power_kw`` for the interval.
+class Battery(DeviceType[BatteryParams, BatteryState]):
+    """Home or aggregated batteries (see the module docstring)."""
 
-    An award outside the SoC/power limits is clipped to them and the difference reported as
-    deviation. Reports ``charge_kwh``, ``discharge_kwh``, ``throughput_kwh`` (cells),
-    ``degradation_cost`` ($) and ``soc``.
-    """
-    award = as_vector(power_kw, params.n, "power_kw")
-    if not np.all(np.isfinite(award)):
-        raise InvalidInputError("power_kw must be finite")
-    lo, hi = limits(params, state, ctx)
-    p = np.clip(award, lo, hi)
-    dt = ctx.dt_h
-    soc1 = np.clip(_next_soc(params, state.soc, p, dt), params.soc_min, params.soc_max)
-    e_c = np.maximum(p, 0.0) * dt
-    e_d = np.maximum(-p, 0.0) * dt
-    stored = (soc1 - state.soc) * params.capacity_kwh
-    check_balance(
-        stored,
-        params.eta_charge * e_c - e_d / params.eta_discharge,
-        "battery",
-        params.capacity_kwh,
+    KIND = "battery"
+    PARAMS = (
+        Param("capacity_kwh", "kWh", uniform(5.0, 15.0), "(0, inf)", "usable energy capacity"),
+        Param("power_kw", "kW", uniform(3.0, 7.0), "[0, inf)", "charge and discharge limit (AC)"),
+        Param("eta_charge", "1", const(0.95), "(0, 1]", "one-way charging efficiency"),
+        Param("eta_discharge", "1", const(0.95), "(0, 1]", "one-way discharging efficiency"),
+        Param("soc_min", "1", const(0.1), "[0, 1]", "lowest state of charge (fraction)"),
+        Param("soc_max", "1", const(0.95), "[0, 1]", "highest state of charge (fraction)"),
+        Param("soc0", "1", uniform(0.3, 0.7), "[0, 1]", "initial state of charge (fraction)"),
+        Param(
+            "degradation_cost", "$/kWh", uniform(0.01, 0.03), "[0, inf)", "cost of cell throughput"
+        ),
+        Param(
+            "charge_quantile", "1", uniform(0.2, 0.4), "[0, 1]", "forecast quantile to buy below"
+        ),
+        Param(
+            "discharge_quantile",
+            "1",
+            uniform(0.6, 0.8),
+            "[0, 1]",
+            "forecast quantile to sell above",
+        ),
     )
-    throughput = params.eta_charge * e_c + e_d / params.eta_discharge
-    new = replace(state, soc=soc1)
-    return new, report(
-        p,
-        award,
-        dt,
-        charge_kwh=e_c,
-        discharge_kwh=e_d,
-        throughput_kwh=throughput,
-        degradation_cost=throughput * params.degradation_cost,
-        soc=soc1,
-    )
+
+    def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> BatteryParams:
+        """Parameters (``soc0`` goes to the initial state)."""
+        v = values
+        check(v["soc_min"] <= v["soc_max"], self.KIND, "soc_min", "≤ soc_max", v["soc_min"])
+        check(
+            v["charge_quantile"] <= v["discharge_quantile"],
+            self.KIND,
+            "charge_quantile",
+            "≤ discharge_quantile",
+            v["charge_quantile"],
+        )
+        return BatteryParams(
+            capacity_kwh=v["capacity_kwh"],
+            charge_kw=v["power_kw"],
+            discharge_kw=v["power_kw"].copy(),
+            eta_charge=v["eta_charge"],
+            eta_discharge=v["eta_discharge"],
+            soc_min=v["soc_min"],
+            soc_max=v["soc_max"],
+            degradation_cost=v["degradation_cost"],
+            charge_quantile=v["charge_quantile"],
+            discharge_quantile=v["discharge_quantile"],
+        )
+
+    def initial_state(
+        self, params: BatteryParams, config: DeviceConfig, rng: np.random.Generator
+    ) -> BatteryState:
+        """Initial SoC drawn from ``config["soc0"]`` and clipped into ``[soc_min, soc_max]``."""
+        soc = config["soc0"].sample(rng, params.n, f"{self.KIND} parameter 'soc0'")
+        self.PARAMS[6].check(soc, self.KIND)
+        return BatteryState(np.clip(soc, params.soc_min, params.soc_max))
+
+    def limits(
+        self, params: BatteryParams, state: BatteryState, ctx: Context
+    ) -> tuple[FloatArray, FloatArray]:
+        """See :func:`limits`."""
+        return limits(params, state, ctx)
+
+    def bid(self, params: BatteryParams, state: BatteryState, ctx: Context) -> Curves:
+        """Buy the charge limit at ≤ ``p_c``, sell the discharge limit at ≥ ``p_d``."""
+        p_min, p_max = limits(params, state, ctx)
+        return _curves(*thresholds(params, ctx.price_forecast), p_min, p_max)
+
+    def bid_horizon(self, params: BatteryParams, state: BatteryState, ctx: Context) -> list[Curves]:
+        """One curve per interval of the forecast horizon, for a forward (e.g. day-ahead)
+        market.
+
+        The SoC is projected along the horizon assuming each interval clears at its forecast
+        price (each interval's curve read at its forecast price); each interval's curve
+        uses the limits of the projected SoC. Loops over the horizon, vectorised over
+        devices.
+        """
+        f = ctx.price_forecast
+        p_c, p_d = thresholds(params, f)
+        soc = state.soc.copy()
+        out: list[Curves] = []
+        for price in f:
+            c = _curves(p_c, p_d, *limits(params, BatteryState(soc), ctx))
+            out.append(c)
+            soc = next_soc(params, soc, quantity_at(c, price), ctx.dt_h)
+        return out
+
+    def run(
+        self,
+        params: BatteryParams,
+        state: BatteryState,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[BatteryState, EnergyReport]:
+        """Charge (+) or discharge (−) at the award for the interval.
+
+        An award outside the SoC/power limits is clipped to them and the difference reported
+        as deviation. Reports ``charge_kwh``, ``discharge_kwh``, ``throughput_kwh`` (cells),
+        ``degradation_cost`` ($) and ``soc``.
+        """
+        lo, hi = limits(params, state, ctx)
+        p = np.clip(award, lo, hi)
+        dt = ctx.dt_h
+        soc1 = np.clip(self.next_soc(params, state.soc, p, dt), params.soc_min, params.soc_max)
+        e_c = np.maximum(p, 0.0) * dt
+        e_d = np.maximum(-p, 0.0) * dt
+        stored = (soc1 - state.soc) * params.capacity_kwh
+        check_balance(
+            stored,
+            params.eta_charge * e_c - e_d / params.eta_discharge,
+            self.KIND,
+            params.capacity_kwh,
+        )
+        throughput = params.eta_charge * e_c + e_d / params.eta_discharge
+        new = replace(state, soc=soc1)
+        return new, report(
+            p,
+            award,
+            dt,
+            charge_kwh=e_c,
+            discharge_kwh=e_d,
+            throughput_kwh=throughput,
+            degradation_cost=throughput * params.degradation_cost,
+            soc=soc1,
+        )
+
+    #: The SoC update used by :meth:`run` (an attribute so a test can break the physics).
+    next_soc = staticmethod(next_soc)
+
+    def uncontrolled(
+        self,
+        params: BatteryParams,
+        state: BatteryState,
+        ctx: Context,
+        net_kw: FloatArray | None,
+    ) -> FloatArray:
+        """Self-consumption behind the meter: charge from the home's surplus (``net_kw`` < 0),
+        discharge to cover its load (``net_kw`` > 0), within the power and SoC limits — so
+        the battery never exports to the grid and never imports to charge."""
+        if net_kw is None:
+            raise InvalidInputError(
+                "battery: the uncontrolled (self-consumption) mode needs net_kw, the rest of "
+                "each battery's home net load (kW, + import)"
+            )
+        lo, hi = limits(params, state, ctx)
+        out: FloatArray = np.clip(-net_kw, lo, hi)
+        return out

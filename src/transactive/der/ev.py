@@ -26,12 +26,9 @@ So every EV whose need fits into its plugged-in intervals is fully charged by de
 whenever the clearing price stays at or below the cap.
 """
 
-
-# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
-# ruff: noqa: RUF009
-
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,50 +37,24 @@ from numpy.typing import ArrayLike
 from transactive.core.curves import Curves, curves_from_arrays
 from transactive.der.base import (
     Context,
-    Dist,
+    DeviceType,
     EnergyReport,
     FloatArray,
-    as_vector,
-    check,
     check_balance,
     choice,
     const,
     normal,
     report,
-    sample_config,
     urgency_price,
 )
-from transactive.errors import BalanceError, InvalidInputError
-
-NAME = "ev"
-
-
-@dataclass(frozen=True, slots=True)
-class EVConfig:
-    """Distributions of EV parameters (per vehicle).
-
-    charger_kw: charger limit, kW (AC); efficiency: charging efficiency (AC → battery);
-    battery_kwh: battery size (caps a session's need); arrival_hour: mean local plug-in
-    hour; arrival_sd: its day-to-day standard deviation, h; dwell_h, dwell_sd: mean and sd of
-    the plugged-in time, h; daily_kwh: median energy need per session, kWh (battery side);
-    energy_sigma: log-sd of the need; tz_offset_h: local time offset from UTC, h.
-    """
-
-    charger_kw: Dist = choice((3.6, 7.2, 11.0), (0.3, 0.5, 0.2))
-    efficiency: Dist = const(0.92)
-    battery_kwh: Dist = normal(60.0, 15.0, 20.0, 100.0)
-    arrival_hour: Dist = normal(18.0, 1.5, 12.0, 23.0)
-    arrival_sd: Dist = const(1.0)
-    dwell_h: Dist = normal(13.0, 1.5, 4.0, 20.0)
-    dwell_sd: Dist = const(1.0)
-    daily_kwh: Dist = normal(10.0, 3.0, 2.0, 30.0)
-    energy_sigma: Dist = const(0.4)
-    tz_offset_h: Dist = const(-5.0)
+from transactive.der.params import DeviceConfig, Param
+from transactive.errors import BalanceError
 
 
 @dataclass(frozen=True, slots=True)
 class EVParams:
-    """Per-vehicle parameter arrays (see :class:`EVConfig`); ``seed`` keys the sessions."""
+    """Per-vehicle parameter arrays (units as in :attr:`EV.PARAMS`); ``seed`` keys the
+    sessions."""
 
     charger_kw: FloatArray
     efficiency: FloatArray
@@ -114,30 +85,6 @@ class EVState:
     departure_h: FloatArray
     need_kwh: FloatArray
     session_kwh: FloatArray
-
-
-def sample(config: EVConfig, n: int, rng: np.random.Generator) -> EVParams:
-    """Draw ``n`` vehicles from ``config``."""
-    d = sample_config(config, n, rng, NAME)
-    seed = int(rng.integers(0, 2**62))
-    p = EVParams(seed=seed, **{k: np.asarray(v, dtype=np.float64) for k, v in d.items()})
-    check(p.charger_kw > 0, NAME, "charger_kw", "> 0", p.charger_kw)
-    check((p.efficiency > 0) & (p.efficiency <= 1), NAME, "efficiency", "in (0, 1]", p.efficiency)
-    check(p.battery_kwh > 0, NAME, "battery_kwh", "> 0", p.battery_kwh)
-    check(p.daily_kwh >= 0, NAME, "daily_kwh", "≥ 0", p.daily_kwh)
-    for name in ("arrival_sd", "dwell_sd", "energy_sigma"):
-        v = getattr(p, name)
-        check(v >= 0, NAME, name, "≥ 0", v)
-    check(p.dwell_h > 0, NAME, "dwell_h", "> 0", p.dwell_h)
-    return p
-
-
-def initial_state(
-    params: EVParams, rng: np.random.Generator | None = None, config: object = None
-) -> EVState:
-    """No session yet: the first one is drawn at the first interval seen."""
-    nan = np.full(params.n, np.nan)
-    return EVState(nan, nan.copy(), np.zeros(params.n), np.zeros(params.n))
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -222,56 +169,126 @@ def _levels(
     return q_max, q_must, urgency
 
 
-def limits(params: EVParams, state: EVState, ctx: Context) -> tuple[FloatArray, FloatArray]:
-    """``[0, q_max]``: charging is possible only while plugged in and energy is needed."""
-    s = roll(params, state, ctx.t_h)
-    q_max, _, _ = _levels(params, s, ctx)
-    return np.zeros(params.n), q_max
+class EV(DeviceType[EVParams, EVState]):
+    """EV chargers with daily sessions and urgency bidding (see the module docstring)."""
 
-
-def bid(params: EVParams, state: EVState, ctx: Context) -> Curves:
-    """Must-run part at any price, the rest up to the urgency price (2 points per EV)."""
-    s = roll(params, state, ctx.t_h)
-    q_max, q_must, u = _levels(params, s, ctx)
-    p = urgency_price(u, ctx)
-    return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
-
-
-def step(
-    params: EVParams,
-    state: EVState,
-    power_kw: ArrayLike,
-    ctx: Context,
-    cleared_price: ArrayLike | None = None,
-) -> tuple[EVState, EnergyReport]:
-    """Charge at ``power_kw`` (clipped to ``[0, q_max]``) for the interval.
-
-    Reports ``charged_kwh`` (battery side), ``unmet_kwh`` (need left at a departure inside
-    this interval), ``departed`` (1 where a session ended) and ``need_kwh`` after the step.
-    """
-    award = as_vector(power_kw, params.n, "power_kw")
-    if not np.all(np.isfinite(award)):
-        raise InvalidInputError("power_kw must be finite")
-    s = roll(params, state, ctx.t_h)
-    q_max, _, _ = _levels(params, s, ctx)
-    p = np.clip(award, 0.0, q_max)
-    dt = ctx.dt_h
-    charged = params.efficiency * p * dt
-    need = s.need_kwh - charged
-    check_balance(s.need_kwh - need, params.efficiency * p * dt, "ev", s.session_kwh)
-    if np.any(need < -1e-9 * (1.0 + s.session_kwh)):
-        raise BalanceError("ev: delivered more energy than the session needed")
-    need = np.maximum(need, 0.0)
-    t = ctx.t_h
-    departed = (s.departure_h >= t) & (s.departure_h < t + dt)
-    unmet = np.where(departed, need, 0.0)
-    new = EVState(s.arrival_h, s.departure_h, need, s.session_kwh)
-    return new, report(
-        p,
-        award,
-        dt,
-        charged_kwh=charged,
-        unmet_kwh=unmet,
-        departed=departed.astype(np.float64),
-        need_kwh=need,
+    KIND = "ev"
+    PARAMS = (
+        Param(
+            "charger_kw",
+            "kW",
+            choice((3.6, 7.2, 11.0), (0.3, 0.5, 0.2)),
+            "(0, inf)",
+            "charger limit (AC)",
+        ),
+        Param("efficiency", "1", const(0.92), "(0, 1]", "charging efficiency (AC → battery)"),
+        Param(
+            "battery_kwh",
+            "kWh",
+            normal(60.0, 15.0, 20.0, 100.0),
+            "(0, inf)",
+            "battery size (caps a session's need)",
+        ),
+        Param(
+            "arrival_hour",
+            "h",
+            normal(18.0, 1.5, 12.0, 23.0),
+            "(-inf, inf)",
+            "mean local plug-in hour",
+        ),
+        Param(
+            "arrival_sd",
+            "h",
+            const(1.0),
+            "[0, inf)",
+            "day-to-day standard deviation of the arrival",
+        ),
+        Param("dwell_h", "h", normal(13.0, 1.5, 4.0, 20.0), "(0, inf)", "mean plugged-in time"),
+        Param(
+            "dwell_sd",
+            "h",
+            const(1.0),
+            "[0, inf)",
+            "day-to-day standard deviation of the dwell time",
+        ),
+        Param(
+            "daily_kwh",
+            "kWh",
+            normal(10.0, 3.0, 2.0, 30.0),
+            "[0, inf)",
+            "median energy need per session (battery side)",
+        ),
+        Param("energy_sigma", "1", const(0.4), "[0, inf)", "log-standard deviation of the need"),
+        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
     )
+
+    def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> EVParams:
+        """Parameters plus the seed of the vehicles' session stream (drawn from ``rng``)."""
+        seed = int(rng.integers(0, 2**62))
+        return EVParams(seed=seed, **{p.name: values[p.name] for p in self.PARAMS})
+
+    def initial_state(
+        self, params: EVParams, config: DeviceConfig, rng: np.random.Generator
+    ) -> EVState:
+        """No session yet: the first one is drawn at the first interval seen."""
+        nan = np.full(params.n, np.nan)
+        return EVState(nan, nan.copy(), np.zeros(params.n), np.zeros(params.n))
+
+    def limits(
+        self, params: EVParams, state: EVState, ctx: Context
+    ) -> tuple[FloatArray, FloatArray]:
+        """``[0, q_max]``: charging is possible only while plugged in and energy is needed."""
+        s = roll(params, state, ctx.t_h)
+        q_max, _, _ = _levels(params, s, ctx)
+        return np.zeros(params.n), q_max
+
+    def bid(self, params: EVParams, state: EVState, ctx: Context) -> Curves:
+        """Must-run part at any price, the rest up to the urgency price (2 points per EV)."""
+        s = roll(params, state, ctx.t_h)
+        q_max, q_must, u = _levels(params, s, ctx)
+        p = urgency_price(u, ctx)
+        return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
+
+    def run(
+        self,
+        params: EVParams,
+        state: EVState,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[EVState, EnergyReport]:
+        """Charge at the award (clipped to ``[0, q_max]``) for the interval.
+
+        Reports ``charged_kwh`` (battery side), ``unmet_kwh`` (need left at a departure
+        inside this interval), ``departed`` (1 where a session ended) and ``need_kwh`` after
+        the step.
+        """
+        s = roll(params, state, ctx.t_h)
+        q_max, _, _ = _levels(params, s, ctx)
+        p = np.clip(award, 0.0, q_max)
+        dt = ctx.dt_h
+        charged = params.efficiency * p * dt
+        need = s.need_kwh - charged
+        check_balance(s.need_kwh - need, params.efficiency * p * dt, self.KIND, s.session_kwh)
+        if np.any(need < -1e-9 * (1.0 + s.session_kwh)):
+            raise BalanceError("ev: delivered more energy than the session needed")
+        need = np.maximum(need, 0.0)
+        t = ctx.t_h
+        departed = (s.departure_h >= t) & (s.departure_h < t + dt)
+        unmet = np.where(departed, need, 0.0)
+        new = EVState(s.arrival_h, s.departure_h, need, s.session_kwh)
+        return new, report(
+            p,
+            award,
+            dt,
+            charged_kwh=charged,
+            unmet_kwh=unmet,
+            departed=departed.astype(np.float64),
+            need_kwh=need,
+        )
+
+    def uncontrolled(
+        self, params: EVParams, state: EVState, ctx: Context, net_kw: FloatArray | None
+    ) -> FloatArray:
+        """Charge at full charger power from plug-in until the session's need is met."""
+        return self.limits(params, state, ctx)[1]

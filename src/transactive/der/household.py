@@ -12,17 +12,15 @@ UTC; default −5, the Greensboro weather site), by time of year: minute-of-year
 2016 profile (day 366 folds onto day 365); weekdays are not aligned across years. The
 load over an interval is the mean of the 15-minute values it covers.
 
-Bidding: price-taking — a flat curve at the load (kW) for every price.
+Bidding: price-taking — a flat curve at the load (kW) for every price. Reactive power:
+``Q = P·tan(acos power_factor)`` (lagging, absorbed like load).
 """
-
-
-# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
-# ruff: noqa: RUF009
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,21 +32,18 @@ from numpy.typing import ArrayLike
 from transactive.core.curves import Curves, block_curves
 from transactive.der.base import (
     Context,
-    Dist,
+    DeviceType,
     EnergyReport,
     FloatArray,
     IntArray,
-    as_vector,
     check,
     choice,
     const,
     lognormal,
     report,
-    sample_config,
 )
+from transactive.der.params import DeviceConfig, Param
 from transactive.errors import InvalidInputError
-
-NAME = "household"
 
 #: SimBench household (H0) profile names, in column order of :func:`profiles`.
 PROFILE_NAMES = ("H0-A", "H0-B", "H0-C", "H0-G", "H0-H", "H0-L")
@@ -82,23 +77,14 @@ def _cumulative() -> FloatArray:
 
 
 @dataclass(frozen=True, slots=True)
-class HouseholdConfig:
-    """annual_kwh: annual energy, kWh; profile: index into :data:`PROFILE_NAMES`;
-    tz_offset_h: local time offset from UTC, hours."""
-
-    annual_kwh: Dist = lognormal(4000.0, 0.35, 1000.0, 15000.0)
-    profile: Dist = choice((0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0.4, 0.2, 0.1, 0.1, 0.1, 0.1))
-    tz_offset_h: Dist = const(-5.0)
-
-
-@dataclass(frozen=True, slots=True)
 class HouseholdParams:
     """profile: profile column per household; scale_kw: kW per unit of profile;
-    tz_offset_h: UTC offset of the local clock, hours."""
+    tz_offset_h: UTC offset of the local clock, hours; power_factor: lagging power factor."""
 
     profile: IntArray
     scale_kw: FloatArray
     tz_offset_h: FloatArray
+    power_factor: FloatArray
 
     @property
     def n(self) -> int:
@@ -110,42 +96,6 @@ class HouseholdState:
     """No memory; carries the fleet size."""
 
     n: int
-
-
-def make_params(
-    *, annual_kwh: ArrayLike, profile: ArrayLike = 0, tz_offset_h: ArrayLike = -5.0
-) -> HouseholdParams:
-    """Validated parameters; the scale turns the profile mean into the annual energy."""
-    e = np.atleast_1d(np.asarray(annual_kwh, dtype=np.float64))
-    n = e.size
-    prof = np.broadcast_to(np.asarray(profile), (n,)).astype(np.int64)
-    check(e >= 0, NAME, "annual_kwh", "≥ 0", e)
-    check(
-        (prof >= 0) & (prof < len(PROFILE_NAMES)),
-        NAME,
-        "profile",
-        f"an index in 0…{len(PROFILE_NAMES) - 1}",
-        prof,
-    )
-    tz = as_vector(tz_offset_h, n, "tz_offset_h")
-    check(np.abs(tz) <= 14, NAME, "tz_offset_h", "within ±14 h", tz)
-    mean = profiles().mean(axis=0)
-    return HouseholdParams(prof, e / (mean[prof] * 8760.0), tz)
-
-
-def sample(config: HouseholdConfig, n: int, rng: np.random.Generator) -> HouseholdParams:
-    """Draw ``n`` households from ``config``."""
-    d = sample_config(config, n, rng, NAME)
-    return make_params(
-        annual_kwh=d["annual_kwh"], profile=d["profile"], tz_offset_h=d["tz_offset_h"]
-    )
-
-
-def initial_state(
-    params: HouseholdParams, rng: np.random.Generator | None = None, config: object = None
-) -> HouseholdState:
-    """The (empty) state."""
-    return HouseholdState(params.n)
 
 
 def load_kw(params: HouseholdParams, t_h: float, dt_h: float) -> FloatArray:
@@ -178,40 +128,92 @@ def _cum_at(c: FloatArray, x: FloatArray, col: IntArray) -> FloatArray:
     return out
 
 
-def limits(
-    params: HouseholdParams, state: HouseholdState, ctx: Context
-) -> tuple[FloatArray, FloatArray]:
-    """No flexibility: ``[load, load]``."""
-    q = load_kw(params, ctx.t_h, ctx.dt_h)
-    return q, q
+class Household(DeviceType[HouseholdParams, HouseholdState]):
+    """Fixed household loads from the SimBench H0 profiles (see the module docstring)."""
 
+    KIND = "household"
+    PARAMS = (
+        Param(
+            "annual_kwh",
+            "kWh",
+            lognormal(4000.0, 0.35, 1000.0, 15000.0),
+            "[0, inf)",
+            "annual energy",
+        ),
+        Param(
+            "profile",
+            "1",
+            choice((0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0.4, 0.2, 0.1, 0.1, 0.1, 0.1)),
+            f"[0, {len(PROFILE_NAMES) - 1}]",
+            f"SimBench profile index into {', '.join(PROFILE_NAMES)}",
+        ),
+        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
+        Param("power_factor", "1", const(0.95), "(0, 1]", "power factor (lagging)"),
+    )
 
-def bid(params: HouseholdParams, state: HouseholdState, ctx: Context) -> Curves:
-    """A price-taking bid: the interval's load as a block at the cap (served at any price
-    up to the cap; at the cap, rationed pro rata with other price-takers)."""
-    q = load_kw(params, ctx.t_h, ctx.dt_h)
-    return block_curves(np.full(params.n, ctx.cap), q)
+    def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> HouseholdParams:
+        """Parameters; the scale turns the profile mean into the annual energy."""
+        prof_f = values["profile"]
+        check(prof_f == np.round(prof_f), self.KIND, "profile", "a whole number", prof_f)
+        prof = prof_f.astype(np.int64)
+        mean = profiles().mean(axis=0)
+        return HouseholdParams(
+            prof,
+            values["annual_kwh"] / (mean[prof] * 8760.0),
+            values["tz_offset_h"],
+            values["power_factor"],
+        )
 
+    def initial_state(
+        self, params: HouseholdParams, config: DeviceConfig, rng: np.random.Generator
+    ) -> HouseholdState:
+        """The (empty) state."""
+        return HouseholdState(params.n)
 
-def bid_horizon(params: HouseholdParams, state: HouseholdState, ctx: Context) -> list[Curves]:
-    """Flat curves for every interval of the forecast horizon (the profile is the forecast)."""
-    out = []
-    for i in range(ctx.price_forecast.size):
-        q = load_kw(params, ctx.t_h + i * ctx.dt_h, ctx.dt_h)
-        out.append(block_curves(np.full(params.n, ctx.cap), q))
-    return out
+    def limits(
+        self, params: HouseholdParams, state: HouseholdState, ctx: Context
+    ) -> tuple[FloatArray, FloatArray]:
+        """No flexibility: ``[load, load]``."""
+        q = load_kw(params, ctx.t_h, ctx.dt_h)
+        return q, q
 
+    def bid(self, params: HouseholdParams, state: HouseholdState, ctx: Context) -> Curves:
+        """A price-taking bid: the interval's load as a block at the cap (served at any
+        price up to the cap; at the cap, rationed pro rata with other price-takers)."""
+        q = load_kw(params, ctx.t_h, ctx.dt_h)
+        return block_curves(np.full(params.n, ctx.cap), q)
 
-def step(
-    params: HouseholdParams,
-    state: HouseholdState,
-    power_kw: ArrayLike,
-    ctx: Context,
-    cleared_price: ArrayLike | None = None,
-) -> tuple[HouseholdState, EnergyReport]:
-    """The load is what it is: consumption is the profile, any other award is a deviation."""
-    award = as_vector(power_kw, params.n, "power_kw")
-    if not np.all(np.isfinite(award)):
-        raise InvalidInputError("power_kw must be finite")
-    q = load_kw(params, ctx.t_h, ctx.dt_h)
-    return state, report(q, award, ctx.dt_h)
+    def bid_horizon(
+        self, params: HouseholdParams, state: HouseholdState, ctx: Context
+    ) -> list[Curves]:
+        """Flat curves for every interval of the forecast horizon (the profile is the
+        forecast)."""
+        out = []
+        for i in range(ctx.price_forecast.size):
+            q = load_kw(params, ctx.t_h + i * ctx.dt_h, ctx.dt_h)
+            out.append(block_curves(np.full(params.n, ctx.cap), q))
+        return out
+
+    def run(
+        self,
+        params: HouseholdParams,
+        state: HouseholdState,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[HouseholdState, EnergyReport]:
+        """The load is what it is: consumption is the profile, any other award is a
+        deviation. Reports ``q_kvar`` at the power factor."""
+        q = load_kw(params, ctx.t_h, ctx.dt_h)
+        q_kvar = q * np.tan(np.arccos(params.power_factor))
+        return state, report(q, award, ctx.dt_h, q_kvar=q_kvar)
+
+    def uncontrolled(
+        self,
+        params: HouseholdParams,
+        state: HouseholdState,
+        ctx: Context,
+        net_kw: FloatArray | None,
+    ) -> FloatArray:
+        """The load."""
+        return load_kw(params, ctx.t_h, ctx.dt_h)

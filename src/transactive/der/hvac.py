@@ -36,12 +36,9 @@ Defaults: ``k_low = k_high ~ U(0.5, 3)`` and ``range_low = range_high ~ U(1, 2) 
 (≈2–4 °F) in the range of the TESP example populations; setpoint ``N(22.5, 1)`` °C.
 """
 
-
-# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
-# ruff: noqa: RUF009
-
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -50,57 +47,27 @@ from numpy.typing import ArrayLike
 from transactive.core.curves import Curves, curves_from_arrays
 from transactive.der import thermal
 from transactive.der.base import (
+    BoolArray,
     Context,
-    Dist,
+    DeviceType,
     EnergyReport,
     FloatArray,
     as_vector,
-    check,
     check_balance,
     const,
     normal,
     ramp_bid_price,
     ramp_setpoint_offset,
     report,
-    sample_config,
     uniform,
 )
-from transactive.errors import InvalidInputError
-
-NAME = "hvac"
-
-
-@dataclass(frozen=True, slots=True)
-class HVACConfig:
-    """Distributions of house and HVAC parameters.
-
-    ua_kw_per_k: envelope conductance, kW/K; c_kwh_per_k: effective heat capacity, kWh/K;
-    internal_gain_kw: internal heat gains, kW; solar_aperture_m2: effective solar aperture
-    (kW per kW/m² of GHI); cop_cool, cop_heat: coefficients of performance; setpoint_c:
-    preferred setpoint, °C; range_low, range_high: comfort band below/above it, °C;
-    k_low, k_high: ramp slopes (multiples of σ); design_hot_c, design_cold_c: outdoor design
-    temperatures, °C, and sizing: oversizing factor, for the thermal rating of the unit.
-    """
-
-    ua_kw_per_k: Dist = uniform(0.15, 0.35)
-    c_kwh_per_k: Dist = uniform(3.0, 8.0)
-    internal_gain_kw: Dist = uniform(0.3, 0.8)
-    solar_aperture_m2: Dist = uniform(1.0, 4.0)
-    cop_cool: Dist = uniform(3.0, 4.0)
-    cop_heat: Dist = uniform(2.5, 3.5)
-    setpoint_c: Dist = normal(22.5, 1.0, 19.0, 26.0)
-    range_low: Dist = uniform(1.0, 2.0)
-    range_high: Dist = uniform(1.0, 2.0)
-    k_low: Dist = uniform(0.5, 3.0)
-    k_high: Dist = uniform(0.5, 3.0)
-    design_hot_c: Dist = const(38.0)
-    design_cold_c: Dist = const(-12.0)
-    sizing: Dist = uniform(1.2, 1.5)
+from transactive.der.params import DeviceConfig, Param
 
 
 @dataclass(frozen=True, slots=True)
 class HVACParams:
-    """Per-house parameter arrays; ``cool_kw_th``/``heat_kw_th``: thermal ratings (kW)."""
+    """Per-house parameter arrays (units as in :attr:`HVAC.PARAMS`); ``cool_kw_th`` /
+    ``heat_kw_th``: thermal ratings of the unit (kW), sized for the design temperatures."""
 
     ua_kw_per_k: FloatArray
     c_kwh_per_k: FloatArray
@@ -115,6 +82,7 @@ class HVACParams:
     k_high: FloatArray
     cool_kw_th: FloatArray
     heat_kw_th: FloatArray
+    deadband_c: FloatArray
 
     @property
     def n(self) -> int:
@@ -123,48 +91,12 @@ class HVACParams:
 
 @dataclass(frozen=True, slots=True)
 class HVACState:
-    """temp_c: indoor temperature; setpoint_c: current (price-adjusted) setpoint, °C."""
+    """temp_c: indoor temperature; setpoint_c: current (price-adjusted) setpoint, °C;
+    on: the unit ran in the last interval (the thermostat's memory in uncontrolled mode)."""
 
     temp_c: FloatArray
     setpoint_c: FloatArray
-
-
-def sample(config: HVACConfig, n: int, rng: np.random.Generator) -> HVACParams:
-    """Draw ``n`` houses; the unit is sized for the design temperatures."""
-    d = {k: np.asarray(v, dtype=np.float64) for k, v in sample_config(config, n, rng, NAME).items()}
-    for name in ("ua_kw_per_k", "c_kwh_per_k", "cop_cool", "cop_heat"):
-        check(d[name] > 0, NAME, name, "> 0", d[name])
-    for name in ("range_low", "range_high", "k_low", "k_high"):
-        check(d[name] > 0, NAME, name, "> 0", d[name])
-    for name in ("internal_gain_kw", "solar_aperture_m2"):
-        check(d[name] >= 0, NAME, name, "≥ 0", d[name])
-    check(d["sizing"] >= 1, NAME, "sizing", "≥ 1", d["sizing"])
-    ua, sp = d["ua_kw_per_k"], d["setpoint_c"]
-    peak_gain = d["internal_gain_kw"] + d["solar_aperture_m2"] * 1.0  # 1 kW/m² sun
-    cool = d["sizing"] * np.maximum(ua * (d["design_hot_c"] - sp) + peak_gain, 0.5)
-    heat = d["sizing"] * np.maximum(ua * (sp - d["design_cold_c"]), 0.5)
-    return HVACParams(
-        ua_kw_per_k=ua,
-        c_kwh_per_k=d["c_kwh_per_k"],
-        internal_gain_kw=d["internal_gain_kw"],
-        solar_aperture_m2=d["solar_aperture_m2"],
-        cop_cool=d["cop_cool"],
-        cop_heat=d["cop_heat"],
-        setpoint_c=sp,
-        range_low=d["range_low"],
-        range_high=d["range_high"],
-        k_low=d["k_low"],
-        k_high=d["k_high"],
-        cool_kw_th=cool,
-        heat_kw_th=heat,
-    )
-
-
-def initial_state(params: HVACParams, rng: np.random.Generator, config: object = None) -> HVACState:
-    """Indoor temperature uniform inside the comfort band."""
-    u = rng.random(params.n)
-    t = params.setpoint_c - params.range_low + u * (params.range_low + params.range_high)
-    return HVACState(t, params.setpoint_c.copy())
+    on: BoolArray
 
 
 # --- physics -------------------------------------------------------------------------------
@@ -188,7 +120,7 @@ def _levels(
     """(mode s, COP, q_max, q_must) — electric kW for the interval."""
     s = mode(params, ctx)
     cop = np.where(s > 0, params.cop_heat, params.cop_cool)
-    rated = np.where(s > 0, params.heat_kw_th, params.cool_kw_th) / cop
+    rated = rated_kw(params, ctx)
     t_ref = ctx.weather.temp_air + _gains(params, ctx) / params.ua_kw_per_k
     t_min = params.setpoint_c - params.range_low
     t_max = params.setpoint_c + params.range_high
@@ -202,12 +134,12 @@ def _levels(
     return s, cop, q_max, q_must
 
 
-def limits(params: HVACParams, state: HVACState, ctx: Context) -> tuple[FloatArray, FloatArray]:
-    """``[0, rated electric power]`` of the interval's mode."""
+def rated_kw(params: HVACParams, ctx: Context) -> FloatArray:
+    """Rated electric power (kW) of the interval's mode."""
     s = mode(params, ctx)
     cop = np.where(s > 0, params.cop_heat, params.cop_cool)
-    rated = np.where(s > 0, params.heat_kw_th, params.cool_kw_th) / cop
-    return np.zeros(params.n), rated
+    out: FloatArray = np.where(s > 0, params.heat_kw_th, params.cool_kw_th) / cop
+    return out
 
 
 def bid_price(params: HVACParams, state: HVACState, ctx: Context) -> FloatArray:
@@ -231,13 +163,6 @@ def _sides(
     )
 
 
-def bid(params: HVACParams, state: HVACState, ctx: Context) -> Curves:
-    """``q_max`` up to the ramp bid price, ``q_must`` at every price (2 points per house)."""
-    _, _, q_max, q_must = _levels(params, state, ctx)
-    p = bid_price(params, state, ctx)
-    return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
-
-
 def setpoint_after_clearing(params: HVACParams, ctx: Context, price: ArrayLike) -> FloatArray:
     """The price-adjusted setpoint (°C) after clearing at ``price``: the inverse ramp rule."""
     s = mode(params, ctx)
@@ -246,52 +171,170 @@ def setpoint_after_clearing(params: HVACParams, ctx: Context, price: ArrayLike) 
     return out
 
 
-def step(
-    params: HVACParams,
-    state: HVACState,
-    power_kw: ArrayLike,
-    ctx: Context,
-    cleared_price: ArrayLike | None = None,
-) -> tuple[HVACState, EnergyReport]:
-    """Run the units at ``power_kw`` (clipped to the rating) for the interval.
+class HVAC(DeviceType[HVACParams, HVACState]):
+    """Heat pumps / air conditioners in 1R1C houses (see the module docstring)."""
 
-    Reports ``temp_c`` (end of interval), ``heat_kwh`` (thermal energy delivered, + heating,
-    − cooling), ``discomfort_kh`` (K·h outside the comfort band, from the end temperature)
-    and ``setpoint_c`` (moved by the inverse ramp rule when ``cleared_price`` is given).
-    """
-    award = as_vector(power_kw, params.n, "power_kw")
-    if not np.all(np.isfinite(award)):
-        raise InvalidInputError("power_kw must be finite")
-    lo, hi = limits(params, state, ctx)
-    p = np.clip(award, lo, hi)
-    s = mode(params, ctx)
-    cop = np.where(s > 0, params.cop_heat, params.cop_cool)
-    heat = s * cop * p
-    gains = _gains(params, ctx)
-    c, ua, dt = params.c_kwh_per_k, params.ua_kw_per_k, ctx.dt_h
-    t_out = ctx.weather.temp_air
-    t1, t_avg = thermal.rc_step(state.temp_c, c, ua, t_out + (gains + heat) / ua, 0.0 * p, dt)
-    check_balance(
-        c * (t1 - state.temp_c),
-        (ua * (t_out - t_avg) + gains + heat) * dt,
-        "hvac",
-        c * np.abs(t1 - state.temp_c) + np.abs(heat) * dt,
+    KIND = "hvac"
+    PARAMS = (
+        Param("ua_kw_per_k", "kW/K", uniform(0.15, 0.35), "(0, inf)", "envelope conductance"),
+        Param(
+            "c_kwh_per_k",
+            "kWh/K",
+            uniform(3.0, 8.0),
+            "(0, inf)",
+            "effective heat capacity of air and contents",
+        ),
+        Param("internal_gain_kw", "kW", uniform(0.3, 0.8), "[0, inf)", "internal heat gains"),
+        Param(
+            "solar_aperture_m2",
+            "m²",
+            uniform(1.0, 4.0),
+            "[0, inf)",
+            "effective solar aperture (kW per kW/m² of GHI)",
+        ),
+        Param(
+            "cop_cool", "1", uniform(3.0, 4.0), "(0, inf)", "coefficient of performance, cooling"
+        ),
+        Param(
+            "cop_heat", "1", uniform(2.5, 3.5), "(0, inf)", "coefficient of performance, heating"
+        ),
+        Param(
+            "setpoint_c", "°C", normal(22.5, 1.0, 19.0, 26.0), "(-inf, inf)", "preferred setpoint"
+        ),
+        Param("range_low", "K", uniform(1.0, 2.0), "(0, inf)", "comfort band below the setpoint"),
+        Param("range_high", "K", uniform(1.0, 2.0), "(0, inf)", "comfort band above the setpoint"),
+        Param(
+            "k_low",
+            "1",
+            uniform(0.5, 3.0),
+            "(0, inf)",
+            "ramp slope below the setpoint (multiples of σ)",
+        ),
+        Param(
+            "k_high",
+            "1",
+            uniform(0.5, 3.0),
+            "(0, inf)",
+            "ramp slope above the setpoint (multiples of σ)",
+        ),
+        Param(
+            "design_hot_c", "°C", const(38.0), "(-inf, inf)", "outdoor design temperature, cooling"
+        ),
+        Param(
+            "design_cold_c",
+            "°C",
+            const(-12.0),
+            "(-inf, inf)",
+            "outdoor design temperature, heating",
+        ),
+        Param("sizing", "1", uniform(1.2, 1.5), "[1, inf)", "oversizing factor of the unit"),
+        Param(
+            "deadband_c",
+            "K",
+            const(1.0),
+            "(0, inf)",
+            "thermostat deadband in uncontrolled mode (setpoint ± half)",
+        ),
     )
-    t_min = params.setpoint_c - params.range_low
-    t_max = params.setpoint_c + params.range_high
-    discomfort = (np.maximum(t1 - t_max, 0.0) + np.maximum(t_min - t1, 0.0)) * dt
-    setpoint = (
-        state.setpoint_c
-        if cleared_price is None
-        else setpoint_after_clearing(params, ctx, cleared_price)
-    )
-    new = replace(state, temp_c=t1, setpoint_c=setpoint)
-    return new, report(
-        p,
-        award,
-        dt,
-        temp_c=t1,
-        heat_kwh=heat * dt,
-        discomfort_kh=discomfort,
-        setpoint_c=setpoint,
-    )
+
+    def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> HVACParams:
+        """Parameters; the unit is sized for the design temperatures."""
+        d = values
+        ua, sp = d["ua_kw_per_k"], d["setpoint_c"]
+        peak_gain = d["internal_gain_kw"] + d["solar_aperture_m2"] * 1.0  # 1 kW/m² sun
+        cool = d["sizing"] * np.maximum(ua * (d["design_hot_c"] - sp) + peak_gain, 0.5)
+        heat = d["sizing"] * np.maximum(ua * (sp - d["design_cold_c"]), 0.5)
+        keep = [f for f in HVACParams.__dataclass_fields__ if f in d]
+        return HVACParams(cool_kw_th=cool, heat_kw_th=heat, **{k: d[k] for k in keep})
+
+    def initial_state(
+        self, params: HVACParams, config: DeviceConfig, rng: np.random.Generator
+    ) -> HVACState:
+        """Indoor temperature uniform inside the comfort band; units off."""
+        u = rng.random(params.n)
+        t = params.setpoint_c - params.range_low + u * (params.range_low + params.range_high)
+        return HVACState(t, params.setpoint_c.copy(), np.zeros(params.n, dtype=bool))
+
+    def limits(
+        self, params: HVACParams, state: HVACState, ctx: Context
+    ) -> tuple[FloatArray, FloatArray]:
+        """``[0, rated electric power]`` of the interval's mode."""
+        return np.zeros(params.n), rated_kw(params, ctx)
+
+    def bid(self, params: HVACParams, state: HVACState, ctx: Context) -> Curves:
+        """``q_max`` up to the ramp bid price, ``q_must`` at every price (2 points per house)."""
+        _, _, q_max, q_must = _levels(params, state, ctx)
+        p = bid_price(params, state, ctx)
+        return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
+
+    def run(
+        self,
+        params: HVACParams,
+        state: HVACState,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[HVACState, EnergyReport]:
+        """Run the units at the award (clipped to the rating) for the interval.
+
+        Reports ``temp_c`` (end of interval), ``heat_kwh`` (thermal energy delivered,
+        + heating, − cooling), ``discomfort_kh`` (K·h outside the comfort band, from the end
+        temperature) and ``setpoint_c`` (moved by the inverse ramp rule when
+        ``cleared_price`` is given).
+        """
+        lo, hi = self.limits(params, state, ctx)
+        p = np.clip(award, lo, hi)
+        s = mode(params, ctx)
+        cop = np.where(s > 0, params.cop_heat, params.cop_cool)
+        heat = s * cop * p
+        gains = _gains(params, ctx)
+        c, ua, dt = params.c_kwh_per_k, params.ua_kw_per_k, ctx.dt_h
+        t_out = ctx.weather.temp_air
+        t1, t_avg = thermal.rc_step(state.temp_c, c, ua, t_out + (gains + heat) / ua, 0.0 * p, dt)
+        check_balance(
+            c * (t1 - state.temp_c),
+            (ua * (t_out - t_avg) + gains + heat) * dt,
+            self.KIND,
+            c * np.abs(t1 - state.temp_c) + np.abs(heat) * dt,
+        )
+        t_min = params.setpoint_c - params.range_low
+        t_max = params.setpoint_c + params.range_high
+        discomfort = (np.maximum(t1 - t_max, 0.0) + np.maximum(t_min - t1, 0.0)) * dt
+        setpoint = (
+            state.setpoint_c
+            if cleared_price is None
+            else setpoint_after_clearing(params, ctx, cleared_price)
+        )
+        new = replace(state, temp_c=t1, setpoint_c=setpoint, on=p > 0)
+        return new, report(
+            p,
+            award,
+            dt,
+            temp_c=t1,
+            heat_kwh=heat * dt,
+            discomfort_kh=discomfort,
+            setpoint_c=setpoint,
+        )
+
+    def uncontrolled(
+        self, params: HVACParams, state: HVACState, ctx: Context, net_kw: FloatArray | None
+    ) -> FloatArray:
+        """A thermostat holding the preferred setpoint with a deadband (hysteresis): see
+        :func:`transactive.der.thermal.thermostat_heat_kw`."""
+        s = mode(params, ctx)
+        cop = np.where(s > 0, params.cop_heat, params.cop_cool)
+        t_ref = ctx.weather.temp_air + _gains(params, ctx) / params.ua_kw_per_k
+        heat = thermal.thermostat_heat_kw(
+            state.temp_c,
+            state.on,
+            params.setpoint_c,
+            params.deadband_c,
+            s,
+            params.c_kwh_per_k,
+            params.ua_kw_per_k,
+            t_ref,
+            rated_kw(params, ctx) * cop,
+            ctx.dt_h,
+        )
+        out: FloatArray = heat / cop
+        return out

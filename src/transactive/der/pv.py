@@ -33,12 +33,9 @@ Bidding: each system offers all its available power at or above ``offer_price``
 ($/kWh, default 0: it curtails only at negative prices) — a single sell block.
 """
 
-
-# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
-# ruff: noqa: RUF009
-
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,21 +46,17 @@ from numpy.typing import ArrayLike
 from transactive.core.curves import Curves, block_curves
 from transactive.der.base import (
     Context,
-    Dist,
+    DeviceType,
     EnergyReport,
     FloatArray,
     as_vector,
-    check,
     check_balance,
     const,
     normal,
     report,
-    sample_config,
     uniform,
 )
-from transactive.errors import InvalidInputError
-
-NAME = "pv"
+from transactive.der.params import DeviceConfig, Param
 
 #: IEEE 1547-2018 category B default volt-var curve: voltage (pu) → Q/S (+ absorbed).
 VV_V = (0.92, 0.98, 1.02, 1.08)
@@ -76,33 +69,9 @@ _TEMP = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["close_mount_glas
 
 
 @dataclass(frozen=True, slots=True)
-class PVConfig:
-    """Distributions of PV parameters.
-
-    capacity_kw: DC nameplate, kW; dc_ac_ratio: DC/AC ratio (inverter kVA = capacity/ratio);
-    tilt_deg, azimuth_deg: orientation (azimuth clockwise from north, 180 = south);
-    gamma_pdc: power temperature coefficient, 1/°C; losses: DC system losses, fraction;
-    offer_price: $/kWh at and above which the output is offered;
-    export_limit_kw: maximum export, kW (inf: none); power_factor: fixed power factor
-    (absorbing), 1 = off; volt_var, volt_watt: fraction of systems with the function on.
-    """
-
-    capacity_kw: Dist = normal(6.0, 2.0, 2.0, 15.0)
-    dc_ac_ratio: Dist = uniform(1.1, 1.3)
-    tilt_deg: Dist = uniform(15.0, 35.0)
-    azimuth_deg: Dist = normal(180.0, 35.0, 90.0, 270.0)
-    gamma_pdc: Dist = const(-0.0037)
-    losses: Dist = const(0.14)
-    offer_price: Dist = const(0.0)
-    export_limit_kw: Dist = const(np.inf)
-    power_factor: Dist = const(1.0)
-    volt_var: float = 1.0
-    volt_watt: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
 class PVParams:
-    """Per-system parameter arrays (see :class:`PVConfig` for units)."""
+    """Per-system parameter arrays (units as in :attr:`PV.PARAMS`); ``inverter_kw`` =
+    ``capacity_kw / dc_ac_ratio`` (kVA); ``volt_var``/``volt_watt``: function on (bool)."""
 
     capacity_kw: FloatArray
     inverter_kw: FloatArray
@@ -126,93 +95,6 @@ class PVState:
     """PV has no memory; the state only carries the fleet size."""
 
     n: int
-
-
-def sample(config: PVConfig, n: int, rng: np.random.Generator) -> PVParams:
-    """Draw ``n`` systems from ``config``."""
-    d = sample_config(config, n, rng, NAME)
-    for k in ("volt_var", "volt_watt"):
-        frac = float(d[k])
-        check(0.0 <= frac <= 1.0, NAME, k, "a fraction in [0, 1]", frac)
-    on_vv = rng.random(n) < float(d["volt_var"])
-    on_vw = rng.random(n) < float(d["volt_watt"])
-    cap = np.asarray(d["capacity_kw"])
-    ratio = np.asarray(d["dc_ac_ratio"])
-    check(cap > 0, NAME, "capacity_kw", "> 0", cap)
-    check(ratio > 0, NAME, "dc_ac_ratio", "> 0", ratio)
-    return make_params(
-        capacity_kw=cap,
-        inverter_kw=cap / ratio,
-        tilt_deg=d["tilt_deg"],
-        azimuth_deg=d["azimuth_deg"],
-        gamma_pdc=d["gamma_pdc"],
-        losses=d["losses"],
-        offer_price=d["offer_price"],
-        export_limit_kw=d["export_limit_kw"],
-        power_factor=d["power_factor"],
-        volt_var=on_vv,
-        volt_watt=on_vw,
-    )
-
-
-def make_params(
-    *,
-    capacity_kw: ArrayLike,
-    inverter_kw: ArrayLike,
-    tilt_deg: ArrayLike = 25.0,
-    azimuth_deg: ArrayLike = 180.0,
-    gamma_pdc: ArrayLike = -0.0037,
-    losses: ArrayLike = 0.14,
-    offer_price: ArrayLike = 0.0,
-    export_limit_kw: ArrayLike = np.inf,
-    power_factor: ArrayLike = 1.0,
-    volt_var: ArrayLike = False,
-    volt_watt: ArrayLike = False,
-) -> PVParams:
-    """Validated :class:`PVParams` from explicit values (scalars broadcast)."""
-    cap = np.atleast_1d(np.asarray(capacity_kw, dtype=np.float64))
-    n = cap.size
-    p = PVParams(
-        capacity_kw=cap,
-        inverter_kw=as_vector(inverter_kw, n, "inverter_kw"),
-        tilt_deg=as_vector(tilt_deg, n, "tilt_deg"),
-        azimuth_deg=as_vector(azimuth_deg, n, "azimuth_deg"),
-        gamma_pdc=as_vector(gamma_pdc, n, "gamma_pdc"),
-        losses=as_vector(losses, n, "losses"),
-        offer_price=as_vector(offer_price, n, "offer_price"),
-        export_limit_kw=as_vector(export_limit_kw, n, "export_limit_kw"),
-        power_factor=as_vector(power_factor, n, "power_factor"),
-        volt_var=np.broadcast_to(np.asarray(volt_var, dtype=bool), (n,)).copy(),
-        volt_watt=np.broadcast_to(np.asarray(volt_watt, dtype=bool), (n,)).copy(),
-    )
-    check(p.capacity_kw > 0, NAME, "capacity_kw", "> 0", p.capacity_kw)
-    check(p.inverter_kw > 0, NAME, "inverter_kw", "> 0", p.inverter_kw)
-    check((p.tilt_deg >= 0) & (p.tilt_deg <= 90), NAME, "tilt_deg", "in [0, 90]", p.tilt_deg)
-    check(
-        (p.azimuth_deg >= 0) & (p.azimuth_deg <= 360),
-        NAME,
-        "azimuth_deg",
-        "in [0, 360]",
-        p.azimuth_deg,
-    )
-    check((p.losses >= 0) & (p.losses < 1), NAME, "losses", "in [0, 1)", p.losses)
-    check(p.export_limit_kw >= 0, NAME, "export_limit_kw", "≥ 0", p.export_limit_kw)
-    check(
-        (p.power_factor > 0) & (p.power_factor <= 1),
-        NAME,
-        "power_factor",
-        "in (0, 1]",
-        p.power_factor,
-    )
-    check(np.isfinite(p.offer_price), NAME, "offer_price", "finite", p.offer_price)
-    return p
-
-
-def initial_state(
-    params: PVParams, rng: np.random.Generator | None = None, config: object = None
-) -> PVState:
-    """The (empty) state."""
-    return PVState(params.n)
 
 
 # --- physics -------------------------------------------------------------------------------
@@ -289,18 +171,6 @@ def available_kw(params: PVParams, ctx: Context) -> tuple[FloatArray, FloatArray
 _MEMO: dict[str, Any] = {}
 
 
-def limits(params: PVParams, state: PVState, ctx: Context) -> tuple[FloatArray, FloatArray]:
-    """Feasible power: ``[−available, 0]`` kW."""
-    _, avail = available_kw(params, ctx)
-    return -avail, np.zeros(params.n)
-
-
-def bid(params: PVParams, state: PVState, ctx: Context) -> Curves:
-    """One sell block per system: all available power at ``offer_price`` or above."""
-    _, avail = available_kw(params, ctx)
-    return block_curves(params.offer_price, -avail)
-
-
 def reactive_kvar(params: PVParams, ctx: Context, power_kw: FloatArray) -> FloatArray:
     """Reactive power (kvar, + absorbed) at active power ``power_kw`` (≤ 0): volt-var where on,
     else the fixed power factor."""
@@ -312,38 +182,119 @@ def reactive_kvar(params: PVParams, ctx: Context, power_kw: FloatArray) -> Float
     return out
 
 
-def step(
-    params: PVParams,
-    state: PVState,
-    power_kw: ArrayLike,
-    ctx: Context,
-    cleared_price: ArrayLike | None = None,
-) -> tuple[PVState, EnergyReport]:
-    """Run the systems at ``power_kw`` (≤ 0, the award) over the interval.
+class PV(DeviceType[PVParams, PVState]):
+    """Rooftop PV systems with smart inverters (see the module docstring)."""
 
-    An award beyond the available power is met only up to availability (reported as
-    deviation); a positive award (PV cannot consume) is treated as 0. Reports
-    ``potential_kwh`` (MPPT AC), ``curtailed_kwh`` = ``inverter_curtailed_kwh`` (smart-inverter
-    and export limits) + ``market_curtailed_kwh`` (award below availability), and
-    ``q_kvar``.
-    """
-    award = as_vector(power_kw, params.n, "power_kw")
-    if not np.all(np.isfinite(award)):
-        raise InvalidInputError("power_kw must be finite")
-    mppt, avail = available_kw(params, ctx)
-    actual = np.clip(award, -avail, 0.0)
-    dt = ctx.dt_h
-    produced = -actual * dt
-    inv_curt = (mppt - avail) * dt
-    mkt_curt = (avail + actual) * dt
-    check_balance(mppt * dt, produced + inv_curt + mkt_curt, "pv", mppt * dt)
-    return state, report(
-        actual,
-        award,
-        dt,
-        potential_kwh=mppt * dt,
-        curtailed_kwh=inv_curt + mkt_curt,
-        inverter_curtailed_kwh=inv_curt,
-        market_curtailed_kwh=mkt_curt,
-        q_kvar=reactive_kvar(params, ctx, actual),
+    KIND = "pv"
+    PARAMS = (
+        Param("capacity_kw", "kW", normal(6.0, 2.0, 2.0, 15.0), "(0, inf)", "DC nameplate"),
+        Param(
+            "dc_ac_ratio",
+            "1",
+            uniform(1.1, 1.3),
+            "(0, inf)",
+            "DC/AC ratio (inverter kVA = capacity / ratio)",
+        ),
+        Param("tilt_deg", "°", uniform(15.0, 35.0), "[0, 90]", "tilt from horizontal"),
+        Param(
+            "azimuth_deg",
+            "°",
+            normal(180.0, 35.0, 90.0, 270.0),
+            "[0, 360]",
+            "azimuth, clockwise from north (180 = south)",
+        ),
+        Param("gamma_pdc", "1/°C", const(-0.0037), "(-inf, inf)", "power temperature coefficient"),
+        Param("losses", "1", const(0.14), "[0, 1)", "DC system losses (soiling, wiring, mismatch)"),
+        Param(
+            "offer_price",
+            "$/kWh",
+            const(0.0),
+            "(-inf, inf)",
+            "price at and above which the output is offered",
+        ),
+        Param("export_limit_kw", "kW", const(np.inf), "[0, inf]", "maximum export (inf: none)"),
+        Param("power_factor", "1", const(1.0), "(0, 1]", "fixed power factor, absorbing (1 = off)"),
+        Param("volt_var", "1", const(1.0), "[0, 1]", "probability a system has volt-var on"),
+        Param("volt_watt", "1", const(1.0), "[0, 1]", "probability a system has volt-watt on"),
     )
+
+    def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> PVParams:
+        """Parameters; the smart-inverter functions are switched on at random with the
+        configured probabilities."""
+        v = values
+        n = v["capacity_kw"].size
+        on_vv = rng.random(n) < v["volt_var"]
+        on_vw = rng.random(n) < v["volt_watt"]
+        return PVParams(
+            capacity_kw=v["capacity_kw"],
+            inverter_kw=v["capacity_kw"] / v["dc_ac_ratio"],
+            tilt_deg=v["tilt_deg"],
+            azimuth_deg=v["azimuth_deg"],
+            gamma_pdc=v["gamma_pdc"],
+            losses=v["losses"],
+            offer_price=v["offer_price"],
+            export_limit_kw=v["export_limit_kw"],
+            power_factor=v["power_factor"],
+            volt_var=on_vv,
+            volt_watt=on_vw,
+        )
+
+    def initial_state(
+        self, params: PVParams, config: DeviceConfig, rng: np.random.Generator
+    ) -> PVState:
+        """The (empty) state."""
+        return PVState(params.n)
+
+    def limits(
+        self, params: PVParams, state: PVState, ctx: Context
+    ) -> tuple[FloatArray, FloatArray]:
+        """Feasible power: ``[−available, 0]`` kW."""
+        _, avail = available_kw(params, ctx)
+        return -avail, np.zeros(params.n)
+
+    def bid(self, params: PVParams, state: PVState, ctx: Context) -> Curves:
+        """One sell block per system: all available power at ``offer_price`` or above."""
+        _, avail = available_kw(params, ctx)
+        return block_curves(params.offer_price, -avail)
+
+    def run(
+        self,
+        params: PVParams,
+        state: PVState,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[PVState, EnergyReport]:
+        """Run the systems at the award (≤ 0) over the interval.
+
+        An award beyond the available power is met only up to availability (reported as
+        deviation); a positive award (PV cannot consume) is treated as 0. Reports
+        ``potential_kwh`` (MPPT AC), ``curtailed_kwh`` = ``inverter_curtailed_kwh``
+        (smart-inverter and export limits) + ``market_curtailed_kwh`` (award below
+        availability), and ``q_kvar``.
+        """
+        mppt, avail = available_kw(params, ctx)
+        actual = np.clip(award, -avail, 0.0)
+        dt = ctx.dt_h
+        produced = -actual * dt
+        inv_curt = (mppt - avail) * dt
+        mkt_curt = (avail + actual) * dt
+        check_balance(mppt * dt, produced + inv_curt + mkt_curt, self.KIND, mppt * dt)
+        return state, report(
+            actual,
+            award,
+            dt,
+            potential_kwh=mppt * dt,
+            curtailed_kwh=inv_curt + mkt_curt,
+            inverter_curtailed_kwh=inv_curt,
+            market_curtailed_kwh=mkt_curt,
+            q_kvar=reactive_kvar(params, ctx, actual),
+        )
+
+    def uncontrolled(
+        self, params: PVParams, state: PVState, ctx: Context, net_kw: FloatArray | None
+    ) -> FloatArray:
+        """All the available power (MPPT, after the smart-inverter functions), kW ≤ 0."""
+        _, avail = available_kw(params, ctx)
+        out: FloatArray = -avail
+        return out

@@ -12,6 +12,7 @@ the time-average temperature is ``T_eq + (T0 − T_eq)·(1 − a)·C/(H·dt)``. 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from transactive.der.base import FloatArray
 
@@ -48,4 +49,39 @@ def heat_for_target(
     a = decay(c, h, dt_h)
     t_eq = (target - t0 * a) / (1.0 - a)
     out: FloatArray = h * (t_eq - t_ref)
+    return out
+
+
+def thermostat_heat_kw(
+    t0: FloatArray,
+    on: NDArray[np.bool_],
+    setpoint: FloatArray,
+    deadband: FloatArray,
+    s: FloatArray,
+    c: FloatArray,
+    h: FloatArray,
+    t_ref: FloatArray,
+    rated_th: FloatArray,
+    dt_h: float,
+) -> FloatArray:
+    """Thermal power (kW ≥ 0, in direction ``s``: +1 heating, −1 cooling) of a hysteresis
+    thermostat holding ``setpoint ± deadband/2`` (°C) over one interval of ``dt_h`` hours.
+
+    At the start of the interval the unit switches on at the edge it works against
+    (``T ≤ set − band/2`` heating, ``T ≥ set + band/2`` cooling), off at the other edge,
+    and otherwise keeps its state ``on``. An *on* unit delivers what brings the temperature
+    to the far edge by the end of the interval, an *off* unit what keeps it at the near
+    edge (0 unless the edge would be crossed: the thermostat switches on inside the
+    interval); both at most ``rated_th``. With constant heat the 1R1C temperature moves
+    monotonically, so it stays inside the deadband whenever the rating allows.
+    """
+    lo, hi = setpoint - 0.5 * deadband, setpoint + 0.5 * deadband
+    tol = 1e-9
+    heating = s > 0
+    start_on = np.where(heating, t0 <= lo + tol, t0 >= hi - tol)
+    stop = np.where(heating, t0 >= hi - tol, t0 <= lo + tol)
+    run = start_on | (on & ~stop)
+    target = np.where(run == heating, hi, lo)  # on: far edge, off: near edge
+    q = s * heat_for_target(t0, c, h, t_ref, target, dt_h)
+    out: FloatArray = np.clip(q, 0.0, rated_th)
     return out

@@ -25,12 +25,9 @@ clearing the setpoint falls by the inverse rule.
 Defaults: setpoint ~U(50, 55) °C, band 3–6 °C below / 2–4 °C above, k ~U(0.5, 3).
 """
 
-
-# Config defaults are frozen (immutable) Dist values, safe as dataclass defaults.
-# ruff: noqa: RUF009
-
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,8 +36,9 @@ from numpy.typing import ArrayLike
 from transactive.core.curves import Curves, curves_from_arrays
 from transactive.der import thermal
 from transactive.der.base import (
+    BoolArray,
     Context,
-    Dist,
+    DeviceType,
     EnergyReport,
     FloatArray,
     as_vector,
@@ -51,12 +49,9 @@ from transactive.der.base import (
     ramp_bid_price,
     ramp_setpoint_offset,
     report,
-    sample_config,
     uniform,
 )
-from transactive.errors import InvalidInputError
-
-NAME = "water_heater"
+from transactive.der.params import DeviceConfig, Param
 
 #: Fraction of the daily hot-water volume drawn in each local hour (sums to 1).
 _SHAPE = np.array(
@@ -70,35 +65,9 @@ WATER_KWH_PER_L_K = 4.186 / 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class WaterHeaterConfig:
-    """Distributions of tank parameters.
-
-    volume_l: tank volume, L; ua_kw_per_k: standby loss conductance, kW/K; element_kw:
-    element power, kW; setpoint_c: preferred temperature, °C; range_above, range_below:
-    comfort band above / below the setpoint, °C (below is the uncomfortable side);
-    k_above, k_below: ramp slopes (multiples of σ) above / below the setpoint; daily_l:
-    hot-water use, L/day; shift_h: draw profile shift, h; inlet_c, ambient_c: cold-water and
-    room temperature, °C; tz_offset_h: UTC offset, h.
-    """
-
-    volume_l: Dist = uniform(150.0, 300.0)
-    ua_kw_per_k: Dist = uniform(0.0015, 0.003)
-    element_kw: Dist = const(4.5)
-    setpoint_c: Dist = uniform(50.0, 55.0)
-    range_above: Dist = uniform(2.0, 4.0)
-    range_below: Dist = uniform(3.0, 6.0)
-    k_above: Dist = uniform(0.5, 3.0)
-    k_below: Dist = uniform(0.5, 3.0)
-    daily_l: Dist = lognormal(180.0, 0.3, 40.0, 500.0)
-    shift_h: Dist = uniform(-1.5, 1.5)
-    inlet_c: Dist = const(15.0)
-    ambient_c: Dist = const(20.0)
-    tz_offset_h: Dist = const(-5.0)
-
-
-@dataclass(frozen=True, slots=True)
 class WaterHeaterParams:
-    """Per-tank parameter arrays; ``c_kwh_per_k`` = volume × water heat capacity."""
+    """Per-tank parameter arrays (units as in :attr:`WaterHeater.PARAMS`); ``c_kwh_per_k``
+    = ``volume_l`` × water heat capacity."""
 
     c_kwh_per_k: FloatArray
     ua_kw_per_k: FloatArray
@@ -113,6 +82,7 @@ class WaterHeaterParams:
     inlet_c: FloatArray
     ambient_c: FloatArray
     tz_offset_h: FloatArray
+    deadband_c: FloatArray
 
     @property
     def n(self) -> int:
@@ -121,38 +91,12 @@ class WaterHeaterParams:
 
 @dataclass(frozen=True, slots=True)
 class WaterHeaterState:
-    """temp_c: tank temperature; setpoint_c: price-adjusted setpoint, °C."""
+    """temp_c: tank temperature; setpoint_c: price-adjusted setpoint, °C; on: the element
+    heated in the last interval (the thermostat's memory in uncontrolled mode)."""
 
     temp_c: FloatArray
     setpoint_c: FloatArray
-
-
-def sample(config: WaterHeaterConfig, n: int, rng: np.random.Generator) -> WaterHeaterParams:
-    """Draw ``n`` tanks from ``config``."""
-    d = {k: np.asarray(v, dtype=np.float64) for k, v in sample_config(config, n, rng, NAME).items()}
-    for name in ("volume_l", "ua_kw_per_k", "range_above", "range_below", "k_above", "k_below"):
-        check(d[name] > 0, NAME, name, "> 0", d[name])
-    for name in ("element_kw", "daily_l"):
-        check(d[name] >= 0, NAME, name, "≥ 0", d[name])
-    check(
-        d["setpoint_c"] + d["range_above"] < 100,
-        NAME,
-        "setpoint_c",
-        "below boiling",
-        d["setpoint_c"],
-    )
-    vol = d.pop("volume_l")
-    return WaterHeaterParams(c_kwh_per_k=vol * WATER_KWH_PER_L_K, **d)
-
-
-def initial_state(
-    params: WaterHeaterParams, rng: np.random.Generator, config: object = None
-) -> WaterHeaterState:
-    """Tank temperature uniform inside the comfort band."""
-    u = rng.random(params.n)
-    lo = params.setpoint_c - params.range_below
-    t = lo + u * (params.range_below + params.range_above)
-    return WaterHeaterState(t, params.setpoint_c.copy())
+    on: BoolArray
 
 
 # --- physics -------------------------------------------------------------------------------
@@ -182,13 +126,6 @@ def _coeffs(params: WaterHeaterParams, ctx: Context) -> tuple[FloatArray, FloatA
     return mc, h, t_ref
 
 
-def limits(
-    params: WaterHeaterParams, state: WaterHeaterState, ctx: Context
-) -> tuple[FloatArray, FloatArray]:
-    """``[0, element_kw]``."""
-    return np.zeros(params.n), params.element_kw.copy()
-
-
 def _levels(
     params: WaterHeaterParams, state: WaterHeaterState, ctx: Context
 ) -> tuple[FloatArray, FloatArray]:
@@ -211,13 +148,6 @@ def bid_price(params: WaterHeaterParams, state: WaterHeaterState, ctx: Context) 
     )
 
 
-def bid(params: WaterHeaterParams, state: WaterHeaterState, ctx: Context) -> Curves:
-    """``q_max`` up to the ramp price, ``q_must`` at every price (2 points per tank)."""
-    q_max, q_must = _levels(params, state, ctx)
-    p = bid_price(params, state, ctx)
-    return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
-
-
 def setpoint_after_clearing(
     params: WaterHeaterParams, ctx: Context, price: ArrayLike
 ) -> FloatArray:
@@ -234,45 +164,149 @@ def setpoint_after_clearing(
     return out
 
 
-def step(
-    params: WaterHeaterParams,
-    state: WaterHeaterState,
-    power_kw: ArrayLike,
-    ctx: Context,
-    cleared_price: ArrayLike | None = None,
-) -> tuple[WaterHeaterState, EnergyReport]:
-    """Heat at ``power_kw`` (clipped to the element rating) for the interval.
+class WaterHeater(DeviceType[WaterHeaterParams, WaterHeaterState]):
+    """Resistive water heaters (see the module docstring)."""
 
-    Reports ``temp_c``, ``draw_l`` (hot water drawn), ``draw_kwh`` (heat carried off by the
-    draw), ``loss_kwh`` (standby loss), ``discomfort_kh`` and ``setpoint_c``.
-    """
-    award = as_vector(power_kw, params.n, "power_kw")
-    if not np.all(np.isfinite(award)):
-        raise InvalidInputError("power_kw must be finite")
-    p = np.clip(award, 0.0, params.element_kw)
-    mc, h, t_ref = _coeffs(params, ctx)
-    c, dt = params.c_kwh_per_k, ctx.dt_h
-    t1, t_avg = thermal.rc_step(state.temp_c, c, h, t_ref, p, dt)
-    loss = params.ua_kw_per_k * (t_avg - params.ambient_c) * dt
-    draw = mc * (t_avg - params.inlet_c) * dt
-    check_balance(c * (t1 - state.temp_c), p * dt - loss - draw, "water_heater", p * dt + draw)
-    t_lo = params.setpoint_c - params.range_below
-    t_hi = params.setpoint_c + params.range_above
-    discomfort = (np.maximum(t_lo - t1, 0.0) + np.maximum(t1 - t_hi, 0.0)) * dt
-    setpoint = (
-        state.setpoint_c
-        if cleared_price is None
-        else setpoint_after_clearing(params, ctx, cleared_price)
+    KIND = "water_heater"
+    PARAMS = (
+        Param("volume_l", "L", uniform(150.0, 300.0), "(0, inf)", "tank volume"),
+        Param(
+            "ua_kw_per_k", "kW/K", uniform(0.0015, 0.003), "(0, inf)", "standby loss conductance"
+        ),
+        Param("element_kw", "kW", const(4.5), "[0, inf)", "element power"),
+        Param("setpoint_c", "°C", uniform(50.0, 55.0), "(-inf, 100)", "preferred temperature"),
+        Param("range_above", "K", uniform(2.0, 4.0), "(0, inf)", "comfort band above the setpoint"),
+        Param(
+            "range_below",
+            "K",
+            uniform(3.0, 6.0),
+            "(0, inf)",
+            "comfort band below the setpoint (the uncomfortable side)",
+        ),
+        Param(
+            "k_above",
+            "1",
+            uniform(0.5, 3.0),
+            "(0, inf)",
+            "ramp slope above the setpoint (multiples of σ)",
+        ),
+        Param(
+            "k_below",
+            "1",
+            uniform(0.5, 3.0),
+            "(0, inf)",
+            "ramp slope below the setpoint (multiples of σ)",
+        ),
+        Param("daily_l", "L/day", lognormal(180.0, 0.3, 40.0, 500.0), "[0, inf)", "hot-water use"),
+        Param("shift_h", "h", uniform(-1.5, 1.5), "(-inf, inf)", "shift of the draw profile"),
+        Param("inlet_c", "°C", const(15.0), "(-inf, inf)", "cold-water inlet temperature"),
+        Param("ambient_c", "°C", const(20.0), "(-inf, inf)", "room temperature around the tank"),
+        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
+        Param(
+            "deadband_c",
+            "K",
+            const(3.0),
+            "(0, inf)",
+            "thermostat deadband in uncontrolled mode (setpoint ± half)",
+        ),
     )
-    new = replace(state, temp_c=t1, setpoint_c=setpoint)
-    return new, report(
-        p,
-        award,
-        dt,
-        temp_c=t1,
-        draw_l=mc / WATER_KWH_PER_L_K * dt,
-        draw_kwh=draw,
-        loss_kwh=loss,
-        discomfort_kh=discomfort,
-        setpoint_c=setpoint,
-    )
+
+    def build(
+        self, values: Mapping[str, FloatArray], rng: np.random.Generator
+    ) -> WaterHeaterParams:
+        """Parameters; the heat capacity follows from the volume."""
+        d = dict(values)
+        check(
+            d["setpoint_c"] + d["range_above"] < 100,
+            self.KIND,
+            "setpoint_c",
+            "below boiling (with range_above)",
+            d["setpoint_c"],
+        )
+        vol = d.pop("volume_l")
+        return WaterHeaterParams(c_kwh_per_k=vol * WATER_KWH_PER_L_K, **d)
+
+    def initial_state(
+        self, params: WaterHeaterParams, config: DeviceConfig, rng: np.random.Generator
+    ) -> WaterHeaterState:
+        """Tank temperature uniform inside the comfort band; elements off."""
+        u = rng.random(params.n)
+        lo = params.setpoint_c - params.range_below
+        t = lo + u * (params.range_below + params.range_above)
+        return WaterHeaterState(t, params.setpoint_c.copy(), np.zeros(params.n, dtype=bool))
+
+    def limits(
+        self, params: WaterHeaterParams, state: WaterHeaterState, ctx: Context
+    ) -> tuple[FloatArray, FloatArray]:
+        """``[0, element_kw]``."""
+        return np.zeros(params.n), params.element_kw.copy()
+
+    def bid(self, params: WaterHeaterParams, state: WaterHeaterState, ctx: Context) -> Curves:
+        """``q_max`` up to the ramp price, ``q_must`` at every price (2 points per tank)."""
+        q_max, q_must = _levels(params, state, ctx)
+        p = bid_price(params, state, ctx)
+        return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
+
+    def run(
+        self,
+        params: WaterHeaterParams,
+        state: WaterHeaterState,
+        award: FloatArray,
+        ctx: Context,
+        cleared_price: ArrayLike | None,
+    ) -> tuple[WaterHeaterState, EnergyReport]:
+        """Heat at the award (clipped to the element rating) for the interval.
+
+        Reports ``temp_c``, ``draw_l`` (hot water drawn), ``draw_kwh`` (heat carried off by
+        the draw), ``loss_kwh`` (standby loss), ``discomfort_kh`` and ``setpoint_c``.
+        """
+        p = np.clip(award, 0.0, params.element_kw)
+        mc, h, t_ref = _coeffs(params, ctx)
+        c, dt = params.c_kwh_per_k, ctx.dt_h
+        t1, t_avg = thermal.rc_step(state.temp_c, c, h, t_ref, p, dt)
+        loss = params.ua_kw_per_k * (t_avg - params.ambient_c) * dt
+        draw = mc * (t_avg - params.inlet_c) * dt
+        check_balance(c * (t1 - state.temp_c), p * dt - loss - draw, self.KIND, p * dt + draw)
+        t_lo = params.setpoint_c - params.range_below
+        t_hi = params.setpoint_c + params.range_above
+        discomfort = (np.maximum(t_lo - t1, 0.0) + np.maximum(t1 - t_hi, 0.0)) * dt
+        setpoint = (
+            state.setpoint_c
+            if cleared_price is None
+            else setpoint_after_clearing(params, ctx, cleared_price)
+        )
+        new = replace(state, temp_c=t1, setpoint_c=setpoint, on=p > 0)
+        return new, report(
+            p,
+            award,
+            dt,
+            temp_c=t1,
+            draw_l=mc / WATER_KWH_PER_L_K * dt,
+            draw_kwh=draw,
+            loss_kwh=loss,
+            discomfort_kh=discomfort,
+            setpoint_c=setpoint,
+        )
+
+    def uncontrolled(
+        self,
+        params: WaterHeaterParams,
+        state: WaterHeaterState,
+        ctx: Context,
+        net_kw: FloatArray | None,
+    ) -> FloatArray:
+        """A thermostat holding the preferred setpoint with a deadband (hysteresis): see
+        :func:`transactive.der.thermal.thermostat_heat_kw` (efficiency 1)."""
+        _, h, t_ref = _coeffs(params, ctx)
+        return thermal.thermostat_heat_kw(
+            state.temp_c,
+            state.on,
+            params.setpoint_c,
+            params.deadband_c,
+            np.ones(params.n),
+            params.c_kwh_per_k,
+            h,
+            t_ref,
+            params.element_kw,
+            ctx.dt_h,
+        )
