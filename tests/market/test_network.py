@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -661,3 +663,48 @@ def test_an_area_without_branches() -> None:
     assert (res.status == OPTIMAL).all() and res.converged
     np.testing.assert_allclose(res.awards, [5.0, 5.0])
     assert res.dlmp[0, 2] == pytest.approx(0.1) and res.dlmp[0, 1] > 0.1
+
+
+# --- nothing from HiGHS reaches file descriptor 1 -----------------------------------------
+
+_SILENT_SCRIPT = """
+import numpy as np
+from transactive.grid import Limits, load_feeder
+from transactive.market.auction import book_from_blocks
+from transactive.market.network import clear_network
+
+feeder = load_feeder("pandapower:case33bw")
+book = book_from_blocks(["a", "b"], ["buy", "sell"], [0.3, 0.01], [50.0, 20.0])
+res = clear_network(
+    feeder, book, [17, 5], 0.05, limits=Limits(max_reverse_flow_kw=None), loss_iterations=2
+)
+assert res.status[0] == "optimal"
+print("done")
+"""
+
+
+def test_highs_writes_nothing_to_stdout(tmp_path: Path) -> None:
+    """The HiGHS banner is written by C code straight to file descriptor 1, which only a real
+    subprocess sees: its stdout must be exactly what the script printed."""
+    env = {**os.environ, "TRANSACTIVE_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-c", _SILENT_SCRIPT], capture_output=True, text=True, env=env, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "done\n"
+
+
+def test_clear_network_json_stdout_is_json(tmp_path: Path) -> None:
+    path = tmp_path / "bids.csv"
+    path.write_text("bid_id,side,price,quantity,bus\nfar,buy,0.40,90,17\npv,sell,0.01,15,5\n")
+    env = {**os.environ, "TRANSACTIVE_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = ["clear-network", "pandapower:case33bw", str(path), "--json"]
+    run = subprocess.run(
+        [sys.executable, "-c", "from transactive.cli import app; app()", *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["intervals"][0]["status"] == "optimal"
