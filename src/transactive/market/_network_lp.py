@@ -19,8 +19,8 @@ from highspy._core import _Highs
 from numpy.typing import ArrayLike, NDArray
 
 from transactive.errors import NetworkClearingError
+from transactive.grid.lindistflow import Linearisation, RadialNetwork, forward
 from transactive.market._network_problem import Problem
-from transactive.market.lindistflow import Linearisation, RadialNetwork, forward
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

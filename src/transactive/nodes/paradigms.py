@@ -123,7 +123,7 @@ def layered_network(
         float(lam[0]),
         limits=Limits(max_reverse_flow_kw=None),
         interval_hours=interval_hours,
-        max_iterations=2,
+        loss_iterations=2,
     )
     dlmp = res.dlmp[0]
     node_price = np.clip(dlmp[node_bus], floor, cap)
