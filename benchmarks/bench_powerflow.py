@@ -17,9 +17,15 @@ buses); ``+rss`` is its growth over the RSS before the call; ``traced`` is the t
 peak of Python/numpy allocations made by the call. ``*``: the high-water mark could not
 be reset, so it is the process peak so far.
 
+``--single-steps N`` instead measures the simulator's pattern, many calls of one step
+each (N = 96: a day at 15 minutes) on ``1-LV-semiurb4--0-sw`` and ``1-MV-semiurb--0-sw``
+(or ``--feeders``): ``run_powerflow`` per call (converts the feeder every call) against
+one :class:`~transactive.grid.PowerFlow` built once and ``.run`` per call; best of
+``--repeat`` rounds, since a shared machine makes single rounds noisy.
+
     .venv/bin/python benchmarks/bench_powerflow.py [--threads N] [--pandapower-steps 20]
         [--feeders NAME ...] [--keep full summary] [--chunk-size 4096] [--skip-year]
-        [--v-band 0.95 1.05]
+        [--v-band 0.95 1.05] [--single-steps 96 [--repeat 5]]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 from transactive.grid import (
     Injections,
     Limits,
+    PowerFlow,
     PowerFlowResult,
     PowerFlowSummary,
     load_feeder,
@@ -143,6 +150,43 @@ def bench_pandapower(name: str, steps: int) -> None:
     print(f"{name:32s} pandapower loop: {steps} steps, {1e3 * wall / steps:.1f} ms/step")
 
 
+SINGLE_STEP_FEEDERS = ["simbench:1-LV-semiurb4--0-sw", "simbench:1-MV-semiurb--0-sw"]
+
+
+def bench_single_steps(name: str, calls: int, repeat: int, threads: int) -> None:
+    """``calls`` power flows of one step each: run_powerflow per call vs one PowerFlow."""
+    feeder = load_feeder(name)
+    inj = profile_injections(feeder, 0, calls)
+    steps = [Injections(inj.p_kw[t : t + 1], inj.q_kvar[t : t + 1]) for t in range(calls)]
+
+    def per_call() -> None:
+        for s in steps:
+            run_powerflow(feeder, s, threads=threads)
+
+    def reused() -> None:
+        for s in steps:
+            pf.run(s, threads=threads)
+
+    t0 = time.perf_counter()
+    pf = PowerFlow(feeder)
+    build = time.perf_counter() - t0
+    for label, fn in (("run_powerflow per call", per_call), ("PowerFlow built once", reused)):
+        fn()  # warm-up
+        best = min(_timed(fn) for _ in range(repeat))
+        print(
+            f"{name:32s} {calls} × 1 step, {label:22s}: {best:6.3f} s "
+            f"({1e3 * best / calls:5.2f} ms/call, best of {repeat})",
+            flush=True,
+        )
+    print(f"{name:32s} PowerFlow(feeder) build: {1e3 * build:.1f} ms", flush=True)
+
+
+def _timed(fn: object) -> float:
+    t0 = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
@@ -163,8 +207,15 @@ def main() -> None:
         "Schutterwald slack is at 0.965 pu, so 0.95 flags almost every bus-step — "
         "summarised per element, so memory does not grow with them)",
     )
+    parser.add_argument("--single-steps", type=int, default=0, help="calls of one step")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds for --single-steps")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.single_steps:
+        feeders = args.feeders if args.feeders != [LV, MV, BIG] else SINGLE_STEP_FEEDERS
+        for name in feeders:
+            bench_single_steps(name, args.single_steps, args.repeat, args.threads)
+        return
     for name in args.feeders:
         t0 = time.perf_counter()
         load_feeder(name)

@@ -182,6 +182,7 @@ def clear_network_cmd(
             price_taking=parsed.price_taking,
             voll=voll,
             losses=losses,  # type: ignore[arg-type]
+            loss_iterations=5,
         )
     except TransactiveError as exc:
         fail(exc)

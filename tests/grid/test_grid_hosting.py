@@ -27,6 +27,7 @@ from transactive.grid.feeders import pandapower_net
 from transactive.grid.hosting import MIN_LOAD_FACTOR
 
 SMALL = "pandapower:kerber_landnetz_kabel_1"
+ALLOW_EXPORT = Limits(max_reverse_flow_kw=None)
 
 
 def _violations_with(feeder, snap, bus: int, add_kw: float, limits: Limits):  # type: ignore[no-untyped-def]
@@ -39,7 +40,7 @@ def _violations_with(feeder, snap, bus: int, add_kw: float, limits: Limits):  # 
 @pytest.mark.parametrize("der", ["pv", "ev"])
 def test_reported_capacity_is_feasible_and_one_step_more_is_not(der: str) -> None:
     feeder = load_feeder(SMALL)
-    hc = hosting_capacity(feeder, der, tol_kw=0.5)  # type: ignore[arg-type]
+    hc = hosting_capacity(feeder, der, tol_kw=0.5, limits=ALLOW_EXPORT)  # type: ignore[arg-type]
     snap = worst_case_snapshot(feeder, der)  # type: ignore[arg-type]
     limits = Limits(max_reverse_flow_kw=None)
     sign = -1.0 if der == "pv" else 1.0
@@ -57,7 +58,7 @@ def test_reported_capacity_is_feasible_and_one_step_more_is_not(der: str) -> Non
 
 def test_uniform_feeder_figure_is_feasible() -> None:
     feeder = load_feeder(SMALL)
-    hc = hosting_capacity(feeder, "pv", tol_kw=0.5)
+    hc = hosting_capacity(feeder, "pv", tol_kw=0.5, limits=ALLOW_EXPORT)
     snap = worst_case_snapshot(feeder, "pv")
     cand = [feeder.bus_index(b) for b in hc.per_bus["bus"]]
     limits = Limits(max_reverse_flow_kw=None)
@@ -79,10 +80,12 @@ def test_uniform_feeder_figure_is_feasible() -> None:
 def test_pv_capacity_is_monotone_in_load(bus: int, extra_kw: float) -> None:
     feeder = load_feeder(SMALL)
     snap = worst_case_snapshot(feeder, "pv")
-    base = hosting_capacity(feeder, "pv", tol_kw=0.25, snapshot=snap)
+    base = hosting_capacity(feeder, "pv", tol_kw=0.25, snapshot=snap, limits=ALLOW_EXPORT)
     p = snap.p_kw.copy()
     p[0, bus] += extra_kw
-    more = hosting_capacity(feeder, "pv", tol_kw=0.25, snapshot=Injections(p, snap.q_kvar))
+    more = hosting_capacity(
+        feeder, "pv", tol_kw=0.25, snapshot=Injections(p, snap.q_kvar), limits=ALLOW_EXPORT
+    )
     assert more.snapshot_violations.empty
     hc0 = base.per_bus["hosting_kw"].to_numpy()
     diff = more.per_bus["hosting_kw"].to_numpy() - hc0
@@ -101,7 +104,7 @@ def test_pv_capacity_is_monotone_in_load(bus: int, extra_kw: float) -> None:
 def test_matches_a_pandapower_bisection_on_one_bus() -> None:
     feeder = load_feeder(SMALL)
     bus_pos = 12
-    hc = hosting_capacity(feeder, "pv", tol_kw=0.01, buses=[bus_pos])
+    hc = hosting_capacity(feeder, "pv", tol_kw=0.01, buses=[bus_pos], limits=ALLOW_EXPORT)
     net = pandapower_net(SMALL)
     net.load["scaling"] = MIN_LOAD_FACTOR
     pp_bus = net.bus.index[bus_pos]
@@ -135,13 +138,13 @@ def test_simbench_snapshot_uses_yearly_extremes(simbench_feeder) -> None:  # typ
         prof.load_p_kw.min(axis=0).sum() - prof.sgen_p_kw.max(axis=0).sum()
     )
     assert ev.p_kw.sum() == pytest.approx(prof.load_p_kw.max(axis=0).sum())
-    hc = hosting_capacity(simbench_feeder, "ev", tol_kw=1.0)
+    hc = hosting_capacity(simbench_feeder, "ev", tol_kw=1.0, limits=ALLOW_EXPORT)
     assert (hc.per_bus["hosting_kw"] > 0).all()
 
 
 def test_snapshot_violation_reported_and_capacity_zero() -> None:
     feeder = load_feeder("pandapower:case33bw")  # peak load is already below 0.95 pu
-    hc = hosting_capacity(feeder, "ev")
+    hc = hosting_capacity(feeder, "ev", limits=ALLOW_EXPORT)
     assert (hc.snapshot_violations["kind"] == "undervoltage").any()
     assert hc.per_bus.loc[hc.per_bus["bus"] == "17", "hosting_kw"].iloc[0] < 1.0
 
@@ -149,11 +152,11 @@ def test_snapshot_violation_reported_and_capacity_zero() -> None:
 def test_bad_arguments() -> None:
     feeder = load_feeder(SMALL)
     with pytest.raises(InvalidInputError, match="unknown DER type 'wind'"):
-        hosting_capacity(feeder, "wind")  # type: ignore[arg-type]
+        hosting_capacity(feeder, "wind", limits=ALLOW_EXPORT)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="power_factor"):
-        hosting_capacity(feeder, power_factor=1.5)
+        hosting_capacity(feeder, power_factor=1.5, limits=ALLOW_EXPORT)
     with pytest.raises(NetworkTopologyError, match="no bus named"):
-        hosting_capacity(feeder, buses=["nope"])
+        hosting_capacity(feeder, buses=["nope"], limits=ALLOW_EXPORT)
 
 
 def test_cli_hosting_capacity_json_and_csv(tmp_path) -> None:  # type: ignore[no-untyped-def]

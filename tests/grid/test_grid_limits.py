@@ -33,7 +33,7 @@ def _two_bus(vm_pu: float = 1.0, max_i_ka: float = 1.0) -> pp.pandapowerNet:
 def test_overvoltage_magnitude_is_exact_without_load() -> None:
     feeder = feeder_from_pandapower(_two_bus(vm_pu=1.06), "hot")
     res = run_powerflow(feeder, base_injections(feeder))
-    v = check_limits(feeder, res)
+    v = check_limits(feeder, res, Limits())
     assert list(v["element"]) == ["b"]  # the source bus is not checked by default
     assert v["kind"].iloc[0] == "overvoltage"
     assert v["magnitude"].iloc[0] == pytest.approx(0.01, abs=1e-9)
@@ -47,7 +47,7 @@ def test_line_overload_and_undervoltage() -> None:
     pp.create_load(net, 1, p_mw=0.1)  # ≈ 144 A at 0.4 kV through a 100 A line
     feeder = feeder_from_pandapower(net, "hot-line")
     res = run_powerflow(feeder, base_injections(feeder))
-    v = check_limits(feeder, res)
+    v = check_limits(feeder, res, Limits())
     line = v[v["kind"] == "line_overload"]
     assert list(line["element"]) == ["ab"]
     i_a = 100.0 / (np.sqrt(3) * 0.4 * res.vm_pu[0, 1])  # current at the load end
@@ -90,7 +90,7 @@ def test_reverse_flow_at_the_substation() -> None:
     pp.create_sgen(net, 1, p_mw=0.05)
     feeder = feeder_from_pandapower(net, "export")
     res = run_powerflow(feeder, base_injections(feeder))
-    v = check_limits(feeder, res)
+    v = check_limits(feeder, res, Limits())
     rev = v[v["kind"] == "reverse_flow"]
     assert list(rev["element"]) == ["grid"]
     exported = 50.0 - res.losses_kw[0]

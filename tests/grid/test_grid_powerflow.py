@@ -21,6 +21,7 @@ from transactive.errors import BalanceError, InvalidInputError
 from transactive.grid import (
     Feeder,
     Injections,
+    PowerFlow,
     base_injections,
     load_feeder,
     profile_injections,
@@ -120,6 +121,49 @@ def test_chunked_batches_equal_one_batch(simbench_feeder: Feeder) -> None:
     one = run_powerflow(simbench_feeder, inj)
     chunked = run_powerflow(simbench_feeder, inj, chunk_size=7, threads=1)
     np.testing.assert_array_equal(one.vm_pu, chunked.vm_pu)
+
+
+def test_one_powerflow_object_stepwise_equals_one_batch(simbench_feeder: Feeder) -> None:
+    """A PowerFlow built once and run one step at a time (in any order, also with steps that
+    touch other buses) gives the batch result: calls never change the model."""
+    inj = profile_injections(simbench_feeder, start=4000, steps=12)
+    batch = run_powerflow(simbench_feeder, inj)
+    pf = PowerFlow(simbench_feeder)
+    other = np.zeros((1, simbench_feeder.n_bus))
+    other[0, -1] = 30.0  # a load the profile steps do not have
+    pf.run(Injections(other, other))
+    for t in reversed(range(inj.n_step)):
+        one = pf.run(Injections(inj.p_kw[t : t + 1], inj.q_kvar[t : t + 1]))
+        np.testing.assert_allclose(one.vm_pu[0], batch.vm_pu[t], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(one.p_from_kw[0], batch.p_from_kw[t], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(one.losses_kw[0], batch.losses_kw[t], rtol=0, atol=1e-9)
+
+
+def test_screenings_equal_runs(simbench_feeder: Feeder) -> None:
+    """screen (whole injections) and screen_changes (one bus changed from the base) give the
+    voltages, loadings and imports of the equivalent full runs."""
+    inj = profile_injections(simbench_feeder, start=500, steps=3)
+    base = Injections(inj.p_kw[:1], inj.q_kvar[:1])
+    pf = PowerFlow(simbench_feeder, base=base)
+    sc = pf.screen(inj.p_kw, inj.q_kvar)
+    full = pf.run(inj)
+    assert sc.converged.all()
+    np.testing.assert_allclose(sc.vm_pu, full.vm_pu, atol=1e-12)
+    np.testing.assert_allclose(sc.loading_percent, full.loading_percent, atol=1e-9)
+    np.testing.assert_allclose(sc.source_p_kw, full.source_p_kw, atol=1e-9)
+    buses = np.array([5, 9, 5])
+    p_new = np.array([40.0, -25.0, 3.0])
+    q_new = np.array([1.0, 0.0, -2.0])
+    ch = pf.screen_changes(buses, p_new, q_new)
+    p = np.repeat(base.p_kw, 3, axis=0)
+    q = np.repeat(base.q_kvar, 3, axis=0)
+    p[np.arange(3), buses] = p_new
+    q[np.arange(3), buses] = q_new
+    ref = run_powerflow(simbench_feeder, Injections(p, q))
+    np.testing.assert_allclose(ch.vm_pu, ref.vm_pu, atol=1e-12)
+    np.testing.assert_allclose(ch.source_p_kw, ref.source_p_kw, atol=1e-9)
+    with pytest.raises(InvalidInputError, match="one step"):
+        PowerFlow(simbench_feeder, base=inj)
 
 
 def test_no_injections_gives_no_load_flow() -> None:

@@ -17,6 +17,7 @@ from transactive.grid import (
     Feeder,
     Injections,
     Limits,
+    PowerFlow,
     PowerFlowResult,
     PowerFlowSummary,
     SummaryOnlyError,
@@ -135,13 +136,17 @@ def test_summarise_violations_rejects_foreign_rows(
         summarise_violations(rows.drop(columns="magnitude"), full.time)
 
 
-def test_default_limits_are_used_when_none_are_given(
+def test_summary_needs_limits_and_keeps_them(
     pv_case: tuple[Feeder, Injections, PowerFlowResult],
 ) -> None:
     feeder, inj, full = pv_case
-    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK)
+    with pytest.raises(InvalidInputError, match="pass limits"):
+        run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK)  # type: ignore[call-overload]
+    with pytest.raises(InvalidInputError, match="pass limits"):
+        PowerFlow(feeder).run(inj, keep="summary")  # type: ignore[call-overload]
+    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK, limits=Limits())
     assert lean.limits == Limits()
-    expected = summarise_violations(check_limits(feeder, full), full.time)
+    expected = summarise_violations(check_limits(feeder, full, Limits()), full.time)
     pd.testing.assert_frame_equal(lean.violation_summary, expected, check_exact=True)
 
 
@@ -203,7 +208,7 @@ def test_full_arrays_raise_a_clear_error(
     pv_case: tuple[Feeder, Injections, PowerFlowResult],
 ) -> None:
     feeder, inj, _ = pv_case
-    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK)
+    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK, limits=Limits())
     for name in ("vm_pu", "va_degree", "p_from_kw", "q_to_kvar", "loading_percent"):
         with pytest.raises(SummaryOnlyError, match=f"{name}.*keep='full'"):
             getattr(lean, name)
@@ -219,9 +224,8 @@ def test_lean_violation_rows_are_refused(
 ) -> None:
     feeder, inj, _ = pv_case
     lean = run_powerflow(feeder, inj, keep="summary", limits=EVERY_KIND)
-    for limits in (None, EVERY_KIND):
-        with pytest.raises(InvalidInputError, match=r"violation_summary.*keep='full'"):
-            check_limits(feeder, lean, limits)
+    with pytest.raises(InvalidInputError, match=r"violation_summary.*keep='full'"):
+        check_limits(feeder, lean, EVERY_KIND)
     with pytest.raises(SummaryOnlyError, match=r"violation_summary.*keep='full'"):
         lean.violations  # noqa: B018
     assert not hasattr(lean, "violations")
@@ -247,9 +251,9 @@ def test_energy_balance_is_checked_in_lean_mode(
         real(*args, **kwargs)
 
     monkeypatch.setattr(pf_module, "check_energy_balance", spy)
-    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK)
+    lean = run_powerflow(feeder, inj, keep="summary", chunk_size=CHUNK, limits=Limits())
     assert seen == [lean]
-    run_powerflow(feeder, inj, keep="summary", check_balance=False)
+    run_powerflow(feeder, inj, keep="summary", check_balance=False, limits=Limits())
     assert len(seen) == 1
     broken = dataclasses.replace(lean, losses_kw=lean.losses_kw + 5.0)
     with pytest.raises(BalanceError, match="mismatch"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +21,10 @@ from transactive.core.curves import concat, curves_from_arrays, ramp_curves
 from transactive.errors import InvalidBidError, InvalidInputError, NetworkTopologyError
 from transactive.grid import Feeder, Limits, load_feeder, profile_injections
 from transactive.grid.feeders import feeder_from_pandapower
+from transactive.grid.lindistflow import Verification, radial, verify
 from transactive.market import network as nw
 from transactive.market._network_problem import _segments
 from transactive.market.auction import Book, book_from_blocks, book_from_curves
-from transactive.market.lindistflow import radial
 from transactive.market.network import (
     INFEASIBLE,
     OPTIMAL,
@@ -206,7 +208,7 @@ def cross_case(seed: int, limits: Limits, pf: float) -> tuple[NetworkClearing, t
         power_factor=pf,
         fixed_load_kw=fixed,
         losses="none",
-        verify=False,
+        loss_iterations=5,
     )
     return res, (feeder, bus, side, price, qty, wholesale, limits, pf, fixed)
 
@@ -246,13 +248,23 @@ def test_no_binding_constraint_prices_every_bus_at_the_substation(case33: Feeder
         np.full(len(loads), 0.3),
         loads["p_kw"].to_numpy() * 0.3,
     )
-    lossless = clear_network(case33, book, loads["bus"].to_numpy(), 0.07, losses="none")
+    lossless = clear_network(
+        case33,
+        book,
+        loads["bus"].to_numpy(),
+        0.07,
+        losses="none",
+        limits=Limits(),
+        loss_iterations=5,
+    )
     assert lossless.status[0] == OPTIMAL
     np.testing.assert_allclose(lossless.dlmp, 0.07, atol=1e-12)
     for part in (lossless.loss, lossless.congestion, lossless.voltage):
         np.testing.assert_allclose(part, 0.0, atol=1e-12)
 
-    lossy = clear_network(case33, book, loads["bus"].to_numpy(), 0.07)
+    lossy = clear_network(
+        case33, book, loads["bus"].to_numpy(), 0.07, limits=Limits(), loss_iterations=5
+    )
     assert lossy.converged and lossy.status[0] == OPTIMAL
     np.testing.assert_allclose(lossy.energy, 0.07)
     np.testing.assert_allclose(lossy.congestion, 0.0, atol=1e-12)
@@ -263,19 +275,25 @@ def test_no_binding_constraint_prices_every_bus_at_the_substation(case33: Feeder
     # the end of the long main feeder pays the most for losses
     assert np.argmax(lossy.loss[0]) in (16, 17)
     # and the LP's losses match the AC losses of the dispatch
-    assert lossy.ac is not None
-    assert lossy.losses_kw[0] == pytest.approx(lossy.ac.losses_kw[0], rel=1e-3)
+    check = verify(case33, lossy.net_load_kw, lossy.net_load_kvar, lossy.voltage_pu, Limits())
+    assert lossy.losses_kw[0] == pytest.approx(check.ac.losses_kw[0], rel=1e-3)
+    # the loss iteration's own gap is the one an independent AC check measures
+    assert lossy.voltage_error_pu is not None
+    np.testing.assert_allclose(lossy.voltage_error_pu, check.voltage_error_pu, atol=1e-12)
 
 
-def _check_ac(res: NetworkClearing, limits: Limits) -> None:
+def _check_ac(feeder: Feeder, res: NetworkClearing, limits: Limits) -> Verification:
     """No AC voltage or thermal violation beyond the documented tolerances."""
-    assert res.violations is not None and res.converged
-    v = res.violations
+    assert res.converged
+    check = verify(feeder, res.net_load_kw, res.net_load_kvar, res.voltage_pu, limits)
+    v = check.violations
     volt = v[v["kind"].isin(["undervoltage", "overvoltage"])]
     therm = v[v["kind"].isin(["line_overload", "trafo_overload"])]
     assert (volt["magnitude"] <= V_TOL).all(), volt
     assert (therm["magnitude"] <= LOADING_TOL).all(), therm
     assert res.max_voltage_error_pu <= 1e-4
+    assert check.max_voltage_error_pu <= 1e-4
+    return check
 
 
 def case33_book(case33: Feeder) -> tuple[Book, np.ndarray]:
@@ -294,10 +312,10 @@ def case33_book(case33: Feeder) -> tuple[Book, np.ndarray]:
 def test_marginal_bids_set_the_dlmp_and_ac_confirms_on_case33bw(case33: Feeder) -> None:
     book, bus = case33_book(case33)
     limits = Limits(max_reverse_flow_kw=None)
-    res = clear_network(case33, book, bus, 0.06, limits=limits, ramp_steps=6)
+    res = clear_network(case33, book, bus, 0.06, limits=limits, ramp_steps=6, loss_iterations=5)
     assert res.status[0] == OPTIMAL
     assert np.abs(res.voltage).max() > 1e-3  # the voltage band binds
-    _check_ac(res, limits)
+    _check_ac(case33, res, limits)
     # Every LP segment strictly inside its bounds is priced exactly at its bus's DLMP.
     seg_bid, seg_price, seg_ub, base = _segments(book.curves, 6)
     dlmp = res.dlmp[0, bus]
@@ -335,7 +353,9 @@ def test_the_skeleton_lp_agrees_with_the_whole_feeder_model(
 
     monkeypatch.setattr(nw, "_solve", spy)
     book, bus = case33_book(case33)
-    res = clear_network(case33, book, bus, 0.06, limits=Limits(max_reverse_flow_kw=None))
+    res = clear_network(
+        case33, book, bus, 0.06, limits=Limits(max_reverse_flow_kw=None), loss_iterations=5
+    )
     sol = solutions[-1]
     sk, lay = sol.sk, sol.lay
     assert sk.node_t.size > 1  # buses were added to the skeleton
@@ -375,14 +395,17 @@ def test_areas_below_different_sources_clear_alone_as_together() -> None:
     flat = curves_from_arrays(
         np.column_stack([price, price]), np.tile([1e5, -1e5], (T, 1))
     )  # buys or sells anything at the price
-    kw = {"limits": Limits(max_reverse_flow_kw=10.0), "storage": fleet}
+    kw = {"limits": Limits(max_reverse_flow_kw=10.0), "storage": fleet, "loss_iterations": 5}
     split = clear_network(feeder, book, bus, price, **kw)  # type: ignore[arg-type]
     joint = clear_network(feeder, book, bus, flat, **kw)  # type: ignore[arg-type]
     np.testing.assert_allclose(split.dlmp, joint.dlmp, atol=1e-6)
     np.testing.assert_allclose(split.awards, joint.awards, atol=1e-6)
     np.testing.assert_allclose(split.storage_soc_kwh, joint.storage_soc_kwh, atol=1e-6)
-    assert split.ac is not None and joint.ac is not None
-    np.testing.assert_allclose(split.ac.vm_pu, joint.ac.vm_pu, atol=1e-9)
+    ac = [
+        verify(feeder, r.net_load_kw, r.net_load_kvar, r.voltage_pu, kw["limits"]).ac  # type: ignore[arg-type]
+        for r in (split, joint)
+    ]
+    np.testing.assert_allclose(ac[0].vm_pu, ac[1].vm_pu, atol=1e-9)
     np.testing.assert_allclose(split.voltage_pu, joint.voltage_pu, atol=1e-9)
     assert np.abs(split.congestion).max() > 1e-3 or np.abs(split.voltage).max() > 1e-3
 
@@ -406,13 +429,13 @@ def test_simbench_lv_transformer_congestion_is_priced_and_verified() -> None:
         limits=limits,
         fixed_load_kw=base.p_kw,
         fixed_load_kvar=base.q_kvar,
+        loss_iterations=5,
     )
     assert res.status[0] == OPTIMAL
-    _check_ac(res, limits)
+    check = _check_ac(feeder, res, limits)
     # The 160 kVA transformer binds: every LV bus carries the same congestion price, and the
     # partially served EV at the margin sets it.
-    assert res.ac is not None
-    assert np.nanmax(res.ac.loading_percent) > 95
+    assert np.nanmax(check.ac.loading_percent) > 95
     lv = np.flatnonzero(feeder.buses["vn_kv"].to_numpy() < 1)
     assert (res.congestion[0, lv] > 0.05).all()
     partial = (res.awards > 1e-6) & (res.awards < 11 - 1e-6)
@@ -430,7 +453,14 @@ def test_load_that_cannot_be_served_is_shed_at_the_value_of_lost_load(case33: Fe
     empty = book_from_blocks(np.zeros(0, dtype=str), np.zeros(0, dtype=str), [], [])
     limits = Limits(max_reverse_flow_kw=None)
     res = clear_network(
-        case33, empty, np.zeros(0, dtype=int), 0.05, limits=limits, fixed_load_kw=fixed, voll=8.0
+        case33,
+        empty,
+        np.zeros(0, dtype=int),
+        0.05,
+        limits=limits,
+        fixed_load_kw=fixed,
+        voll=8.0,
+        loss_iterations=5,
     )
     assert res.status[0] == SHED
     shed = res.shed_kw[0]
@@ -440,13 +470,13 @@ def test_load_that_cannot_be_served_is_shed_at_the_value_of_lost_load(case33: Fe
     assert partial.any()
     np.testing.assert_allclose(res.dlmp[0, partial], 8.0, atol=1e-7)
     assert (shed[res.dlmp[0] < 8.0 - 1e-7] < 1e-6).all()
-    _check_ac(res, limits)
+    _check_ac(case33, res, limits)
 
 
 def test_voltage_band_out_of_reach_is_reported_not_raised() -> None:
     feeder = toy_feeder(TOY, vm_pu=0.9)  # the source itself is below the band
     book, bus, *_ = block_book(np.random.default_rng(0), feeder.n_bus, 6, 5.0)
-    res = clear_network(feeder, book, bus, 0.05, losses="none")
+    res = clear_network(feeder, book, bus, 0.05, losses="none", limits=Limits(), loss_iterations=5)
     assert res.status[0] == INFEASIBLE
     assert np.isnan(res.dlmp).all()
 
@@ -456,14 +486,28 @@ def test_price_taking_bids_are_shed_only_at_voll() -> None:
     book = book_from_blocks(["a", "b"], ["buy", "buy"], [5.0, 0.3], [30.0, 30.0])
     bus = np.array([2, 2])
     res = clear_network(
-        feeder, book, bus, 0.05, price_taking=[True, False], losses="none", verify=False
+        feeder,
+        book,
+        bus,
+        0.05,
+        price_taking=[True, False],
+        losses="none",
+        limits=Limits(),
+        loss_iterations=5,
     )
     assert res.status[0] == OPTIMAL
     assert res.awards[0] == pytest.approx(30.0)  # the price taker is served first
     assert 0 < res.awards[1] < 30.0 and res.dlmp[0, 2] == pytest.approx(0.3)
     book = book_from_blocks(["a"], ["buy"], [5.0], [60.0])
     res = clear_network(
-        feeder, book, bus[:1], 0.05, price_taking=[True], losses="none", verify=False
+        feeder,
+        book,
+        bus[:1],
+        0.05,
+        price_taking=[True],
+        losses="none",
+        limits=Limits(),
+        loss_iterations=5,
     )
     assert res.status[0] == SHED and res.shed_kw[0, 2] == pytest.approx(60 - res.awards[0])
     assert res.dlmp[0, 2] == pytest.approx(10.0)
@@ -476,13 +520,15 @@ def test_bad_input_is_reported_by_bid() -> None:
     feeder = toy_feeder(TOY)
     book = book_from_blocks(["a", "b"], ["buy", "sell"], [0.1, 0.1], [1.0, 1.0])
     with pytest.raises(InvalidBidError, match=r"bid 'b'.*no bus 'nope'"):
-        clear_network(feeder, book, ["b1", "nope"], 0.05)
+        clear_network(feeder, book, ["b1", "nope"], 0.05, limits=Limits(), loss_iterations=5)
     with pytest.raises(InvalidBidError, match=r"bid 'a'.*no bus 99"):
-        clear_network(feeder, book, [99, 1], 0.05)
+        clear_network(feeder, book, [99, 1], 0.05, limits=Limits(), loss_iterations=5)
     with pytest.raises(InvalidInputError, match="wholesale_price"):
-        clear_network(feeder, book, [1, 2], [0.05, 0.06])
+        clear_network(feeder, book, [1, 2], [0.05, 0.06], limits=Limits(), loss_iterations=5)
     with pytest.raises(InvalidBidError, match="power factor"):
-        clear_network(feeder, book, [1, 2], 0.05, power_factor=[1.0, 0.0])
+        clear_network(
+            feeder, book, [1, 2], 0.05, power_factor=[1.0, 0.0], limits=Limits(), loss_iterations=5
+        )
     net = pp.create_empty_network()
     for _ in range(3):
         pp.create_bus(net, 0.4)
@@ -490,7 +536,14 @@ def test_bad_input_is_reported_by_bid() -> None:
     for a, b in ((0, 1), (1, 2), (2, 0)):
         pp.create_line_from_parameters(net, a, b, 1.0, 0.1, 0.05, 0.0, 0.2)
     with pytest.raises(NetworkTopologyError, match="meshed"):
-        clear_network(feeder_from_pandapower(net, "ring"), book, [1, 2], 0.05)
+        clear_network(
+            feeder_from_pandapower(net, "ring"),
+            book,
+            [1, 2],
+            0.05,
+            limits=Limits(),
+            loss_iterations=5,
+        )
 
 
 def test_wholesale_curve_limits_the_import() -> None:
@@ -499,7 +552,13 @@ def test_wholesale_curve_limits_the_import() -> None:
     # the upstream sells 12 kW at 0.05 and 100 kW more at 0.3
     ws = curves_from_arrays([[0.05, 0.05, 0.3, 0.3]], [[0.0, -12.0, -12.0, -112.0]])
     res = clear_network(
-        feeder, book, [3, 4], ws, limits=Limits(max_reverse_flow_kw=None), losses="none"
+        feeder,
+        book,
+        [3, 4],
+        ws,
+        limits=Limits(max_reverse_flow_kw=None),
+        losses="none",
+        loss_iterations=5,
     )
     np.testing.assert_allclose(res.awards, [10.0, 2.0], atol=1e-9)
     np.testing.assert_allclose(res.energy[0], 0.2)  # the marginal bid sets the energy price
@@ -538,6 +597,7 @@ def test_battery_arbitrage_and_ev_energy_need() -> None:
         storage=fleet,
         interval_hours=2.0,
         losses="none",
+        loss_iterations=5,
     )
     ch, dis, soc = res.storage_charge_kw, res.storage_discharge_kw, res.storage_soc_kwh
     # energy balance of every device in every interval
@@ -565,6 +625,7 @@ def test_battery_arbitrage_and_ev_energy_need() -> None:
         storage=short,
         interval_hours=2.0,
         losses="none",
+        loss_iterations=5,
     )
     assert res.status[1] == SHED and res.storage_unmet_kwh[1, 0] == pytest.approx(
         39.0 - 10.0 - 2 * 2.0 * 0.95 * 7.0
@@ -581,7 +642,13 @@ def test_storage_relieves_congestion_across_intervals() -> None:
     )
     limits = Limits(max_reverse_flow_kw=None)
     alone = clear_network(
-        feeder, empty, np.zeros(0, dtype=int), 0.1, limits=limits, fixed_load_kw=fixed
+        feeder,
+        empty,
+        np.zeros(0, dtype=int),
+        0.1,
+        limits=limits,
+        fixed_load_kw=fixed,
+        loss_iterations=5,
     )
     assert alone.status[1] == SHED
     fleet = StorageFleet(bus=[3], charge_kw=[20.0], capacity_kwh=[20.0], soc_kwh=[0.0])
@@ -593,10 +660,11 @@ def test_storage_relieves_congestion_across_intervals() -> None:
         limits=limits,
         fixed_load_kw=fixed,
         storage=fleet,
+        loss_iterations=5,
     )
     assert (res.status == OPTIMAL).all()
     assert res.storage_discharge_kw[1, 0] > 5 and res.congestion[1, 3] > 0
-    _check_ac(res, limits)
+    _check_ac(feeder, res, limits)
 
 
 # --- the clear-network command ------------------------------------------------------------
@@ -657,7 +725,52 @@ def test_an_area_without_branches() -> None:
     pp.create_line_from_parameters(net, 0, 1, 1.0, 0.05, 0.03, 0.0, 0.2)
     feeder = feeder_from_pandapower(net, "lonely")
     book = book_from_blocks(["a", "b"], ["buy", "buy"], [0.3, 0.3], [5.0, 5.0])
-    res = clear_network(feeder, book, [1, 2], 0.1)
+    res = clear_network(feeder, book, [1, 2], 0.1, limits=Limits(), loss_iterations=5)
     assert (res.status == OPTIMAL).all() and res.converged
     np.testing.assert_allclose(res.awards, [5.0, 5.0])
     assert res.dlmp[0, 2] == pytest.approx(0.1) and res.dlmp[0, 1] > 0.1
+
+
+# --- nothing from HiGHS reaches file descriptor 1 -----------------------------------------
+
+_SILENT_SCRIPT = """
+import numpy as np
+from transactive.grid import Limits, load_feeder
+from transactive.market.auction import book_from_blocks
+from transactive.market.network import clear_network
+
+feeder = load_feeder("pandapower:case33bw")
+book = book_from_blocks(["a", "b"], ["buy", "sell"], [0.3, 0.01], [50.0, 20.0])
+res = clear_network(
+    feeder, book, [17, 5], 0.05, limits=Limits(max_reverse_flow_kw=None), loss_iterations=2
+)
+assert res.status[0] == "optimal"
+print("done")
+"""
+
+
+def test_highs_writes_nothing_to_stdout(tmp_path: Path) -> None:
+    """The HiGHS banner is written by C code straight to file descriptor 1, which only a real
+    subprocess sees: its stdout must be exactly what the script printed."""
+    env = {**os.environ, "TRANSACTIVE_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-c", _SILENT_SCRIPT], capture_output=True, text=True, env=env, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "done\n"
+
+
+def test_clear_network_json_stdout_is_json(tmp_path: Path) -> None:
+    path = tmp_path / "bids.csv"
+    path.write_text("bid_id,side,price,quantity,bus\nfar,buy,0.40,90,17\npv,sell,0.01,15,5\n")
+    env = {**os.environ, "TRANSACTIVE_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = ["clear-network", "pandapower:case33bw", str(path), "--json"]
+    run = subprocess.run(
+        [sys.executable, "-c", "from transactive.cli import app; app()", *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["intervals"][0]["status"] == "optimal"

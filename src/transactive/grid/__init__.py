@@ -20,21 +20,19 @@ from transactive.grid.model import (
     path_to_substation,
     profile_injections,
 )
-from transactive.grid.powerflow import (
-    PowerFlowResult,
-    PowerFlowSummary,
-    SummaryOnlyError,
-    run_powerflow,
-)
+from transactive.grid.powerflow import PowerFlow, Screening, run_powerflow
+from transactive.grid.results import PowerFlowResult, PowerFlowSummary, SummaryOnlyError
 
 __all__ = [
     "Feeder",
     "HostingCapacity",
     "Injections",
     "Limits",
+    "PowerFlow",
     "PowerFlowResult",
     "PowerFlowSummary",
     "Profiles",
+    "Screening",
     "SummaryOnlyError",
     "Topology",
     "available_feeders",

@@ -1,31 +1,25 @@
 """Hosting capacity: how much PV (or EV charging load) each bus can take before the
 first new limit violation, under a worst-case snapshot, with batched AC power flows.
 
-All candidate buses are bisected *at once*: every bisection round is a single
-power-grid-model batch in which scenario k adds the trial size of bus k (a sparse update
-of one ``sym_load``). A size is infeasible when it creates a violation, or worsens one
-already present in the snapshot, or the power flow does not converge.
+All candidate buses are bisected *at once*: every bisection round is a single batch of
+what-if power flows (:meth:`~transactive.grid.powerflow.PowerFlow.screen_changes`) in which
+scenario k adds the trial size of bus k (a sparse update of one load). A size is
+infeasible when it creates a violation, or worsens one already present in the snapshot,
+or the power flow does not converge.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from power_grid_model import ComponentType
 
 from transactive.errors import InvalidInputError
 from transactive.grid.limits import Excess, Limits, check_limits, excess
 from transactive.grid.model import Feeder, Injections, base_injections
-from transactive.grid.powerflow import (
-    PgmNetwork,
-    branch_arrays,
-    build_network,
-    calculate,
-    run_powerflow,
-)
+from transactive.grid.powerflow import PowerFlow, Screening
 
 __all__ = ["HostingCapacity", "hosting_capacity", "worst_case_snapshot"]
 
@@ -100,7 +94,7 @@ def hosting_capacity(
     feeder: Feeder,
     der: Der = "pv",
     *,
-    limits: Limits | None = None,
+    limits: Limits,
     power_factor: float = 1.0,
     tol_kw: float = 1.0,
     max_kw: float | None = None,
@@ -111,16 +105,15 @@ def hosting_capacity(
     """Per-bus and feeder-level hosting capacity (kW) of ``der`` ('pv' adds generation,
     'ev' adds charging load) at ``power_factor`` (PV absorbs, EV draws reactive power).
 
-    Limits default to the voltage band and thermal ratings with reverse flow allowed
-    (pass ``Limits(max_reverse_flow_kw=0)`` to forbid export). ``tol_kw`` is the bisection
-    resolution; ``max_kw`` the search bound (default 2 × max(substation rating, total base
-    load, 100 kW)); ``snapshot`` overrides :func:`worst_case_snapshot`."""
+    ``limits`` decide what is a violation, e.g. ``Limits(max_reverse_flow_kw=None)``
+    allows export at the substation. ``tol_kw`` is the bisection resolution; ``max_kw``
+    the search bound (default 2 × max(substation rating, total base load, 100 kW));
+    ``snapshot`` overrides :func:`worst_case_snapshot`."""
     _check_der(der)
     if not 0 < power_factor <= 1:
         raise InvalidInputError(f"power_factor must be in (0, 1], got {power_factor}")
     if tol_kw <= 0:
         raise InvalidInputError(f"tol_kw must be > 0, got {tol_kw}")
-    limits = limits or Limits(max_reverse_flow_kw=None)
     snap = snapshot if snapshot is not None else worst_case_snapshot(feeder, der)
     if snap.n_step != 1 or snap.p_kw.shape[1] != feeder.n_bus:
         raise InvalidInputError(f"snapshot must have shape (1, {feeder.n_bus}) (one step)")
@@ -134,8 +127,8 @@ def hosting_capacity(
     sign = -1.0 if der == "pv" else 1.0  # net-load convention: PV lowers, EV raises the load
     q_per_p = np.tan(np.arccos(power_factor))  # PV absorbs (+ load), EV draws (+ load)
     p0, q0 = snap.p_kw[0], snap.q_kvar[0]
-    net = build_network(feeder, np.arange(feeder.n_bus), p0, q0)
-    snapshot_result = run_powerflow(feeder, snap, threads=threads)
+    pf = PowerFlow(feeder, base=snap)
+    snapshot_result = pf.run(snap, threads=threads)
     base = excess(
         feeder,
         snapshot_result.vm_pu,
@@ -143,7 +136,7 @@ def hosting_capacity(
         snapshot_result.source_p_kw,
         limits,
     )
-    search = _Search(feeder, net, limits, base, p0, q0, sign, q_per_p, threads)
+    search = _Search(feeder, pf, limits, base, p0, q0, sign, q_per_p, threads)
 
     lo = np.zeros(cand.size)
     hi = np.full(cand.size, float(max_kw))
@@ -210,7 +203,7 @@ def _candidates(feeder: Feeder, buses: list[int] | list[str] | None) -> np.ndarr
 @dataclass(frozen=True)
 class _Search:
     feeder: Feeder
-    net: PgmNetwork
+    pf: PowerFlow
     limits: Limits
     base: Excess
     p0: np.ndarray
@@ -223,15 +216,9 @@ class _Search:
         self, buses: np.ndarray, size_kw: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scenario k adds size_kw[k] at buses[k]; returns (infeasible, kind, element)."""
-        p = (self.p0[buses] + self.sign * size_kw) * 1e3
-        q = (self.q0[buses] + self.q_per_p * size_kw) * 1e3
-        update: dict[Any, Any] = {
-            ComponentType.sym_load: {
-                "data": {"id": self.net.load_ids[buses], "p_specified": p, "q_specified": q},
-                "indptr": np.arange(buses.size + 1, dtype=np.int64),
-            }
-        }
-        return self._evaluate(update)
+        p = self.p0[buses] + self.sign * size_kw
+        q = self.q0[buses] + self.q_per_p * size_kw
+        return self._evaluate(self.pf.screen_changes(buses, p, q, threads=self.threads))
 
     def uniform(self, cand: np.ndarray, max_total_kw: float, tol_kw: float) -> float:
         """Largest total (kW) spread evenly over ``cand`` without a new violation;
@@ -242,16 +229,10 @@ class _Search:
             totals = np.linspace(lo, hi, 18)[1:-1]
             add = np.zeros((totals.size, n))
             add[:, cand] = totals[:, None] / cand.size
-            p = (self.p0 + self.sign * add) * 1e3
-            q = (self.q0 + self.q_per_p * add) * 1e3
-            update: dict[Any, Any] = {
-                ComponentType.sym_load: {
-                    "id": np.broadcast_to(self.net.load_ids, p.shape),
-                    "p_specified": p,
-                    "q_specified": q,
-                }
-            }
-            bad = np.flatnonzero(self._evaluate(update)[0])
+            p = self.p0 + self.sign * add
+            q = self.q0 + self.q_per_p * add
+            screening = self.pf.screen(p, q, threads=self.threads)
+            bad = np.flatnonzero(self._evaluate(screening)[0])
             if bad.size == 0:  # every trial total is feasible
                 lo = float(totals[-1])
                 continue
@@ -260,12 +241,9 @@ class _Search:
             lo = float(totals[first - 1]) if first > 0 else lo
         return float(lo)
 
-    def _evaluate(self, update: dict[Any, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out, failed = calculate(self.net, update, threads=self.threads, continue_on_error=True)
-        vm = np.asarray(out[ComponentType.node]["u_pu"], dtype=float)
-        loading = branch_arrays(self.net, out, self.feeder.n_branch)["loading"]
-        src_p = np.asarray(out[ComponentType.source]["p"], dtype=float) * 1e-3
-        ex = excess(self.feeder, vm, loading, src_p, self.limits)
+    def _evaluate(self, sc: Screening) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        failed = ~sc.converged
+        ex = excess(self.feeder, sc.vm_pu, sc.loading_percent, sc.source_p_kw, self.limits)
         names = {
             "undervoltage": self.feeder.bus_names,
             "overvoltage": self.feeder.bus_names,

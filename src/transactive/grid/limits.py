@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from transactive.errors import InvalidInputError
+from transactive.grid._steps import time_at
 from transactive.grid.model import Feeder
-from transactive.grid.powerflow import PowerFlowResult, PowerFlowSummary, _time_at
 
 __all__ = [
     "VIOLATION_COLUMNS",
     "VIOLATION_SUMMARY_COLUMNS",
+    "FlowArrays",
     "Limits",
     "ViolationAccumulator",
     "check_limits",
@@ -111,24 +113,45 @@ def excess(
     return Excess(under, over, line, trafo, reverse)
 
 
-def check_limits(
-    feeder: Feeder, result: PowerFlowResult | PowerFlowSummary, limits: Limits | None = None
-) -> pd.DataFrame:
-    """Violations as a tidy DataFrame, one row per (time step, element, kind), with columns
-    ``time``, ``element`` (name), ``element_type`` ('bus' | 'line' | 'trafo' | 'source'),
-    ``kind`` ('undervoltage', 'overvoltage', 'line_overload', 'trafo_overload',
+class FlowArrays(Protocol):
+    """What :func:`check_limits` reads of a power-flow result (a
+    :class:`~transactive.grid.results.PowerFlowResult`): ``time``, ``vm_pu`` time × bus (pu),
+    ``loading_percent`` time × branch (%), ``source_p_kw`` time × source (kW imported) and
+    the element names. ``keep`` is ``"full"`` for a result with per-step arrays."""
+
+    @property
+    def keep(self) -> str: ...
+    @property
+    def time(self) -> pd.Index: ...
+    @property
+    def vm_pu(self) -> np.ndarray: ...
+    @property
+    def loading_percent(self) -> np.ndarray: ...
+    @property
+    def source_p_kw(self) -> np.ndarray: ...
+    @property
+    def bus_names(self) -> list[str]: ...
+    @property
+    def branch_names(self) -> list[str]: ...
+    @property
+    def source_names(self) -> list[str]: ...
+
+
+def check_limits(feeder: Feeder, result: FlowArrays, limits: Limits) -> pd.DataFrame:
+    """Violations of ``limits`` as a tidy DataFrame, one row per (time step, element, kind),
+    with columns ``time``, ``element`` (name), ``element_type`` ('bus' | 'line' | 'trafo' |
+    'source'), ``kind`` ('undervoltage', 'overvoltage', 'line_overload', 'trafo_overload',
     'reverse_flow'), ``value`` (pu, % or exported kW), ``limit`` and ``magnitude`` (how
     far beyond the limit, same unit).
 
     Needs a ``keep="full"`` result: a ``keep="summary"`` result holds per-element
     summaries only (``result.violation_summary``) and raises InvalidInputError."""
-    limits = limits or Limits()
-    if isinstance(result, PowerFlowSummary):
+    if result.keep != "full":
         raise InvalidInputError(
             "check_limits needs per-step arrays, but this is a keep='summary' power-flow "
             "result: it holds per-element violation summaries for the limits given to "
-            f"run_powerflow ({result.limits}) in result.violation_summary; run it with "
-            "keep='full' for per-step violation rows"
+            f"run_powerflow ({getattr(result, 'limits', None)}) in result.violation_summary; "
+            "run it with keep='full' for per-step violation rows"
         )
     rows = violation_rows(
         feeder,
@@ -282,9 +305,9 @@ def _summary_frame(
             "kind": np.asarray(kind, dtype=object),
             "n_steps": n,
             "hours": n * step_hours(time),
-            "first_time": _time_at(time, np.asarray(first_step, dtype=np.int64)),
-            "last_time": _time_at(time, np.asarray(last_step, dtype=np.int64)),
-            "worst_time": _time_at(time, np.asarray(worst_step, dtype=np.int64)),
+            "first_time": time_at(time, np.asarray(first_step, dtype=np.int64)),
+            "last_time": time_at(time, np.asarray(last_step, dtype=np.int64)),
+            "worst_time": time_at(time, np.asarray(worst_step, dtype=np.int64)),
             "worst_step": np.asarray(worst_step, dtype=np.int64),
             "value": np.asarray(value, dtype=np.float64),
             "limit": np.asarray(limit, dtype=np.float64),

@@ -1,20 +1,23 @@
-"""AC power flow time series with power-grid-model batch calculations.
+"""AC power flow with power-grid-model: the only module that imports power-grid-model.
 
-The :class:`Feeder` tables are converted to a power-grid-model input dataset (nodes, lines,
-links, transformers, sources, one constant-power ``sym_load`` per bus that carries a
-non-zero injection) and every time step is one scenario of a batch calculation. Units are
-converted at this edge: the platform speaks kW/kvar, power-grid-model W/var/VA/V.
+:class:`PowerFlow` converts a :class:`Feeder` once to a power-grid-model model (nodes, lines,
+links, transformers, sources and one constant-power ``sym_load`` per bus) and then runs any
+number of calls on it: :meth:`PowerFlow.run` for time series (every step one scenario of a
+batch calculation), :meth:`PowerFlow.screen` and :meth:`PowerFlow.screen_changes` for
+what-if scenarios (hosting capacity). :func:`run_powerflow` is a one-call convenience that
+builds the model each time. Units are converted at this edge: the platform speaks kW/kvar,
+power-grid-model W/var/VA/V.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from power_grid_model import (
     BranchSide,
     ComponentType,
@@ -30,359 +33,33 @@ from transactive.errors import (
     BalanceError,
     InvalidInputError,
     PowerFlowError,
-    TransactiveError,
     UnsupportedComponentError,
 )
+from transactive.grid.limits import Limits, ViolationAccumulator
 from transactive.grid.model import Feeder, Injections
-
-if TYPE_CHECKING:
-    from transactive.grid.limits import Limits
+from transactive.grid.results import (
+    Keep,
+    PowerFlowResult,
+    PowerFlowSummary,
+    StepStats,
+    _ExtremesAccumulator,
+)
 
 __all__ = [
-    "Extremes",
-    "Keep",
-    "PowerFlowResult",
-    "PowerFlowSummary",
-    "StepStats",
-    "SummaryOnlyError",
+    "PowerFlow",
+    "Screening",
+    "check_energy_balance",
     "run_powerflow",
 ]
 
-Keep = Literal["full", "summary"]
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 # Source short-circuit power (VA): large enough that the source behaves as an ideal
 # voltage source like pandapower's ext_grid (drop across it < 1e-9 pu on these feeders).
 SOURCE_SK_VA = 1e15
 _BRANCH_ATTRS: list[str] = ["p_from", "q_from", "p_to", "q_to", "i_from", "i_to"]
-
-
-class SummaryOnlyError(TransactiveError, AttributeError):
-    """A time × element array asked of a result computed with ``keep="summary"``."""
-
-
-def _arg_extreme(x: np.ndarray, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-ignoring min (or max) of ``x`` along ``axis`` and the position of its first
-    occurrence; where a slice is all NaN the value is ±inf (the fill) and the position −1."""
-    nan = np.isnan(x)
-    filled = np.where(nan, -np.inf if largest else np.inf, x)
-    pos = np.argmax(filled, axis=axis) if largest else np.argmin(filled, axis=axis)
-    value = np.take_along_axis(filled, np.expand_dims(pos, axis), axis).squeeze(axis)
-    return value, np.where(nan.all(axis=axis), -1, pos)
-
-
-def _names_at(names: Sequence[str], pos: np.ndarray) -> np.ndarray:
-    """Element names at positions ``pos`` (None where ``pos`` is −1)."""
-    return np.asarray([*names, None], dtype=object)[pos]
-
-
-def _time_at(time: pd.Index, step: np.ndarray) -> pd.Index:
-    """Time stamps at step positions ``step`` (missing where ``step`` is −1)."""
-    at = time[np.maximum(step, 0)]
-    if at.dtype.kind in "iu":  # step numbers (no time stamps): nullable, not float
-        at = at.astype("Int64")
-    return at.where(step >= 0)
-
-
-class _NotKept:
-    """A full-result array that a summary result does not keep (raises on access)."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: object, owner: type | None = None) -> np.ndarray:
-        raise _summary_only(self.name)
-
-
-@dataclass(frozen=True)
-class StepStats:
-    """Per-step extremes: lowest / highest bus voltage (pu) and highest branch loading (%),
-    each with the bus / branch position where it occurs (−1: none; loading −inf then)."""
-
-    vm_min_pu: np.ndarray
-    vm_min_bus: np.ndarray
-    vm_max_pu: np.ndarray
-    vm_max_bus: np.ndarray
-    max_loading_percent: np.ndarray
-    max_loading_branch: np.ndarray
-
-    @classmethod
-    def of(cls, vm_pu: np.ndarray, loading_percent: np.ndarray) -> StepStats:
-        """Statistics of time × bus voltages (pu) and time × branch loadings (%)."""
-        vmin, imin = _arg_extreme(vm_pu, 1, largest=False)
-        vmax, imax = _arg_extreme(vm_pu, 1, largest=True)
-        lmax, ilmax = _arg_extreme(loading_percent, 1, largest=True)
-        return cls(
-            np.where(imin < 0, np.nan, vmin),
-            imin,
-            np.where(imax < 0, np.nan, vmax),
-            imax,
-            lmax,
-            ilmax,
-        )
-
-    @classmethod
-    def concat(cls, parts: Sequence[StepStats]) -> StepStats:
-        """Statistics of consecutive chunks of steps joined in order."""
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _STEP_FIELDS))
-
-
-_STEP_FIELDS = list(StepStats.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class Extremes:
-    """Per-element extremes over the period: lowest / highest voltage per bus (pu, NaN if
-    never energised) and highest loading per branch (%, NaN if never defined), each with
-    the step (position in ``time``) of its first occurrence (−1 if none)."""
-
-    vm_min_pu: np.ndarray
-    vm_min_step: np.ndarray
-    vm_max_pu: np.ndarray
-    vm_max_step: np.ndarray
-    max_loading_percent: np.ndarray
-    max_loading_step: np.ndarray
-
-
-class _ExtremesAccumulator:
-    """Running per-element extremes over chunks of steps fed in time order."""
-
-    def __init__(self, n_bus: int, n_branch: int) -> None:
-        self.vmin = np.full(n_bus, np.inf)
-        self.vmax = np.full(n_bus, -np.inf)
-        self.lmax = np.full(n_branch, -np.inf)
-        self.imin = np.full(n_bus, -1)
-        self.imax = np.full(n_bus, -1)
-        self.ilmax = np.full(n_branch, -1)
-
-    def add(self, first_step: int, vm_pu: np.ndarray, loading_percent: np.ndarray) -> None:
-        """Fold in a chunk (time × bus pu, time × branch %) starting at ``first_step``."""
-        for best, ibest, x, largest in (
-            (self.vmin, self.imin, vm_pu, False),
-            (self.vmax, self.imax, vm_pu, True),
-            (self.lmax, self.ilmax, loading_percent, True),
-        ):
-            value, pos = _arg_extreme(x, 0, largest)
-            better = (pos >= 0) & ((value > best) if largest else (value < best))
-            best[better] = value[better]  # strict: ties keep the earlier step
-            ibest[better] = pos[better] + first_step
-
-    def result(self) -> Extremes:
-        """The extremes so far."""
-        return Extremes(
-            np.where(self.imin < 0, np.nan, self.vmin),
-            self.imin.copy(),
-            np.where(self.imax < 0, np.nan, self.vmax),
-            self.imax.copy(),
-            np.where(self.ilmax < 0, np.nan, self.lmax),
-            self.ilmax.copy(),
-        )
-
-
-class _ResultViews(ABC):
-    """Tables shared by full and summary results (needs the attributes below)."""
-
-    time: pd.Index
-    bus_names: list[str]
-    branch_names: list[str]
-    source_p_kw: np.ndarray
-    source_q_kvar: np.ndarray
-    losses_kw: np.ndarray
-
-    @abstractmethod
-    def step_stats(self) -> StepStats:
-        """Per-step extremes: min/max voltage and max loading with where they occur."""
-
-    @abstractmethod
-    def extremes(self) -> Extremes:
-        """Per-element extremes over the whole period."""
-
-    @property
-    def n_step(self) -> int:
-        """Number of time steps."""
-        return len(self.time)
-
-    @property
-    def substation_p_kw(self) -> np.ndarray:
-        """Active power imported at the substation(s) per step (kW, negative = export)."""
-        return np.asarray(self.source_p_kw.sum(axis=1))
-
-    @property
-    def substation_q_kvar(self) -> np.ndarray:
-        """Reactive power imported at the substation(s) per step (kvar)."""
-        return np.asarray(self.source_q_kvar.sum(axis=1))
-
-    def summary(self) -> pd.DataFrame:
-        """Per-step summary: substation import (kW, kvar), losses (kW), min/max voltage
-        (pu), maximum branch loading (%, −inf if no branch has one) and the bus / branch
-        name where each extreme occurs."""
-        st = self.step_stats()
-        return pd.DataFrame(
-            {
-                "substation_p_kw": self.substation_p_kw,
-                "substation_q_kvar": self.substation_q_kvar,
-                "losses_kw": self.losses_kw,
-                "vm_min_pu": st.vm_min_pu,
-                "vm_max_pu": st.vm_max_pu,
-                "max_loading_percent": st.max_loading_percent,
-                "vm_min_bus": _names_at(self.bus_names, st.vm_min_bus),
-                "vm_max_bus": _names_at(self.bus_names, st.vm_max_bus),
-                "max_loading_branch": _names_at(self.branch_names, st.max_loading_branch),
-            },
-            index=self.time,
-        )
-
-    def bus_extremes(self) -> pd.DataFrame:
-        """Per bus (row = bus position): lowest and highest voltage over the period (pu)
-        and when each first occurs."""
-        ex = self.extremes()
-        return pd.DataFrame(
-            {
-                "bus": np.asarray(self.bus_names, dtype=object),
-                "vm_min_pu": ex.vm_min_pu,
-                "vm_min_time": _time_at(self.time, ex.vm_min_step),
-                "vm_max_pu": ex.vm_max_pu,
-                "vm_max_time": _time_at(self.time, ex.vm_max_step),
-            }
-        )
-
-    def branch_extremes(self) -> pd.DataFrame:
-        """Per branch (row = branch position): highest loading over the period (%) and
-        when it first occurs."""
-        ex = self.extremes()
-        return pd.DataFrame(
-            {
-                "branch": np.asarray(self.branch_names, dtype=object),
-                "max_loading_percent": ex.max_loading_percent,
-                "max_loading_time": _time_at(self.time, ex.max_loading_step),
-            }
-        )
-
-
-@dataclass(frozen=True)
-class PowerFlowResult(_ResultViews):
-    """Time × element results of an AC power flow (kW, kvar, pu, %, degrees) —
-    ``run_powerflow(..., keep="full")``.
-
-    ``vm_pu``/``va_degree``: time × bus (NaN at buses not connected to a source);
-    ``p_from_kw``, ``q_from_kvar``, ``p_to_kw``, ``q_to_kvar``: time × branch, power
-    flowing *into* the branch at each end; ``loading_percent``: time × branch (current
-    relative to rating; NaN for switches and for branches open at both ends);
-    ``source_p_kw``/``source_q_kvar``: time ×
-    source, power imported from the upstream grid (negative = export);
-    ``losses_kw``: time, active losses in all branches."""
-
-    feeder_name: str
-    time: pd.Index
-    bus_names: list[str]
-    branch_names: list[str]
-    source_names: list[str]
-    vm_pu: np.ndarray
-    va_degree: np.ndarray
-    p_from_kw: np.ndarray
-    q_from_kvar: np.ndarray
-    p_to_kw: np.ndarray
-    q_to_kvar: np.ndarray
-    loading_percent: np.ndarray
-    source_p_kw: np.ndarray
-    source_q_kvar: np.ndarray
-    losses_kw: np.ndarray
-
-    keep: ClassVar[Keep] = "full"
-
-    @property
-    def n_step(self) -> int:
-        """Number of time steps."""
-        return int(self.vm_pu.shape[0])
-
-    def vm_frame(self) -> pd.DataFrame:
-        """Bus voltages (pu) as a DataFrame, time × bus name."""
-        return pd.DataFrame(self.vm_pu, index=self.time, columns=self.bus_names)
-
-    def loading_frame(self) -> pd.DataFrame:
-        """Branch loading (%) as a DataFrame, time × branch name."""
-        return pd.DataFrame(self.loading_percent, index=self.time, columns=self.branch_names)
-
-    def step_stats(self) -> StepStats:
-        """Per-step voltage / loading extremes and where they occur."""
-        return StepStats.of(self.vm_pu, self.loading_percent)
-
-    def extremes(self) -> Extremes:
-        """Per-element voltage / loading extremes over the period."""
-        acc = _ExtremesAccumulator(len(self.bus_names), len(self.branch_names))
-        acc.add(0, self.vm_pu, self.loading_percent)
-        return acc.result()
-
-
-def _summary_only(name: str) -> SummaryOnlyError:
-    return SummaryOnlyError(
-        f"{name} is not kept by run_powerflow(..., keep='summary'), which holds per-step "
-        f"summaries, per-element extremes and limit violations only; run it with "
-        f"keep='full' for time × element arrays"
-    )
-
-
-@dataclass(frozen=True)
-class PowerFlowSummary(_ResultViews):
-    """Lean AC power-flow result — ``run_powerflow(..., keep="summary")``.
-
-    Holds only what is small: ``source_p_kw``/``source_q_kvar`` (time × source, kW/kvar
-    imported), ``losses_kw`` (time), per-step voltage/loading extremes (``stats``),
-    per-element extremes over the period (``element_extremes``) and, for ``limits``, the
-    per-element ``violation_summary`` (one row per violated (element, kind): steps, hours,
-    first/last/worst time, worst value and magnitude — the table
-    :func:`~transactive.grid.limits.summarise_violations` makes of the full result's
-    :func:`~transactive.grid.check_limits` rows). The time × element arrays (``vm_pu``,
-    ``loading_percent``, …) and the per-step ``violations`` raise
-    :class:`SummaryOnlyError`."""
-
-    feeder_name: str
-    time: pd.Index
-    bus_names: list[str]
-    branch_names: list[str]
-    source_names: list[str]
-    source_p_kw: np.ndarray
-    source_q_kvar: np.ndarray
-    losses_kw: np.ndarray
-    stats: StepStats
-    element_extremes: Extremes
-    violation_summary: pd.DataFrame
-    limits: Limits
-
-    keep: ClassVar[Keep] = "summary"
-
-    def step_stats(self) -> StepStats:
-        """Per-step voltage / loading extremes and where they occur."""
-        return self.stats
-
-    def extremes(self) -> Extremes:
-        """Per-element voltage / loading extremes over the period."""
-        return self.element_extremes
-
-    @property
-    def violations(self) -> pd.DataFrame:
-        """Not kept: raises SummaryOnlyError (per-element: ``violation_summary``)."""
-        raise SummaryOnlyError(
-            "per-step violation rows are not kept by run_powerflow(..., keep='summary'): "
-            "use violation_summary (one row per violated element and kind), or run it with "
-            "keep='full' and call check_limits for per-step rows"
-        )
-
-    # Full-result arrays a summary does not keep: reading one raises SummaryOnlyError.
-    vm_pu = _NotKept()
-    va_degree = _NotKept()
-    p_from_kw = _NotKept()
-    q_from_kvar = _NotKept()
-    p_to_kw = _NotKept()
-    q_to_kvar = _NotKept()
-    loading_percent = _NotKept()
-
-    def vm_frame(self) -> pd.DataFrame:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("vm_frame()")
-
-    def loading_frame(self) -> pd.DataFrame:
-        """Not kept: raises SummaryOnlyError."""
-        raise _summary_only("loading_frame()")
 
 
 # -- power-grid-model input ---------------------------------------------------------------
@@ -533,6 +210,9 @@ LEAN_OUTPUT_ATTRS: dict[ComponentType, list[str] | set[str] | Any] = {
     ComponentType.source: ["p", "q"],
 }
 _FLOW_KEYS: tuple[str, ...] = ("p_from", "q_from", "p_to", "q_to")
+#: Chunks of at most this many steps ask power-grid-model for whole output rows.
+_ROW_BASED_MAX_STEPS = 64
+_ROWS: list[ComponentType] = list(OUTPUT_ATTRS)
 
 
 def calculate(
@@ -540,10 +220,11 @@ def calculate(
     update: dict[Any, Any],
     threads: int = 0,
     continue_on_error: bool = False,
-    attrs: dict[ComponentType, list[str] | set[str] | Any] | None = None,
+    attrs: dict[ComponentType, list[str] | set[str] | Any] | list[ComponentType] | None = None,
 ) -> tuple[dict[Any, Any], np.ndarray]:
     """Run one power-grid-model batch (output attributes ``attrs``, default
-    :data:`OUTPUT_ATTRS`); returns (output, failed-scenario mask)."""
+    :data:`OUTPUT_ATTRS`; a list of component types asks for whole rows); returns
+    (output, failed-scenario mask)."""
     n_scen = _n_scenarios(update)
     failed = np.zeros(n_scen, dtype=bool)
     try:
@@ -618,6 +299,16 @@ class _Chunk:
     losses: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Names:
+    """Element names of a feeder, computed once per :class:`PowerFlow`."""
+
+    feeder: str
+    bus: list[str]
+    branch: list[str]
+    source: list[str]
+
+
 class _FullSink:
     """Collects every chunk into full time × element arrays (keep="full")."""
 
@@ -637,13 +328,13 @@ class _FullSink:
             arr[sl] = c.flows[k]
         self.sp[sl], self.sq[sl], self.losses[sl] = c.source_p, c.source_q, c.losses
 
-    def result(self, feeder: Feeder, time: pd.Index) -> PowerFlowResult:
+    def result(self, names: _Names, time: pd.Index) -> PowerFlowResult:
         return PowerFlowResult(
-            feeder_name=feeder.name,
+            feeder_name=names.feeder,
             time=time,
-            bus_names=feeder.bus_names,
-            branch_names=feeder.branch_names,
-            source_names=[str(x) for x in feeder.sources["name"]],
+            bus_names=names.bus,
+            branch_names=names.branch,
+            source_names=names.source,
             vm_pu=self.vm,
             va_degree=self.va,
             p_from_kw=self.flows["p_from"],
@@ -661,14 +352,11 @@ class _SummarySink:
     """Reduces every chunk to per-step summaries, per-element extremes and per-element
     limit-violation statistics, then drops it (keep="summary")."""
 
-    def __init__(self, feeder: Feeder, time: pd.Index, limits: Limits) -> None:
-        from transactive.grid.limits import ViolationAccumulator
-
-        self.feeder, self.time, self.limits = feeder, time, limits
-        self.source_names = [str(x) for x in feeder.sources["name"]]
+    def __init__(self, feeder: Feeder, names: _Names, limits: Limits) -> None:
+        self.limits = limits
         self.extremes = _ExtremesAccumulator(feeder.n_bus, feeder.n_branch)
         self.violations = ViolationAccumulator(
-            feeder, limits, feeder.bus_names, feeder.branch_names, self.source_names
+            feeder, limits, names.bus, names.branch, names.source
         )
         self.stats: list[StepStats] = []
         self.sp: list[np.ndarray] = []
@@ -684,13 +372,13 @@ class _SummarySink:
         self.losses.append(c.losses)
         self.violations.add(sl.start, c.vm, loading, c.source_p)
 
-    def result(self, feeder: Feeder, time: pd.Index) -> PowerFlowSummary:
+    def result(self, names: _Names, time: pd.Index) -> PowerFlowSummary:
         return PowerFlowSummary(
-            feeder_name=feeder.name,
+            feeder_name=names.feeder,
             time=time,
-            bus_names=feeder.bus_names,
-            branch_names=feeder.branch_names,
-            source_names=self.source_names,
+            bus_names=names.bus,
+            branch_names=names.branch,
+            source_names=names.source,
             source_p_kw=np.concatenate(self.sp),
             source_q_kvar=np.concatenate(self.sq),
             losses_kw=np.concatenate(self.losses),
@@ -701,7 +389,229 @@ class _SummarySink:
         )
 
 
-# -- public entry point -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Screening:
+    """Results of what-if scenarios (:meth:`PowerFlow.screen`, :meth:`PowerFlow.screen_changes`),
+    scenario × element: ``vm_pu`` (pu, NaN at buses not connected to a source),
+    ``loading_percent`` (%, NaN where undefined), ``source_p_kw`` (kW imported per source)
+    and ``converged`` (False: the scenario's power flow failed, its rows are meaningless)."""
+
+    vm_pu: FloatArray
+    loading_percent: FloatArray
+    source_p_kw: FloatArray
+    converged: BoolArray
+
+
+class PowerFlow:
+    """The AC power flow of one feeder, built once and run many times.
+
+    ``PowerFlow(feeder)`` converts the feeder to a power-grid-model model with one
+    constant-power load per bus (at ``base``, a one-step :class:`Injections`, default none);
+    every call only updates the loads. Use one per feeder for repeated calls (e.g. one step
+    per simulated interval): it saves the conversion that :func:`run_powerflow` makes on
+    every call. Calls do not change the model, so results never depend on earlier calls."""
+
+    def __init__(self, feeder: Feeder, base: Injections | None = None) -> None:
+        self.feeder = feeder
+        n = feeder.n_bus
+        if base is not None and (base.n_step != 1 or base.p_kw.shape[1] != n):
+            raise InvalidInputError(f"base injections must have shape (1, {n}) (one step)")
+        p0 = np.zeros(n) if base is None else base.p_kw[0]
+        q0 = np.zeros(n) if base is None else base.q_kvar[0]
+        self._p0, self._q0 = p0.copy(), q0.copy()
+        self._base_buses = np.flatnonzero((p0 != 0) | (q0 != 0))
+        self._net = build_network(feeder, np.arange(n, dtype=np.int64), p0, q0)
+        self._names = _Names(
+            feeder.name,
+            feeder.bus_names,
+            feeder.branch_names,
+            [str(x) for x in feeder.sources["name"]],
+        )
+        self._dead = ~feeder.topology.energized
+        br = feeder.branches
+        self._open = ~(br["from_closed"] | br["to_closed"]).to_numpy(dtype=bool)
+
+    @overload
+    def run(
+        self,
+        injections: Injections,
+        *,
+        keep: Literal["full"] = ...,
+        limits: None = ...,
+        threads: int = ...,
+        chunk_size: int = ...,
+        check_balance: bool = ...,
+    ) -> PowerFlowResult: ...
+
+    @overload
+    def run(
+        self,
+        injections: Injections,
+        *,
+        keep: Literal["summary"],
+        limits: Limits,
+        threads: int = ...,
+        chunk_size: int = ...,
+        check_balance: bool = ...,
+    ) -> PowerFlowSummary: ...
+
+    def run(
+        self,
+        injections: Injections,
+        *,
+        keep: Keep = "full",
+        limits: Limits | None = None,
+        threads: int = 0,
+        chunk_size: int = 4096,
+        check_balance: bool = True,
+    ) -> PowerFlowResult | PowerFlowSummary:
+        """AC power flow for every time step of ``injections`` (per-bus net load, kW/kvar,
+        + consumption, − generation, shape time × bus).
+
+        Runs power-grid-model batch calculations (Newton-Raphson, ``threads`` worker
+        threads, 0 = all cores) in chunks of ``chunk_size`` steps. ``keep="full"`` returns
+        every time × element array (:class:`PowerFlowResult`, ~7 × 8 bytes × steps ×
+        elements); ``keep="summary"`` reduces each chunk as it is computed and returns a
+        :class:`PowerFlowSummary` (per-step summaries, per-element extremes and the
+        per-element ``violation_summary`` of ``limits``, required), so memory is bounded by
+        the chunk plus a few values per step and per element. Raises PowerFlowError if a
+        step does not converge and BalanceError if substation import ≠ load − generation +
+        losses."""
+        feeder = self.feeder
+        if injections.p_kw.shape[1] != feeder.n_bus:
+            raise InvalidInputError(
+                f"injections have {injections.p_kw.shape[1]} bus columns, feeder "
+                f"{feeder.name!r} has {feeder.n_bus} buses"
+            )
+        if chunk_size < 1:
+            raise InvalidInputError(f"chunk_size must be ≥ 1, got {chunk_size}")
+        if keep not in ("full", "summary"):
+            raise InvalidInputError(f"keep must be 'full' or 'summary', got {keep!r}")
+        if keep == "full" and limits is not None:
+            raise InvalidInputError(
+                "limits apply to keep='summary' only; on a full result call check_limits"
+            )
+        if keep == "summary" and limits is None:
+            raise InvalidInputError("keep='summary' checks limits: pass limits=Limits(...)")
+        p, q = injections.p_kw, injections.q_kvar
+        # update only the loads that carry an injection now or in the base (no p != 0 copy)
+        live = np.any(p, axis=0) | np.any(q, axis=0)
+        live[self._base_buses] = True
+        buses = np.flatnonzero(live)
+        if buses.size == 0:  # keep one (zero) load so every step is a batch scenario
+            buses = feeder.source_buses[:1]
+        net = self._net
+        steps = injections.n_step
+        time = injections.time if injections.time is not None else pd.RangeIndex(steps)
+        sink: _FullSink | _SummarySink
+        if keep == "full":
+            sink = _FullSink(steps, feeder.n_bus, feeder.n_branch, len(feeder.sources))
+            attrs, keys = OUTPUT_ATTRS, _FLOW_KEYS
+        else:
+            assert limits is not None
+            sink = _SummarySink(feeder, self._names, limits)
+            attrs, keys = LEAN_OUTPUT_ATTRS, ("p_from", "p_to")
+        for start in range(0, steps, chunk_size):  # chunks of thousands of steps
+            sl = slice(start, min(start + chunk_size, steps))
+            update: dict[Any, Any] = {
+                ComponentType.sym_load: {
+                    "id": np.broadcast_to(net.load_ids[buses], (sl.stop - sl.start, buses.size)),
+                    "p_specified": p[sl, buses] * 1e3,
+                    "q_specified": q[sl, buses] * 1e3,
+                }
+            }
+            # a few steps: whole rows are cheaper than power-grid-model's per-attribute
+            # buffers; many steps: only the attributes needed (smaller output)
+            small = sl.stop - sl.start <= _ROW_BASED_MAX_STEPS
+            out, _ = calculate(net, update, threads=threads, attrs=_ROWS if small else attrs)
+            del update
+            node = out[ComponentType.node]
+            vm = np.array(node["u_pu"], dtype=np.float64)  # contiguous, owned
+            vm[:, self._dead] = np.nan
+            va = None
+            if keep == "full":
+                va = np.rad2deg(node["u_angle"])
+                va[:, self._dead] = np.nan
+            flows = branch_arrays(net, out, feeder.n_branch, keys)
+            flows["loading"][:, self._open] = np.nan  # both ends open: no loading
+            losses = (flows["p_from"] + flows["p_to"]).sum(axis=1)
+            src = out[ComponentType.source]
+            chunk = _Chunk(vm, va, flows, src["p"] * 1e-3, src["q"] * 1e-3, losses)
+            del out, node, src, vm, va, flows  # release power-grid-model buffers
+            sink.add(sl, chunk)
+            del chunk
+        result = sink.result(self._names, time)
+        if check_balance:
+            check_energy_balance(feeder, injections, result, chunk_size=chunk_size)
+        return result
+
+    def screen(self, p_kw: FloatArray, q_kvar: FloatArray, *, threads: int = 0) -> Screening:
+        """What-if scenarios given as whole injections: row ``k`` of ``p_kw``/``q_kvar``
+        (scenario × bus, kW / kvar net load) is scenario ``k``. A scenario that does not
+        converge is flagged in ``converged``, never raised."""
+        p = np.atleast_2d(np.asarray(p_kw, dtype=np.float64))
+        q = np.atleast_2d(np.asarray(q_kvar, dtype=np.float64))
+        if p.shape != q.shape or p.shape[1] != self.feeder.n_bus:
+            raise InvalidInputError(
+                f"screen: p_kw {p.shape} and q_kvar {q.shape} must both be "
+                f"(scenarios, {self.feeder.n_bus})"
+            )
+        update: dict[Any, Any] = {
+            ComponentType.sym_load: {
+                "id": np.broadcast_to(self._net.load_ids, p.shape),
+                "p_specified": p * 1e3,
+                "q_specified": q * 1e3,
+            }
+        }
+        return self._screening(update, threads)
+
+    def screen_changes(
+        self, bus: IntArray, p_kw: FloatArray, q_kvar: FloatArray, *, threads: int = 0
+    ) -> Screening:
+        """What-if scenarios that each change one bus: scenario ``k`` sets the net load of
+        bus ``bus[k]`` (position) to ``p_kw[k]``, ``q_kvar[k]`` (kW, kvar); every other bus
+        keeps the base injections of this :class:`PowerFlow`. A sparse update: the cost
+        does not grow with the number of buses that stay unchanged."""
+        b = np.asarray(bus, dtype=np.int64).ravel()
+        p = np.asarray(p_kw, dtype=np.float64).ravel()
+        q = np.asarray(q_kvar, dtype=np.float64).ravel()
+        if not (b.size == p.size == q.size):
+            raise InvalidInputError(
+                f"screen_changes: {b.size} buses, {p.size} p_kw, {q.size} q_kvar values"
+            )
+        if b.size and (b.min() < 0 or b.max() >= self.feeder.n_bus):
+            raise InvalidInputError(
+                f"screen_changes: bus positions outside 0..{self.feeder.n_bus - 1}"
+            )
+        update: dict[Any, Any] = {
+            ComponentType.sym_load: {
+                "data": {
+                    "id": self._net.load_ids[b],
+                    "p_specified": p * 1e3,
+                    "q_specified": q * 1e3,
+                },
+                "indptr": np.arange(b.size + 1, dtype=np.int64),
+            }
+        }
+        return self._screening(update, threads)
+
+    @property
+    def base(self) -> Injections:
+        """The one-step base injections (kW, kvar) the scenarios of :meth:`screen_changes`
+        start from."""
+        return Injections(self._p0[None, :], self._q0[None, :])
+
+    def _screening(self, update: dict[Any, Any], threads: int) -> Screening:
+        out, failed = calculate(self._net, update, threads=threads, continue_on_error=True)
+        vm = np.asarray(out[ComponentType.node]["u_pu"], dtype=np.float64)
+        vm[:, self._dead] = np.nan
+        loading = branch_arrays(self._net, out, self.feeder.n_branch)["loading"]
+        loading[:, self._open] = np.nan
+        src_p = np.asarray(out[ComponentType.source]["p"], dtype=np.float64) * 1e-3
+        return Screening(vm, loading, src_p, ~failed)
+
+
+# -- one-call convenience -----------------------------------------------------------------
 @overload
 def run_powerflow(
     feeder: Feeder,
@@ -724,21 +634,8 @@ def run_powerflow(
     chunk_size: int = ...,
     check_balance: bool = ...,
     keep: Literal["summary"],
-    limits: Limits | None = ...,
+    limits: Limits,
 ) -> PowerFlowSummary: ...
-
-
-@overload
-def run_powerflow(
-    feeder: Feeder,
-    injections: Injections,
-    *,
-    threads: int = ...,
-    chunk_size: int = ...,
-    check_balance: bool = ...,
-    keep: Keep,
-    limits: Limits | None = ...,
-) -> PowerFlowResult | PowerFlowSummary: ...
 
 
 def run_powerflow(
@@ -751,80 +648,28 @@ def run_powerflow(
     keep: Keep = "full",
     limits: Limits | None = None,
 ) -> PowerFlowResult | PowerFlowSummary:
-    """AC power flow for every time step of ``injections`` (per-bus net load, kW/kvar,
-    + consumption, − generation, shape time × bus) on ``feeder``.
-
-    Runs power-grid-model batch calculations (Newton-Raphson, ``threads`` worker threads,
-    0 = all cores) in chunks of ``chunk_size`` steps. ``keep="full"`` returns every
-    time × element array (:class:`PowerFlowResult`, ~7 × 8 bytes × steps × elements);
-    ``keep="summary"`` reduces each chunk as it is computed and returns a
-    :class:`PowerFlowSummary` (per-step summaries, per-element extremes and the per-element
-    ``violation_summary`` of ``limits``, default :class:`~transactive.grid.Limits`), so
-    memory is bounded by the chunk plus a few values per step and per element, however
-    many violations there are. Raises PowerFlowError if a step does not
-    converge and BalanceError if substation import ≠ load − generation + losses.
-    """
-    if injections.p_kw.shape[1] != feeder.n_bus:
-        raise InvalidInputError(
-            f"injections have {injections.p_kw.shape[1]} bus columns, feeder {feeder.name!r} "
-            f"has {feeder.n_bus} buses"
+    """``PowerFlow(feeder).run(injections, ...)`` in one call (see :meth:`PowerFlow.run`);
+    builds the power-grid-model model every call, so for repeated calls on one feeder keep
+    a :class:`PowerFlow`."""
+    pf = PowerFlow(feeder)
+    if keep == "summary":
+        if limits is None:
+            raise InvalidInputError("keep='summary' checks limits: pass limits=Limits(...)")
+        return pf.run(
+            injections,
+            keep="summary",
+            limits=limits,
+            threads=threads,
+            chunk_size=chunk_size,
+            check_balance=check_balance,
         )
-    if chunk_size < 1:
-        raise InvalidInputError(f"chunk_size must be ≥ 1, got {chunk_size}")
-    if keep not in ("full", "summary"):
+    if keep != "full":
         raise InvalidInputError(f"keep must be 'full' or 'summary', got {keep!r}")
-    if keep == "full" and limits is not None:
+    if limits is not None:
         raise InvalidInputError(
             "limits apply to keep='summary' only; on a full result call check_limits"
         )
-    p, q = injections.p_kw, injections.q_kvar
-    load_buses = np.flatnonzero(np.any(p, axis=0) | np.any(q, axis=0))  # no p != 0 copy
-    if load_buses.size == 0:  # keep one (zero) load so every step is a batch scenario
-        load_buses = feeder.source_buses[:1]
-    net = build_network(feeder, load_buses, p[0, load_buses], q[0, load_buses])
-    steps = injections.n_step
-    time = injections.time if injections.time is not None else pd.RangeIndex(steps)
-    sink: _FullSink | _SummarySink
-    if keep == "full":
-        sink = _FullSink(steps, feeder.n_bus, feeder.n_branch, len(feeder.sources))
-        attrs, keys = OUTPUT_ATTRS, _FLOW_KEYS
-    else:
-        from transactive.grid.limits import Limits
-
-        sink = _SummarySink(feeder, time, limits if limits is not None else Limits())
-        attrs, keys = LEAN_OUTPUT_ATTRS, ("p_from", "p_to")
-    dead = ~feeder.topology.energized
-    out_of_operation = ~(feeder.branches["from_closed"] | feeder.branches["to_closed"]).to_numpy()
-    for start in range(0, steps, chunk_size):  # chunks of thousands of steps, not per step
-        sl = slice(start, min(start + chunk_size, steps))
-        update: dict[Any, Any] = {
-            ComponentType.sym_load: {
-                "id": np.broadcast_to(net.load_ids, (sl.stop - sl.start, load_buses.size)),
-                "p_specified": p[sl, load_buses] * 1e3,
-                "q_specified": q[sl, load_buses] * 1e3,
-            }
-        }
-        out, _ = calculate(net, update, threads=threads, attrs=attrs)
-        del update
-        node = out[ComponentType.node]
-        vm = node["u_pu"]
-        vm[:, dead] = np.nan
-        va = None
-        if "u_angle" in node:
-            va = np.rad2deg(node["u_angle"])
-            va[:, dead] = np.nan
-        flows = branch_arrays(net, out, feeder.n_branch, keys)
-        flows["loading"][:, out_of_operation] = np.nan  # both ends open: no loading to report
-        losses = (flows["p_from"] + flows["p_to"]).sum(axis=1)
-        src = out[ComponentType.source]
-        chunk = _Chunk(vm, va, flows, src["p"] * 1e-3, src["q"] * 1e-3, losses)
-        del out, node, src, vm, va, flows  # release power-grid-model buffers with the chunk
-        sink.add(sl, chunk)
-        del chunk
-    result = sink.result(feeder, time)
-    if check_balance:
-        check_energy_balance(feeder, injections, result, chunk_size=chunk_size)
-    return result
+    return pf.run(injections, threads=threads, chunk_size=chunk_size, check_balance=check_balance)
 
 
 def check_energy_balance(

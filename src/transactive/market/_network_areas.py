@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from transactive.grid.lindistflow import radial
 from transactive.grid.model import Feeder
 from transactive.market._network_problem import Problem, Storage
-from transactive.market.lindistflow import radial
 
 IntArray = NDArray[np.int64]
 

@@ -15,11 +15,12 @@ from typing import Any
 import highspy
 import numpy as np
 import scipy.sparse as sp
+from highspy._core import _Highs
 from numpy.typing import ArrayLike, NDArray
 
 from transactive.errors import NetworkClearingError
+from transactive.grid.lindistflow import Linearisation, RadialNetwork, forward
 from transactive.market._network_problem import Problem
-from transactive.market.lindistflow import Linearisation, RadialNetwork, forward
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -548,9 +549,12 @@ class Solution:
         return out
 
 
-def _highs(lp: highspy.HighsLp, basis: Any, threads: int) -> tuple[bool, highspy.Highs]:
+def _highs(lp: highspy.HighsLp, basis: Any, threads: int) -> tuple[bool, Any]:
     """Solve with HiGHS from ``basis`` (if any); (True if optimal / False if infeasible)."""
-    h = highspy.Highs()
+    # highspy.Highs() calls into HiGHS in its constructor, which writes the HiGHS banner to
+    # file descriptor 1 before any option can be set; HiGHS's supported way to stay silent
+    # is output_flag = False *before* any other call, so use the core class and set it first.
+    h = _Highs()
     try:
         h.setOptionValue("output_flag", False)
         if threads:

@@ -18,9 +18,9 @@ from numpy.typing import ArrayLike, NDArray
 from transactive.core.curves import Curves
 from transactive.errors import InvalidBidError, InvalidInputError, plain
 from transactive.grid.limits import Limits
+from transactive.grid.lindistflow import RadialNetwork
 from transactive.grid.model import Feeder
 from transactive.market.auction import Book
-from transactive.market.lindistflow import RadialNetwork
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -8,7 +8,7 @@ HiGHS (``highspy``); the DLMPs come from its duals.
 Formulation (per interval ``t``; kW, kvar, $/kWh, pu)
 -----------------------------------------------------
 *Network model.* LinDistFlow (Baran–Wu) on the radial feeder
-(:mod:`transactive.market.lindistflow`): per energised bus ``e`` the flow ``P_e, Q_e`` into
+(:mod:`transactive.grid.lindistflow`): per energised bus ``e`` the flow ``P_e, Q_e`` into
 the branch from its parent (the upstream import at a source), the squared voltage
 ``v_e``, nodal active / reactive balance, ``v_e = k·v_parent − 2(r·P_e + x·Q_e)`` (``k``:
 transformer tap ratio²), source voltage fixed. The LP keeps these variables and equations
@@ -74,20 +74,22 @@ substation whose award is minus the import.
   efficiencies below 1 it only pays when energy is worth less than nothing.
 
 *Losses* (``losses="iterative"``, default). Pass 1 solves the lossless LinDistFlow LP. Its
-dispatch is run through the AC power flow (power-grid-model) and the DistFlow equations are
-linearised at the AC flows (:func:`~transactive.market.lindistflow.linearise`): the loss
+dispatch is run through the grid's AC power flow (its public API:
+:class:`~transactive.grid.powerflow.PowerFlow`, built once per clearing and run once per
+pass) and the DistFlow equations are linearised at the AC flows
+(:func:`~transactive.grid.lindistflow.linearise`): the loss
 ``r(P²+Q²)/V²`` of every branch becomes its tangent (matching the AC losses there, shunt and
 iron losses included), the ``(r²+x²)·ℓ`` term of the voltage drop its tangent, and the
 voltage equation gets the AC residual as a constant, so the AC point satisfies the linear
 model exactly and the model is its first-order expansion. The LP is re-solved (from the
 previous basis) and the cycle repeats until the LinDistFlow voltages agree with the AC
-voltages of the cleared dispatch within ``tol_pu`` (default 1e-4 pu) or ``max_iterations``
-passes (default 5) are done; ``converged`` says which. An LP can hop between equally good
-dispatches (storage shifting between intervals of nearly the same price), so from the
-second pass on, where a LinDistFlow voltage is still above the AC voltage, the band of the
+voltages of the cleared dispatch within ``tol_pu`` (default 1e-4 pu) or ``loss_iterations``
+passes (required: the caller chooses the accuracy it pays for) are done; ``converged``
+says which. An LP can hop between equally good dispatches (storage shifting between
+intervals of nearly the same price), so from the second pass on, where a LinDistFlow voltage is still above the AC voltage, the band of the
 next pass is tightened by that gap: the dispatch stays AC-feasible even when the iteration
 does not settle. ``losses="none"``: the single lossless pass (pure Baran–Wu LinDistFlow;
-the AC power flow then only verifies).
+no AC power flow is run).
 
 *Infeasibility.* Fixed (unresponsive) load can be shed and fixed generation curtailed at
 every bus at the value of lost load ``voll`` (default 10 $/kWh); price-taking bids are
@@ -116,15 +118,18 @@ linearity so does the DLMP:
 * ``voltage`` = Σ (voltage-band duals) × sensitivity of the voltages.
 
 Each part is one adjoint sweep over the tree
-(:func:`~transactive.market.lindistflow.adjoint_solve`), so the components sum to the DLMP
+(:func:`~transactive.grid.lindistflow.adjoint_solve`), so the components sum to the DLMP
 by construction; the tests check the total against an independent branch-flow LP (nodal
 balance rows, dense matrices, ``scipy.optimize.linprog``), against the skeleton's own
 balance duals and against the prices of the marginal bids. ``dlmp_q`` is the same for
 reactive load ($/kvarh); a bid with power factor < 1 is cleared at ``dlmp + tan φ·dlmp_q``.
 
-Verification: after clearing, the AC power flow of the cleared injections is run and the
-largest LinDistFlow-vs-AC voltage difference is reported (``voltage_error_pu``) together
-with the AC limit violations (:func:`transactive.grid.limits.check_limits`).
+Verification: this module builds and solves the market LP only. The loss iteration reports
+the LinDistFlow-vs-AC voltage gap of the final dispatch it measured
+(``voltage_error_pu``); an independent AC check of a result — AC power flow, voltage gap
+and AC limit violations — is the grid's :func:`transactive.grid.lindistflow.verify`,
+called by whoever needs it: ``verify(feeder, res.net_load_kw, res.net_load_kvar,
+res.voltage_pu, limits)``.
 
 Code layout: this module holds the public API, the loss iteration and the results;
 :mod:`~transactive.market._network_problem` turns the inputs into LP arrays,
@@ -136,30 +141,30 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from transactive.core.curves import Curves
 from transactive.errors import InvalidInputError, PowerFlowError, plain
-from transactive.grid.limits import Limits, check_limits
-from transactive.grid.model import Feeder, Injections
-from transactive.grid.powerflow import PowerFlowResult, run_powerflow
-from transactive.market._network_areas import Area, sub_problem
-from transactive.market._network_lp import Cols, Solution, columns
-from transactive.market._network_lp import solve as _solve  # module-level: tests spy on it
-from transactive.market._network_problem import Problem, Storage, bus_positions, prepare
-from transactive.market.auction import Book
-from transactive.market.lindistflow import (
+from transactive.grid.limits import Limits
+from transactive.grid.lindistflow import (
     RadialNetwork,
     adjoint_solve,
     linearise,
     lossless,
     radial,
 )
+from transactive.grid.model import Feeder, Injections
+from transactive.grid.powerflow import PowerFlow
+from transactive.grid.results import PowerFlowResult
+from transactive.market._network_areas import Area, sub_problem
+from transactive.market._network_lp import Cols, Solution, columns
+from transactive.market._network_lp import solve as _solve  # module-level: tests spy on it
+from transactive.market._network_problem import Problem, Storage, bus_positions, prepare
+from transactive.market.auction import Book
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -251,9 +256,9 @@ class NetworkClearing:
     storage_charge_kw, storage_discharge_kw, storage_soc_kwh, storage_unmet_kwh: T × device.
     welfare: T, bid utility − energy cost − VOLL costs, $/h.
     iterations: LP passes made; converged: the loss iteration met ``tol_pu``.
-    ac: AC power flow of the cleared injections (None if ``verify=False``);
-    ac_voltage_pu: T × bus AC voltages; voltage_error_pu: T, max |LinDistFlow − AC| voltage;
-    violations: AC limit violations (:func:`~transactive.grid.limits.check_limits`).
+    voltage_error_pu: T, max |LinDistFlow − AC| voltage of the final dispatch as measured
+        by the loss iteration (None with ``losses="none"`` or when the AC power flow did
+        not converge); for an AC check use :func:`transactive.grid.lindistflow.verify`.
     """
 
     status: NDArray[np.str_]
@@ -283,10 +288,7 @@ class NetworkClearing:
     iterations: int
     converged: bool
     bus_names: list[str]
-    ac: PowerFlowResult | None = None
-    ac_voltage_pu: FloatArray | None = None
     voltage_error_pu: FloatArray | None = None
-    violations: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_intervals(self) -> int:
@@ -314,7 +316,8 @@ def clear_network(
     bus: ArrayLike,
     wholesale_price: ArrayLike | Curves,
     *,
-    limits: Limits | None = None,
+    limits: Limits,
+    loss_iterations: int,
     storage: StorageFleet | None = None,
     fixed_load_kw: ArrayLike | None = None,
     fixed_load_kvar: ArrayLike | None = None,
@@ -323,11 +326,9 @@ def clear_network(
     interval_hours: float = 1.0,
     voll: float = VOLL,
     losses: Literal["iterative", "none"] = "iterative",
-    max_iterations: int = 5,
     tol_pu: float = 1e-4,
     thermal_sides: int = 16,
     ramp_steps: int = 4,
-    verify: bool = True,
     threads: int = 0,
 ) -> NetworkClearing:
     """Clear ``book`` on ``feeder`` subject to the network (see the module docstring).
@@ -336,8 +337,10 @@ def clear_network(
     wholesale_price: $/kWh at the substation, scalar or one per interval; or a
         :class:`Curves` with one curve per interval: the upstream market's net curve at the
         substation (− it sells to the DSO, + it buys from it).
-    limits: voltage band, loading limits (%), substation export limit (default
-        :class:`~transactive.grid.limits.Limits`, which forbids export).
+    limits: voltage band, loading limits (%) and substation export limit
+        (``max_reverse_flow_kw``; None = export allowed).
+    loss_iterations: most LP passes of the loss iteration (≥ 1; 1 = the lossless pass
+        only, an AC power flow per further pass; ignored with ``losses="none"``).
     storage: batteries / EVs optimised over the horizon.
     fixed_load_kw, fixed_load_kvar: unresponsive net load per bus, shape T × bus or (bus,)
         (+ consumption, − generation), sheddable / curtailable at ``voll``.
@@ -345,15 +348,13 @@ def clear_network(
     power_factor: per bid or scalar, in (0, 1]; q = p·tan φ.
     interval_hours: length of an interval (h), for the storage energy balance.
     losses: ``"iterative"`` (linearised losses, AC fixed point) or ``"none"`` (lossless).
-    max_iterations, tol_pu: loss iteration limit and LinDistFlow-vs-AC voltage tolerance.
+    tol_pu: LinDistFlow-vs-AC voltage tolerance that ends the loss iteration.
     thermal_sides: sides of the thermal polygon (even, ≥ 4); ramp_steps: steps per ramp.
-    verify: run the AC power flow on the result (always done when ``losses="iterative"``).
     threads: HiGHS threads (0 = its default).
 
     Raises InvalidInputError / InvalidBidError (naming the bid) for bad input,
     NetworkTopologyError for a meshed feeder and NetworkClearingError if HiGHS fails.
     """
-    limits = limits or Limits()
     if losses not in ("iterative", "none"):
         raise InvalidInputError(f"losses must be 'iterative' or 'none', not {losses!r}")
     if not (np.isfinite(voll) and voll > 0):
@@ -364,8 +365,8 @@ def clear_network(
         raise InvalidInputError(f"thermal_sides must be an even number ≥ 4, got {thermal_sides}")
     if ramp_steps < 1:
         raise InvalidInputError(f"ramp_steps must be ≥ 1, got {ramp_steps}")
-    if max_iterations < 1:
-        raise InvalidInputError(f"max_iterations must be ≥ 1, got {max_iterations}")
+    if loss_iterations < 1:
+        raise InvalidInputError(f"loss_iterations must be ≥ 1, got {loss_iterations}")
     net = radial(feeder)
     prob = prepare(
         net,
@@ -384,7 +385,7 @@ def clear_network(
     )
     if storage is not None:
         prob.storage = _storage(net, storage, prob.T)
-    opts = _Options(losses, max_iterations, tol_pu, verify, threads)
+    opts = _Options(losses, loss_iterations, tol_pu, threads)
     if net.roots.size > 1 and prob.price is not None:
         return _clear_by_source(prob, opts)
     return _clear(prob, opts)
@@ -393,9 +394,8 @@ def clear_network(
 @dataclass(frozen=True)
 class _Options:
     losses: str
-    max_iterations: int
+    loss_iterations: int
     tol_pu: float
-    verify: bool
     threads: int
 
 
@@ -404,26 +404,25 @@ def _clear(prob: Problem, opts: _Options) -> NetworkClearing:
     net = prob.net
     cols = columns(prob)
     lin = lossless(net, prob.T)
-    passes = 1 if opts.losses == "none" else opts.max_iterations
+    passes = 1 if opts.losses == "none" else opts.loss_iterations
     converged = opts.losses == "none"
     sol: Solution | None = None
-    ac: PowerFlowResult | None = None
     err: FloatArray | None = None
+    # the loss iteration linearises at AC flows: the grid's power flow, built once here
+    pf = PowerFlow(net.feeder) if passes > 1 else None
     lim = prob.limits
     band = (np.full((prob.T, net.n), lim.v_min_pu**2), np.full((prob.T, net.n), lim.v_max_pu**2))
     it = 0
     for it in range(1, passes + 1):  # a handful of LP passes (loss iteration)
         sol = _solve(prob, cols, lin, opts.threads, sol, band)
-        if not (opts.verify or opts.losses == "iterative"):
+        if pf is None:  # lossless: one pass, no AC power flow
             break
         try:
-            ac = _ac(prob, sol)
-        except PowerFlowError:  # the AC power flow cannot verify this dispatch
-            ac, err, converged = None, None, False
+            ac = _ac(prob, sol, pf)
+        except PowerFlowError:  # the AC power flow cannot linearise this dispatch
+            err, converged = None, False
             break
         err = np.abs(sol.vm - ac.vm_pu[:, net.bus]).max(axis=1, initial=0.0)
-        if opts.losses == "none":
-            break
         if it > 1 and float(err.max(initial=0.0)) <= opts.tol_pu:
             converged = True
             break
@@ -434,7 +433,7 @@ def _clear(prob: Problem, opts: _Options) -> NetworkClearing:
         if it < passes:
             lin = linearise(net, ac)
     assert sol is not None
-    return _result(prob, cols, sol, ac, err, it, converged)
+    return _result(prob, cols, sol, err, it, converged)
 
 
 # --- areas below different sources are independent at a fixed wholesale price ------------
@@ -478,7 +477,6 @@ def _merge(
     rank = {OPTIMAL: 0, SHED: 1, INFEASIBLE: 2}
     worst = np.max([[rank[str(s)] for s in res.status] for res in parts], axis=0)
     status = np.array([OPTIMAL, SHED, INFEASIBLE], dtype="<U10")[worst]
-    ac = _merge_ac(feeder, areas, parts)
     errs = [res.voltage_error_pu for res in parts]
     err = None if any(e is None for e in errs) else np.max(np.array(errs), axis=0)
     return NetworkClearing(
@@ -509,46 +507,7 @@ def _merge(
         iterations=max(r.iterations for r in parts),
         converged=all(r.converged for r in parts),
         bus_names=feeder.bus_names,
-        ac=ac,
-        ac_voltage_pu=None if ac is None else ac.vm_pu,
         voltage_error_pu=err,
-        violations=None if ac is None else check_limits(feeder, ac, prob.limits),
-    )
-
-
-def _merge_ac(
-    feeder: Feeder, areas: list[Area], parts: list[NetworkClearing]
-) -> PowerFlowResult | None:
-    """The AC power flows of the areas as one result for the whole feeder."""
-    acs = [r.ac for r in parts]
-    if any(ac is None for ac in acs):
-        return None
-    T = parts[0].n_intervals
-    nb, nbr, ns = feeder.n_bus, feeder.n_branch, len(feeder.sources)
-    arrays = {
-        "vm_pu": np.full((T, nb), np.nan),
-        "va_degree": np.full((T, nb), np.nan),
-        "p_from_kw": np.zeros((T, nbr)),
-        "q_from_kvar": np.zeros((T, nbr)),
-        "p_to_kw": np.zeros((T, nbr)),
-        "q_to_kvar": np.zeros((T, nbr)),
-        "loading_percent": np.full((T, nbr), np.nan),
-        "source_p_kw": np.zeros((T, ns)),
-        "source_q_kvar": np.zeros((T, ns)),
-    }
-    where = {"vm_pu": "bus", "va_degree": "bus", "source_p_kw": "src", "source_q_kvar": "src"}
-    for area, ac in zip(areas, acs, strict=True):
-        idx = {"bus": area.bus, "src": np.array([area.source]), "branch": area.branch}
-        for name, arr in arrays.items():
-            arr[:, idx[where.get(name, "branch")]] = getattr(ac, name)
-    return PowerFlowResult(
-        feeder_name=feeder.name,
-        time=pd.RangeIndex(T),
-        bus_names=feeder.bus_names,
-        branch_names=feeder.branch_names,
-        source_names=[str(x) for x in feeder.sources["name"]],
-        losses_kw=np.sum([ac.losses_kw for ac in acs if ac is not None], axis=0),
-        **arrays,
     )
 
 
@@ -639,21 +598,20 @@ def _storage(net: RadialNetwork, fleet: StorageFleet, T: int) -> Storage:
 # --- results ------------------------------------------------------------------------------
 
 
-def _ac(prob: Problem, sol: Solution) -> PowerFlowResult:
-    """AC power flow (power-grid-model) of the cleared net load."""
+def _ac(prob: Problem, sol: Solution, pf: PowerFlow) -> PowerFlowResult:
+    """AC power flow (the grid's :class:`PowerFlow`) of the cleared net load."""
     feeder = prob.net.feeder
     P = np.zeros((prob.T, feeder.n_bus))
     Q = np.zeros((prob.T, feeder.n_bus))
     P[:, prob.net.bus] = sol.p
     Q[:, prob.net.bus] = sol.q
-    return run_powerflow(feeder, Injections(P, Q))
+    return pf.run(Injections(P, Q))
 
 
 def _result(
     prob: Problem,
     cols: Cols,
     sol: Solution,
-    ac: PowerFlowResult | None,
     err: FloatArray | None,
     iterations: int,
     converged: bool,
@@ -761,8 +719,5 @@ def _result(
         iterations=iterations,
         converged=converged,
         bus_names=feeder.bus_names,
-        ac=ac,
-        ac_voltage_pu=None if ac is None else ac.vm_pu,
         voltage_error_pu=err,
-        violations=None if ac is None else check_limits(feeder, ac, prob.limits),
     )

@@ -26,17 +26,25 @@ included); the voltage equation ``v_e = k·v_parent − 2(r·P + x·Q) + (r² + 
 tangent of its ``ℓ`` term (``dvP = 2r − 2(r² + x²)·P₀/V²``, likewise ``dvQ``) and, in
 ``cV``, its residual at the AC point. The AC operating point then satisfies all three
 equations exactly, and the linear model is its first-order expansion.
+
+:func:`verify` is the AC check of a LinDistFlow operating point: it runs the AC power flow
+(:class:`~transactive.grid.powerflow.PowerFlow`) of given injections and compares its
+voltages with the LinDistFlow ones, and checks the AC result against limits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
 
-from transactive.grid.model import Feeder
-from transactive.grid.powerflow import PowerFlowResult
+from transactive.errors import InvalidInputError
+from transactive.grid.limits import Limits, check_limits
+from transactive.grid.model import Feeder, Injections
+from transactive.grid.powerflow import PowerFlow
+from transactive.grid.results import PowerFlowResult
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -45,11 +53,13 @@ BoolArray = NDArray[np.bool_]
 __all__ = [
     "Linearisation",
     "RadialNetwork",
+    "Verification",
     "adjoint_solve",
     "forward",
     "linearise",
     "lossless",
     "radial",
+    "verify",
 ]
 
 
@@ -327,3 +337,58 @@ def adjoint_solve(
         yP[:, lvl] = (a22 * rp - a12 * rq) / det
         yQ[:, lvl] = (a11 * rq - a21 * rp) / det
     return yP, yQ
+
+
+# --- AC verification ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    """An AC power flow of LinDistFlow injections compared with the LinDistFlow voltages.
+
+    ac: the AC power flow (T steps); voltage_error_pu: T, the largest |LinDistFlow − AC|
+    voltage magnitude over the energised buses (pu); violations: the AC result's
+    :func:`~transactive.grid.limits.check_limits` rows for the limits given."""
+
+    ac: PowerFlowResult
+    voltage_error_pu: FloatArray
+    violations: pd.DataFrame = field(repr=False)
+
+    @property
+    def max_voltage_error_pu(self) -> float:
+        """Largest LinDistFlow-vs-AC voltage difference over all steps (pu; 0 if none)."""
+        return float(self.voltage_error_pu.max(initial=0.0))
+
+
+def verify(
+    feeder: Feeder,
+    net_load_kw: ArrayLike,
+    net_load_kvar: ArrayLike,
+    voltage_pu: ArrayLike,
+    limits: Limits,
+    *,
+    powerflow: PowerFlow | None = None,
+) -> Verification:
+    """AC check of a LinDistFlow operating point: the AC power flow of the per-bus net load
+    ``net_load_kw``/``net_load_kvar`` (T × bus, kW / kvar, + consumption) compared with the
+    LinDistFlow voltage magnitudes ``voltage_pu`` (T × bus, pu; NaN rows, e.g. intervals
+    without a LinDistFlow solution, are skipped), and the AC limit violations for
+    ``limits``. ``powerflow``: a :class:`PowerFlow` of ``feeder`` to reuse (built if None).
+    Raises PowerFlowError if the AC power flow does not converge."""
+    p = np.atleast_2d(np.asarray(net_load_kw, dtype=np.float64))
+    q = np.atleast_2d(np.asarray(net_load_kvar, dtype=np.float64))
+    v = np.atleast_2d(np.asarray(voltage_pu, dtype=np.float64))
+    if not (p.shape == q.shape == v.shape) or p.shape[1] != feeder.n_bus:
+        raise InvalidInputError(
+            f"verify: net_load_kw {p.shape}, net_load_kvar {q.shape} and voltage_pu "
+            f"{v.shape} must all be (intervals, {feeder.n_bus})"
+        )
+    pf = powerflow if powerflow is not None else PowerFlow(feeder)
+    if pf.feeder is not feeder:
+        raise InvalidInputError("verify: powerflow was built for another feeder")
+    ac = pf.run(Injections(p, q))
+    live = feeder.topology.energized
+    with np.errstate(invalid="ignore"):
+        gap = np.abs(v[:, live] - ac.vm_pu[:, live])
+    err = np.max(np.nan_to_num(gap, nan=0.0), axis=1, initial=0.0)
+    return Verification(ac, err, check_limits(feeder, ac, limits))
