@@ -106,8 +106,8 @@ def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
     got.index = got.index.set_names(["design", "participant_id"])
     out = pd.concat({"paid": paid, "received": got}, axis=1).fillna(0.0)
     out["net"] = out["paid"] - out["received"]
-    per_design = out.groupby(level="design")["net"].sum()
-    scale = out.groupby(level="design")["paid"].apply(lambda s: s.abs().sum()) + 1.0
+    per_design = out.groupby(level="design", observed=True)["net"].sum()
+    scale = out.groupby(level="design", observed=True)["paid"].apply(lambda s: s.abs().sum()) + 1.0
     if (per_design.abs() > 1e-9 * scale).any():
         d = (per_design.abs() / scale).idxmax()
         raise BalanceError(f"settlement of {d!r}: payments and receipts differ by {per_design[d]}")

@@ -64,7 +64,7 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
         cols[name] = {
             "peak_import_kw": float(tso.max(initial=0.0)),
             "energy_import_kwh": float(np.clip(sub, 0, None).sum() * pf_hours),
-            "energy_export_kwh": float(-np.clip(sub, None, 0).sum() * pf_hours),
+            "energy_export_kwh": float(np.clip(-sub, 0, None).sum() * pf_hours),
             "losses_kwh": float(g["losses_kw"].sum() * pf_hours),
             "voltage_violations": float(kinds.isin(["undervoltage", "overvoltage"]).sum()),
             "worst_v_min_pu": float(g["v_min_pu"].min()),

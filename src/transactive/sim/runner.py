@@ -277,17 +277,18 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
 
 
 def _uncontrolled(world: World, fleets: list[Fleet], ctxs: list[Context]) -> FloatArray:
-    """Every device's business-as-usual power (kW). Devices that follow their home's net
-    load (home batteries self-consuming) see the rest of the home: a first pass without it,
-    then every device again with its home's other devices' power."""
+    """Every device's business-as-usual power (kW). Devices that follow the net load behind
+    their meter (home batteries self-consuming) see the rest of their node: a first pass
+    without it, then every device again with its node's other devices' power. (An
+    aggregator's portfolio has no load behind its meter, so its batteries stay idle.)"""
     dev = world.devices
     first = np.zeros(dev.n)
     for f, c, sl in zip(fleets, ctxs, dev.slices, strict=True):
-        first[sl] = f.uncontrolled(c)
-    home = np.bincount(dev.home, weights=first, minlength=world.home_area.size)
+        first[sl] = f.uncontrolled(c, np.zeros(f.n))
+    node = np.bincount(dev.node, weights=first, minlength=world.plan.tree.n)
     out = np.zeros(dev.n)
     for f, c, sl in zip(fleets, ctxs, dev.slices, strict=True):
-        out[sl] = f.uncontrolled(c, home[dev.home[sl]] - first[sl])
+        out[sl] = f.uncontrolled(c, node[dev.node[sl]] - first[sl])
     return out
 
 

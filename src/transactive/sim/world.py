@@ -31,7 +31,8 @@ from transactive.der.fleet import Fleet, make_population
 from transactive.der.weather import Weather, weather_for
 from transactive.errors import InvalidInputError
 from transactive.grid.feeders import load_feeder
-from transactive.grid.model import Feeder, feeder_sections
+from transactive.grid import model as grid_model
+from transactive.grid.model import Feeder
 from transactive.nodes.tree import Kind, Plan, TreeBuilder, make_plan
 from transactive.nodes.wholesale import (
     MeritOrder,
@@ -132,7 +133,7 @@ def build_world(scenario: Scenario) -> World:
     for a, (area, feeder, buses) in enumerate(zip(sc.areas, feeders, load_buses, strict=True)):
         dso = f"dso:{area.name}"
         tree.add(dso, Kind.DSO, "tso", dso, area=a, import_limit=_sub_limit(sc, feeder), export_limit=_sub_limit(sc, feeder))
-        sections = feeder_sections(feeder)
+        sections = grid_model.feeder_sections(feeder)
         section_node = []
         for s, name in enumerate(sections.name):
             nid = f"feeder:{area.name}/{name}"
