@@ -247,3 +247,13 @@ def test_the_devices_page_shows_the_current_declarations() -> None:
     assert generated == parameter_docs(), (
         "docs/devices.md is stale: regenerate its parameter section (see the comment in it)"
     )
+
+
+def test_types_without_horizon_bids_say_so() -> None:
+    ctx = make_context("2024-07-01T12:00Z", 0.25, [0.1, 0.2], floor=0.0, cap=1.0)
+    with pytest.raises(InvalidInputError, match="pv fleets do not bid over a horizon"):
+        make_fleet("pv", 3).bid_horizon(ctx)
+    assert len(make_fleet("battery", 3).bid_horizon(ctx)) == 2
+    assert Battery.param("soc0").bounds == "[0, 1]"
+    with pytest.raises(KeyError):
+        Battery.param("soc")
