@@ -2,9 +2,10 @@
 
 Per type, one interval = bid generation (one curve per device) + the clearing response
 (each device reads its curve at the clearing price and clips to its limits) + the physics
-step. The fleet is stepped through consecutive 15-minute intervals of a summer day so the
-state evolves; the median over the measured intervals is reported (after two warm-up
-intervals). Target: ≤ 50 ms per type per interval.
+step; ``uncontrolled`` is the business-as-usual power of the same fleet (home net load
+for batteries: a fixed random ±3 kW). The fleet is stepped through consecutive 15-minute
+intervals of a summer day so the state evolves; the median over the measured intervals is
+reported (after two warm-up intervals). Target: ≤ 50 ms per type per interval.
 
 Run:  .venv/bin/python benchmarks/bench_der.py [--n 100000] [--intervals 12]
 """
@@ -33,7 +34,11 @@ def main() -> None:
     w = weather_between(args.start, "2024-07-02T14:00Z")
     prices = 0.08 + 0.04 * np.sin(np.arange(len(w)) * 2 * np.pi / 96)
     print(f"n = {args.n:,} devices per type, {args.intervals} intervals of 15 min (median)")
-    print(f"{'type':<13} {'bid':>8} {'respond':>8} {'step':>8} {'total':>8} {'aggregate':>10}")
+    print(
+        f"{'type':<13} {'bid':>8} {'respond':>8} {'step':>8} {'total':>8} {'aggregate':>10} "
+        f"{'uncontrolled':>13}"
+    )
+    net = np.random.default_rng(0).normal(0.0, 3.0, args.n)
     for kind in DEVICE_TYPES:
         t0 = time.perf_counter()
         fleet = make_fleet(kind, args.n, seed=42)
@@ -57,12 +62,14 @@ def main() -> None:
             d = time.perf_counter()
             aggregate(curves)
             e = time.perf_counter()
+            fleet.uncontrolled(ctx, net)
+            f = time.perf_counter()
             if i >= warm:
-                rows.append((b - a, c - b, d - c, d - a, e - d))
+                rows.append((b - a, c - b, d - c, d - a, e - d, f - e))
         med = [statistics.median(col) * 1e3 for col in zip(*rows, strict=True)]
         print(
             f"{kind:<13} {med[0]:8.1f} {med[1]:8.1f} {med[2]:8.1f} {med[3]:8.1f} "
-            f"{med[4]:10.1f}   ms  (fleet built in {build:.2f} s)"
+            f"{med[4]:10.1f} {med[5]:13.1f}   ms  (fleet built in {build:.2f} s)"
         )
 
 

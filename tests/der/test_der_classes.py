@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +237,23 @@ def test_parameter_docs_has_a_table_per_type() -> None:
             assert f"| `{p.name}` | {p.unit} |" in doc
     assert "| `capacity_kwh` | kWh | `uniform = [5, 15]` | `(0, inf)` |" in doc
     assert "| `annual_kwh` | kWh | `lognormal = [4000, 0.35, 1000, 15000]` |" in doc
+
+
+def test_the_devices_page_shows_the_current_declarations() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "devices.md").read_text(encoding="utf-8")
+    marker = "regenerate with"
+    assert marker in page
+    generated = page.split("-->\n\n", 1)[1]
+    assert generated == parameter_docs(), (
+        "docs/devices.md is stale: regenerate its parameter section (see the comment in it)"
+    )
+
+
+def test_types_without_horizon_bids_say_so() -> None:
+    ctx = make_context("2024-07-01T12:00Z", 0.25, [0.1, 0.2], floor=0.0, cap=1.0)
+    with pytest.raises(InvalidInputError, match="pv fleets do not bid over a horizon"):
+        make_fleet("pv", 3).bid_horizon(ctx)
+    assert len(make_fleet("battery", 3).bid_horizon(ctx)) == 2
+    assert Battery.param("soc0").bounds == "[0, 1]"
+    with pytest.raises(KeyError):
+        Battery.param("soc")

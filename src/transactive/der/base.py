@@ -222,6 +222,14 @@ class DeviceType(ABC, Generic[ParamsT, StateT]):
     # --- parameters ------------------------------------------------------------------------
 
     @classmethod
+    def param(cls, name: str) -> Param:
+        """The declaration of parameter ``name``."""
+        for p in cls.PARAMS:
+            if p.name == name:
+                return p
+        raise KeyError(f"{cls.KIND} has no parameter {name!r}")
+
+    @classmethod
     def config(cls, **dists: Dist | float) -> DeviceConfig:
         """The default config with some parameters replaced (numbers become constants)."""
         return cls.Config().with_(**dists)

@@ -172,7 +172,7 @@ class Battery(DeviceType[BatteryParams, BatteryState]):
     ) -> BatteryState:
         """Initial SoC drawn from ``config["soc0"]`` and clipped into ``[soc_min, soc_max]``."""
         soc = config["soc0"].sample(rng, params.n, f"{self.KIND} parameter 'soc0'")
-        self.PARAMS[6].check(soc, self.KIND)
+        self.param("soc0").check(soc, self.KIND)
         return BatteryState(np.clip(soc, params.soc_min, params.soc_max))
 
     def limits(
