@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -267,6 +268,18 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "tariff, wholesale)",
         ]
     )
+
+
+def test_bad_inputs_are_shown_briefly() -> None:
+    message = rejected(base(start=datetime(2016, 7, 12, 20)))  # a TOML local date-time
+    assert "'start': input should have timezone info, got 2016-07-12T20:00:00" in message
+    message = rejected(base(seed="x" * 200))
+    assert message.endswith("got '" + "x" * 76 + "...")
+
+
+def test_scenarios_pickle() -> None:
+    sc = parse_scenario(base(der={"stage": 1, "config": {"battery": {"capacity_kwh": 9}}}))
+    assert pickle.loads(pickle.dumps(sc)) == sc
 
 
 def test_scenario_error_is_an_input_error() -> None:

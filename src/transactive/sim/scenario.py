@@ -666,8 +666,14 @@ def _describe(e: Any, designs_key: str = "designs") -> str:
     else:
         msg = e["msg"]
         reason = msg[0].lower() + msg[1:] if msg else kind
-        reason = f"{reason}, got {e['input']!r}" if "input" in e else reason
+        reason = f"{reason}, got {_shown(e['input'])}" if "input" in e else reason
     return f"'{'.'.join(loc) or '<top>'}': {reason}"
+
+
+def _shown(value: object) -> str:
+    """A short rendering of a bad input value for a message."""
+    text = value.isoformat() if isinstance(value, datetime) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _keys_at(loc: list[str]) -> list[str]:
