@@ -37,6 +37,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from transactive.errors import InvalidInputError, NetworkTopologyError
@@ -45,10 +46,12 @@ __all__ = [
     "Feeder",
     "Injections",
     "Profiles",
+    "Sections",
     "Topology",
     "base_injections",
     "children",
     "downstream",
+    "feeder_sections",
     "parent",
     "path_to_substation",
     "profile_injections",
@@ -406,3 +409,81 @@ def _build_topology(feeder: Feeder) -> Topology:
             depth[node] = depth[p] + 1
             trafos_above[node] = trafos_above[p] + int(is_trafo[par_branch[node]])
     return Topology(par, par_branch, root, depth, order, energized, loops, shared, trafos_above)
+
+
+# -- feeder sections ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sections:
+    """A radial network split below its substation into feeder sections (feeder nodes).
+
+    section_of_bus: per bus (position), its section (0..n−1), −1 for buses in no section (the
+    substation busbar and above, de-energised buses; in a grid with MV/LV substations also
+    the MV network between them); head_bus: per section, the bus it starts at (the LV side
+    of its transformer, or the first bus of its outgoing feeder); rating_kva: per section,
+    the rating of its transformer or first branch (kVA; inf when none is known); name: per
+    section, the name of that transformer or branch."""
+
+    section_of_bus: NDArray[np.int64]
+    head_bus: NDArray[np.int64]
+    rating_kva: NDArray[np.float64]
+    name: list[str]
+
+    @property
+    def n(self) -> int:
+        """Number of sections."""
+        return int(self.head_bus.size)
+
+    def buses(self, section: int) -> NDArray[np.int64]:
+        """Bus positions of one section."""
+        return np.flatnonzero(self.section_of_bus == section)
+
+
+def feeder_sections(feeder: Feeder) -> Sections:
+    """Split a feeder below its substation into sections along its radial structure (the
+    breadth-first spanning tree from the sources: a closed branch that closes a loop, e.g. a
+    closed tie switch between two MV feeders, is not followed, see ``Topology``).
+
+    If the network has transformers other than the substation transformers (MV/LV
+    substations below an MV grid), each such transformer's low-voltage side and everything
+    below it is one section, rated at the transformer's ``sn_kva``. Otherwise each branch
+    leaving the substation's secondary busbar (the low-voltage side of the substation
+    transformers, or the source bus when there is none; busbar parts joined by bus-bus
+    switches count as one busbar) starts one section: an outgoing LV or MV feeder, rated at
+    that branch's thermal rating (√3 · vn · i_max, kVA; inf if unknown)."""
+    topo = feeder.topology
+    br = feeder.branches
+    kind = br["kind"].to_numpy()
+    n = feeder.n_bus
+    # the branch into each energised non-source bus, and whether it is a transformer
+    child = topo.order[topo.parent[topo.order] >= 0]
+    into = topo.parent_branch[child]
+    sub = set(feeder.substation_transformers.tolist())
+    is_trafo = kind[into] == "trafo"
+    other = is_trafo & ~np.isin(into, list(sub))
+    if other.any():
+        heads = child[other]
+        head_branch = into[other]
+        rating = feeder.transformers.loc[head_branch, "sn_kva"].to_numpy(dtype=np.float64)
+    else:
+        busbar = np.zeros(n, dtype=bool)
+        sub_lv = child[np.isin(into, list(sub))] if sub else feeder.source_buses
+        busbar[sub_lv] = True
+        for b in topo.order:  # BFS: the busbar grows through bus-bus switches
+            p = topo.parent[b]
+            if p >= 0 and busbar[p] and kind[topo.parent_branch[b]] == "switch":
+                busbar[b] = True
+        starts = busbar[topo.parent[child]] & ~busbar[child]
+        heads = child[starts]
+        head_branch = into[starts]
+        rating = br["rating_kva"].to_numpy(dtype=np.float64)[head_branch]
+    rating = np.where(np.isfinite(rating) & (rating > 0), rating, np.inf)
+    order = np.argsort(heads, kind="stable")  # sections numbered by head bus position
+    heads, head_branch, rating = heads[order], head_branch[order], rating[order]
+    section = np.full(n, -1, dtype=np.int64)
+    section[heads] = np.arange(heads.size)
+    for b in topo.order:  # parents first: a bus joins the section of its parent
+        p = topo.parent[b]
+        if section[b] < 0 and p >= 0:
+            section[b] = section[p]
+    names = [str(x) for x in br["name"].to_numpy()[head_branch]]
+    return Sections(section, heads.astype(np.int64), rating, names)

@@ -86,10 +86,11 @@ previous basis) and the cycle repeats until the LinDistFlow voltages agree with 
 voltages of the cleared dispatch within ``tol_pu`` (default 1e-4 pu) or ``loss_iterations``
 passes (required: the caller chooses the accuracy it pays for) are done; ``converged``
 says which. An LP can hop between equally good dispatches (storage shifting between
-intervals of nearly the same price), so from the second pass on, where a LinDistFlow voltage is still above the AC voltage, the band of the
-next pass is tightened by that gap: the dispatch stays AC-feasible even when the iteration
-does not settle. ``losses="none"``: the single lossless pass (pure Baran–Wu LinDistFlow;
-no AC power flow is run).
+intervals of nearly the same price), so from the second pass on, where a LinDistFlow
+voltage is still above the AC voltage, the band of the next pass is tightened by that gap:
+the dispatch stays AC-feasible even when the iteration does not settle.
+``losses="none"``: the single lossless pass (pure Baran–Wu LinDistFlow; no AC power flow
+is run).
 
 *Infeasibility.* Fixed (unresponsive) load can be shed and fixed generation curtailed at
 every bus at the value of lost load ``voll`` (default 10 $/kWh); price-taking bids are
