@@ -72,6 +72,18 @@ class Schema:
                 cols[c.name] = _cast(pd.Series(v, copy=False), c.dtype)
         return pd.DataFrame(cols)
 
+    def concat(self, frames: list[pd.DataFrame]) -> pd.DataFrame:
+        """Tables of this schema, one after the other, with the schema's dtypes (categories
+        of different tables are united)."""
+        parts = [f for f in frames if len(f)]
+        if not parts:
+            return self.empty()
+        out = pd.concat(parts, ignore_index=True)
+        for c in self.columns:
+            if c.dtype == "category" and not isinstance(out[c.name].dtype, pd.CategoricalDtype):
+                out[c.name] = out[c.name].astype("category")
+        return out
+
     def empty(self) -> pd.DataFrame:
         """An empty table with this schema's columns and dtypes."""
         return pd.DataFrame({c.name: _cast(pd.Series([], dtype=object), c.dtype) for c in self.columns})

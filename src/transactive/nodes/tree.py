@@ -32,7 +32,8 @@ from numpy.typing import NDArray
 
 from transactive.core.curves import Curves, FloatArray, IntArray, concat, select
 from transactive.errors import BalanceError, InvalidInputError
-from transactive.nodes.layer import Layer, make_layer, offer, pass_down as layer_pass_down
+from transactive.nodes.layer import BALANCE_ATOL_KW, Layer, make_layer, offer
+from transactive.nodes.layer import pass_down as layer_pass_down
 
 ObjArray = NDArray[np.object_]
 
@@ -309,6 +310,14 @@ def pass_down(
         p_int, child_kw = layer_pass_down(
             sub, kids_curves, node_kw[nodes], floor, cap, node_price[nodes]
         )
+        got = np.bincount(sub.parent, weights=child_kw, minlength=sub.n)
+        err = np.abs(got - node_kw[nodes])
+        if (err > BALANCE_ATOL_KW + 1e-9 * np.abs(node_kw[nodes])).any():
+            i = nodes[int(np.argmax(err))]
+            raise BalanceError(
+                f"node {tree.id[i]!r}: its children take {got[np.argmax(err)]} kW of an award "
+                f"of {node_kw[i]} kW"
+            )
         internal[nodes] = p_int
         full = np.full(child_parent.size, np.nan)
         full[take] = child_kw

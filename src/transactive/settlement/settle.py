@@ -90,11 +90,7 @@ def settle(
             "counterparty_id": counterparty[pays],
         }
     )
-    lines = pd.concat([energy, network], ignore_index=True)
-    for c in SETTLEMENT.columns:
-        if c.dtype == "category":
-            lines[c.name] = lines[c.name].astype("category")
-    return lines
+    return SETTLEMENT.concat([energy, network])
 
 
 def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:

@@ -60,7 +60,9 @@ def run(
         scenario,
     )
     runs = [run_design(world, design_class(name)(setting), progress) for name in chosen]
-    tables = {k: _concat([getattr(r, k) for r in runs]) for k in DesignRun.TABLES}
+    tables = {k: _concat([getattr(r, k) for r in runs]) for k in DesignRun.SUMMARIES}
+    for schema in (BIDS, AWARDS, DISPATCH, METER):
+        tables[schema.name] = schema.concat([getattr(r, schema.name) for r in runs])
     rules = {
         r.design: Rules(
             network_charge=scenario.market.network_charge if r.pays_network_charge else 0.0,
@@ -89,7 +91,7 @@ def run(
 class DesignRun:
     """One design's tables (see :class:`~transactive.sim.results.SimResults`)."""
 
-    TABLES = ("bids", "awards", "dispatch", "meter", "market", "grid", "violations", "dlmp")
+    SUMMARIES = ("market", "grid", "violations", "dlmp")
 
     design: str
     pays_network_charge: bool
@@ -211,7 +213,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             resource_id=np.char.add("meter:", tree.id[meters].astype(str)),
             node_id=tree.id[meters],
             import_kwh=np.clip(metered, 0.0, None),
-            export_kwh=-np.clip(metered, None, 0.0),
+            export_kwh=np.clip(-metered, 0.0, None),
             quality="measured",
         )
         realised[t] = np.bincount(dev.area, weights=power, minlength=n_area)
@@ -254,9 +256,8 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         if progress is not None:
             progress(name, t + 1, iv.n)
     grid = pd.DataFrame(grid_rows)
-    meter = pd.concat(
-        [rec["meter"].frame(METER), _substation_meters(world, name, grid, realised, node_market)],
-        ignore_index=True,
+    meter = METER.concat(
+        [rec["meter"].frame(METER), _substation_meters(world, name, grid, realised, node_market)]
     )
     return DesignRun(
         design=name,
@@ -351,7 +352,7 @@ def _substation_meters(
                     "resource_id": f"meter:{tree.id[d]}",
                     "node_id": tree.id[d],
                     "import_kwh": np.clip(kwh, 0.0, None),
-                    "export_kwh": -np.clip(kwh, None, 0.0),
+                    "export_kwh": np.clip(-kwh, 0.0, None),
                     "quality": "measured",
                 }
             )
@@ -383,13 +384,7 @@ def _front(df: pd.DataFrame, first: list[str]) -> pd.DataFrame:
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     non_empty = [f for f in frames if len(f)]
-    if not non_empty:
-        return frames[0]
-    out = pd.concat(non_empty, ignore_index=True)
-    for c in frames[0].columns:  # categoricals with different categories concat to object
-        if isinstance(frames[0][c].dtype, pd.CategoricalDtype):
-            out[c] = out[c].astype("category")
-    return out
+    return pd.concat(non_empty, ignore_index=True) if non_empty else frames[0]
 
 
 def _empty_violations() -> pd.DataFrame:
