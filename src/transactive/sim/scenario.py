@@ -210,7 +210,9 @@ class Der(_Model):
                     "unknown key (expected one of {known})",
                     known=", ".join(CONFIG_KINDS),
                 )
-            if isinstance(table, Mapping):
+            if isinstance(table, _config_class(kind)):  # already a config (built in code)
+                out[kind] = table
+            elif isinstance(table, Mapping):
                 try:
                     out[kind] = parse_config(kind, table, f"der.config.{kind}")
                 except InvalidInputError as exc:
@@ -218,8 +220,6 @@ class Der(_Model):
                     raise _fail(
                         key.removeprefix("der.config."), "{reason}", reason=reason
                     ) from None
-            elif _config_class(kind) is type(table):
-                out[kind] = table
             else:
                 raise _fail(kind, "must be a table of device parameters")
         return out
