@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from transactive.grid.limits import Limits
 
 __all__ = [
+    "CONFIG_KINDS",
     "DEVICES",
     "KNOWN_DESIGNS",
     "MAX_TOTAL_HOMES",
@@ -71,6 +72,7 @@ __all__ = [
     "ScenarioError",
     "Tariff",
     "Wholesale",
+    "config_table",
     "load_scenario",
     "parse_config",
     "parse_scenario",
