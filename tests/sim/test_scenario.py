@@ -394,6 +394,18 @@ def test_device_config_tables_become_der_configs() -> None:
         parse_config("battery", {"colour": 1}, "w")
 
 
+def test_device_configs_built_in_code_are_kept() -> None:
+    from transactive.der import base as der_base
+    from transactive.der.fleet import CONFIGS
+
+    cfg = CONFIGS["battery"](capacity_kwh=der_base.const(8.0))
+    sc = parse_scenario(base(der={"config": {"battery": cfg}}))
+    assert sc.der.config["battery"] is cfg
+    assert sc.model_dump(mode="json")["der"]["config"] == {"battery": {"capacity_kwh": 8.0}}
+    message = rejected(base(der={"config": {"battery": CONFIGS["pv"]()}}))
+    assert "'der.config.battery': must be a table of device parameters" in message
+
+
 def test_device_configs_round_trip_through_the_dump() -> None:
     raw = base(
         der={

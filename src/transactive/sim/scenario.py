@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from transactive.grid.limits import Limits
 
 __all__ = [
+    "CONFIG_KINDS",
     "DEVICES",
     "KNOWN_DESIGNS",
     "MAX_TOTAL_HOMES",
@@ -71,6 +72,7 @@ __all__ = [
     "ScenarioError",
     "Tariff",
     "Wholesale",
+    "config_table",
     "load_scenario",
     "parse_config",
     "parse_scenario",
@@ -210,7 +212,9 @@ class Der(_Model):
                     "unknown key (expected one of {known})",
                     known=", ".join(CONFIG_KINDS),
                 )
-            if isinstance(table, Mapping):
+            if isinstance(table, _config_class(kind)):  # already a config (built in code)
+                out[kind] = table
+            elif isinstance(table, Mapping):
                 try:
                     out[kind] = parse_config(kind, table, f"der.config.{kind}")
                 except InvalidInputError as exc:
@@ -218,8 +222,6 @@ class Der(_Model):
                     raise _fail(
                         key.removeprefix("der.config."), "{reason}", reason=reason
                     ) from None
-            elif _config_class(kind) is type(table):
-                out[kind] = table
             else:
                 raise _fail(kind, "must be a table of device parameters")
         return out
