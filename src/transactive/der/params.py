@@ -224,7 +224,7 @@ def parse_dist(value: object, p: Param, key: str, kind: str) -> Dist:
     elif name in _ARITY:
         lst = list(args) if isinstance(args, list | tuple) else [args]
         lo_n, hi_n = _ARITY[name]
-        if not lo_n <= len(lst) <= hi_n or len(lst) == 3:
+        if not lo_n <= len(lst) <= hi_n:
             raise InvalidInputError(f"{key}: {name} takes {_arity_words(name)}, got {args!r}")
         if name == "const":
             return const(_constant(lst[0], p, key, kind))
@@ -247,8 +247,8 @@ def parse_dist(value: object, p: Param, key: str, kind: str) -> Dist:
 def _arity_words(name: str) -> str:
     return {
         "uniform": "[lo, hi]",
-        "normal": "[mean, sd] or [mean, sd, low, high]",
-        "lognormal": "[median, sigma] or [median, sigma, low, high]",
+        "normal": "[mean, sd], [mean, sd, low] or [mean, sd, low, high]",
+        "lognormal": "[median, sigma], [median, sigma, low] or [median, sigma, low, high]",
         "const": "one number",
     }[name]
 

@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+from transactive.designs.registry import names as design_names
 from transactive.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -56,9 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_KINDS",
     "DEVICES",
-    "KNOWN_DESIGNS",
     "MAX_TOTAL_HOMES",
-    "PARADIGMS",
     "STAGES",
     "Aggregator",
     "Area",
@@ -79,10 +78,6 @@ __all__ = [
     "tou_price",
 ]
 
-#: Market designs a scenario may name (the lead replaces this with the design registry).
-KNOWN_DESIGNS: tuple[str, ...] = ("baseline", "tou", "layered", "layered-network", "grand-central")
-#: Old name of :data:`KNOWN_DESIGNS` (the scenario key ``paradigms`` is an alias of ``designs``).
-PARADIGMS = KNOWN_DESIGNS
 #: Device kinds homes (or the aggregator) may own: keys of ``der.penetration``.
 DEVICES: tuple[str, ...] = ("pv", "battery", "ev", "hvac", "water_heater")
 #: Device kinds with a ``[der.config.<kind>]`` table (every home has a ``household`` load).
@@ -212,9 +207,11 @@ class Der(_Model):
                     "unknown key (expected one of {known})",
                     known=", ".join(CONFIG_KINDS),
                 )
+            from transactive.der.params import DeviceConfig
+
             if isinstance(table, _config_class(kind)):  # already a config (built in code)
                 out[kind] = table
-            elif isinstance(table, Mapping):
+            elif isinstance(table, Mapping) and not isinstance(table, DeviceConfig):
                 try:
                     out[kind] = parse_config(kind, table, f"der.config.{kind}")
                 except InvalidInputError as exc:
@@ -241,12 +238,6 @@ class Homes(_Model):
 
     service_limit_kw: Num = _key(25.0, "Service connection limit per home, import and export.",
                                  unit="kW", ge=0)  # fmt: skip
-    power_factor: Num = _key(
-        0.95,
-        "Power factor (lagging) of the household fixed load: its reactive power.",
-        gt=0,
-        le=1,
-    )
 
 
 class Aggregator(_Model):
@@ -433,10 +424,9 @@ class Scenario(_Model):
         gt=0,
     )
     designs: tuple[str, ...] = _key(
-        KNOWN_DESIGNS,
-        "Market designs to compare (old key: `paradigms`), each one of: "
-        + ", ".join(KNOWN_DESIGNS)
-        + "; default: all.",
+        design_names(),
+        "Market designs to compare (old key: `paradigms`), each one registered in "
+        "`transactive.designs.registry`: " + ", ".join(design_names()) + "; default: all.",
         bounds="≥ 1, unique",
         min_length=1,
     )
@@ -498,10 +488,10 @@ class Scenario(_Model):
     def _known_designs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         seen: set[str] = set()
         for i, d in enumerate(v):
-            if d not in KNOWN_DESIGNS:
+            if d not in design_names():
                 raise _fail(
                     str(i), "unknown design '{design}' (choose from {known})",
-                    design=d, known=", ".join(KNOWN_DESIGNS),
+                    design=d, known=", ".join(design_names()),
                 )  # fmt: skip
             if d in seen:
                 raise _fail(str(i), "duplicate design '{design}'", design=d)
@@ -556,62 +546,6 @@ class Scenario(_Model):
             max_trafo_loading_percent=g.max_trafo_loading_percent,
             max_reverse_flow_kw=g.max_reverse_flow_kw,
         )
-
-    # --- transitional names of the previous Scenario, for the current runner and CLI
-    # (sim/runner.py is rewritten against the API above; remove these with it) ---
-    @property
-    def feeder(self) -> str:
-        """The feeder of a one-area scenario (previous API)."""
-        if len(self.areas) != 1:
-            raise InvalidInputError(
-                f"{self.name}: this runner simulates one area; the scenario has {len(self.areas)}"
-            )
-        return self.areas[0].feeder
-
-    @property
-    def paradigms(self) -> tuple[str, ...]:
-        """= :attr:`designs` (previous API)."""
-        return self.designs
-
-    @property
-    def penetration(self) -> dict[str, float]:
-        """= ``der.fractions`` (previous API)."""
-        return self.der.fractions
-
-    @property
-    def device_config(self) -> dict[str, Any]:
-        """= ``der.config`` (previous API)."""
-        return self.der.config
-
-    @property
-    def service_limit_kw(self) -> float:
-        """= ``homes.service_limit_kw`` (previous API)."""
-        return self.homes.service_limit_kw
-
-    @property
-    def substation_limit_kw(self) -> float | None:
-        """= ``dso.substation_limit_kw`` (previous API)."""
-        return self.dso.substation_limit_kw
-
-    @property
-    def dso_clearing(self) -> str:
-        """= ``dso.clearing`` (previous API)."""
-        return self.dso.clearing
-
-    @property
-    def floor(self) -> float:
-        """= ``market.floor`` (previous API)."""
-        return self.market.floor
-
-    @property
-    def cap(self) -> float:
-        """= ``market.cap`` (previous API)."""
-        return self.market.cap
-
-    @property
-    def network_charge(self) -> float:
-        """= ``market.network_charge`` (previous API)."""
-        return self.market.network_charge
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -696,85 +630,26 @@ def _keys_at(loc: list[str]) -> list[str]:
     return sorted([*model.model_fields, *extra])
 
 
-# --- device configs (today's der API; the lead switches to transactive.der.parse_config) ------
+# --- device configs (declared once in transactive.der) -----------------------------------
 
 
 def _config_class(kind: str) -> type:
-    from transactive.der.fleet import CONFIGS
+    from transactive.der.devices import DEVICE_TYPES
 
-    return CONFIGS[kind]
-
-
-def _number(v: object, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise InvalidInputError(f"{where}: {v!r} is not a number")
-    if not math.isfinite(v):
-        raise InvalidInputError(f"{where}: {v!r} is not a finite number")
-    return float(v)
+    return DEVICE_TYPES[kind].Config
 
 
 def parse_config(kind: str, table: Mapping[str, object], where: str) -> Any:
-    """A device config (``transactive.der``) from a ``[der.config.<kind>]`` table: numbers
-    are constants, one-key tables distributions (``{ uniform = [lo, hi] }``, ``normal``,
-    ``lognormal``, ``const``, ``choice = [[values], [p]]``). Errors start ``"<where>.<key>: "``."""
-    from dataclasses import fields
+    """A device config from a ``[der.config.<kind>]`` table (:func:`transactive.der.parse_config`)."""
+    from transactive.der.params import parse_config as der_parse_config
 
-    if kind not in CONFIG_KINDS:
-        raise InvalidInputError(f"{where}: unknown device kind '{kind}'")
-    cls = _config_class(kind)
-    known = [f.name for f in fields(cls)]
-    values: dict[str, Any] = {}
-    for key, v in table.items():
-        if key not in known:
-            raise InvalidInputError(
-                f"{where}.{key}: unknown key (expected one of {', '.join(sorted(known))})"
-            )
-        values[key] = _dist(v, f"{where}.{key}")
-    return cls(**values)
-
-
-def _dist(v: object, where: str) -> Any:
-    from transactive.der import base
-
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return base.const(_number(v, where))
-    dists: dict[str, Callable[..., Any]] = {
-        "uniform": base.uniform,
-        "normal": base.normal,
-        "lognormal": base.lognormal,
-        "const": base.const,
-        "choice": base.choice,
-    }
-    if isinstance(v, Mapping) and len(v) == 1:
-        ((name, args),) = v.items()
-        if name == "choice" and isinstance(args, list) and 1 <= len(args) <= 2:
-            if all(isinstance(a, list) for a in args):
-                vals = [tuple(_number(x, where) for x in a) for a in args]
-                return base.choice(*vals)
-        elif name in dists and isinstance(args, list | int | float) and not isinstance(args, bool):
-            nums = [_number(x, where) for x in (args if isinstance(args, list) else [args])]
-            try:
-                return dists[name](*nums)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"{where}: {exc}") from None
-    raise InvalidInputError(
-        f"{where}: expected a number or a table like {{ uniform = [lo, hi] }} "
-        f"({', '.join(dists)}), got {v!r}"
-    )
+    return der_parse_config(kind, table, where)
 
 
 def config_table(config: Any) -> dict[str, Any]:
     """The ``[der.config.<kind>]`` table of a device config: the parameters that differ from
     the defaults, as :func:`parse_config` reads them (inverse of it)."""
-    from dataclasses import fields
-
-    default = type(config)()
-    out: dict[str, Any] = {}
-    for f in fields(config):
-        v = getattr(config, f.name)
-        if v != getattr(default, f.name):
-            out[f.name] = _dist_table(v)
-    return out
+    return {p.name: _dist_table(config[p.name]) for p in config.PARAMS if config[p.name] != p.default}
 
 
 def _dist_table(d: Any) -> Any:

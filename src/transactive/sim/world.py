@@ -41,14 +41,10 @@ from transactive.nodes.wholesale import (
     read_merit_order,
     read_price_series,
 )
-from transactive.sim.scenario import tou_price
+from transactive.sim.scenario import MAX_TOTAL_HOMES, tou_price
 
 if TYPE_CHECKING:
     from transactive.sim.scenario import Scenario
-
-#: Most homes a run may hold (a bound on memory and run time, checked before drawing).
-MAX_HOMES = 200_000
-
 
 @dataclass(frozen=True)
 class Devices:
@@ -112,11 +108,11 @@ def build_world(scenario: Scenario) -> World:
             raise InvalidInputError(f"area {area.name!r}: feeder {area.feeder!r} has no loads")
         load_buses.append(loads["bus"].to_numpy(dtype=np.int64))
     n_homes = sum(b.size for b in load_buses) * sc.homes_per_load
-    if n_homes > MAX_HOMES:
+    if n_homes > MAX_TOTAL_HOMES:
         raise InvalidInputError(
             f"homes_per_load: {sc.homes_per_load} homes on each of "
             f"{n_homes // sc.homes_per_load} load points is {n_homes} homes, more than "
-            f"{MAX_HOMES}"
+            f"{MAX_TOTAL_HOMES}"
         )
     H = horizon_intervals(sc)
     iv = sc.intervals
