@@ -13,11 +13,12 @@ import pytest
 
 from transactive.sim import report
 from transactive.sim.report import format_kpi, kpi_unit, write_report
+from transactive.core.records import AWARDS, BIDS, DISPATCH, METER, SETTLEMENT
 from transactive.sim.results import SimResults
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG_RE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-PARADIGMS = ("baseline", "layered", "grand-central")
+DESIGNS = ("baseline", "layered", "grand-central")
 KPIS = ("peak_import_kw", "energy_import_kwh", "voltage_violations", "total_cost_usd")
 GROUPS = ("none", "pv", "pv", "pv+battery", "pv+battery+ev", "none")
 
@@ -30,12 +31,12 @@ def _results(violations: bool = True, scenario: str = "summer-peak") -> SimResul
     wholesale = 0.05 + 0.04 * np.exp(-(((hour - 18) / 3.0) ** 2))
     solar = np.clip(np.sin((hour - 6) / 12 * np.pi), 0.0, None)
     market, grid, bills = [], [], []
-    for i, p in enumerate(PARADIGMS):
+    for i, p in enumerate(DESIGNS):
         load = 60 + 30 * np.exp(-(((hour - 19) / 2.5) ** 2)) - (40 + 10 * i) * solar
         market.append(
             pd.DataFrame(
                 {
-                    "paradigm": p,
+                    "design": p,
                     "time": times,
                     "price": wholesale + 0.08 + 0.01 * i,
                     "wholesale_price": wholesale,
@@ -46,7 +47,7 @@ def _results(violations: bool = True, scenario: str = "summer-peak") -> SimResul
         grid.append(
             pd.DataFrame(
                 {
-                    "paradigm": p,
+                    "design": p,
                     "time": times,
                     "substation_kw": load + 1.5,
                     "losses_kw": 1.5 + 0.01 * np.abs(load),
@@ -60,18 +61,18 @@ def _results(violations: bool = True, scenario: str = "summer-peak") -> SimResul
         bills.append(
             pd.DataFrame(
                 {
-                    "paradigm": p,
+                    "design": p,
                     "home": [f"home-{h}" for h in range(len(GROUPS))],
                     "group": GROUPS,
                     "import_kwh": rng.uniform(5, 30, len(GROUPS)),
                     "export_kwh": rng.uniform(0, 10, len(GROUPS)),
-                    "bill_usd": rng.uniform(-1, 6, len(GROUPS)),
+                    "bill": rng.uniform(-1, 6, len(GROUPS)),
                 }
             )
         )
     viol = pd.DataFrame(
         {
-            "paradigm": ["baseline", "baseline", "grand-central", "grand-central"],
+            "design": ["baseline", "baseline", "grand-central", "grand-central"],
             "time": times[[19, 20, 12, 13]],
             "element": ["bus 12", "bus 12", "bus 7", "line 3"],
             "kind": ["undervoltage", "undervoltage", "overvoltage", "reverse_flow"],
@@ -83,12 +84,19 @@ def _results(violations: bool = True, scenario: str = "summer-peak") -> SimResul
     kpis = pd.DataFrame(
         [[95.2, 88.1, 97.4], [1234.5, 1190.0, 1250.2], [2.0, 0.0, 2.0], [310.25, 295.5, 301.0]],
         index=pd.Index(KPIS),
-        columns=list(PARADIGMS),
+        columns=list(DESIGNS),
     )
     return SimResults(
         scenario=scenario,
-        feeder="simbench:1-LV-rural2--0-sw",
-        paradigms=PARADIGMS,
+        areas=("area=simbench:1-LV-rural2--0-sw",),
+        designs=DESIGNS,
+        bids=BIDS.empty(),
+        awards=AWARDS.empty(),
+        dispatch=DISPATCH.empty(),
+        meter=METER.empty(),
+        settlement=SETTLEMENT.empty(),
+        participants=pd.DataFrame({"participant_id": [], "role": [], "area": []}),
+        dlmp=pd.DataFrame(),
         market=pd.concat(market, ignore_index=True),
         grid=pd.concat(grid, ignore_index=True),
         bills=pd.concat(bills, ignore_index=True),
@@ -123,7 +131,9 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, in
     import matplotlib.pyplot as plt
 
     before = len(plt.get_fignums())
-    path = write_report(_results(), tmp_path_factory.mktemp("full") / "run")
+    run = tmp_path_factory.mktemp("full") / "run"
+    run.mkdir()
+    path = write_report(_results(), run)
     return path, path.read_text(encoding="utf-8"), len(plt.get_fignums()) - before
 
 
@@ -131,7 +141,7 @@ def test_report_is_complete_and_offline(full_report: tuple[Path, str, int]) -> N
     path, html, _ = full_report
     assert path.name == "index.html" and path.parent.name == "run"
     assert path.is_file()
-    for name in (*PARADIGMS, *KPIS, "summer-peak", "simbench:1-LV-rural2--0-sw"):
+    for name in (*DESIGNS, *KPIS, "summer-peak", "simbench:1-LV-rural2--0-sw"):
         assert name in html
     assert "2024-06-01 00:00 – 2024-06-01 23:00 UTC (24 steps)" in html
     images = _images(html)
@@ -161,9 +171,9 @@ def test_text_from_data_is_escaped(tmp_path: Path) -> None:
     results = dataclasses.replace(
         _without_plots(_results()),
         scenario="<script>alert('x')</script>",
-        feeder="feeder & <b>",
+        areas=("feeder & <b>",),
     )
-    html = write_report(results, tmp_path / "run").read_text(encoding="utf-8")
+    html = write_report(results, tmp_path).read_text(encoding="utf-8")
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "feeder &amp; &lt;b&gt;" in html
@@ -171,14 +181,14 @@ def test_text_from_data_is_escaped(tmp_path: Path) -> None:
 
 def test_empty_violations(tmp_path: Path) -> None:
     results = _without_plots(_results(violations=False))
-    html = write_report(results, tmp_path / "run").read_text(encoding="utf-8")
+    html = write_report(results, tmp_path).read_text(encoding="utf-8")
     assert "No violations." in html
     assert "undervoltage" not in html
 
 
-def test_paradigm_without_rows(tmp_path: Path) -> None:
-    results = dataclasses.replace(_results(), paradigms=(*PARADIGMS, "tou"))
-    html = write_report(results, tmp_path / "run").read_text(encoding="utf-8")
+def test_design_without_rows(tmp_path: Path) -> None:
+    results = dataclasses.replace(_results(), designs=(*DESIGNS, "tou"))
+    html = write_report(results, tmp_path).read_text(encoding="utf-8")
     assert "No grid rows for: tou." in html
     assert "<th>tou</th>" in html  # still a column in the KPI and mean-bill tables
     assert "No market rows for: tou." in html
@@ -192,51 +202,11 @@ def test_all_tables_empty(tmp_path: Path) -> None:
     results = dataclasses.replace(
         full, violations=full.violations.iloc[0:0], kpis=pd.DataFrame(), **empty
     )
-    html = write_report(results, tmp_path / "run").read_text(encoding="utf-8")
+    html = write_report(results, tmp_path).read_text(encoding="utf-8")
     assert _images(html) == []
     for text in ("No KPIs.", "No grid data.", "No market data.", "No bill data.", "Period"):
         assert text in html
     assert "No violations." in html
-
-
-def test_failing_plot_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(*args: object) -> str:
-        raise RuntimeError("plot failed")
-
-    monkeypatch.setattr(report, "_plot_voltage", boom)
-    with pytest.raises(RuntimeError, match="plot failed"):
-        write_report(_results(), tmp_path / "run")
-    assert not (tmp_path / "run").exists()
-    assert _leftovers(tmp_path) == []
-
-
-def test_failing_move_keeps_previous_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "run"
-    path = write_report(_without_plots(_results()), target)
-    before = path.read_bytes()
-
-    def boom(tmp: Path, directory: Path) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(report, "_install", boom)
-    with pytest.raises(OSError, match="disk full"):
-        write_report(_without_plots(_results(scenario="second")), target)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in target.iterdir()) == ["index.html"]
-    assert _leftovers(tmp_path) == []
-
-
-def test_existing_directory_keeps_other_files(tmp_path: Path) -> None:
-    target = tmp_path / "run"
-    target.mkdir()
-    (target / "market.csv").write_text("paradigm,time\n", encoding="utf-8")
-    write_report(_without_plots(_results()), target)
-    write_report(_without_plots(_results(scenario="rerun")), target)
-    assert sorted(p.name for p in target.iterdir()) == ["index.html", "market.csv"]
-    assert "rerun" in (target / "index.html").read_text(encoding="utf-8")
-    assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(
