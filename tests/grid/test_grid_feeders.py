@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 from transactive.errors import InvalidInputError, UnknownFeederError, UnsupportedComponentError
 from transactive.grid import Feeder, available_feeders, cache_dir, load_feeder
 from transactive.grid import feeders as feeders_mod
+from transactive.grid._simbench_codes import SIMBENCH_CODES
 from transactive.grid.feeders import feeder_from_pandapower, pandapower_net
 
 SIMBENCH_NAME = "simbench:1-LV-rural1--0-sw"
@@ -114,3 +118,53 @@ def test_second_load_comes_from_parquet_cache(
     assert again.profiles is not None and simbench_feeder.profiles is not None
     np.testing.assert_array_equal(again.profiles.load_p_kw, simbench_feeder.profiles.load_p_kw)
     assert again.profiles.time.equals(simbench_feeder.profiles.time)
+
+
+def test_static_registry_matches_the_libraries() -> None:
+    """The registry's name lists (kept so that resolving a name imports no simbench) are
+    exactly what the installed libraries provide."""
+    import simbench as sb
+
+    from transactive.grid.registry import PANDAPOWER_NETWORKS
+
+    assert list(SIMBENCH_CODES) == list(sb.collect_all_simbench_codes())
+    assert list(PANDAPOWER_NETWORKS) == list(feeders_mod._pp_networks())
+
+
+_LOOKUP_SCRIPT = """
+import sys, time
+t0 = time.perf_counter()
+from transactive.errors import UnknownFeederError
+from transactive.grid import load_feeder
+try:
+    load_feeder("simbench:1-LV-rural1--0-sww")
+except UnknownFeederError:
+    pass
+bad = time.perf_counter() - t0
+heavy = sorted(m for m in ("pandapower", "simbench", "power_grid_model") if m in sys.modules)
+print("bad-name", heavy, "pandas" in sys.modules)
+feeder = load_feeder(sys.argv[1])
+heavy = sorted(m for m in ("pandapower", "simbench", "power_grid_model") if m in sys.modules)
+print("cached", heavy, feeder.n_bus)
+print(f"{bad:.3f}", file=sys.stderr)
+"""
+
+
+def test_names_and_cache_lookup_import_no_pandapower_or_simbench(
+    simbench_feeder: Feeder,
+) -> None:
+    """A bad name is rejected, and a cached feeder read, without importing pandapower,
+    simbench or power-grid-model (nor pandas for the bad name): a real subprocess, since
+    this test process has imported them all."""
+    run = subprocess.run(
+        [sys.executable, "-c", _LOOKUP_SCRIPT, SIMBENCH_NAME],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),  # the session's TRANSACTIVE_CACHE_DIR holds the feeder
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "bad-name [] False",
+        f"cached [] {simbench_feeder.n_bus}",
+    ]

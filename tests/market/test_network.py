@@ -525,6 +525,8 @@ def test_bad_input_is_reported_by_bid() -> None:
         clear_network(feeder, book, [99, 1], 0.05, limits=Limits(), loss_iterations=5)
     with pytest.raises(InvalidInputError, match="wholesale_price"):
         clear_network(feeder, book, [1, 2], [0.05, 0.06], limits=Limits(), loss_iterations=5)
+    with pytest.raises(InvalidInputError, match="loss_iterations must be ≥ 1, got 0"):
+        clear_network(feeder, book, [1, 2], 0.05, limits=Limits(), loss_iterations=0)
     with pytest.raises(InvalidBidError, match="power factor"):
         clear_network(
             feeder, book, [1, 2], 0.05, power_factor=[1.0, 0.0], limits=Limits(), loss_iterations=5

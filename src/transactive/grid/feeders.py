@@ -1,6 +1,8 @@
-"""Load real distribution feeders (pandapower built-ins and SimBench) as :class:`Feeder`.
+"""Convert real distribution feeders (pandapower built-ins and SimBench) to :class:`Feeder`.
 
-This is the only module that touches pandapower objects. Converted feeders (tables and
+This is the only module that touches pandapower objects; names and the cache lookup are in
+:mod:`transactive.grid.registry` (cheap to import), and pandapower / simbench are imported
+here only when a conversion runs. Converted feeders (tables and
 SimBench yearly profiles) are cached as parquet under the user cache directory
 (``platformdirs.user_cache_dir("transactive")/feeders``, override with the environment
 variable ``TRANSACTIVE_CACHE_DIR``), so a second load reads a few parquet files.
@@ -8,8 +10,6 @@ variable ``TRANSACTIVE_CACHE_DIR``), so a second load reads a few parquet files.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import os
 import random
@@ -17,27 +17,33 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
-from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import platformdirs
 
-from transactive.errors import UnknownFeederError, UnsupportedComponentError
+from transactive.errors import UnsupportedComponentError
 from transactive.grid.model import Feeder, Profiles
+from transactive.grid.registry import (
+    CONVERTER_VERSION,
+    available_feeders,
+    cache_dir,
+    check_name,
+    load_feeder,
+)
 
 __all__ = [
     "available_feeders",
     "cache_dir",
+    "convert",
     "feeder_from_pandapower",
     "load_feeder",
     "pandapower_net",
+    "read_cache",
+    "write_cache",
 ]
 
-CONVERTER_VERSION = "4"
 _TABLES = ("buses", "branches", "transformers", "sources", "loads", "sgens")
 _PROFILE_ARRAYS = ("load_p_kw", "load_q_kvar", "sgen_p_kw", "sgen_q_kvar")
 # pandapower tables this converter does not model; an in-service row raises
@@ -78,43 +84,9 @@ def _pp_networks() -> dict[str, Callable[[], Any]]:
     }
 
 
-@cache
-def _simbench_codes() -> tuple[str, ...]:
-    import simbench as sb
-
-    return tuple(sb.collect_all_simbench_codes())
-
-
-def available_feeders() -> list[str]:
-    """All names accepted by :func:`load_feeder` (pandapower built-ins, then SimBench)."""
-    return [*_pp_networks(), *(f"simbench:{c}" for c in _simbench_codes())]
-
-
-def cache_dir() -> Path:
-    """Directory of the feeder cache (``$TRANSACTIVE_CACHE_DIR`` or the user cache dir)."""
-    root = os.environ.get("TRANSACTIVE_CACHE_DIR") or platformdirs.user_cache_dir("transactive")
-    return Path(root) / "feeders"
-
-
-def _check_name(name: str) -> None:
-    if name in _pp_networks():
-        return
-    if name.startswith("simbench:") and name.removeprefix("simbench:") in _simbench_codes():
-        return
-    names = available_feeders()
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    lv_mv = [n for n in names if n.startswith("simbench:1-") and n.endswith("--0-sw")]
-    raise UnknownFeederError(
-        f"unknown feeder {name!r}.{hint} Available: {', '.join(_pp_networks())}; "
-        f"and 'simbench:<code>' for the {len(_simbench_codes())} SimBench codes, e.g. "
-        f"{', '.join(lv_mv)} (all: transactive.grid.available_feeders())."
-    )
-
-
 def pandapower_net(name: str) -> Any:
     """The pandapower network behind a registry name (for cross-checks; slow for SimBench)."""
-    _check_name(name)
+    check_name(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if name.startswith("simbench:"):
@@ -129,18 +101,10 @@ def pandapower_net(name: str) -> Any:
             random.setstate(state)
 
 
-def load_feeder(name: str, *, use_cache: bool = True) -> Feeder:
-    """Load a feeder by registry name, e.g. ``pandapower:cigre_lv`` or
-    ``simbench:1-LV-rural1--0-sw``; raises UnknownFeederError listing the valid names."""
-    path = _cache_path(name)
-    if use_cache and (path / "meta.json").exists():  # only valid names are ever cached
-        return _read_cache(path)
-    _check_name(name)
+def convert(name: str) -> Feeder:
+    """Convert the network behind a registry name (with SimBench profiles), uncached."""
     net = pandapower_net(name)
-    feeder = feeder_from_pandapower(net, name=name, with_profiles=name.startswith("simbench:"))
-    if use_cache:
-        _write_cache(feeder, path)
-    return feeder
+    return feeder_from_pandapower(net, name=name, with_profiles=name.startswith("simbench:"))
 
 
 # -- pandapower -> Feeder -----------------------------------------------------------------
@@ -470,14 +434,9 @@ def _simbench_profiles(
 
 
 # -- parquet cache ------------------------------------------------------------------------
-def _cache_path(name: str) -> Path:
-    libs = f"{CONVERTER_VERSION}|{version('pandapower')}|{version('simbench')}"
-    key = hashlib.sha256(f"{name}|{libs}".encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return cache_dir() / f"{safe}-{key}"
-
-
-def _write_cache(feeder: Feeder, path: Path) -> None:
+def write_cache(feeder: Feeder, path: Path) -> None:
+    """Write a feeder to its cache directory ``path`` atomically (a temporary directory
+    renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
     try:
@@ -508,7 +467,8 @@ def _write_cache(feeder: Feeder, path: Path) -> None:
             raise
 
 
-def _read_cache(path: Path) -> Feeder:
+def read_cache(path: Path) -> Feeder:
+    """Read a feeder written by :func:`write_cache`."""
     meta = json.loads((path / "meta.json").read_text())
     tables = {t: pd.read_parquet(path / f"{t}.parquet") for t in _TABLES}
     profiles = None
