@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_simulation.py [SCENARIO.toml ...]
 
-Default: the demo scenario (four paradigms) and the 1,600-home scale scenario (layered).
+Default: the demo scenario (five designs), the three-area example and the 1,600-home scale
+scenario (layered). Peak memory is printed by ``benchmarks/run_all.py``.
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 def main() -> None:
     paths = [Path(p) for p in sys.argv[1:] if not p.startswith("-")] or [
         EXAMPLES / "summer-day.toml",
+        EXAMPLES / "three-areas.toml",
         EXAMPLES / "scale-1600-homes.toml",
     ]
-    print(f"{'scenario':<22}{'homes':>7}{'intervals':>10}{'paradigms':>10}{'wall s':>9}")
+    print(f"{'scenario':<22}{'homes':>7}{'intervals':>10}{'designs':>10}{'wall s':>9}")
     for path in paths:
         sc = load_scenario(path)
-        load_feeder(sc.feeder)  # warm the cache: measure the simulation, not the conversion
+        for area in sc.areas:  # warm the cache: measure the simulation, not the conversion
+            load_feeder(area.feeder)
         t0 = time.perf_counter()
         res = run(sc)
         wall = time.perf_counter() - t0
         homes = int(res.bills["home"].nunique())
-        print(f"{sc.name:<22}{homes:>7}{sc.intervals.n:>10}{len(sc.paradigms):>10}{wall:>9.1f}")
+        print(f"{sc.name:<22}{homes:>7}{sc.intervals.n:>10}{len(sc.designs):>10}{wall:>9.1f}")
 
 
 if __name__ == "__main__":

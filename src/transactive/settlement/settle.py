@@ -66,7 +66,7 @@ def settle(
     imp = m["import_kwh"].to_numpy(dtype=float)
     net = imp - m["export_kwh"].to_numpy(dtype=float)
     price = m["price"].to_numpy(dtype=float)
-    ident = {c: m[c].to_numpy() for c in SETTLEMENT.names[:8]}
+    ident = {c: m[c].array for c in SETTLEMENT.names[:8]}  # .array keeps dtypes (time zone)
     energy = SETTLEMENT.frame(
         {
             **ident,

@@ -105,22 +105,58 @@ class DesignRun:
     dlmp: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class Coded:
+    """A column of labels as integer codes into ``labels`` (e.g. node positions into the tree's
+    ids): records of millions of rows are built without a Python string per row."""
+
+    codes: np.ndarray
+    labels: np.ndarray
+
+
 class _Columns:
-    """Column arrays of one record table, appended per interval, built into a frame once."""
+    """Column arrays of one record table, appended per interval, built into a frame once.
+    Labels (strings, :class:`Coded`) are kept as codes of one category list per column."""
 
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {}
+        self.labels: dict[str, dict[str, int]] = {}
+        self._maps: dict[tuple[str, int], np.ndarray] = {}
 
-    def add(self, **cols: np.ndarray | float | str) -> None:
-        n = max((np.size(v) for v in cols.values() if np.ndim(v) > 0), default=1)
+    def _codes(self, column: str, labels: np.ndarray) -> np.ndarray:
+        key = (column, id(labels))
+        if key not in self._maps:
+            index = self.labels.setdefault(column, {})
+            self._maps[key] = np.array(
+                [index.setdefault(str(x), len(index)) for x in labels], dtype=np.int32
+            )
+        return self._maps[key]
+
+    def add(self, **cols: np.ndarray | float | str | np.datetime64 | Coded) -> None:
+        sizes = [np.size(v.codes if isinstance(v, Coded) else v) for v in cols.values()]
+        n = max(sizes, default=1)
         for k, v in cols.items():
-            arr = np.asarray(v)
-            self.parts.setdefault(k, []).append(np.broadcast_to(arr, (n,)) if arr.ndim == 0 else arr)
+            if isinstance(v, Coded):
+                arr = self._codes(k, v.labels)[v.codes]
+            elif isinstance(v, str):
+                index = self.labels.setdefault(k, {})
+                arr = np.full(n, index.setdefault(v, len(index)), dtype=np.int32)
+            else:
+                arr = np.asarray(v)
+                arr = np.broadcast_to(arr, (n,)) if arr.ndim == 0 else arr
+            self.parts.setdefault(k, []).append(arr)
 
     def frame(self, schema: Schema) -> pd.DataFrame:
         if not self.parts:
             return schema.empty()
-        return schema.frame({k: np.concatenate(v) for k, v in self.parts.items()})
+        data: dict[str, object] = {}
+        for k, v in self.parts.items():
+            codes = np.concatenate(v)
+            if k in self.labels:
+                data[k] = pd.Categorical.from_codes(codes, categories=list(self.labels[k]))
+            else:
+                data[k] = codes
+        return schema.frame(data)
 
 
 def run_design(world: World, design: Design, progress: Progress | None = None) -> DesignRun:
@@ -137,7 +173,9 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     meters = np.unique(dev.node)  # every node with devices has a meter
     meter_pos = np.searchsorted(meters, dev.node)
     node_market = np.where(tree.parent >= 0, tree.id[np.maximum(tree.parent, 0)], "wholesale")
-    device_market = tree.id[dev.node]
+    all_nodes = np.arange(tree.n)
+    all_dev = np.arange(dev.n)
+    meter_id = np.array([f"meter:{x}" for x in tree.id], dtype=object)
     dso = np.flatnonzero(tree.kind == Kind.DSO)
     area_of_dso = tree.area[dso]
     fleets = list(dev.fleets)
@@ -181,14 +219,19 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                 if k in rep.extra:
                     short[k][sl] = rep.extra[k]
         energy = power * dt
-        ident = {"design": name, "stage": clearing.stage, "interval_start": starts[t], "duration_h": dt}
+        ident = {
+            "design": name,
+            "stage": clearing.stage,
+            "interval_start": starts.values[t],
+            "duration_h": dt,
+        }
         rec["dispatch"].add(
             **ident,
-            market_id=device_market,
-            participant_id=dev.owner,
-            resource_id=dev.id,
-            node_id=device_market,
-            device_kind=dev.kind,
+            market_id=Coded(dev.node, tree.id),
+            participant_id=Coded(all_dev, dev.owner),
+            resource_id=Coded(all_dev, dev.id),
+            node_id=Coded(dev.node, tree.id),
+            device_kind=Coded(all_dev, dev.kind),
             setpoint_kw=clearing.device_kw,
             power_kw=power,
             price=clearing.device_price,
@@ -196,10 +239,10 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         )
         rec["awards"].add(
             **ident,
-            market_id=node_market,
-            participant_id=tree.owner,
-            resource_id=tree.id,
-            node_id=tree.id,
+            market_id=Coded(all_nodes, node_market),
+            participant_id=Coded(all_nodes, tree.owner),
+            resource_id=Coded(all_nodes, tree.id),
+            node_id=Coded(all_nodes, tree.id),
             quantity_kw=clearing.node_kw,
             price=clearing.node_price,
             status=clearing.status,
@@ -208,10 +251,10 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         metered = np.bincount(meter_pos, weights=energy, minlength=meters.size)
         rec["meter"].add(
             **ident,
-            market_id=node_market[meters],
-            participant_id=tree.owner[meters],
-            resource_id=np.char.add("meter:", tree.id[meters].astype(str)),
-            node_id=tree.id[meters],
+            market_id=Coded(meters, node_market),
+            participant_id=Coded(meters, tree.owner),
+            resource_id=Coded(meters, meter_id),
+            node_id=Coded(meters, tree.id),
             import_kwh=np.clip(metered, 0.0, None),
             export_kwh=np.clip(-metered, 0.0, None),
             quality="measured",
@@ -302,22 +345,22 @@ def _record_bids(
     if offer is None:
         return
     tree = world.plan.tree
+    dev = world.devices
     if clearing.direct_bids:
         curves: Curves = offer.device_curves
-        who = world.devices.owner
-        res = world.devices.id
-        node = np.full(res.size, tree.id[0])
-        mkt = node
+        k = curves.curve_index()
+        who, res = Coded(k, dev.owner), Coded(k, dev.id)
+        node = mkt = Coded(np.zeros(k.size, dtype=np.int64), tree.id)
     else:
         curves = offer.curves
-        who, res, node, mkt = tree.owner, tree.id, tree.id, market
-    k = curves.curve_index()
+        k = curves.curve_index()
+        who, res, node, mkt = Coded(k, tree.owner), Coded(k, tree.id), Coded(k, tree.id), Coded(k, market)
     cols.add(
-        **ident,
-        market_id=mkt[k],
-        participant_id=who[k],
-        resource_id=res[k],
-        node_id=node[k],
+        **ident,  # type: ignore[arg-type]
+        market_id=mkt,
+        participant_id=who,
+        resource_id=res,
+        node_id=node,
         point=np.arange(k.size) - curves.offsets[k],
         price=curves.price,
         quantity_kw=curves.quantity,
@@ -346,7 +389,7 @@ def _substation_meters(
                     "design": design,
                     "market_id": market[d],
                     "stage": "metering",
-                    "interval_start": iv.starts,
+                    "interval_start": iv.starts.values,
                     "duration_h": dt,
                     "participant_id": tree.owner[d],
                     "resource_id": f"meter:{tree.id[d]}",

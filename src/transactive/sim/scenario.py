@@ -9,7 +9,7 @@ from them (``python -m transactive.sim.scenario_docs``). Example (``examples/sum
     start = "2016-07-12T00:00:00Z"
     end = "2016-07-13T00:00:00Z"
     market_interval_min = 15
-    designs = ["baseline", "tou", "layered"]
+    designs = [...]                   # names registered in transactive.designs.registry
     [der]
     stage = 3
     [der.config.pv]
@@ -280,8 +280,8 @@ class Dso(_Model):
     )
     clearing: Literal["uniform", "network"] = _key(
         "uniform",
-        "How `layered` clears the area: one uniform price, or on the feeder model with DLMPs "
-        "(`layered-network` always uses `network`).",
+        "How the layered (Total DSO) design clears each area: one uniform price per node, or "
+        "on the feeder model with DLMPs (its network variant always uses `network`).",
     )
     loss_iterations: Int = _key(
         2,
