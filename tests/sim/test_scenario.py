@@ -235,7 +235,7 @@ def test_bad_values_are_rejected_naming_the_key(
 
 
 TABLES = ["", "der.", "der.penetration.", "der.config.", "der.config.pv.", "homes.", "aggregator.",
-          "dso.", "grid.", "market.", "forecast.", "wholesale.", "tariff."]  # fmt: skip
+          "dso.", "grid.", "market.", "forecast.", "wholesale.", "tariff.", "records."]  # fmt: skip
 
 
 @pytest.mark.parametrize("prefix", TABLES, ids=lambda p: p or "top")
@@ -267,8 +267,8 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "my.toml: 'tariff.tz_offset_h': input should be a finite number, got nan",
             "my.toml: 'colour': unknown key (expected one of aggregator, areas, der, designs, "
             "dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
-            "market_interval_min, name, paradigms, powerflow_interval_min, seed, start, "
-            "tariff, wholesale)",
+            "market_interval_min, name, paradigms, powerflow_interval_min, records, seed, "
+            "start, tariff, wholesale)",
         ]
     )
 

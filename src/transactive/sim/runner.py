@@ -247,7 +247,8 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             price=clearing.node_price,
             status=clearing.status,
         )
-        _record_bids(rec["bids"], ident, clearing, world, node_market)
+        if sc.records.bids:
+            _record_bids(rec["bids"], ident, clearing, world, node_market)
         metered = np.bincount(meter_pos, weights=energy, minlength=meters.size)
         rec["meter"].add(
             **ident,

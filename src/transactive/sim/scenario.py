@@ -345,6 +345,17 @@ class Forecast(_Model):
     horizon_h: Num = _key(24.0, "How far ahead devices see prices.", unit="h", gt=0, le=168)
 
 
+class Records(_Model):
+    """Which record tables a run keeps (awards, dispatch, meter readings and settlement are
+    always kept: money is computed from them)."""
+
+    bids: Annotated[bool, Strict()] = _key(
+        True,
+        "Keep the bid records: one row per breakpoint of every node's curve and interval "
+        "(the largest table; switch off for speed runs).",
+    )
+
+
 class Wholesale(_Model):
     """The wholesale (TSO) market above the substation."""
 
@@ -446,6 +457,7 @@ class Scenario(_Model):
     forecast: Forecast = _key(Forecast(), "Forecasts.")
     wholesale: Wholesale = _key(Wholesale(), "Wholesale market.")
     tariff: Tariff = _key(Tariff(), "Retail tariffs.")
+    records: Records = _key(Records(), "Record tables kept.")
 
     @model_validator(mode="before")
     @classmethod
