@@ -44,11 +44,22 @@ def three_area_tree(sub_limit: float = np.inf) -> tuple[Plan, Curves, dict[str, 
         b.add(dso, Kind.DSO, "tso", dso, area=a, import_limit=sub_limit, export_limit=sub_limit)
         for f in range(2):
             feeder = f"feeder:a{a}/f{f}"
-            b.add(feeder, Kind.FEEDER, dso, dso, area=a, bus=f, import_limit=30.0, export_limit=30.0)
+            b.add(
+                feeder, Kind.FEEDER, dso, dso, area=a, bus=f, import_limit=30.0, export_limit=30.0
+            )
             for h in range(3):
                 hid = f"home:a{a}/f{f}/{h}"
                 homes.append(
-                    b.add(hid, Kind.HOME, feeder, hid, area=a, bus=10 * f + h, import_limit=12.0, export_limit=12.0)
+                    b.add(
+                        hid,
+                        Kind.HOME,
+                        feeder,
+                        hid,
+                        area=a,
+                        bus=10 * f + h,
+                        import_limit=12.0,
+                        export_limit=12.0,
+                    )
                 )
     agg = [
         b.add(f"agg:vpp/a0/f{f}", Kind.AGGREGATOR, f"feeder:a0/f{f}", "agg:vpp", area=0, bus=10 * f)

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transactive.sim import report
-from transactive.sim.report import format_kpi, kpi_unit, write_report
 from transactive.core.records import AWARDS, BIDS, DISPATCH, METER, SETTLEMENT
+from transactive.sim.report import format_kpi, kpi_unit, write_report
 from transactive.sim.results import SimResults
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -156,9 +156,12 @@ def test_energy_balances_at_every_substation_meter(results: SimResults) -> None:
     the AC power flow's losses."""
     m = results.meter
     sub = m["node_id"].astype(str).str.startswith("dso:")
-    net = (m["import_kwh"] - m["export_kwh"]).groupby(
-        [m["design"].astype(str), m["interval_start"], sub]
-    ).sum().unstack()
+    net = (
+        (m["import_kwh"] - m["export_kwh"])
+        .groupby([m["design"].astype(str), m["interval_start"], sub])
+        .sum()
+        .unstack()
+    )
     g = results.grid.set_index(["design", "time"])["losses_kw"]
     step = net.index.get_level_values(1).floor("30min")
     losses_kwh = g.reindex(list(zip(net.index.get_level_values(0), step, strict=True))).to_numpy()
@@ -266,9 +269,7 @@ def test_bad_device_parameter_is_rejected_at_the_edge(tmp_path: Path) -> None:
         parse_scenario(scenario(tmp_path, der=bad))
 
 
-def test_a_failed_power_flow_stops_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_power_flow_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def diverge(*args: Any, **kwargs: Any) -> Any:
         raise PowerFlowError("power flow did not converge at 2016-07-12T20:15Z")
 
@@ -279,6 +280,8 @@ def test_a_failed_power_flow_stops_the_run(
 
 def test_results_tables_are_tidy(results: SimResults) -> None:
     assert isinstance(results.participants, pd.DataFrame)
-    roles = dict(zip(results.participants["participant_id"], results.participants["role"], strict=True))
+    roles = dict(
+        zip(results.participants["participant_id"], results.participants["role"], strict=True)
+    )
     assert roles["tso"] == "tso" and roles["agg:vpp"] == "aggregator"
     assert sum(r == "home" for r in roles.values()) == 32

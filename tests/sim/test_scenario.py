@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+from transactive.designs.registry import names as design_names
 from transactive.errors import InvalidInputError
 from transactive.sim import scenario_docs
-from transactive.designs.registry import names as design_names
 from transactive.sim.scenario import (
     DEVICES,
     STAGES,
@@ -451,7 +451,9 @@ def _config_strategy() -> st.SearchStrategy[dict[str, Any]]:
     def table(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         params = st.sampled_from(DEVICE_TYPES[kind].PARAMS)
         value = params.flatmap(
-            lambda p: st.sampled_from([(p.name, _dist_table(p.default)), (p.name, typical(p.default))])
+            lambda p: st.sampled_from(
+                [(p.name, _dist_table(p.default)), (p.name, typical(p.default))]
+            )
         )
         return st.lists(value, max_size=3, unique_by=lambda kv: kv[0]).map(dict)
 

@@ -86,12 +86,16 @@ class Schema:
 
     def empty(self) -> pd.DataFrame:
         """An empty table with this schema's columns and dtypes."""
-        return pd.DataFrame({c.name: _cast(pd.Series([], dtype=object), c.dtype) for c in self.columns})
+        return pd.DataFrame(
+            {c.name: _cast(pd.Series([], dtype=object), c.dtype) for c in self.columns}
+        )
 
     def check(self, df: pd.DataFrame) -> None:
         """Raise unless ``df`` has exactly this schema's columns, in order, with their dtypes."""
         if list(df.columns) != self.names:
-            raise InvalidInputError(f"{self.name} records: columns {list(df.columns)} ≠ {self.names}")
+            raise InvalidInputError(
+                f"{self.name} records: columns {list(df.columns)} ≠ {self.names}"
+            )
         for c in self.columns:
             if str(df[c.name].dtype) != _DTYPE_NAMES[c.dtype]:
                 raise InvalidInputError(
@@ -110,7 +114,7 @@ _DTYPE_NAMES = {
 def _cast(s: pd.Series, dtype: str) -> pd.Series:
     if dtype == "datetime64[ns, UTC]":
         return pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
-    return s.astype(dtype)
+    return s.astype(pd.api.types.pandas_dtype(dtype))
 
 
 IDENTITY: tuple[Column, ...] = (
@@ -193,3 +197,7 @@ def schema_docs() -> str:
         out += [f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |" for c in s.columns]
         out.append("")
     return "\n".join(out)
+
+
+if __name__ == "__main__":  # .venv/bin/python -m transactive.core.records > docs/records.md
+    print(schema_docs(), end="")

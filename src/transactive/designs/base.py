@@ -116,9 +116,7 @@ class Design(ABC):
         following ones over the horizon."""
 
     @abstractmethod
-    def clear(
-        self, t: int, bids: Curves, uncontrolled: Callable[[], FloatArray]
-    ) -> Clearing:
+    def clear(self, t: int, bids: Curves, uncontrolled: Callable[[], FloatArray]) -> Clearing:
         """Run the design's stages for interval ``t``.
 
         bids: one curve per device (device order); uncontrolled: the devices' power (kW) in

@@ -71,7 +71,9 @@ class Tree:
         n = self.id.size
         for name in ("kind", "parent", "owner", "area", "bus", "import_limit", "export_limit"):
             if getattr(self, name).size != n:
-                raise InvalidInputError(f"tree: {name} has {getattr(self, name).size} values for {n} nodes")
+                raise InvalidInputError(
+                    f"tree: {name} has {getattr(self, name).size} values for {n} nodes"
+                )
         if n == 0:
             raise InvalidInputError("tree: no nodes")
         if len(set(self.id.tolist())) != n:
@@ -341,7 +343,9 @@ def pass_down(
 def roll_up(plan: Plan, device_kw: FloatArray) -> FloatArray:
     """Each node's net power (kW): the sum of every device below it."""
     tree = plan.tree
-    total: FloatArray = np.bincount(plan.device_node, weights=device_kw, minlength=tree.n)
+    total: FloatArray = np.asarray(
+        np.bincount(plan.device_node, weights=device_kw, minlength=tree.n), dtype=np.float64
+    )
     for lv in plan.levels[:0:-1]:  # deepest level first, one vectorised sum per level
         np.add.at(total, tree.parent[lv.nodes], total[lv.nodes])
     return total

@@ -42,7 +42,7 @@ def settle(
     if meter.empty:
         return SETTLEMENT.empty()
     key = ["design", "node_id", "interval_start"]
-    prices = awards[key + ["price"]].astype({"design": str, "node_id": str})
+    prices = awards[[*key, "price"]].astype({"design": str, "node_id": str})
     m = meter.astype({"design": str, "node_id": str}).merge(prices, on=key, how="left")
     if len(m) != len(meter):
         raise BalanceError("settlement: a node has more than one award per interval")
@@ -105,8 +105,10 @@ def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
     per_design = out.groupby(level="design", observed=True)["net"].sum()
     scale = out.groupby(level="design", observed=True)["paid"].apply(lambda s: s.abs().sum()) + 1.0
     if (per_design.abs() > 1e-9 * scale).any():
-        d = (per_design.abs() / scale).idxmax()
-        raise BalanceError(f"settlement of {d!r}: payments and receipts differ by {per_design[d]}")
+        d = str((per_design.abs() / scale).idxmax())
+        raise BalanceError(
+            f"settlement of {d!r}: payments and receipts differ by {per_design.loc[d]}"
+        )
     return out.reset_index()
 
 

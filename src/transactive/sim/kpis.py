@@ -45,7 +45,9 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
     """
     cur = results.currency.lower()
     totals = participant_totals(results.settlement) if len(results.settlement) else None
-    role = dict(zip(results.participants["participant_id"], results.participants["role"], strict=True))
+    role = dict(
+        zip(results.participants["participant_id"], results.participants["role"], strict=True)
+    )
     cols = {}
     for name in results.designs:
         g = results.grid[results.grid["design"] == name]

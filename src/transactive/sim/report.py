@@ -348,9 +348,7 @@ def _plot_load(results: SimResults, designs: Sequence[str], colors: dict[str, st
         _time_axis(ax)
         b64 = _png_base64(fig)
     caption = "Power at the substation per design (import +, export −), kW."
-    return _img(b64, "Substation load by design", caption) + _missing_note(
-        grid, designs, "grid"
-    )
+    return _img(b64, "Substation load by design", caption) + _missing_note(grid, designs, "grid")
 
 
 def _plot_prices(results: SimResults, designs: Sequence[str], colors: dict[str, str]) -> str:

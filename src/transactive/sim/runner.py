@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,9 @@ class _Columns:
         for k, v in self.parts.items():
             codes = np.concatenate(v)
             if k in self.labels:
-                data[k] = pd.Categorical.from_codes(codes, categories=list(self.labels[k]))
+                data[k] = pd.Categorical.from_codes(
+                    codes, categories=pd.Index(list(self.labels[k]))
+                )
             else:
                 data[k] = codes
         return schema.frame(data)
@@ -205,7 +208,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             for sl in dev.slices
         ]
         bids = [f.bid(c) for f, c in zip(fleets, ctxs, strict=True)]
-        clearing = design.clear(t, concat(bids), lambda: _uncontrolled(world, fleets, ctxs))
+        clearing = design.clear(t, concat(bids), partial(_uncontrolled, world, fleets, ctxs))
         power = np.zeros(dev.n)
         q = np.zeros(dev.n)
         short = {k: np.zeros(dev.n) for k in SHORTFALLS}
@@ -291,7 +294,14 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                 )
                 pf = flows[a].run(inj)
                 v_bus[a] = np.nan_to_num(pf.vm_pu[0], nan=1.0)
-                grid_rows.append({"design": name, "area": world.area_names[a], "time": t0, **_grid_row(feeder, pf)})
+                grid_rows.append(
+                    {
+                        "design": name,
+                        "area": world.area_names[a],
+                        "time": t0,
+                        **_grid_row(feeder, pf),
+                    }
+                )
                 found = check_limits(feeder, pf, sc.limits)
                 if len(found):
                     violations.append(found.assign(design=name, area=world.area_names[a]))
@@ -355,7 +365,12 @@ def _record_bids(
     else:
         curves = offer.curves
         k = curves.curve_index()
-        who, res, node, mkt = Coded(k, tree.owner), Coded(k, tree.id), Coded(k, tree.id), Coded(k, market)
+        who, res, node, mkt = (
+            Coded(k, tree.owner),
+            Coded(k, tree.id),
+            Coded(k, tree.id),
+            Coded(k, market),
+        )
     cols.add(
         **ident,  # type: ignore[arg-type]
         market_id=mkt,
@@ -434,7 +449,9 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def _empty_violations() -> pd.DataFrame:
     from transactive.grid.limits import VIOLATION_COLUMNS
 
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in ["design", "area", *VIOLATION_COLUMNS]})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in ["design", "area", *VIOLATION_COLUMNS]}
+    )
 
 
 def _empty_dlmp() -> pd.DataFrame:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -652,7 +652,8 @@ def _config_class(kind: str) -> type:
 
 
 def parse_config(kind: str, table: Mapping[str, object], where: str) -> Any:
-    """A device config from a ``[der.config.<kind>]`` table (:func:`transactive.der.parse_config`)."""
+    """A device config from a ``[der.config.<kind>]`` table
+    (:func:`transactive.der.parse_config`)."""
     from transactive.der.params import parse_config as der_parse_config
 
     return der_parse_config(kind, table, where)
@@ -661,7 +662,9 @@ def parse_config(kind: str, table: Mapping[str, object], where: str) -> Any:
 def config_table(config: Any) -> dict[str, Any]:
     """The ``[der.config.<kind>]`` table of a device config: the parameters that differ from
     the defaults, as :func:`parse_config` reads them (inverse of it)."""
-    return {p.name: _dist_table(config[p.name]) for p in config.PARAMS if config[p.name] != p.default}
+    return {
+        p.name: _dist_table(config[p.name]) for p in config.PARAMS if config[p.name] != p.default
+    }
 
 
 def _dist_table(d: Any) -> Any:

@@ -30,8 +30,8 @@ from transactive.core.time import Intervals
 from transactive.der.fleet import Fleet, make_population
 from transactive.der.weather import Weather, weather_for
 from transactive.errors import InvalidInputError
-from transactive.grid.feeders import load_feeder
 from transactive.grid import model as grid_model
+from transactive.grid.feeders import load_feeder
 from transactive.grid.model import Feeder
 from transactive.nodes.tree import Kind, Plan, TreeBuilder, make_plan
 from transactive.nodes.wholesale import (
@@ -45,6 +45,7 @@ from transactive.sim.scenario import MAX_TOTAL_HOMES, tou_price
 
 if TYPE_CHECKING:
     from transactive.sim.scenario import Scenario
+
 
 @dataclass(frozen=True)
 class Devices:
@@ -120,7 +121,9 @@ def build_world(scenario: Scenario) -> World:
     tree = TreeBuilder()
     tree.add("tso", Kind.TSO, None, "tso")
     fleets: list[Fleet] = []
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("id", "kind", "owner", "node", "area", "bus", "home")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("id", "kind", "owner", "node", "area", "bus", "home")
+    }
     home_area, home_bus, groups, all_home_ids = [], [], [], []
     base = np.zeros(ahead.n)
     agg_kinds = set(sc.aggregator.devices)
@@ -128,24 +131,48 @@ def build_world(scenario: Scenario) -> World:
     home_offset = 0
     for a, (area, feeder, buses) in enumerate(zip(sc.areas, feeders, load_buses, strict=True)):
         dso = f"dso:{area.name}"
-        tree.add(dso, Kind.DSO, "tso", dso, area=a, import_limit=_sub_limit(sc, feeder), export_limit=_sub_limit(sc, feeder))
+        tree.add(
+            dso,
+            Kind.DSO,
+            "tso",
+            dso,
+            area=a,
+            import_limit=_sub_limit(sc, feeder),
+            export_limit=_sub_limit(sc, feeder),
+        )
         sections = grid_model.feeder_sections(feeder)
         section_node = []
         for s, name in enumerate(sections.name):
             nid = f"feeder:{area.name}/{name}"
             rating = float(sections.rating_kva[s])
-            tree.add(nid, Kind.FEEDER, dso, dso, area=a, bus=int(sections.head_bus[s]), import_limit=rating, export_limit=rating)
+            tree.add(
+                nid,
+                Kind.FEEDER,
+                dso,
+                dso,
+                area=a,
+                bus=int(sections.head_bus[s]),
+                import_limit=rating,
+                export_limit=rating,
+            )
             section_node.append(nid)
 
-        def parent_of(bus: int) -> str:
-            s = int(sections.section_of_bus[bus])
-            return dso if s < 0 else section_node[s]
+        parent_of = [dso if s < 0 else section_node[s] for s in sections.section_of_bus]
 
         hb = np.repeat(buses, sc.homes_per_load)
         home_ids = [f"home:{area.name}/{i}" for i in range(hb.size)]
         home_pos = np.array(
             [
-                tree.add(h, Kind.HOME, parent_of(int(b)), h, area=a, bus=int(b), import_limit=sc.homes.service_limit_kw, export_limit=sc.homes.service_limit_kw)
+                tree.add(
+                    h,
+                    Kind.HOME,
+                    parent_of[int(b)],
+                    h,
+                    area=a,
+                    bus=int(b),
+                    import_limit=sc.homes.service_limit_kw,
+                    export_limit=sc.homes.service_limit_kw,
+                )
                 for h, b in zip(home_ids, hb, strict=True)
             ],
             dtype=np.int64,
@@ -157,7 +184,7 @@ def build_world(scenario: Scenario) -> World:
             b: tree.add(
                 f"{agg_owner}/{area.name}/{feeder.bus_names[b]}",
                 Kind.AGGREGATOR,
-                parent_of(b),
+                parent_of[b],
                 agg_owner,
                 area=a,
                 bus=b,
@@ -170,8 +197,16 @@ def build_world(scenario: Scenario) -> World:
             fleets.append(fleet)
             cols["id"].append(np.array([f"{kind}:{area.name}/{i}" for i in homes], dtype=object))
             cols["kind"].append(np.full(homes.size, kind, dtype=object))
-            cols["owner"].append(np.full(homes.size, agg_owner, dtype=object) if held else np.array(home_ids, dtype=object)[homes])
-            cols["node"].append(np.array([agg_pos[int(hb[i])] for i in homes], dtype=np.int64) if held else home_pos[homes])
+            cols["owner"].append(
+                np.full(homes.size, agg_owner, dtype=object)
+                if held
+                else np.array(home_ids, dtype=object)[homes]
+            )
+            cols["node"].append(
+                np.array([agg_pos[int(hb[i])] for i in homes], dtype=np.int64)
+                if held
+                else home_pos[homes]
+            )
             cols["area"].append(np.full(homes.size, a, dtype=np.int64))
             cols["bus"].append(hb[homes])
             cols["home"].append(homes + home_offset)
