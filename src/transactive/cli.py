@@ -69,7 +69,7 @@ def _check_input_file(path: Path, what: str) -> None:
     if path.is_dir():
         raise InvalidInputError(f"{path}: is a directory, not a {what}")
     if not path.exists():
-        raise InvalidInputError(f"{path}: no such file")
+        raise InvalidInputError(f"{path}: no such {what}")
     if not path.is_file():
         raise InvalidInputError(f"{path}: not a regular file (expected a {what})")
     if not os.access(path, os.R_OK):
@@ -78,13 +78,14 @@ def _check_input_file(path: Path, what: str) -> None:
 
 def _price_band(floor: float | None, cap: float | None) -> tuple[float, float]:
     """The options or, where not given, the project's default floor and cap ($/kWh)."""
-    from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+    if floor is None or cap is None:
+        from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
 
-    lo = DEFAULT_FLOOR if floor is None else floor
-    hi = DEFAULT_CAP if cap is None else cap
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise InvalidInputError(f"need a finite --floor < --cap, got {lo} and {hi} $/kWh")
-    return lo, hi
+        floor = DEFAULT_FLOOR if floor is None else floor
+        cap = DEFAULT_CAP if cap is None else cap
+    if not (math.isfinite(floor) and math.isfinite(cap) and floor < cap):
+        raise InvalidInputError(f"need a finite --floor < --cap, got {floor} and {cap} $/kWh")
+    return floor, cap
 
 
 def _num(x: Any) -> float | None:
@@ -144,7 +145,7 @@ def clear_cmd(
 ) -> None:
     """Clear a bid file as a uniform-price double auction (one auction per interval)."""
     with _errors():
-        _check_input_file(bids, "bid file (CSV)")
+        _check_input_file(bids, "bid file")
         lo, hi = _price_band(floor, cap)
         from transactive.market.auction import clear
         from transactive.market.bidfile import read_bids
@@ -164,15 +165,9 @@ def clear_cmd(
                 "status": str(result.status[t]),
                 "buyer_surplus": float(result.buyer_surplus[t]),
                 "seller_surplus": float(result.seller_surplus[t]),
-                "awards": [
-                    {
-                        "bid_id": str(book.ids[i]),
-                        "owner": str(book.owner[i]),
-                        "award_kw": float(result.awards[i]),
-                        "payment_usd_per_h": float(payments[i]),
-                    }
-                    for i in sel
-                ],
+                "awards": {str(book.ids[i]): float(result.awards[i]) for i in sel},
+                "owners": {str(book.ids[i]): str(book.owner[i]) for i in sel},
+                "payments": {str(book.ids[i]): float(payments[i]) for i in sel},
             }
         )
     if as_json:
@@ -221,10 +216,8 @@ def _print_clearing(intervals: list[dict[str, Any]], n_bids: int) -> None:
     awards.add_column("owner")
     awards.add_column("award kW", justify="right")
     for r in intervals:
-        for a in r["awards"]:
-            awards.add_row(
-                _short_time(r["interval"]), a["bid_id"], a["owner"], f"{a['award_kw']:.3f}"
-            )
+        for bid, kw in r["awards"].items():
+            awards.add_row(_short_time(r["interval"]), bid, r["owners"][bid], f"{kw:.3f}")
     console.print(awards)
 
 
@@ -259,7 +252,7 @@ def clear_network_cmd(
     congestion, voltage), awards and LinDistFlow voltages, checked by an AC power flow.
     Rows with an empty price are price-taking and are shed only at the value of lost load."""
     with _errors():
-        _check_input_file(bids, "bid file (CSV)")
+        _check_input_file(bids, "bid file")
         if losses not in ("iterative", "none"):
             raise InvalidInputError(f"--losses must be 'iterative' or 'none', not {losses!r}")
         lo, hi = _price_band(floor, cap)
@@ -284,14 +277,14 @@ def clear_network_cmd(
             voll=voll,
             losses=losses,  # type: ignore[arg-type]
         )
-    out = _network_json(result, parsed.book, parsed.bus)
+    out = _network_json(result, parsed.book)
     if as_json:
         _print_json({"intervals": out})
         return
     _print_network(out, result.max_voltage_error_pu)
 
 
-def _network_json(result: Any, book: Book, bus: Any) -> list[dict[str, Any]]:
+def _network_json(result: Any, book: Book) -> list[dict[str, Any]]:
     """The per-interval JSON of a network clearing (see ``clear-network --help``)."""
     import numpy as np
 
@@ -317,15 +310,8 @@ def _network_json(result: Any, book: Book, bus: Any) -> list[dict[str, Any]]:
                     names[b]: {k: _num(a[t, b]) for k, a in zip(parts, arrays, strict=True)}
                     for b in live
                 },
-                "awards": [
-                    {
-                        "bid_id": str(book.ids[i]),
-                        "owner": str(book.owner[i]),
-                        "bus": str(bus[i]),
-                        "award_kw": float(result.awards[i]),
-                    }
-                    for i in sel
-                ],
+                "awards": {str(book.ids[i]): float(result.awards[i]) for i in sel},
+                "owners": {str(book.ids[i]): str(book.owner[i]) for i in sel},
                 "voltage_pu": {names[b]: _num(result.voltage_pu[t, b]) for b in live},
             }
         )
@@ -425,7 +411,7 @@ def simulate_cmd(
     nothing else; anything else is refused with exit code 2 and left untouched."""
     outputs = {k: v for k, v in (("--out", out), ("--report", report)) if v is not None}
     with _errors():
-        _check_input_file(scenario, "scenario file (TOML)")
+        _check_input_file(scenario, "scenario file")
         _check_outputs(outputs)
         from transactive.sim.runner import run
         from transactive.sim.scenario import PARADIGMS, load_scenario
@@ -449,7 +435,8 @@ def simulate_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result.scenario} on {result.feeder}: KPIs by paradigm")
+    title = f"{result.scenario} on {result.feeder}: KPIs by paradigm"
+    table = Table(title=title, min_width=len(title))  # a title is never wrapped
     table.add_column("KPI", no_wrap=True, min_width=24)
     for p in result.paradigms:
         table.add_column(p, justify="right")

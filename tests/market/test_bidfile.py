@@ -38,6 +38,10 @@ def test_example_file_clears_by_hand() -> None:
     assert second["awards"]["grid-tier2"] == pytest.approx(-17.1)
     for r in out:
         assert sum(r["awards"].values()) == pytest.approx(0.0, abs=1e-9)
+        assert sum(r["payments"].values()) == pytest.approx(0.0, abs=1e-9)
+    # Every award comes with its bid's owner (the file's owner column) and payment ($/h).
+    assert first["awards"]["h01-ev"] == 7.2 and first["owners"]["h01-ev"] == "house-01"
+    assert first["payments"]["h01-ev"] == pytest.approx(7.2 * 0.18)
 
 
 def test_table_output_and_help() -> None:
@@ -52,6 +56,7 @@ def test_single_auction_without_interval_column_and_price_taker(tmp_path: Path) 
     r = json.loads(res.stdout)["intervals"][0]
     assert r["interval"] is None and r["status"] == "shortage" and r["price"] == 1.0
     assert r["awards"] == {"load": 3.0, "pv": -3.0}
+    assert r["owners"] == {"load": "load", "pv": "pv"}  # no owner column: the bid id
 
 
 def test_no_trade_prints_null_price(tmp_path: Path) -> None:
