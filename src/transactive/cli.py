@@ -1,25 +1,41 @@
-"""Command-line interface (`transactive --help`): thin commands that parse, call, print."""
+"""Command-line interface (`transactive --help`): thin commands that parse, call, print.
+
+Start-up stays fast: this module imports only the standard library and typer. numpy, pandas,
+the grid libraries and rich are imported inside the commands, after the cheap checks of the
+arguments (files exist, outputs can be written), so ``--help`` and bad arguments answer at
+once. ``--json`` prints exactly one JSON document on stdout and nothing else.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from transactive.errors import InvalidInputError, TransactiveError
+
+if TYPE_CHECKING:
+    from transactive.market.auction import Book
+    from transactive.sim.results import SimResults
 
 app = typer.Typer(
     help="transactive: layered transactive energy markets on real distribution grids.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
+
+# The project's price band is transactive.core.units.DEFAULT_FLOOR / DEFAULT_CAP; it is read
+# when a command runs (importing it here would load numpy and pandas for `--help`).
+# tests/test_cli.py checks that these help texts quote the same numbers.
+FLOOR_HELP = "Price floor, $/kWh [default: -0.1, the project's DEFAULT_FLOOR]."
+CAP_HELP = "Price cap, $/kWh [default: 2.0, the project's DEFAULT_CAP]."
 
 
 @app.callback()
@@ -30,17 +46,86 @@ def main() -> None:
 def fail(error: str | Exception) -> NoReturn:
     """Print an error on stderr and exit: code 2 for bad input, 1 when a computation fails
     (a power flow that does not converge, a broken balance)."""
-    code = (
-        1 if isinstance(error, TransactiveError) and not isinstance(error, InvalidInputError) else 2
-    )
-    text = escape(str(error))  # messages quote user input: never read it as rich markup
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {text}", highlight=False)
+    code = 2 if isinstance(error, str | InvalidInputError) else 1
+    prefix = typer.style("error:", fg="red", bold=True)  # colour only on a terminal
+    typer.echo(f"{prefix} {error}", err=True)
     raise typer.Exit(code=code)
 
 
-def _num(x: float) -> float | None:
-    """JSON has no NaN: a missing number is null."""
-    return None if math.isnan(x) else float(x)
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the package's errors (and OS errors) into a message and an exit code."""
+    try:
+        yield
+    except TransactiveError as exc:
+        fail(exc)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(TransactiveError(f"{where}{exc.strerror or exc}"))
+
+
+def _check_input_file(path: Path, what: str) -> None:
+    """A readable regular file, or InvalidInputError naming ``path`` (no heavy imports)."""
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: is a directory, not a {what}")
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such {what}")
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: not a regular file (expected a {what})")
+    if not os.access(path, os.R_OK):
+        raise InvalidInputError(f"{path}: not readable (check its permissions)")
+
+
+def _price_band(floor: float | None, cap: float | None) -> tuple[float, float]:
+    """The options or, where not given, the project's default floor and cap ($/kWh)."""
+    if floor is None or cap is None:
+        from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+
+        floor = DEFAULT_FLOOR if floor is None else floor
+        cap = DEFAULT_CAP if cap is None else cap
+    if not (math.isfinite(floor) and math.isfinite(cap) and floor < cap):
+        raise InvalidInputError(f"need a finite --floor < --cap, got {floor} and {cap} $/kWh")
+    return floor, cap
+
+
+def _num(x: Any) -> float | None:
+    """A JSON number: NaN and ±inf (which JSON lacks) become null."""
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _plain(value: Any) -> Any:
+    """Nested values with numpy scalars as Python ones and non-finite floats as null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | bool) or value is None:
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):  # a numpy scalar
+        value = item()
+    if isinstance(value, float):
+        return _num(value)
+    return value if isinstance(value, int | str | bool) or value is None else str(value)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    """The one JSON document of a ``--json`` run (strict JSON: no NaN)."""
+    typer.echo(json.dumps(_plain(payload), indent=2, allow_nan=False))
+
+
+def _iso(t: Any) -> str | None:
+    return None if t is None else str(t.isoformat())
+
+
+def _by_interval(book: Book) -> list[Any]:
+    """Positions of the bids of each interval of ``book``, in book order."""
+    import numpy as np
+
+    order = np.argsort(book.interval, kind="stable")
+    bounds = np.searchsorted(book.interval[order], np.arange(book.n_intervals + 1))
+    return [order[bounds[t] : bounds[t + 1]] for t in range(book.n_intervals)]
 
 
 # --- market ---
@@ -51,42 +136,44 @@ MAX_AWARD_ROWS = 200
 @app.command("clear")
 def clear_cmd(
     bids: Annotated[
-        Path, typer.Argument(help="Bid file (CSV: bid_id,side,price,quantity[,interval]).")
+        Path,
+        typer.Argument(help="Bid file (CSV: bid_id,side,price,quantity[,interval][,owner])."),
     ],
-    floor: Annotated[float, typer.Option(help="Price floor, $/kWh.")] = -1.0,
-    cap: Annotated[float, typer.Option(help="Price cap, $/kWh.")] = 5.0,
+    floor: Annotated[float | None, typer.Option(help=FLOOR_HELP, show_default=False)] = None,
+    cap: Annotated[float | None, typer.Option(help=CAP_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Clear a bid file as a uniform-price double auction (one auction per interval)."""
-    from transactive.market.auction import clear
-    from transactive.market.bidfile import read_bids
+    with _errors():
+        _check_input_file(bids, "bid file")
+        lo, hi = _price_band(floor, cap)
+        from transactive.market.auction import clear
+        from transactive.market.bidfile import read_bids
 
-    try:
-        parsed = read_bids(bids, floor, cap)
-        result = clear(parsed.book, floor, cap)
-    except TransactiveError as exc:
-        fail(exc)
+        parsed = read_bids(bids, lo, hi)
+        result = clear(parsed.book, lo, hi)
     book = parsed.book
-    starts = parsed.interval_starts
-    ids = book.ids.astype(str)
+    starts = book.interval_start
+    payments = result.payments()
     out: list[dict[str, Any]] = []
-    for t in range(book.n_intervals):
-        sel = np.flatnonzero(book.interval == t)
+    for t, sel in enumerate(_by_interval(book)):
         out.append(
             {
-                "interval": starts[t].isoformat() if starts is not None else None,
+                "interval": _iso(starts[t]) if starts is not None else None,
                 "price": _num(result.price[t]),
                 "quantity": float(result.quantity[t]),
                 "status": str(result.status[t]),
                 "buyer_surplus": float(result.buyer_surplus[t]),
                 "seller_surplus": float(result.seller_surplus[t]),
-                "awards": {ids[i]: float(result.awards[i]) for i in sel},
+                "awards": {str(book.ids[i]): float(result.awards[i]) for i in sel},
+                "owners": {str(book.ids[i]): str(book.owner[i]) for i in sel},
+                "payments": {str(book.ids[i]): float(payments[i]) for i in sel},
             }
         )
     if as_json:
-        typer.echo(json.dumps({"intervals": out}, indent=2))
+        _print_json({"intervals": out})
         return
-    _print_clearing(out, len(ids))
+    _print_clearing(out, len(book))
 
 
 def _short_time(iso: str | None) -> str:
@@ -95,6 +182,9 @@ def _short_time(iso: str | None) -> str:
 
 
 def _print_clearing(intervals: list[dict[str, Any]], n_bids: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     summary = Table(title="Clearing (uniform price, pay-as-clear)")
     for col in (
@@ -105,7 +195,7 @@ def _print_clearing(intervals: list[dict[str, Any]], n_bids: int) -> None:
         "buyers $/h",
         "sellers $/h",
     ):
-        summary.add_column(col, justify="left" if col in ("interval", "status") else "right")
+        summary.add_column(col, justify="left" if col in ("interval (UTC)", "status") else "right")
     for r in intervals:
         price = "—" if r["price"] is None else f"{r['price']:.4f}"
         summary.add_row(
@@ -123,10 +213,11 @@ def _print_clearing(intervals: list[dict[str, Any]], n_bids: int) -> None:
     awards = Table(title="Awards (kW, + bought, − sold)")
     awards.add_column("interval")
     awards.add_column("bid_id")
+    awards.add_column("owner")
     awards.add_column("award kW", justify="right")
     for r in intervals:
         for bid, kw in r["awards"].items():
-            awards.add_row(_short_time(r["interval"]), bid, f"{kw:.3f}")
+            awards.add_row(_short_time(r["interval"]), bid, r["owners"][bid], f"{kw:.3f}")
     console.print(awards)
 
 
@@ -137,13 +228,13 @@ def clear_network_cmd(
     ],
     bids: Annotated[
         Path,
-        typer.Argument(help="Bid file (CSV: bid_id,side,price,quantity,bus[,interval])."),
+        typer.Argument(help="Bid file (CSV: bid_id,side,price,quantity,bus[,interval][,owner])."),
     ],
     wholesale_price: Annotated[
         float, typer.Option("--wholesale-price", help="Wholesale price at the substation, $/kWh.")
     ] = 0.05,
-    floor: Annotated[float, typer.Option(help="Price floor for bid prices, $/kWh.")] = -1.0,
-    cap: Annotated[float, typer.Option(help="Price cap for bid prices, $/kWh.")] = 5.0,
+    floor: Annotated[float | None, typer.Option(help=FLOOR_HELP, show_default=False)] = None,
+    cap: Annotated[float | None, typer.Option(help=CAP_HELP, show_default=False)] = None,
     voll: Annotated[
         float, typer.Option(help="Value of lost load: price of shedding price-taking load.")
     ] = 10.0,
@@ -160,15 +251,18 @@ def clear_network_cmd(
     """Clear a bid file on a feeder with network constraints: DLMPs per bus (energy, loss,
     congestion, voltage), awards and LinDistFlow voltages, checked by an AC power flow.
     Rows with an empty price are price-taking and are shed only at the value of lost load."""
-    from transactive.grid import Limits, load_feeder
-    from transactive.market.bidfile import read_bids
-    from transactive.market.network import clear_network
-
-    try:
+    with _errors():
+        _check_input_file(bids, "bid file")
         if losses not in ("iterative", "none"):
             raise InvalidInputError(f"--losses must be 'iterative' or 'none', not {losses!r}")
+        lo, hi = _price_band(floor, cap)
+        from transactive.market.bidfile import read_bids
+
+        parsed = read_bids(bids, lo, hi)  # before the feeder: a bad file answers at once
+        from transactive.grid import Limits, load_feeder
+        from transactive.market.network import clear_network
+
         net = load_feeder(feeder)
-        parsed = read_bids(bids, floor, cap)
         bus = parsed.bus_positions(net.bus_names)
         limits = Limits(
             v_min_pu=v_min, v_max_pu=v_max, max_reverse_flow_kw=0.0 if no_reverse_flow else None
@@ -184,41 +278,41 @@ def clear_network_cmd(
             losses=losses,  # type: ignore[arg-type]
             loss_iterations=5,
         )
-    except TransactiveError as exc:
-        fail(exc)
-    out = _network_json(result, parsed.book, parsed.interval_starts)
+    out = _network_json(result, parsed.book)
     if as_json:
-        typer.echo(json.dumps({"intervals": out}, indent=2))
+        _print_json({"intervals": out})
         return
     _print_network(out, result.max_voltage_error_pu)
 
 
-def _network_json(result: Any, book: Any, starts: Any) -> list[dict[str, Any]]:
+def _network_json(result: Any, book: Book) -> list[dict[str, Any]]:
     """The per-interval JSON of a network clearing (see ``clear-network --help``)."""
+    import numpy as np
+
     names = result.bus_names
     live = np.flatnonzero(~np.isnan(result.voltage_pu).all(axis=0))
-    ids = book.ids.astype(str)
     parts = ("total", "energy", "loss", "congestion", "voltage")
     arrays = (result.dlmp, result.energy, result.loss, result.congestion, result.voltage)
+    starts = book.interval_start
     out: list[dict[str, Any]] = []
-    for t in range(result.n_intervals):
-        sel = np.flatnonzero(book.interval == t)
+    for t, sel in enumerate(_by_interval(book)):
         out.append(
             {
-                "interval": starts[t].isoformat() if starts is not None else None,
+                "interval": _iso(starts[t]) if starts is not None else None,
                 "status": str(result.status[t]),
                 "substation_import_kw": float(result.substation_import_kw[t]),
                 "losses_kw": float(result.losses_kw[t]),
                 "shed_kw": float(result.shed_kw[t].sum()),
                 "curtailed_kw": float(result.curtailed_kw[t].sum()),
                 "voltage_error_pu": (
-                    None if result.voltage_error_pu is None else float(result.voltage_error_pu[t])
+                    None if result.voltage_error_pu is None else _num(result.voltage_error_pu[t])
                 ),
                 "dlmp": {
                     names[b]: {k: _num(a[t, b]) for k, a in zip(parts, arrays, strict=True)}
                     for b in live
                 },
-                "awards": {ids[i]: float(result.awards[i]) for i in sel},
+                "awards": {str(book.ids[i]): float(result.awards[i]) for i in sel},
+                "owners": {str(book.ids[i]): str(book.owner[i]) for i in sel},
                 "voltage_pu": {names[b]: _num(result.voltage_pu[t, b]) for b in live},
             }
         )
@@ -226,6 +320,9 @@ def _network_json(result: Any, book: Any, starts: Any) -> list[dict[str, Any]]:
 
 
 def _print_network(intervals: list[dict[str, Any]], voltage_error: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(width=max(Console().width, 100))
     summary = Table(title="Network-constrained clearing (DLMP, $/kWh)")
     for col in ("interval (UTC)", "status", "import kW", "losses kW", "shed kW", "DLMP min", "max"):
@@ -257,11 +354,29 @@ def _print_network(intervals: list[dict[str, Any]], voltage_error: float) -> Non
         for bus, d in r["dlmp"].items():
             cells = ["—" if d[k] is None else f"{d[k]:.4f}" for k in d]
             v = r["voltage_pu"][bus]
-            table.add_row(_short_time(r["interval"]), bus, *cells, f"{v:.4f}")
+            table.add_row(_short_time(r["interval"]), bus, *cells, "—" if v is None else f"{v:.4f}")
     console.print(table)
 
 
 # --- simulation ---
+
+
+def _check_outputs(outputs: dict[str, Path]) -> None:
+    """Every output directory usable before the run starts; distinct and not nested."""
+    from transactive.sim.outputs import OutputDirError, check_output_dir
+
+    for option, path in outputs.items():
+        try:
+            check_output_dir(path)
+        except OutputDirError as exc:
+            raise InvalidInputError(f"{option}: {exc}") from None
+    if len(outputs) == 2:
+        a, b = (p.resolve() for p in outputs.values())
+        if a == b or a in b.parents or b in a.parents:
+            raise InvalidInputError(
+                "--out and --report must be different directories, neither inside the other "
+                "(the report keeps its own copy of the tables in <report>/tables)"
+            )
 
 
 @app.command("simulate")
@@ -270,26 +385,38 @@ def simulate_cmd(
     paradigm: Annotated[
         list[str] | None,
         typer.Option(
-            help="Run only this paradigm (repeatable): baseline, tou, layered, grand-central."
+            help="Run only this paradigm (repeatable): baseline, tou, layered, "
+            "layered-network, grand-central."
         ),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Write an HTML report (index.html) and the tables here.")
+        Path | None,
+        typer.Option(
+            help="Write the HTML report (index.html) and its tables (tables/) to this new "
+            "directory (or replace a previous transactive output there)."
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Write the result tables (parquet and CSV) here.")
+        Path | None,
+        typer.Option(
+            help="Write the result tables (parquet and CSV) to this new directory (or "
+            "replace a previous transactive output there)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the KPIs as JSON.")] = False,
 ) -> None:
-    """Simulate market designs on a feeder; print the KPIs with paradigms side by side."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    """Simulate market designs on a feeder; print the KPIs with paradigms side by side.
 
-    from transactive.sim.report import write_report
-    from transactive.sim.results import write_tables
-    from transactive.sim.runner import run
-    from transactive.sim.scenario import PARADIGMS, load_scenario
+    Output directories are checked before the run: an existing directory is only replaced
+    if it is a previous transactive output (it has a .transactive-output marker) holding
+    nothing else; anything else is refused with exit code 2 and left untouched."""
+    outputs = {k: v for k, v in (("--out", out), ("--report", report)) if v is not None}
+    with _errors():
+        _check_input_file(scenario, "scenario file")
+        _check_outputs(outputs)
+        from transactive.sim.runner import run
+        from transactive.sim.scenario import PARADIGMS, load_scenario
 
-    try:
         sc = load_scenario(scenario)
         chosen = tuple(paradigm) if paradigm else None
         for name in chosen or ():
@@ -298,34 +425,19 @@ def simulate_cmd(
                     f"--paradigm: unknown {name!r} (choose from {', '.join(PARADIGMS)})"
                 )
         names = chosen or sc.paradigms
-        with Progress(
-            TextColumn("{task.description:<14}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-            disable=as_json,
-        ) as bar:
-            tasks = {n: bar.add_task(n, total=sc.intervals.n) for n in names}
-            result = run(
-                sc, chosen, progress=lambda n, done, total: bar.update(tasks[n], completed=done)
-            )
-    except TransactiveError as exc:
-        fail(exc)
-    try:
-        if out is not None:
-            write_tables(result, out)
-        if report is not None:
-            write_report(result, report)
-            write_tables(result, report / "tables")
-    except OSError as exc:
-        fail(f"cannot write results to {exc.filename or out or report}: {exc.strerror or exc}")
+        result = _run_with_progress(
+            lambda progress: run(sc, chosen, progress=progress), names, sc.intervals.n, as_json
+        )
+        _write_outputs(result, out, report)
     if as_json:
         kpis = {p: {k: _num(v) for k, v in result.kpis[p].items()} for p in result.paradigms}
-        typer.echo(json.dumps({"paradigms": kpis}, indent=2))
+        _print_json({"paradigms": kpis})
         return
-    table = Table(title=f"{result.scenario} on {result.feeder}: KPIs by paradigm")
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"{result.scenario} on {result.feeder}: KPIs by paradigm"
+    table = Table(title=title, min_width=len(title))  # a title is never wrapped
     table.add_column("KPI", no_wrap=True, min_width=24)
     for p in result.paradigms:
         table.add_column(p, justify="right")
@@ -337,56 +449,108 @@ def simulate_cmd(
         Console().print(f"report: {report / 'index.html'}")
 
 
+def _run_with_progress(
+    run: Callable[[Callable[[str, int, int], None]], SimResults],
+    names: tuple[str, ...],
+    total: int,
+    quiet: bool,
+) -> SimResults:
+    """``run(progress)`` with a progress bar per paradigm on stderr (none when ``quiet``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        tasks = {n: bar.add_task(n, total=total) for n in names}
+        return run(lambda n, done, _total: bar.update(tasks[n], completed=done))
+
+
+def _write_outputs(result: SimResults, out: Path | None, report: Path | None) -> None:
+    """The tables to ``out`` and the report with its tables to ``report``, each written to a
+    fresh directory and put in place only when complete (transactive.sim.outputs)."""
+    from transactive.sim.outputs import write_output_dir
+    from transactive.sim.results import write_tables
+
+    if out is not None:
+        write_output_dir(out, lambda d: _ignore(write_tables(result, d)))
+    if report is not None:
+        from transactive.sim.report import write_report
+
+        def write(d: Path) -> None:
+            write_report(result, d)
+            write_tables(result, d / "tables")
+
+        write_output_dir(report, write)
+
+
+def _ignore(_: object) -> None:
+    """Discard a return value (the writers return the path they wrote)."""
+
+
 # --- grid ---
 
 
 @app.command("hosting-capacity")
 def hosting_capacity_cmd(
-    feeder: str = typer.Argument(
-        ..., help="Feeder name, e.g. pandapower:cigre_lv or simbench:1-LV-rural1--0-sw."
-    ),
-    der: str = typer.Option("pv", "--der", help="DER type: pv (generation) or ev (charging load)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    csv: str | None = typer.Option(None, "--csv", help="Write the per-bus table to this CSV."),
-    tol_kw: float = typer.Option(1.0, "--tol-kw", help="Bisection resolution (kW)."),
-    no_reverse_flow: bool = typer.Option(
-        False, "--no-reverse-flow", help="Treat export at the substation as a violation."
-    ),
-    v_min: float = typer.Option(0.95, "--v-min", help="Lower voltage limit (pu)."),
-    v_max: float = typer.Option(1.05, "--v-max", help="Upper voltage limit (pu)."),
+    feeder: Annotated[
+        str,
+        typer.Argument(help="Feeder name, e.g. pandapower:cigre_lv or simbench:1-LV-rural1--0-sw."),
+    ],
+    der: Annotated[
+        str, typer.Option("--der", help="DER type: pv (generation) or ev (charging load).")
+    ] = "pv",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Write the per-bus table to this CSV file.")
+    ] = None,
+    tol_kw: Annotated[float, typer.Option("--tol-kw", help="Bisection resolution (kW).")] = 1.0,
+    no_reverse_flow: Annotated[
+        bool,
+        typer.Option("--no-reverse-flow", help="Treat export at the substation as a violation."),
+    ] = False,
+    v_min: Annotated[float, typer.Option("--v-min", help="Lower voltage limit (pu).")] = 0.95,
+    v_max: Annotated[float, typer.Option("--v-max", help="Upper voltage limit (pu).")] = 1.05,
 ) -> None:
     """Per-bus and feeder-level hosting capacity (kW) under a worst-case snapshot
     (PV: minimum load, maximum generation; EV: peak load)."""
-    import json
-    import sys
+    with _errors():
+        if der not in ("pv", "ev"):
+            raise InvalidInputError(f"--der must be 'pv' or 'ev', not {der!r}")
+        if csv is not None:
+            from transactive.sim.outputs import OutputDirError, check_output_file
 
-    from transactive.grid import Limits, hosting_capacity, load_feeder
+            try:
+                check_output_file(csv)
+            except OutputDirError as exc:
+                raise InvalidInputError(f"--csv: {exc}") from None
+        from transactive.grid import Limits, hosting_capacity, load_feeder
 
-    try:
         limits = Limits(
             v_min_pu=v_min, v_max_pu=v_max, max_reverse_flow_kw=0.0 if no_reverse_flow else None
         )
         hc = hosting_capacity(load_feeder(feeder), der, limits=limits, tol_kw=tol_kw)  # type: ignore[arg-type]
-    except TransactiveError as exc:
-        fail(exc)
-    if csv:
-        try:
+        if csv is not None:
             hc.per_bus.to_csv(csv, index=False)
-        except OSError as exc:
-            fail(f"--csv: cannot write {csv}: {exc.strerror or exc}")
     if as_json:
-        payload = {
-            "feeder": hc.feeder_name,
-            "der": hc.der,
-            "feeder_min_kw": hc.feeder_min_kw,
-            "feeder_uniform_kw": hc.feeder_uniform_kw,
-            "max_kw": hc.max_kw,
-            "tol_kw": hc.tol_kw,
-            "snapshot_violations": len(hc.snapshot_violations),
-            "per_bus": hc.per_bus.to_dict(orient="records"),
-        }
-        json.dump(payload, sys.stdout, indent=2, default=float)
-        sys.stdout.write("\n")
+        _print_json(
+            {
+                "feeder": hc.feeder_name,
+                "der": hc.der,
+                "feeder_min_kw": hc.feeder_min_kw,
+                "feeder_uniform_kw": hc.feeder_uniform_kw,
+                "max_kw": hc.max_kw,
+                "tol_kw": hc.tol_kw,
+                "snapshot_violations": len(hc.snapshot_violations),
+                "per_bus": hc.per_bus.to_dict(orient="records"),
+            }
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -404,3 +568,7 @@ def hosting_capacity_cmd(
         f"{hc.feeder_uniform_kw:,.1f} kW spread evenly over {len(hc.per_bus)} buses; "
         f"{len(hc.snapshot_violations)} violation(s) already in the snapshot"
     )
+
+
+if __name__ == "__main__":
+    app()

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
+
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from transactive.core.curves import block_curves, curves_from_arrays, ramp_curves
-from transactive.errors import BalanceError, InvalidBidError, TransactiveError
+from transactive.errors import BalanceError, InvalidBidError, InvalidInputError, TransactiveError
 from transactive.market.auction import (
+    ZERO_EPS,
     Book,
+    Status,
     book_from_blocks,
     book_from_curves,
     book_from_points,
@@ -251,3 +257,159 @@ def test_a_flat_curve_may_sit_at_any_price_but_a_step_must_be_in_range() -> None
     assert clear(book_from_curves(["f"], flat), 0.5, 2.0).status[0] == "shortage"
     with pytest.raises(InvalidBidError, match=r"'s'.*outside"):
         clear(book_from_curves(["s"], block_curves([3.0], [1.0])), 0.5, 2.0)
+
+
+# --- magnitudes: huge and tiny bids in one book ---------------------------------------------
+
+MAGNITUDES = [1e-6, 1e-3, 0.5, 7.0, 500.0, 1e6, 1e9, 1e12]
+
+
+@st.composite
+def mixed_books(draw: st.DrawFn) -> dict:
+    """Books mixing kW-scale bids with tiny (1e-6 kW) and "unlimited" (1e9, 1e12 kW) ones,
+    price-takers at the floor and cap included."""
+    n = draw(st.integers(1, 10))
+    side = draw(st.lists(st.sampled_from(["buy", "sell"]), min_size=n, max_size=n))
+    price = draw(st.lists(st.integers(-1, 20).map(lambda i: i / 10), min_size=n, max_size=n))
+    size = st.tuples(st.sampled_from(MAGNITUDES), st.integers(1, 9)).map(lambda t: t[0] * t[1])
+    qty = draw(st.lists(size, min_size=n, max_size=n))
+    return {"ids": [f"b{i}" for i in range(n)], "side": side, "price": price, "quantity": qty}
+
+
+def exact_reference(b: dict) -> tuple[Fraction, Fraction]:
+    """Welfare-maximising volume (kW) and welfare ($/h) in exact rational arithmetic: match
+    the highest buys with the lowest sells while the buy price is ≥ the sell price."""
+    pairs = list(zip(b["side"], b["price"], b["quantity"], strict=True))
+    buys = sorted(((Fraction(p), Fraction(q)) for s, p, q in pairs if s == "buy"), reverse=True)
+    sells = sorted((Fraction(p), Fraction(q)) for s, p, q in pairs if s == "sell")
+    left_b, left_s = [q for _, q in buys], [q for _, q in sells]
+    i = j = 0
+    volume = welfare_ = Fraction(0)
+    while i < len(buys) and j < len(sells) and buys[i][0] >= sells[j][0]:
+        m = min(left_b[i], left_s[j])
+        volume += m
+        welfare_ += m * (buys[i][0] - sells[j][0])
+        left_b[i] -= m
+        left_s[j] -= m
+        i += left_b[i] == 0
+        j += left_s[j] == 0
+    return volume, welfare_
+
+
+@given(mixed_books())
+def test_huge_and_tiny_quantities_clear_exactly_up_to_round_off(b: dict) -> None:
+    r = clear(make(b), -0.1, 2.0)
+    qty, price = np.array(b["quantity"]), np.array(b["price"])
+    buy = np.array(b["side"]) == "buy"
+    # The documented round-off allowance of this book: ZERO_EPS · √n · (demand + supply).
+    allowance = ZERO_EPS * np.sqrt(len(qty) + 2) * qty.sum()
+    volume, best = exact_reference(b)
+    v, a = r.quantity[0], r.awards
+    assert abs(v - float(volume)) <= allowance + 1e-9 * float(volume)
+    assert abs(a[buy].sum() - v) <= 1e-9 * v + allowance
+    assert abs(-a[~buy].sum() - v) <= 1e-9 * v + allowance
+    assert (a[buy] >= -allowance).all() and (a[buy] <= qty[buy] * (1 + 1e-12)).all()
+    assert (a[~buy] <= allowance).all() and (-a[~buy] <= qty[~buy] * (1 + 1e-12)).all()
+    welfare_ = float(np.dot(price, a))
+    assert abs(welfare_ - float(best)) <= 2.1 * allowance + 1e-9 * float(best)
+    if float(volume) > 2 * allowance:
+        assert r.status[0] != "no_trade"
+        p = r.price[0]
+        assert (price[buy & (a > allowance)] >= p).all()
+        assert (price[~buy & (a < -allowance)] <= p).all()
+
+
+def test_a_huge_buy_next_to_a_small_sell_trades_the_sell() -> None:
+    # `transactive clear` on huge,buy,0.3,1e12 + s1,sell,0.1,500: demand exceeds supply at
+    # every price below 0.3 and is 0 above it, so the price is 0.3 (the buyer's step); the
+    # marginal buyer gets all 500 kW; the seller earns (0.3 − 0.1) × 500 = 100 $/h.
+    r = clear(book_from_blocks(["huge", "s1"], ["buy", "sell"], [0.3, 0.1], [1e12, 500]), -0.1, 2)
+    assert r.status[0] is Status.CLEARED and r.price[0] == pytest.approx(0.3)
+    assert r.quantity[0] == pytest.approx(500.0, rel=1e-12)
+    np.testing.assert_allclose(r.awards, [500.0, -500.0], rtol=1e-12)
+    assert r.buyer_surplus[0] == pytest.approx(0.0, abs=1e-9)
+    assert r.seller_surplus[0] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("load_kw", [0.3, 0.7, 3.3, 7.1])
+def test_an_unlimited_sell_bid_balances(load_kw: float) -> None:
+    # A 1e9 kW "unlimited" grid offer is the marginal seller of a small load: it sells
+    # exactly the load at its own price (before: awards off by 5e-8 kW, BalanceError).
+    b = book_from_blocks(["grid", "load"], ["sell", "buy"], [0.05, 0.3], [1e9, load_kw])
+    r = clear(b, -0.1, 2.0)
+    assert r.status[0] == "cleared" and r.price[0] == 0.05
+    np.testing.assert_allclose(r.awards, [-load_kw, load_kw], rtol=1e-15)
+
+
+def test_tiny_books_are_not_mistaken_for_no_trade() -> None:
+    b = book_from_blocks(["b", "s"], ["buy", "sell"], [0.3, 0.1], [2e-6, 1e-6])
+    r = clear(b, 0.0, 1.0)
+    assert r.status[0] == "cleared" and r.quantity[0] == pytest.approx(1e-6, rel=1e-12)
+    assert r.price[0] == pytest.approx(0.3)
+
+
+# --- identity: owners, interval starts, statuses --------------------------------------------
+
+
+def test_owner_and_interval_start_are_carried_into_the_clearing() -> None:
+    b = book_from_blocks(
+        ["ev", "pv", "ev"],
+        ["buy", "sell", "buy"],
+        [0.3, 0.1, 0.3],
+        [5, 5, 5],
+        [0, 0, 1],
+        owner=["home-1", "home-2", "home-1"],
+        interval_start=["2026-07-01T19:00:00+02:00", "2026-07-01T17:15:00Z"],
+    )
+    assert b.n_intervals == 2 and b.owner.tolist() == ["home-1", "home-2", "home-1"]
+    assert b.interval_start is not None and str(b.interval_start.tz) == "UTC"
+    assert [t.isoformat() for t in b.interval_start] == [
+        "2026-07-01T17:00:00+00:00",
+        "2026-07-01T17:15:00+00:00",
+    ]
+    r = clear(b, 0.0, 1.0)
+    assert r.owner.tolist() == ["home-1", "home-2", "home-1"]
+    assert r.ids.tolist() == ["ev", "pv", "ev"]
+    assert r.interval_start is b.interval_start
+    assert r.status.tolist() == ["cleared", "no_trade"]
+
+
+def test_owner_defaults_to_the_bid_id_and_a_book_may_be_timeless() -> None:
+    b = book_from_curves(np.arange(3), block_curves([0.2, 0.1, 0.3], [1.0, -1.0, 2.0]))
+    assert b.owner.tolist() == [0, 1, 2] and b.interval_start is None
+    assert clear(b, 0.0, 1.0).interval_start is None
+
+
+def test_interval_start_accepts_a_datetime_index_and_sets_the_interval_count() -> None:
+    starts = pd.date_range("2026-07-01", periods=3, freq="15min", tz="Europe/Berlin")
+    b = book_from_points(["a"], [[0.1, 0.1]], [[1.0, 0.0]], interval_start=starts)
+    assert b.n_intervals == 3 and b.interval_start is not None
+    assert b.interval_start[0] == pd.Timestamp("2026-06-30T22:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"interval_start": ["2026-07-01T17:00:00"]}, "no time zone"),
+        ({"interval_start": ["2026-07-01T17:00Z", "2026-07-01T19:00+02:00"]}, "twice"),
+        ({"interval_start": ["someday"]}, "interval_start"),
+        ({"interval_start": ["2026-07-01T17:00Z"], "n_intervals": 2}, "1 interval starts"),
+        ({"owner": ["x"]}, "1 owners for 2 bids"),
+        ({"owner": ["x", ""]}, "bid 'b': empty owner"),
+    ],
+)
+def test_bad_identity_is_rejected_by_name(kwargs: dict, message: str) -> None:
+    n_iv = kwargs.pop("n_intervals", None)
+    with pytest.raises(InvalidInputError, match=message):
+        book_from_blocks(["a", "b"], ["buy", "sell"], [0.2, 0.1], [1, 1], None, n_iv, **kwargs)
+
+
+def test_status_is_a_str_enum_covering_network_clearing() -> None:
+    from transactive.market import network
+
+    r = clear(book_from_blocks(["b", "s"], ["buy", "sell"], [0.3, 0.1], [1, 1]), 0.0, 1.0)
+    assert r.status[0] is Status.CLEARED and r.status[0] == "cleared"
+    assert json.dumps({"status": r.status[0]}) == '{"status": "cleared"}'
+    assert f"{r.status[0]}" == "cleared"
+    for name in (network.OPTIMAL, network.SHED, network.INFEASIBLE):
+        assert Status(name) == name

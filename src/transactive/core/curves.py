@@ -550,15 +550,22 @@ def share_steps(
     left: FloatArray, right: FloatArray, group: IntArray, total: FloatArray
 ) -> FloatArray:
     """Per curve ``right + θ_g (left − right)`` with one θ_g ∈ [0, 1] per group chosen so the
-    group sums to ``total[g]`` (as far as the steps allow): pro-rata sharing of steps."""
+    group sums to ``total[g]`` (as far as the steps allow): pro-rata sharing of steps.
+
+    Groups with θ > ½ are computed from the left as ``left − (1 − θ)(left − right)``, with
+    ``1 − θ`` formed directly, so a small award out of a huge step (1 kW of a 1e9 kW offer)
+    keeps its precision instead of cancelling."""
     ng = total.size
     step = left - right
     sum_right = np.bincount(group, weights=right, minlength=ng)
+    sum_left = np.bincount(group, weights=left, minlength=ng)
     sum_step = np.bincount(group, weights=step, minlength=ng)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = (total - sum_right) / np.where(sum_step > 0, sum_step, 1.0)
-    theta = np.clip(np.where(sum_step > 0, share, 0.0), 0.0, 1.0)
-    out: FloatArray = right + theta[group] * step
+    has_step = sum_step > 0
+    denom = np.where(has_step, sum_step, 1.0)
+    theta = np.clip(np.where(has_step, (total - sum_right) / denom, 0.0), 0.0, 1.0)
+    rest = np.clip(np.where(has_step, (sum_left - total) / denom, 1.0), 0.0, 1.0)  # 1 − θ
+    from_left = (theta > 0.5)[group]
+    out: FloatArray = np.where(from_left, left - rest[group] * step, right + theta[group] * step)
     return out
 
 

@@ -52,3 +52,10 @@ def kw_to_w(power_kw: T) -> T:
 def w_to_kw(power_w: T) -> T:
     """W → kW."""
     return power_w / 1000.0
+
+
+#: The project's default price band, $/kWh: the floor (a negative price pays for taking
+#: energy) and the cap (the value of lost load for price-taking demand). Scenario files,
+#: the CLI and device defaults use these unless told otherwise.
+DEFAULT_FLOOR = -0.1
+DEFAULT_CAP = 2.0

@@ -18,13 +18,22 @@ Rules
   the price. Blocks priced exactly at the clearing price are *marginal*: on each side they
   share what is left of ``V`` pro rata to their size (one common fraction per side and
   interval), so equal bids are treated equally, whatever their order or id.
-* **Status.** ``cleared``; ``shortage`` when the price is at the cap and demand bid at the
-  cap is not fully served (demand cannot be met under the cap); ``surplus`` when the price
-  is at the floor and supply offered at the floor is not fully absorbed; ``no_trade`` when
-  nothing trades otherwise — then no price is formed and ``price`` is NaN.
+* **Status** (:class:`Status`, a ``StrEnum``: compares equal to its string). ``cleared``;
+  ``shortage`` when the price is at the cap and demand bid at the cap is not fully served
+  (demand cannot be met under the cap); ``surplus`` when the price is at the floor and
+  supply offered at the floor is not fully absorbed; ``no_trade`` when nothing trades
+  otherwise — then no price is formed and ``price`` is NaN.
+* **Round-off.** Quantities are compared relative to the interval's book (its total demand
+  plus total supply ``M`` kW, over ``n`` curves): the crossing, a traded volume, an unserved
+  demand or an unabsorbed supply below ``ZERO_EPS·√n·M`` (``ZERO_EPS`` = 64 machine
+  epsilons, 1.4e-14) counts as zero. So books with 1e9 or 1e12 kW bids next to 1 kW bids
+  clear like any other; finer quantities are below what 64-bit floats resolve in them.
 * **Money.** Pay-as-clear: every buyer pays and every seller receives ``p* × award``
   ($/h; multiply by the interval length in hours for $). Buyers' payments equal sellers'
-  receipts because awarded buys equal awarded sells — checked on every call.
+  receipts because awarded buys equal awarded sells — checked on every call, to ``RTOL``
+  (1e-9) of the traded volume plus the round-off allowance above.
+* **Identity.** A book carries every bid's ``owner`` (participant id) and, optionally, the
+  absolute start (UTC) of each of its intervals; the clearing carries both through.
 
 Bad input raises :class:`~transactive.errors.InvalidBidError` naming the bid, before anything
 is cleared.
@@ -32,9 +41,13 @@ is cleared.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from transactive.core.curves import (
@@ -54,6 +67,7 @@ from transactive.core.curves import (
     sides_at,
     split_sides,
 )
+from transactive.core.time import as_utc
 from transactive.errors import (
     BalanceError,
     InvalidBidError,
@@ -62,8 +76,36 @@ from transactive.errors import (
     plain,
 )
 
-CLEARED, NO_TRADE, SHORTAGE, SURPLUS = "cleared", "no_trade", "shortage", "surplus"
+
+class Status(StrEnum):
+    """Outcome of a market interval; a ``str`` subclass, so ``status == "cleared"`` holds.
+
+    CLEARED, NO_TRADE, SHORTAGE, SURPLUS: the auction (module docstring).
+    OPTIMAL, SHED, INFEASIBLE: network-constrained clearing (:mod:`transactive.market.network`).
+    """
+
+    CLEARED = "cleared"
+    NO_TRADE = "no_trade"
+    SHORTAGE = "shortage"
+    SURPLUS = "surplus"
+    OPTIMAL = "optimal"
+    SHED = "shed"
+    INFEASIBLE = "infeasible"
+
+
+CLEARED, NO_TRADE, SHORTAGE, SURPLUS = (
+    Status.CLEARED,
+    Status.NO_TRADE,
+    Status.SHORTAGE,
+    Status.SURPLUS,
+)
 SIDES = ("buy", "sell")
+#: Round-off allowance: in an interval with n curves whose book totals M kW (demand plus
+#: supply), quantities below ZERO_EPS · √n · M kW are zero (ZERO_EPS = 64 ε, ε the float64
+#: machine epsilon): no trade, no shortage, no surplus, no imbalance.
+ZERO_EPS = 64 * float(np.finfo(np.float64).eps)
+_AUCTION_STATUS = np.array([CLEARED, NO_TRADE, SHORTAGE, SURPLUS], dtype=object)
+IntervalStarts = pd.DatetimeIndex | Sequence[datetime] | Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +115,27 @@ class Book:
     ids: bid ids (any hashable numpy dtype: int or str), unique within an interval.
     curves: the bids' curves (kW vs $/kWh, + buy, − sell), in the order of ``ids``.
     interval: index (0 … n_intervals−1) of the market interval of each bid.
+    owner: participant id of each bid (str); when none was given, the bid ids themselves
+        (the same array, not a copy).
+    interval_start: start of each interval, tz-aware UTC (``n_intervals`` distinct
+        values), or None for a book without absolute times.
     """
 
     ids: NDArray[np.generic]
     curves: Curves
     interval: IntArray
     n_intervals: int
+    owner: NDArray[np.generic]
+    interval_start: pd.DatetimeIndex | None
+
+    def __post_init__(self) -> None:
+        if self.owner.shape != self.ids.shape:
+            raise InvalidInputError(f"{self.owner.size} owners for {self.ids.size} bids")
+        start = self.interval_start
+        if start is not None and len(start) != self.n_intervals:
+            raise InvalidInputError(
+                f"{len(start)} interval starts for a book of {self.n_intervals} intervals"
+            )
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -89,15 +146,33 @@ def book_from_curves(
     curves: Curves,
     interval: ArrayLike | None = None,
     n_intervals: int | None = None,
+    *,
+    owner: ArrayLike | None = None,
+    interval_start: IntervalStarts | None = None,
 ) -> Book:
-    """A book from bid curves (one per id); ``interval`` defaults to a single interval."""
+    """A book from bid curves (one per id); ``interval`` defaults to a single interval.
+
+    owner: participant id of each bid (default: its bid id).
+    interval_start: start of each interval (tz-aware; converted to UTC), one per interval;
+        ``n_intervals`` defaults to its length.
+    """
     id_arr = np.asarray(ids).ravel()
     if id_arr.size != curves.n:
         raise InvalidInputError(f"{id_arr.size} bid ids for {curves.n} curves")
+    starts = None if interval_start is None else _utc_starts(interval_start)
+    if n_intervals is None and starts is not None:
+        n_intervals = len(starts)
     iv = _interval_index(interval, id_arr.size, n_intervals)
     n_iv = int(n_intervals if n_intervals is not None else (iv.max() + 1 if iv.size else 1))
     _check_unique(id_arr, iv)
-    return Book(id_arr, curves, iv, n_iv)
+    if owner is None:
+        owners: NDArray[np.generic] = id_arr
+    else:
+        owners = np.asarray(owner).ravel().astype(str)
+        if owners.size != id_arr.size:
+            raise InvalidInputError(f"{owners.size} owners for {id_arr.size} bids")
+        _reject(id_arr, owners == "", lambda i: "empty owner")
+    return Book(id_arr, curves, iv, n_iv, owners, starts)
 
 
 def book_from_points(
@@ -106,9 +181,13 @@ def book_from_points(
     quantity: ArrayLike,
     interval: ArrayLike | None = None,
     n_intervals: int | None = None,
+    *,
+    owner: ArrayLike | None = None,
+    interval_start: IntervalStarts | None = None,
 ) -> Book:
     """A book of curve bids given as ``(n, k)`` breakpoint arrays (price $/kWh, quantity kW,
-    + buy / − sell), one row per bid id; an invalid curve is reported by its bid id."""
+    + buy / − sell), one row per bid id; an invalid curve is reported by its bid id.
+    ``owner``, ``interval_start``: as for :func:`book_from_curves`."""
     id_arr = np.asarray(ids).ravel()
     try:
         curves = curves_from_arrays(price, quantity)
@@ -117,7 +196,9 @@ def book_from_points(
             raise
         reason = str(exc).split(": ", 1)[-1]
         raise InvalidBidError(f"bid {plain(id_arr[exc.index])!r}: {reason}") from None
-    return book_from_curves(id_arr, curves, interval, n_intervals)
+    return book_from_curves(
+        id_arr, curves, interval, n_intervals, owner=owner, interval_start=interval_start
+    )
 
 
 def book_from_blocks(
@@ -127,9 +208,13 @@ def book_from_blocks(
     quantity: ArrayLike,
     interval: ArrayLike | None = None,
     n_intervals: int | None = None,
+    *,
+    owner: ArrayLike | None = None,
+    interval_start: IntervalStarts | None = None,
 ) -> Book:
     """A book of block bids: ``side`` is ``"buy"`` or ``"sell"``, ``price`` $/kWh,
-    ``quantity`` kW ≥ 0 (the most the bid buys below / sells above its price)."""
+    ``quantity`` kW ≥ 0 (the most the bid buys below / sells above its price).
+    ``owner``, ``interval_start``: as for :func:`book_from_curves`."""
     id_arr = np.asarray(ids).ravel()
     sd = np.asarray(side).ravel()
     p = np.asarray(price, dtype=np.float64).ravel()
@@ -144,7 +229,34 @@ def book_from_blocks(
     _reject(id_arr, ~np.isfinite(p), lambda i: f"price {p[i]} is not a finite number")
     _reject(id_arr, ~np.isfinite(q), lambda i: f"quantity {q[i]} is not a finite number")
     _reject(id_arr, q < 0, lambda i: f"negative quantity {q[i]} kW (use side='sell' to sell)")
-    return book_from_curves(id_arr, block_curves(p, np.where(is_buy, q, -q)), interval, n_intervals)
+    return book_from_curves(
+        id_arr,
+        block_curves(p, np.where(is_buy, q, -q)),
+        interval,
+        n_intervals,
+        owner=owner,
+        interval_start=interval_start,
+    )
+
+
+def _utc_starts(starts: IntervalStarts) -> pd.DatetimeIndex:
+    """Interval starts as a UTC DatetimeIndex; naive, unreadable or repeated starts are
+    rejected."""
+    if isinstance(starts, pd.DatetimeIndex):
+        if len(starts) and starts.tz is None:
+            raise InvalidInputError("interval_start: times have no time zone; give them in UTC")
+        index = starts.tz_convert("UTC") if len(starts) else pd.DatetimeIndex([], tz="UTC")
+    else:
+        try:
+            index = pd.DatetimeIndex([as_utc(t) for t in starts], tz="UTC")
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"interval_start: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"interval_start: not a list of times ({exc})") from None
+    if index.has_duplicates:
+        dup = index[index.duplicated()][0]
+        raise InvalidInputError(f"interval_start: {dup.isoformat()} occurs twice")
+    return index
 
 
 def _interval_index(interval: ArrayLike | None, n: int, n_intervals: int | None) -> IntArray:
@@ -193,21 +305,27 @@ class Clearing:
 
     price: clearing price per interval, $/kWh (NaN where nothing trades).
     quantity: traded quantity per interval, kW.
-    status: per interval: ``cleared``, ``no_trade``, ``shortage`` or ``surplus``.
+    status: per interval a :class:`Status`: ``CLEARED``, ``NO_TRADE``, ``SHORTAGE`` or
+        ``SURPLUS`` (an object array; compares equal to the strings).
     awards: net award per bid, kW (+ bought, − sold), in the book's order.
     unresponsive_demand, unresponsive_supply: awarded price-taking demand / supply (≥ 0, kW).
     buyer_surplus, seller_surplus: per interval, $/h.
+    interval, ids, owner: the book's interval index, bid id and owner of every bid.
+    interval_start: the book's interval starts (UTC), or None.
     """
 
     price: FloatArray
     quantity: FloatArray
-    status: NDArray[np.str_]
+    status: NDArray[np.object_]
     awards: FloatArray
     unresponsive_demand: FloatArray
     unresponsive_supply: FloatArray
     buyer_surplus: FloatArray
     seller_surplus: FloatArray
     interval: IntArray
+    ids: NDArray[np.generic]
+    owner: NDArray[np.generic]
+    interval_start: pd.DatetimeIndex | None
 
     def payments(self) -> FloatArray:
         """Per bid: what it pays (+) or receives (−) at the clearing price, $/h."""
@@ -255,7 +373,15 @@ def clear(
         ]
     )
     group = np.concatenate([book.interval, tail, tail])
-    a, b = price_interval(aggregate(bids, group, T), 0.0, floor, cap)
+
+    # The book's magnitude per interval (total demand + total supply, kW) sets the scale of
+    # round-off in every sum below: quantities under `zero` kW are zero.
+    first, last = bids.offsets[:-1], bids.offsets[1:] - 1
+    most_bought = np.maximum(bids.quantity[first], 0.0)
+    most_sold = -np.minimum(bids.quantity[last], 0.0)
+    magnitude = np.bincount(group, weights=most_bought + most_sold, minlength=T)
+    zero = ZERO_EPS * np.sqrt(np.bincount(group, minlength=T)) * magnitude
+    a, b = price_interval(_scaled(aggregate(bids, group, T), zero), 0.0, floor, cap)
     if np.isnan(a).any():  # cannot happen for valid books: demand ≥ 0 at the floor, ≤ 0 above
         raise BalanceError("no clearing price found in [floor, cap]")
     price = 0.5 * (a + b)
@@ -268,14 +394,14 @@ def clear(
     volume = np.maximum(np.minimum(d_left, s_right), 0.0)
     buy = share_steps(buy_left, buy_right, group, volume)
     sell = share_steps(sell_left, sell_right, group, -volume)
-    _check_balance(buy, sell, group, volume, T)
+    _check_balance(buy, sell, group, volume, zero, T)
 
-    tol = RTOL * (1.0 + np.maximum(d_left, s_right))
-    status = np.full(T, CLEARED, dtype="<U8")
-    status[volume <= tol] = NO_TRADE
-    status[(price == cap) & (d_left - volume > tol)] = SHORTAGE
-    status[(price == floor) & (s_right - volume > tol)] = SURPLUS
-    priced = status != NO_TRADE
+    code = np.zeros(T, dtype=np.int64)  # position in _AUCTION_STATUS
+    code[volume <= zero] = 1
+    code[(price == cap) & (d_left - volume > zero)] = 2
+    code[(price == floor) & (s_right - volume > zero)] = 3
+    status = _AUCTION_STATUS[code]
+    priced = code != 1
     buys, sells = split_sides(bids)
     buyer_surplus = np.bincount(group, weights=integrate(buys, pg, cap), minlength=T)
     seller_surplus = -np.bincount(group, weights=integrate(sells, floor, pg), minlength=T)
@@ -290,7 +416,20 @@ def clear(
         buyer_surplus=np.where(priced, buyer_surplus, 0.0),
         seller_surplus=np.where(priced, seller_surplus, 0.0) + 0.0,
         interval=book.interval,
+        ids=book.ids,
+        owner=book.owner,
+        interval_start=book.interval_start,
     )
+
+
+def _scaled(net: Curves, zero: FloatArray) -> Curves:
+    """The net curve of each interval with its quantities multiplied by a power of two
+    (exact) chosen so that :func:`price_interval`'s tolerance (``RTOL`` kW at zero) stands
+    for ``zero`` kW of the interval: the crossing is found relative to the book's size."""
+    safe = np.where(zero > 0, zero, RTOL)
+    exponent = np.clip(np.round(np.log2(RTOL / safe)), -900, 900).astype(np.int64)
+    quantity = np.ldexp(net.quantity, exponent[net.curve_index()])
+    return Curves(net.price, quantity, net.offsets)
 
 
 def _per_interval(value: ArrayLike, T: int, name: str) -> FloatArray:
@@ -301,15 +440,21 @@ def _per_interval(value: ArrayLike, T: int, name: str) -> FloatArray:
 
 
 def _check_balance(
-    buy: FloatArray, sell: FloatArray, group: IntArray, volume: FloatArray, T: int
+    buy: FloatArray,
+    sell: FloatArray,
+    group: IntArray,
+    volume: FloatArray,
+    zero: FloatArray,
+    T: int,
 ) -> None:
-    """Awarded buys = awarded sells = traded volume, in every interval."""
+    """Awarded buys = awarded sells = traded volume in every interval, to RTOL of the
+    volume and awards plus ``zero`` (round-off of the interval's book, kW)."""
     bought = np.bincount(group, weights=buy, minlength=T)
     sold = -np.bincount(group, weights=sell, minlength=T)
-    scale = 1.0 + np.bincount(group, weights=np.abs(buy) + np.abs(sell), minlength=T)
-    err = np.maximum(np.abs(bought - volume), np.abs(sold - volume)) / scale
-    if (err > 1e-9).any():
-        t = int(np.argmax(err))
+    scale = volume + np.bincount(group, weights=np.abs(buy) + np.abs(sell), minlength=T)
+    err = np.maximum(np.abs(bought - volume), np.abs(sold - volume))
+    if (err > RTOL * scale + zero).any():
+        t = int(np.argmax(err - RTOL * scale - zero))
         raise BalanceError(
             f"interval {t}: awarded buys {bought[t]} kW, sells {sold[t]} kW, traded {volume[t]} kW"
         )
@@ -321,8 +466,10 @@ __all__ = [
     "SHORTAGE",
     "SIDES",
     "SURPLUS",
+    "ZERO_EPS",
     "Book",
     "Clearing",
+    "Status",
     "book_from_blocks",
     "book_from_curves",
     "book_from_points",
