@@ -382,11 +382,10 @@ def _check_outputs(outputs: dict[str, Path]) -> None:
 @app.command("simulate")
 def simulate_cmd(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML), see examples/.")],
-    paradigm: Annotated[
+    design: Annotated[
         list[str] | None,
         typer.Option(
-            help="Run only this paradigm (repeatable): baseline, tou, layered, "
-            "layered-network, grand-central."
+            help="Run only this market design (repeatable; default: the scenario's designs)."
         ),
     ] = None,
     report: Annotated[
@@ -405,7 +404,7 @@ def simulate_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the KPIs as JSON.")] = False,
 ) -> None:
-    """Simulate market designs on a feeder; print the KPIs with paradigms side by side.
+    """Simulate market designs on the scenario's areas; print the KPIs side by side.
 
     Output directories are checked before the run: an existing directory is only replaced
     if it is a previous transactive output (it has a .transactive-output marker) holding
@@ -414,37 +413,40 @@ def simulate_cmd(
     with _errors():
         _check_input_file(scenario, "scenario file")
         _check_outputs(outputs)
-        from transactive.sim.runner import run
-        from transactive.sim.scenario import PARADIGMS, load_scenario
+        from transactive.designs.registry import names as design_names
+        from transactive.sim.scenario import load_scenario
 
         sc = load_scenario(scenario)
-        chosen = tuple(paradigm) if paradigm else None
+        chosen = tuple(design) if design else None
         for name in chosen or ():
-            if name not in PARADIGMS:
+            if name not in design_names():
                 raise InvalidInputError(
-                    f"--paradigm: unknown {name!r} (choose from {', '.join(PARADIGMS)})"
+                    f"--design: unknown {name!r} (choose from {', '.join(design_names())})"
                 )
-        names = chosen or sc.paradigms
+        from transactive.sim.runner import run
+
+        names = chosen or sc.designs
         result = _run_with_progress(
             lambda progress: run(sc, chosen, progress=progress), names, sc.intervals.n, as_json
         )
         _write_outputs(result, out, report)
     if as_json:
-        kpis = {p: {k: _num(v) for k, v in result.kpis[p].items()} for p in result.paradigms}
-        _print_json({"paradigms": kpis})
+        kpis = {d: {k: _num(v) for k, v in result.kpis[d].items()} for d in result.designs}
+        _print_json({"designs": kpis})
         return
     from rich.console import Console
     from rich.table import Table
 
-    title = f"{result.scenario} on {result.feeder}: KPIs by paradigm"
+    areas = ", ".join(result.areas)
+    title = f"{result.scenario} on {areas}: KPIs by design"
     table = Table(title=title, min_width=len(title))  # a title is never wrapped
     table.add_column("KPI", no_wrap=True, min_width=24)
-    for p in result.paradigms:
-        table.add_column(p, justify="right")
+    for d in result.designs:
+        table.add_column(d, justify="right")
     for k, row in result.kpis.iterrows():
         table.add_row(str(k), *(f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}" for v in row))
-    # Wide enough for every paradigm side by side, even when stdout is not a terminal.
-    Console(width=max(Console().width, 40 + 15 * len(result.paradigms))).print(table)
+    # Wide enough for every design side by side, even when stdout is not a terminal.
+    Console(width=max(Console().width, 40 + 15 * len(result.designs))).print(table)
     if report is not None:
         Console().print(f"report: {report / 'index.html'}")
 
@@ -455,7 +457,7 @@ def _run_with_progress(
     total: int,
     quiet: bool,
 ) -> SimResults:
-    """``run(progress)`` with a progress bar per paradigm on stderr (none when ``quiet``)."""
+    """``run(progress)`` with a progress bar per design on stderr (none when ``quiet``)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -107,8 +107,10 @@ def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.Da
 
 
 def write_tables(results: SimResults, directory: Path) -> list[Path]:
-    """Write every table as ``<name>.parquet`` and ``<name>.csv`` into ``directory`` (which
-    must exist); returns the files written."""
+    """Write every table as ``<name>.parquet`` and ``<name>.csv`` into ``directory`` (made
+    if missing; callers give a fresh one, :mod:`transactive.sim.outputs`); returns the files
+    written."""
+    directory.mkdir(exist_ok=True)
     written = []
     for name in TABLES:
         df: pd.DataFrame = getattr(results, name)
