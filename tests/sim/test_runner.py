@@ -17,7 +17,7 @@ import transactive.nodes.tree as tree_module
 import transactive.sim.runner as runner
 from transactive.core.curves import Curves, FloatArray, quantity_at
 from transactive.core.records import AWARDS, BIDS, DISPATCH, IDENTITY, METER, SETTLEMENT
-from transactive.designs import register
+from transactive.designs import register, registry
 from transactive.designs.base import Clearing, Design
 from transactive.designs.layered import check_area_balance
 from transactive.errors import BalanceError, PowerFlowError
@@ -232,7 +232,8 @@ class RealTimePricing(Design):
         )
 
 
-def test_a_new_design_is_one_class(tmp_path: Path) -> None:
+def test_a_new_design_is_one_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # undone afterwards
     register(RealTimePricing)
     raw = scenario(tmp_path, designs=["rtp-test", "layered"], end="2016-07-12T22:00:00Z")
     res = runner.run(parse_scenario(raw))
