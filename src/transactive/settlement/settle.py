@@ -117,7 +117,7 @@ def dso_revenue(lines: pd.DataFrame, tree: Tree) -> pd.Series:
     owners = set(tree.owner[tree.kind == Kind.DSO].astype(str))
     t = participant_totals(lines)
     mine = t[t["participant_id"].astype(str).isin(owners)]
-    return -mine.groupby("design")["net"].sum()
+    return -mine.groupby("design", observed=True)["net"].sum()
 
 
 def _dso_owner_of(tree: Tree) -> np.ndarray:
