@@ -253,6 +253,9 @@ def clear_network_cmd(
     Rows with an empty price are price-taking and are shed only at the value of lost load."""
     with _errors():
         _check_input_file(bids, "bid file")
+        from transactive.grid.registry import check_name
+
+        check_name(feeder)  # a wrong name answers before anything heavy is imported
         if losses not in ("iterative", "none"):
             raise InvalidInputError(f"--losses must be 'iterative' or 'none', not {losses!r}")
         lo, hi = _price_band(floor, cap)
@@ -525,6 +528,9 @@ def hosting_capacity_cmd(
     with _errors():
         if der not in ("pv", "ev"):
             raise InvalidInputError(f"--der must be 'pv' or 'ev', not {der!r}")
+        from transactive.grid.registry import check_name
+
+        check_name(feeder)  # a wrong name answers before anything heavy is imported
         if csv is not None:
             from transactive.sim.outputs import OutputDirError, check_output_file
 

@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from transactive.core.curves import Curves, quantity_at
 from transactive.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from transactive.der.params import DeviceConfig, Param
 
 FloatArray = NDArray[np.float64]
@@ -95,7 +96,7 @@ class Context:
     @property
     def t_h(self) -> float:
         """Interval start in hours since the Unix epoch (UTC)."""
-        return float(pd.Timestamp(self.start).value) / 3.6e12
+        return float(self.start.value) / 3.6e12
 
 
 def make_context(
@@ -116,6 +117,8 @@ def make_context(
     The standard deviation used by ramp bidders is never below 1 % of ``cap − floor`` so a
     flat forecast still gives a usable ramp.
     """
+    import pandas as pd  # here: importing the device types must not load pandas
+
     ts = pd.Timestamp(start)
     if ts.tzinfo is None:
         raise InvalidInputError("context start has no time zone; give it in UTC")

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import glob
 import os
+from importlib.util import find_spec
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
-import simbench
 from numpy.typing import ArrayLike
 
 from transactive.core.curves import Curves, block_curves
@@ -55,10 +54,16 @@ _SLOTS = 365 * 96  # one year of 15-minute slots (the leap day folds away)
 def profiles() -> FloatArray:
     """The SimBench H0 profiles as a ``(35040, 6)`` array of per-unit power, 15-minute slots
     from 1 January 00:00 local time (leap day 29 February 2016 removed)."""
-    base = os.path.dirname(simbench.__file__)
-    paths = sorted(glob.glob(os.path.join(base, "networks", "*", "LoadProfile.csv")))
+    # The package's folder without importing it (importing simbench loads pandapower).
+    spec = find_spec("simbench")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    paths = sorted(
+        p for r in roots for p in glob.glob(os.path.join(r, "networks", "*", "LoadProfile.csv"))
+    )
     if not paths:
         raise FileNotFoundError("no LoadProfile.csv found in the installed simbench package")
+    import pandas as pd  # here: importing the device types must not load pandas
+
     cols = [f"{p}_pload" for p in PROFILE_NAMES]
     df = pd.read_csv(paths[0], sep=";", usecols=["time", *cols])
     t = pd.to_datetime(df["time"], format="%d.%m.%Y %H:%M")
@@ -105,6 +110,8 @@ def load_kw(params: HouseholdParams, t_h: float, dt_h: float) -> FloatArray:
     local = t_h + params.tz_offset_h
     # Hours since 1 January of the local year: the epoch year 1970 starts on 1 January, and
     # the year length varies, so use pandas once for the year start of the (shared) UTC time.
+    import pandas as pd
+
     ts = pd.Timestamp(t_h * 3.6e12, tz="UTC")
     year_start_h = pd.Timestamp(year=ts.year, month=1, day=1, tz="UTC").value / 3.6e12
     a = (local - year_start_h) / _SLOT_H

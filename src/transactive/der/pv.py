@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pvlib
 from numpy.typing import ArrayLike
 
 from transactive.core.curves import Curves, block_curves
@@ -64,8 +63,8 @@ VV_Q = (-0.44, 0.0, 0.0, 0.44)
 #: IEEE 1547-2018 default volt-watt curve: voltage (pu) → P limit / S.
 VW_V = (1.06, 1.10)
 VW_P = (1.0, 0.2)
-#: SAPM cell-temperature parameters for roof-mounted glass/glass modules (pvlib table).
-_TEMP = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["close_mount_glass_glass"]
+#: SAPM cell-temperature model of roof-mounted glass/glass modules (pvlib's table).
+_TEMP_MODEL = ("sapm", "close_mount_glass_glass")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +105,9 @@ def mppt_ac_kw(params: PVParams, ctx: Context) -> FloatArray:
     w = ctx.weather
     if w.solar_zenith >= 90.0 or (w.ghi <= 0.0 and w.dni <= 0.0 and w.dhi <= 0.0):
         return np.zeros(params.n)
+    import pvlib  # here, not at import: reading a scenario must not load pvlib
+
+    temp = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS[_TEMP_MODEL[0]][_TEMP_MODEL[1]]
     poa = pvlib.irradiance.get_total_irradiance(
         params.tilt_deg,
         params.azimuth_deg,
@@ -121,7 +123,7 @@ def mppt_ac_kw(params: PVParams, ctx: Context) -> FloatArray:
     poa_global = np.nan_to_num(np.asarray(poa["poa_global"], dtype=np.float64), nan=0.0)
     poa_global = np.maximum(poa_global, 0.0)
     t_cell = pvlib.temperature.sapm_cell(
-        poa_global, w.temp_air, w.wind_speed, _TEMP["a"], _TEMP["b"], _TEMP["deltaT"]
+        poa_global, w.temp_air, w.wind_speed, temp["a"], temp["b"], temp["deltaT"]
     )
     pdc = pvlib.pvsystem.pvwatts_dc(poa_global, t_cell, params.capacity_kw, params.gamma_pdc)
     pdc = np.asarray(pdc, dtype=np.float64) * (1.0 - params.losses)

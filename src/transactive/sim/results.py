@@ -107,15 +107,15 @@ def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.Da
 
 
 def write_tables(results: SimResults, directory: Path) -> list[Path]:
-    """Write every table as ``<name>.parquet`` and ``<name>.csv`` into ``directory`` (made
-    if missing; callers give a fresh one, :mod:`transactive.sim.outputs`); returns the files
-    written."""
+    """Write every table as ``<name>.parquet`` into ``directory`` (made if missing; callers
+    give a fresh one, :mod:`transactive.sim.outputs`), the summaries also as ``<name>.csv``
+    (the records, millions of rows, only as parquet); returns the files written."""
     directory.mkdir(exist_ok=True)
     written = []
     for name in TABLES:
         df: pd.DataFrame = getattr(results, name)
         out = df.reset_index(names="kpi") if name == "kpis" else df
-        for suffix in (".parquet", ".csv"):
+        for suffix in (".parquet", ".csv") if name in SUMMARIES else (".parquet",):
             path = directory / f"{name}{suffix}"
             if suffix == ".parquet":
                 out.to_parquet(path, index=False)
