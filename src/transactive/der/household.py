@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import glob
 import os
-from importlib.util import find_spec
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.util import find_spec
 
 import numpy as np
 from numpy.typing import ArrayLike
