@@ -23,6 +23,7 @@ import pandas as pd
 from transactive.core.curves import Curves, FloatArray
 from transactive.nodes.tree import Offer, Plan
 from transactive.nodes.wholesale import MeritOrder, PriceSeries
+from transactive.settlement.settle import Rules
 
 if TYPE_CHECKING:
     from transactive.grid.model import Feeder
@@ -92,6 +93,13 @@ class Design(ABC):
 
     def __init__(self, setting: Setting) -> None:
         self.setting = setting
+
+    @property
+    def rules(self) -> Rules:
+        """How this design's records are settled (:mod:`transactive.settlement`)."""
+        market = self.setting.scenario.market
+        charge = market.network_charge if self.pays_network_charge else 0.0
+        return Rules(network_charge=charge, currency=market.currency)
 
     @property
     def floor(self) -> float:

@@ -30,7 +30,7 @@ from transactive.grid.limits import check_limits
 from transactive.grid.model import Injections
 from transactive.grid.powerflow import PowerFlow
 from transactive.nodes.tree import Kind
-from transactive.settlement import Rules, settle
+from transactive.settlement import settle
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.results import SimResults, bills_table, participants_table
 from transactive.sim.scenario import Scenario
@@ -60,17 +60,12 @@ def run(
         world.horizon,
         scenario,
     )
-    runs = [run_design(world, design_class(name)(setting), progress) for name in chosen]
+    built = [design_class(name)(setting) for name in chosen]
+    runs = [run_design(world, d, progress) for d in built]
     tables = {k: _concat([getattr(r, k) for r in runs]) for k in DesignRun.SUMMARIES}
     for schema in (BIDS, AWARDS, DISPATCH, METER):
         tables[schema.name] = schema.concat([getattr(r, schema.name) for r in runs])
-    rules = {
-        r.design: Rules(
-            network_charge=scenario.market.network_charge if r.pays_network_charge else 0.0,
-            currency=scenario.market.currency,
-        )
-        for r in runs
-    }
+    rules = {d.name: d.rules for d in built}
     settlement = settle(tables["meter"], tables["awards"], world.plan.tree, rules)
     res = SimResults(
         scenario=scenario.name,
@@ -95,7 +90,6 @@ class DesignRun:
     SUMMARIES = ("market", "grid", "violations", "dlmp")
 
     design: str
-    pays_network_charge: bool
     bids: pd.DataFrame
     awards: pd.DataFrame
     dispatch: pd.DataFrame
@@ -315,7 +309,6 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     )
     return DesignRun(
         design=name,
-        pays_network_charge=design.pays_network_charge,
         bids=rec["bids"].frame(BIDS),
         awards=rec["awards"].frame(AWARDS),
         dispatch=rec["dispatch"].frame(DISPATCH),
