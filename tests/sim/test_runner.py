@@ -249,8 +249,8 @@ def test_broken_energy_balance_fails_loudly(
     sc = parse_scenario(scenario(tmp_path, designs=["layered"]))
     real = tree_module.layer_pass_down
 
-    def leaky(layer: Any, children: Any, award: Any, *args: Any) -> Any:
-        internal, child = real(layer, children, award, *args)
+    def leaky(layer: Any, children: Any, award: Any, *args: Any, **kwargs: Any) -> Any:
+        internal, child = real(layer, children, award, *args, **kwargs)
         return internal, child * 0.9  # children take 10 % less than the node was awarded
 
     monkeypatch.setattr(tree_module, "layer_pass_down", leaky)

@@ -94,6 +94,7 @@ def pass_down(
     floor: float,
     cap: float,
     parent_price: ArrayLike | None = None,
+    summed: Curves | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Disaggregate each node's award (kW) to its children.
 
@@ -103,10 +104,12 @@ def pass_down(
     the price at which they do (midpoint of the range, see
     :func:`~transactive.core.curves.price_at`). The children of each node sum to its
     award — checked; an award the children cannot take at any price in ``[floor, cap]``
-    raises :class:`~transactive.errors.BalanceError`.
+    raises :class:`~transactive.errors.BalanceError`. ``summed``: the children's curves
+    summed per node (before clipping), when the caller has them from :func:`offer`.
     """
     q = np.broadcast_to(np.asarray(award, dtype=np.float64), (layer.n,))
-    summed = aggregate(children, layer.parent, layer.n)
+    if summed is None:
+        summed = aggregate(children, layer.parent, layer.n)
     lo, hi = price_interval(summed, q, floor, cap)
     internal = 0.5 * (lo + hi)
     if parent_price is not None:

@@ -30,9 +30,17 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from transactive.core.curves import Curves, FloatArray, IntArray, concat, select
+from transactive.core.curves import (
+    Curves,
+    FloatArray,
+    IntArray,
+    aggregate,
+    clip,
+    concat,
+    select,
+)
 from transactive.errors import BalanceError, InvalidInputError
-from transactive.nodes.layer import BALANCE_ATOL_KW, Layer, make_layer, offer
+from transactive.nodes.layer import BALANCE_ATOL_KW, Layer, make_layer
 from transactive.nodes.layer import pass_down as layer_pass_down
 
 ObjArray = NDArray[np.object_]
@@ -218,12 +226,15 @@ class Offer:
     """The curves of one interval at every level of a plan.
 
     curves: one per node (tree order), the node's curve after clipping (kW vs $/kWh);
-    children: per level, the curves the level's nodes received (devices first, then kids).
+    children: per level, the curves the level's nodes received (devices first, then kids);
+    summed: per level, each node's children summed before clipping (reused by
+    :func:`pass_down`, so every level is aggregated once per interval).
     """
 
     plan: Plan
     curves: Curves
     children: tuple[Curves, ...]
+    summed: tuple[Curves, ...]
     device_curves: Curves = field(repr=False)
 
     def received(self, i: int) -> list[str]:
@@ -243,6 +254,7 @@ def offer_up(plan: Plan, device_curves: Curves) -> Offer:
     below: Curves | None = None  # the curves of the level below, in its node order
     per_level: list[Curves] = [device_curves] * len(plan.levels)
     children: list[Curves] = [device_curves] * len(plan.levels)
+    summed: list[Curves] = [device_curves] * len(plan.levels)
     for d in range(len(plan.levels) - 1, -1, -1):
         lv = plan.levels[d]
         parts = [select(device_curves, lv.devices)]
@@ -250,14 +262,15 @@ def offer_up(plan: Plan, device_curves: Curves) -> Offer:
             parts.append(below)
         kids = concat(parts)
         children[d] = kids
-        below = offer(lv.layer, kids)
+        summed[d] = aggregate(kids, lv.layer.parent, lv.layer.n)
+        below = clip(summed[d], lv.layer.export_limit, lv.layer.import_limit)
         per_level[d] = below
     # Node curves in tree order: gather from the levels.
     order = np.concatenate([lv.nodes for lv in plan.levels])
     stacked = concat(per_level)
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
-    return Offer(plan, select(stacked, inverse), tuple(children), device_curves)
+    return Offer(plan, select(stacked, inverse), tuple(children), tuple(summed), device_curves)
 
 
 @dataclass(frozen=True)
@@ -310,7 +323,13 @@ def pass_down(
         nodes = lv.nodes[active]
         kids_curves = select(offered.children[d], np.flatnonzero(take))
         p_int, child_kw = layer_pass_down(
-            sub, kids_curves, node_kw[nodes], floor, cap, node_price[nodes]
+            sub,
+            kids_curves,
+            node_kw[nodes],
+            floor,
+            cap,
+            node_price[nodes],
+            summed=select(offered.summed[d], np.flatnonzero(active)),
         )
         got = np.bincount(sub.parent, weights=child_kw, minlength=sub.n)
         err = np.abs(got - node_kw[nodes])

@@ -42,8 +42,12 @@ def settle(
     if meter.empty:
         return SETTLEMENT.empty()
     key = ["design", "node_id", "interval_start"]
-    prices = awards[[*key, "price"]].astype({"design": str, "node_id": str})
-    m = meter.astype({"design": str, "node_id": str}).merge(prices, on=key, how="left")
+    prices = awards[[*key, "price"]]
+    # Label columns on one category list each, so the join runs on integer codes.
+    same = {c: _union(meter[c], prices[c]) for c in ("design", "node_id")}
+    m = meter.assign(design=same["design"][0], node_id=same["node_id"][0]).merge(
+        prices.assign(design=same["design"][1], node_id=same["node_id"][1]), on=key, how="left"
+    )
     if len(m) != len(meter):
         raise BalanceError("settlement: a node has more than one award per interval")
     missing = ~np.isfinite(m["price"].to_numpy(dtype=float))
@@ -53,7 +57,7 @@ def settle(
             f"settlement: meter {r['resource_id']} ({r['design']}, {r['interval_start']}) "
             f"has no award price"
         )
-    pos = pd.Index(tree.id.astype(str)).get_indexer(m["node_id"])
+    pos = pd.Index(tree.id.astype(str)).get_indexer(m["node_id"].astype(str))
     if (pos < 0).any():
         raise BalanceError(f"settlement: meter at unknown node {m['node_id'][pos < 0].iloc[0]!r}")
     parent = tree.parent[pos]
@@ -91,6 +95,14 @@ def settle(
         }
     )
     return SETTLEMENT.concat([energy, network])
+
+
+def _union(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Two label columns as categoricals over the same categories."""
+    cats = pd.Index(a.astype("category").cat.categories).union(
+        pd.Index(b.astype("category").cat.categories)
+    )
+    return a.astype(pd.CategoricalDtype(cats)), b.astype(pd.CategoricalDtype(cats))
 
 
 def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:

@@ -85,11 +85,11 @@ def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.Da
     homes = world.home_id.astype(str)
     frames = []
     for design in dict.fromkeys(lines["design"].astype(str)) if len(lines) else []:
-        ln = lines[lines["design"].astype(str) == design]
-        me = meter[meter["design"].astype(str) == design]
-        bill = ln.groupby(ln["participant_id"].astype(str))["amount"].sum()
-        imp = me.groupby(me["participant_id"].astype(str))["import_kwh"].sum()
-        exp = me.groupby(me["participant_id"].astype(str))["export_kwh"].sum()
+        ln = lines[lines["design"] == design]
+        me = meter[meter["design"] == design]
+        bill = _by_participant(ln, "amount")
+        imp = _by_participant(me, "import_kwh")
+        exp = _by_participant(me, "export_kwh")
         frames.append(
             pd.DataFrame(
                 {
@@ -104,6 +104,13 @@ def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.Da
             )
         )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _by_participant(df: pd.DataFrame, column: str) -> pd.Series:
+    """Sum of ``column`` per participant, indexed by participant id (str)."""
+    out = df.groupby("participant_id", observed=True)[column].sum()
+    out.index = out.index.astype(str)
+    return out
 
 
 def write_tables(results: SimResults, directory: Path) -> list[Path]:
