@@ -230,3 +230,9 @@ def test_format_kpi() -> None:
     assert format_kpi(0.123456, -1) == "0.1235"
     assert format_kpi(float("nan"), 1) == "–"
     assert format_kpi(None, 2) == "–"
+
+
+def test_money_is_labelled_in_the_runs_currency(tmp_path: Path) -> None:
+    results = dataclasses.replace(_without_plots(_results()), currency="EUR")
+    html = write_report(results, tmp_path).read_text(encoding="utf-8")
+    assert "Mean bill by ownership group (€)" in html

@@ -139,6 +139,11 @@ def _areas_combined(results: SimResults) -> SimResults:
     return replace(results, grid=g, market=m)
 
 
+def _money(results: SimResults) -> str:
+    """The run's currency as shown in labels: its symbol where known ($, €), else its code."""
+    return _UNITS.get(results.currency.lower(), (results.currency, 2))[0]
+
+
 def _esc(text: object) -> str:
     """HTML-escape any value rendered as text (quotes included)."""
     return html.escape(str(text), quote=True)
@@ -377,11 +382,13 @@ def _plot_prices(results: SimResults, designs: Sequence[str], colors: dict[str, 
                 linestyle="--",
                 drawstyle="steps-post",
             )
-        ax.set_ylabel("price ($/kWh)")
+        ax.set_ylabel(f"price ({_money(results)}/kWh)")
         ax.legend(loc="best", fontsize="small")
         _time_axis(ax)
         b64 = _png_base64(fig)
-    caption = "Price seen by homes per design and the wholesale price (dashed), $/kWh."
+    caption = (
+        f"Price seen by homes per design and the wholesale price (dashed), {_money(results)}/kWh."
+    )
     return _img(b64, "Price over time by design", caption) + _missing_note(
         market, designs, "market"
     )
@@ -437,10 +444,13 @@ def _plot_bills(results: SimResults, designs: Sequence[str], colors: dict[str, s
         labels = [f"{p}\n(n={len(d)})" for p, d in zip(designs, data, strict=True)]
         ax.set_xticks(positions, labels)
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_ylabel("bill ($)")
+        ax.set_ylabel(f"bill ({_money(results)})")
         ax.grid(True, axis="y", alpha=0.3)
         b64 = _png_base64(fig)
-    caption = "Distribution of home bills per design over the period, $ (negative: credit)."
+    caption = (
+        f"Distribution of home bills per design over the period, {_money(results)} "
+        "(negative: credit)."
+    )
     return _img(b64, "Bill distribution by design", caption)
 
 
@@ -476,7 +486,7 @@ def _bills_section(results: SimResults, designs: Sequence[str], colors: dict[str
     return (
         _plot_bills(results, designs, colors)
         + _missing_note(bills, designs, "bill")
-        + "\n<h3>Mean bill by ownership group ($)</h3>\n"
+        + f"\n<h3>Mean bill by ownership group ({_esc(_money(results))})</h3>\n"
         + _bills_by_group(bills, designs)
     )
 
@@ -518,8 +528,8 @@ def _dlmp_section(results: SimResults) -> str:
         height = max(2.6, min(5.0, 0.05 * len(order) + 1.5))
         with _figure(n_rows=2, height=height) as (fig, axes):
             panels = (
-                (total, "DLMP ($/kWh)"),
-                (local, "DLMP − energy component ($/kWh)"),
+                (total, f"DLMP ({_money(results)}/kWh)"),
+                (local, f"DLMP − energy component ({_money(results)}/kWh)"),
             )
             for ax, (table, label) in zip(axes, panels, strict=True):
                 values = table.loc[order].to_numpy(dtype=float)
@@ -537,12 +547,13 @@ def _dlmp_section(results: SimResults) -> str:
                 f"DLMP heat map, {p}",
                 f"{p}: distribution locational marginal price per bus and interval (top) and "
                 "its locational part — losses, congestion, voltage — above the substation's "
-                "energy price (bottom), $/kWh.",
+                f"energy price (bottom), {_money(results)}/kWh.",
             )
         )
         rows = []
         for name in ("energy", "loss", "congestion", "voltage", "dlmp"):
             col = d[name].to_numpy(dtype=float)
             rows.append([name, f"{np.nanmean(col):.4f}", f"{np.nanmax(col):.4f}"])
-        parts.append(_table(["component", "mean $/kWh", "max $/kWh"], rows, numeric_from=1))
+        unit = f"{_money(results)}/kWh"
+        parts.append(_table(["component", f"mean {unit}", f"max {unit}"], rows, numeric_from=1))
     return "\n".join(parts)
