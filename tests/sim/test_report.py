@@ -233,6 +233,6 @@ def test_format_kpi() -> None:
 
 
 def test_money_is_labelled_in_the_runs_currency(tmp_path: Path) -> None:
-    results = dataclasses.replace(_without_plots(_results()), currency="EUR")
+    results = dataclasses.replace(_results(), currency="EUR")
     html = write_report(results, tmp_path).read_text(encoding="utf-8")
     assert "Mean bill by ownership group (€)" in html
