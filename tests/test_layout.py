@@ -37,3 +37,22 @@ def test_the_runner_holds_no_money_arithmetic() -> None:
     text = (SRC / "sim" / "runner.py").read_text(encoding="utf-8")
     for word in ("network_charge", "amount", "revenue", "purchases", "_usd", "Rules"):
         assert not re.search(rf"\b{word}", text), word
+
+
+def test_one_price_band_default() -> None:
+    """One declaration of the default price band: the scenario's, the CLI's; devices get it
+    from the market (no default of their own)."""
+    import inspect
+
+    import pytest
+
+    from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+    from transactive.der import make_context
+    from transactive.sim.scenario import Market
+
+    assert (Market().floor, Market().cap) == (DEFAULT_FLOOR, DEFAULT_CAP)
+    params = inspect.signature(make_context).parameters
+    assert params["floor"].default is inspect.Parameter.empty
+    assert params["cap"].default is inspect.Parameter.empty
+    with pytest.raises(TypeError):
+        make_context("2026-07-01T12:00Z", 0.25, [0.1])  # type: ignore[call-arg]

@@ -286,3 +286,13 @@ def test_results_tables_are_tidy(results: SimResults) -> None:
     )
     assert roles["tso"] == "tso" and roles["agg:vpp"] == "aggregator"
     assert sum(r == "home" for r in roles.values()) == 32
+
+
+def test_the_voltage_band_comes_from_the_scenario(tmp_path: Path) -> None:
+    raw = scenario(tmp_path, designs=["baseline"], end="2016-07-12T22:00:00Z")
+    wide = runner.run(parse_scenario(raw))
+    tight = runner.run(parse_scenario({**raw, "grid": {"v_min_pu": 0.995, "v_max_pu": 1.1}}))
+    assert (tight.v_min_pu, tight.v_max_pu) == (0.995, 1.1) and wide.v_min_pu == 0.95
+    under = tight.violations[tight.violations["kind"] == "undervoltage"]
+    assert len(under) > len(wide.violations[wide.violations["kind"] == "undervoltage"])
+    assert (under["limit"] == 0.995).all()
