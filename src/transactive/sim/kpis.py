@@ -80,8 +80,8 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             f"mean_price_{cur}_per_kwh": float(m["price"].mean()),
             f"max_price_{cur}_per_kwh": float(m["price"].max()),
             f"mean_bill_{cur}": float(b["bill"].mean()) if len(b) else 0.0,
-            f"aggregator_revenue_{cur}": float(-t["net"][agg].sum()) if len(t) else 0.0,
-            f"dso_revenue_{cur}": float(-t["net"][dso].sum()) if len(t) else 0.0,
+            f"aggregator_revenue_{cur}": float(0.0 - t["net"][agg].sum()) if len(t) else 0.0,
+            f"dso_revenue_{cur}": float(0.0 - t["net"][dso].sum()) if len(t) else 0.0,
             f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
         }
     return pd.DataFrame(cols).reindex(kpi_names(cur))
