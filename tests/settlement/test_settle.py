@@ -9,7 +9,7 @@ import pytest
 from transactive.core.records import AWARDS, METER, SETTLEMENT
 from transactive.errors import BalanceError
 from transactive.nodes.tree import Kind, TreeBuilder
-from transactive.settlement import Rules, dso_revenue, participant_totals, settle
+from transactive.settlement import Rules, participant_totals, settle
 
 T0 = pd.Timestamp("2026-07-01T12:00Z")
 
@@ -72,7 +72,8 @@ def test_lines_prices_counterparties_and_network_charge() -> None:
     assert float(net["amount"].iloc[0]) == pytest.approx(2.0 * 0.04)
     totals = participant_totals(lines)
     assert totals["net"].sum() == pytest.approx(0.0, abs=1e-12)
-    assert dso_revenue(lines, tree)["d"] == pytest.approx(0.4 - 0.2 + 0.08 - 0.11)
+    dso = totals[totals["participant_id"] == "dso:a"]["net"].iloc[0]
+    assert -dso == pytest.approx(0.4 - 0.2 + 0.08 - 0.11)  # what the DSO keeps
     assert set(lines["currency"].astype(str)) == {"EUR"}
 
 

@@ -77,6 +77,13 @@ def test_records_carry_identity_on_every_row(results: SimResults) -> None:
     assert set(a["design"]) == set(DESIGNS)
     homes = a[a["node_id"].astype(str).str.startswith("home:")]
     assert (homes["market_id"].astype(str).str.startswith(("dso:", "feeder:"))).all()
+    # Devices that bid the wholesale market directly still sit at their own node.
+    b = results.bids[results.bids["design"] == "grand-central"]
+    assert set(b["market_id"].astype(str)) == {"tso"}
+    assert b["node_id"].astype(str).str.startswith(("home:", "agg:")).all()
+    # The substation meters carry the stage of their design, as every other record.
+    m = results.meter
+    assert set(m[m["design"] == "layered"]["stage"].astype(str)) == {"real-time"}
 
 
 def test_tariff_designs_see_the_tariff(results: SimResults) -> None:

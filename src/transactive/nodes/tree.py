@@ -109,24 +109,9 @@ class Tree:
             d[i] = d[self.parent[i]] + 1
         return d
 
-    def index(self, node_id: str) -> int:
-        """Position of the node with id ``node_id``."""
-        hit = np.flatnonzero(self.id == node_id)
-        if hit.size == 0:
-            raise InvalidInputError(f"tree: no node {node_id!r}")
-        return int(hit[0])
-
     def children(self, i: int) -> IntArray:
         """Positions of the child nodes of node ``i``."""
         return np.flatnonzero(self.parent == i)
-
-    def ancestors(self, i: int) -> list[int]:
-        """Positions of node ``i``'s ancestors, nearest first."""
-        out = []
-        while self.parent[i] >= 0:
-            i = int(self.parent[i])
-            out.append(i)
-        return out
 
 
 class TreeBuilder:

@@ -185,6 +185,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     p_acc = np.zeros(bus_offset[-1])
     q_acc = np.zeros(bus_offset[-1])
     k_pf = sc.powerflow_every
+    stages: list[str] = []
     for t in range(iv.n):
         forecast = design.forecast(t)
         weather = world.weather.sample(t)
@@ -203,6 +204,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         ]
         bids = [f.bid(c) for f, c in zip(fleets, ctxs, strict=True)]
         clearing = design.clear(t, concat(bids), partial(_uncontrolled, world, fleets, ctxs))
+        stages.append(clearing.stage)
         power = np.zeros(dev.n)
         q = np.zeros(dev.n)
         short = {k: np.zeros(dev.n) for k in SHORTFALLS}
@@ -305,7 +307,12 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             progress(name, t + 1, iv.n)
     grid = pd.DataFrame(grid_rows)
     meter = METER.concat(
-        [rec["meter"].frame(METER), _substation_meters(world, name, grid, realised, node_market)]
+        [
+            rec["meter"].frame(METER),
+            _substation_meters(
+                world, name, np.array(stages, dtype=object), grid, realised, node_market
+            ),
+        ]
     )
     return DesignRun(
         design=name,
@@ -354,7 +361,8 @@ def _record_bids(
         curves: Curves = offer.device_curves
         k = curves.curve_index()
         who, res = Coded(k, dev.owner), Coded(k, dev.id)
-        node = mkt = Coded(np.zeros(k.size, dtype=np.int64), tree.id)
+        node = Coded(dev.node[k], tree.id)  # where the device sits; it bids the root's market
+        mkt = Coded(np.zeros(k.size, dtype=np.int64), tree.id)
     else:
         curves = offer.curves
         k = curves.curve_index()
@@ -377,11 +385,16 @@ def _record_bids(
 
 
 def _substation_meters(
-    world: World, design: str, grid: pd.DataFrame, realised: FloatArray, market: np.ndarray
+    world: World,
+    design: str,
+    stage: np.ndarray,
+    grid: pd.DataFrame,
+    realised: FloatArray,
+    market: np.ndarray,
 ) -> pd.DataFrame:
     """The substation meter of every area per market interval (kWh): the devices' net
     energy plus what the AC power flow adds on top (losses), spread evenly over the market
-    intervals of each power-flow step."""
+    intervals of each power-flow step; ``stage``: the stage of each interval."""
     sc, tree = world.scenario, world.plan.tree
     iv, dt, k = sc.intervals, sc.intervals.hours, sc.powerflow_every
     dso = np.flatnonzero(tree.kind == Kind.DSO)
@@ -397,7 +410,7 @@ def _substation_meters(
                 {
                     "design": design,
                     "market_id": market[d],
-                    "stage": "metering",
+                    "stage": stage,
                     "interval_start": iv.starts.values,
                     "duration_h": dt,
                     "participant_id": tree.owner[d],
