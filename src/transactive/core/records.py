@@ -112,6 +112,8 @@ _DTYPE_NAMES = {
 
 
 def _cast(s: pd.Series, dtype: str) -> pd.Series:
+    if str(s.dtype) == _DTYPE_NAMES[dtype]:
+        return s  # already right (a categorical keeps its categories, nothing is copied)
     if dtype == "datetime64[ns, UTC]":
         return pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
     return s.astype(pd.api.types.pandas_dtype(dtype))
