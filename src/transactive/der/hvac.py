@@ -297,9 +297,9 @@ class HVAC(DeviceType[HVACParams, HVACState]):
             self.KIND,
             c * np.abs(t1 - state.temp_c) + np.abs(heat) * dt,
         )
-        t_min = params.setpoint_c - params.range_low
-        t_max = params.setpoint_c + params.range_high
-        discomfort = (np.maximum(t1 - t_max, 0.0) + np.maximum(t_min - t1, 0.0)) * dt
+        discomfort = thermal.discomfort_kh(
+            t1, params.setpoint_c - params.range_low, params.setpoint_c + params.range_high, dt
+        )
         setpoint = (
             state.setpoint_c
             if cleared_price is None

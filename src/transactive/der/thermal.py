@@ -85,3 +85,12 @@ def thermostat_heat_kw(
     q = s * heat_for_target(t0, c, h, t_ref, target, dt_h)
     out: FloatArray = np.clip(q, 0.0, rated_th)
     return out
+
+
+def discomfort_kh(
+    temp_c: FloatArray, low_c: FloatArray, high_c: FloatArray, dt_h: float
+) -> FloatArray:
+    """Degree-hours (K·h) outside the comfort band ``[low_c, high_c]`` over an interval at
+    ``temp_c``."""
+    out: FloatArray = (np.maximum(temp_c - high_c, 0.0) + np.maximum(low_c - temp_c, 0.0)) * dt_h
+    return out

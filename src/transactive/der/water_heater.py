@@ -267,9 +267,9 @@ class WaterHeater(DeviceType[WaterHeaterParams, WaterHeaterState]):
         loss = params.ua_kw_per_k * (t_avg - params.ambient_c) * dt
         draw = mc * (t_avg - params.inlet_c) * dt
         check_balance(c * (t1 - state.temp_c), p * dt - loss - draw, self.KIND, p * dt + draw)
-        t_lo = params.setpoint_c - params.range_below
-        t_hi = params.setpoint_c + params.range_above
-        discomfort = (np.maximum(t_lo - t1, 0.0) + np.maximum(t1 - t_hi, 0.0)) * dt
+        discomfort = thermal.discomfort_kh(
+            t1, params.setpoint_c - params.range_below, params.setpoint_c + params.range_above, dt
+        )
         setpoint = (
             state.setpoint_c
             if cleared_price is None
