@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,45 @@ class SimResults:
     v_min_pu: float = 0.95  # voltage band of the checks
     v_max_pu: float = 1.05
     currency: str = "USD"
+    #: Start of the evaluated period (UTC): records before it are the warm-up, excluded from
+    #: every KPI and from the value table. ``None``: no warm-up.
+    kpi_start: pd.Timestamp | None = None
+    #: IANA time zone of the region's local clock (tariffs, plots).
+    timezone: str = "UTC"
+    seed: int = 0
+    #: Data provenance: one row per input (what, source, licence, year).
+    provenance: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(PROVENANCE_COLUMNS))
+    #: Value per stakeholder (see :mod:`transactive.settlement`): design, stakeholder, group,
+    #: members, energy_kwh, amount, change_vs_bau, all_in_price.
+    value: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The scenario's parameters as flat ``dotted.key → value`` for the report.
+    parameters: dict[str, object] = field(default_factory=dict)
+
+    def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
+        """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""
+        if self.kpi_start is None or df.empty or column not in df.columns:
+            return df
+        t = pd.to_datetime(df[column], utc=True)
+        return df[(t >= self.kpi_start).to_numpy()]
+
+
+#: Columns of :attr:`SimResults.provenance`.
+PROVENANCE_COLUMNS: dict[str, list[str]] = {"what": [], "source": [], "licence": [], "year": []}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several runs of one scenario over random seeds (devices, forecast errors).
+
+    results: the first seed's full results (plots, records); kpis: long table ``seed, design,
+    kpi, value``; summary: :func:`transactive.sim.stats.summarise` of it; baseline: the design
+    every other is compared with.
+    """
+
+    results: SimResults
+    kpis: pd.DataFrame
+    summary: pd.DataFrame
+    baseline: str
 
 
 def participants_table(world: World) -> pd.DataFrame:

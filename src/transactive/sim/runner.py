@@ -78,7 +78,14 @@ def run(
         v_min_pu=scenario.limits.v_min_pu,
         v_max_pu=scenario.limits.v_max_pu,
         currency=scenario.market.currency,
-        **tables,
+        bids=tables["bids"],
+        awards=tables["awards"],
+        dispatch=tables["dispatch"],
+        meter=tables["meter"],
+        market=tables["market"],
+        grid=tables["grid"],
+        violations=tables["violations"],
+        dlmp=tables["dlmp"],
     )
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
 
