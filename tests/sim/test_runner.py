@@ -18,8 +18,8 @@ import transactive.sim.runner as runner
 from transactive.core.curves import Curves, FloatArray, quantity_at
 from transactive.core.records import AWARDS, BIDS, DISPATCH, IDENTITY, METER, SETTLEMENT
 from transactive.designs import register, registry
-from transactive.designs.base import Clearing, Design
-from transactive.designs.layered import check_area_balance
+from transactive.designs.base import Clearing, Design, Stage
+from transactive.designs.total_dso import check_area_balance
 from transactive.errors import BalanceError, PowerFlowError
 from transactive.nodes.tree import roll_up
 from transactive.sim.kpis import kpi_names
@@ -27,12 +27,12 @@ from transactive.sim.results import SimResults
 from transactive.sim.scenario import ScenarioError, parse_scenario
 
 WHOLESALE = 40.0  # $/MWh, flat
-DESIGNS = ["baseline", "tou", "layered", "layered-network", "grand-central"]
+DESIGNS = ["bau-flat", "bau-tou", "tou-responsive", "grand-central", "total-dso"]
 
 
 def scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
     prices = tmp_path / "prices.csv"
-    prices.write_text(f"start,price\n2016-07-12T00:00:00Z,{WHOLESALE}\n")
+    prices.write_text(f"start,price\n2016-07-01T00:00:00Z,{WHOLESALE}\n")
     raw: dict[str, Any] = {
         "name": "small",
         "feeder": "pandapower:kerber_landnetz_kabel_1",  # 8 load points, 100 kVA
@@ -41,6 +41,7 @@ def scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
         "market_interval_min": 15,
         "powerflow_interval_min": 30,
         "designs": DESIGNS,
+        "warmup_days": 0,
         "seed": 3,
         "homes_per_load": 4,
         "der": {"penetration": {"ev": 100, "hvac": 50, "battery": 25}},
@@ -54,7 +55,7 @@ def scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> SimResults:
     tmp = tmp_path_factory.mktemp("sim")
-    return runner.run(parse_scenario(scenario(tmp, dso={"substation_limit_kw": 30.0})))
+    return runner.run(parse_scenario(scenario(tmp)))
 
 
 def test_every_design_reports_every_kpi(results: SimResults) -> None:
@@ -73,7 +74,7 @@ def test_records_carry_identity_on_every_row(results: SimResults) -> None:
             assert table[c.name].notna().all(), (schema.name, c.name)
     # Every bid, award and meter reading is keyed by design, market, node and interval.
     a = results.awards
-    assert not a.duplicated(["design", "node_id", "interval_start"]).any()
+    assert not a.duplicated(["design", "stage", "node_id", "interval_start"]).any()
     assert set(a["design"]) == set(DESIGNS)
     homes = a[a["node_id"].astype(str).str.startswith("home:")]
     assert (homes["market_id"].astype(str).str.startswith(("dso:", "feeder:"))).all()
@@ -83,57 +84,52 @@ def test_records_carry_identity_on_every_row(results: SimResults) -> None:
     assert b["node_id"].astype(str).str.startswith(("home:", "agg:")).all()
     # The substation meters carry the stage of their design, as every other record.
     m = results.meter
-    assert set(m[m["design"] == "layered"]["stage"].astype(str)) == {"real-time"}
+    assert set(m[m["design"] == "total-dso"]["stage"].astype(str)) == {"real-time"}
+    assert set(m[m["design"] == "bau-flat"]["stage"].astype(str)) == {"tariff"}
+
+
+def test_market_designs_hold_a_day_ahead_position_for_every_node(results: SimResults) -> None:
+    a = results.awards
+    for d in ("grand-central", "total-dso"):
+        mine = a[a["design"] == d]
+        da = mine[mine["stage"] == "day-ahead"].set_index(["node_id", "interval_start"])
+        rt = mine[mine["stage"] == "real-time"].set_index(["node_id", "interval_start"])
+        assert da.index.sort_values().equals(rt.index.sort_values())
+        # Day-ahead positions come from forecasts: close to, but not the same as, real time.
+        tso = mine[mine["node_id"] == "tso"]
+        q = tso.pivot(index="interval_start", columns="stage", values="quantity_kw")
+        assert not np.allclose(q["day-ahead"], q["real-time"])
+        assert q["day-ahead"].sum() == pytest.approx(q["real-time"].sum(), rel=0.3)
+    # The day-ahead stage of a price series prices at the series; real time deviates.
+    gc = a[(a["design"] == "grand-central") & (a["node_id"] == "tso")]
+    np.testing.assert_allclose(gc[gc["stage"] == "day-ahead"]["price"], WHOLESALE / 1000)
+    assert gc[gc["stage"] == "real-time"]["price"].std() > 0
 
 
 def test_tariff_designs_see_the_tariff(results: SimResults) -> None:
     m = results.market
-    np.testing.assert_allclose(m[m.design == "baseline"]["price"], 0.16)
-    tou = m[m.design == "tou"].set_index("time")["price"]
-    # 16–21 h local (UTC−5) is 21:00–02:00 UTC: off-peak at 20:00 UTC, peak from 21:00.
-    assert tou.iloc[0] == pytest.approx(0.11)
-    np.testing.assert_allclose(tou.iloc[4:], 0.34)
+    np.testing.assert_allclose(m[m.design == "bau-flat"]["price"], 0.16)
+    for d in ("bau-tou", "tou-responsive"):
+        tou = m[m.design == d].set_index("time")["price"]
+        # 16–21 h local (UTC−5) is 21:00–02:00 UTC: off-peak at 20:00 UTC, peak from 21:00.
+        assert tou.iloc[0] == pytest.approx(0.11)
+        np.testing.assert_allclose(tou.iloc[4:], 0.34)
+    # bau-tou: the tariff changes, the devices do not react.
+    d = results.dispatch
+    flat = d[d["design"] == "bau-flat"]["power_kw"].to_numpy()
+    np.testing.assert_allclose(d[d["design"] == "bau-tou"]["power_kw"].to_numpy(), flat)
+    assert not np.allclose(d[d["design"] == "tou-responsive"]["power_kw"].to_numpy(), flat)
 
 
-def test_layered_dso_keeps_the_substation_limit_and_prices_the_congestion(
-    results: SimResults,
-) -> None:
-    m = results.market
-    layered = m[m.design == "layered"]
-    central = m[m.design == "grand-central"]
-    assert (layered["area_kw"] <= 30.0 + 1e-6).all()
-    assert (central["area_kw"] > 30.0).any()  # without the DSO the evening peak passes
-    # Where the limit binds, the area price rises above the wholesale price; elsewhere equal.
-    binding = layered["area_kw"] >= 30.0 - 1e-6
-    assert binding.any()
-    assert (layered["price"][binding] > WHOLESALE / 1000).all()
-    np.testing.assert_allclose(layered["price"][~binding], WHOLESALE / 1000)
-    np.testing.assert_allclose(central["price"], WHOLESALE / 1000)
-
-
-def test_network_clearing_prices_every_bus_and_keeps_the_substation(
-    results: SimResults,
-) -> None:
+def test_total_dso_prices_every_bus_and_keeps_the_network(results: SimResults) -> None:
     d = results.dlmp
-    assert set(d["design"]) == {"layered-network"}
+    assert set(d["design"]) == {"total-dso"}
     assert d.groupby("time").size().min() > 1  # one price per energised bus
     parts = d["energy"] + d["loss"] + d["congestion"] + d["voltage"]
     np.testing.assert_allclose(parts, d["dlmp"], atol=1e-9)
-    np.testing.assert_allclose(d["energy"], WHOLESALE / 1000, atol=1e-9)
-    v = results.violations
-    net = v[(v.design == "layered-network") & (v.kind == "trafo_overload")]
-    central = v[(v.design == "grand-central") & (v.kind == "trafo_overload")]
-    assert len(net) <= len(central)
     g = results.grid
-    assert (g[g.design == "layered-network"]["trafo_loading_pct"] <= 100.5).all()
-
-
-def test_dso_clearing_network_makes_layered_clear_on_the_feeder(tmp_path: Path) -> None:
-    raw = scenario(tmp_path, designs=["layered"], end="2016-07-12T22:00:00Z")
-    uniform = runner.run(parse_scenario(raw))
-    network = runner.run(parse_scenario({**raw, "dso": {"clearing": "network"}}))
-    assert uniform.dlmp.empty and not network.dlmp.empty
-    assert set(network.dlmp["design"]) == {"layered"}
+    assert (g[g.design == "total-dso"]["trafo_loading_pct"] <= 100.5).all()
+    assert (g[g.design == "bau-flat"]["trafo_loading_pct"] > 100.5).any()
 
 
 def test_money_balances_and_comes_from_the_settlement(results: SimResults) -> None:
@@ -147,13 +143,14 @@ def test_money_balances_and_comes_from_the_settlement(results: SimResults) -> No
     s = results.settlement
     energy = s[s["charge"] == "energy"]
     np.testing.assert_allclose(energy["amount"], energy["quantity_kwh"] * energy["price"])
-    net = s[(s["charge"] == "network_charge") & (s["design"] == "layered")]
+    net = s[(s["charge"] == "network_charge") & (s["design"] == "total-dso")]
     np.testing.assert_allclose(net["price"], 0.03)
-    assert not len(s[(s["charge"] == "network_charge") & s["design"].isin(["baseline", "tou"])])
+    tariffs = ["bau-flat", "bau-tou", "tou-responsive"]
+    assert not len(s[(s["charge"] == "network_charge") & s["design"].isin(tariffs)])
 
 
 def test_bills_are_price_times_energy(results: SimResults) -> None:
-    b = results.bills[results.bills.design == "baseline"]
+    b = results.bills[results.bills.design == "bau-flat"]
     np.testing.assert_allclose(b["bill"], 0.16 * (b["import_kwh"] - b["export_kwh"]))
     assert set(b["group"]) <= {"none", "ev", "battery", "battery+ev"}
 
@@ -186,32 +183,32 @@ def test_grid_results_are_the_ac_power_flow(results: SimResults) -> None:
 
 
 def test_dispatch_is_the_award_where_the_devices_can(results: SimResults) -> None:
-    d = results.dispatch[results.dispatch["design"] == "layered"]
+    d = results.dispatch[results.dispatch["design"] == "total-dso"]
     assert (d["power_kw"] - d["setpoint_kw"]).abs().max() < 1e-6
 
 
 def test_designs_match_the_v1_engine() -> None:
-    """The designs moved out of the v1 runner with their results unchanged: tou,
-    layered-network and grand-central on the summer demo (8 h, one home per load point) equal
-    what the v1 engine computed (tests/sim/data). ``layered`` now also clips at the feeder
-    nodes, ``baseline`` runs devices uncontrolled: both are compared where unchanged."""
+    """The time-of-use design keeps the v1 engine's results: on the summer demo (8 h, one
+    home per load point, no warm-up) ``tou-responsive`` equals what the v1 engine computed for
+    ``tou`` (tests/sim/data). The market designs changed on purpose (day-ahead stage,
+    network-feasible area curves, the DSO's intervention)."""
     golden = json.loads((Path(__file__).parent / "data" / "engine_v1_summer_8h.json").read_text())
     raw = {
         "feeder": "simbench:1-LV-semiurb4--0-sw",
         "start": "2016-07-12T14:00:00Z",
         "end": "2016-07-12T22:00:00Z",
-        "designs": ["tou", "layered", "layered-network", "grand-central"],
+        "designs": ["tou-responsive"],
+        "warmup_days": 0,
         "seed": 7,
         "der": {"stage": 3},
         "aggregator": {"devices": ["battery"]},
         "tariff": {"tz_offset_h": -5},
     }
     res = runner.run(parse_scenario(raw))
-    for design in raw["designs"]:
-        for kpi, want in golden["kpis"][design].items():
-            assert res.kpis.loc[kpi, design] == pytest.approx(want, rel=1e-9, abs=1e-9), (
-                design,
-                kpi,
+    for kpi, want in golden["kpis"]["tou"].items():
+        if kpi in res.kpis.index and not kpi.endswith("_usd"):
+            assert res.kpis.loc[kpi, "tou-responsive"] == pytest.approx(want, rel=1e-9, abs=1e-9), (
+                kpi
             )
 
 
@@ -225,7 +222,9 @@ class RealTimePricing(Design):
     def forecast(self, t: int) -> FloatArray:
         return self.setting.forecast[t : t + self.setting.horizon]
 
-    def clear(self, t: int, bids: Curves, uncontrolled: Callable[[], FloatArray]) -> Clearing:
+    def clear(
+        self, t: int, stage: Stage, bids: Curves, uncontrolled: Callable[[], FloatArray]
+    ) -> Clearing:
         price = float(self.setting.forecast[t])
         kw = quantity_at(bids, price)
         return Clearing(
@@ -242,18 +241,18 @@ class RealTimePricing(Design):
 def test_a_new_design_is_one_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # undone afterwards
     register(RealTimePricing)
-    raw = scenario(tmp_path, designs=["rtp-test", "layered"], end="2016-07-12T22:00:00Z")
+    raw = scenario(tmp_path, designs=["rtp-test", "bau-flat"], end="2016-07-12T22:00:00Z")
     res = runner.run(parse_scenario(raw))
-    assert list(res.kpis.columns) == ["rtp-test", "layered"]
+    assert list(res.kpis.columns) == ["rtp-test", "bau-flat"]
     m = res.market[res.market.design == "rtp-test"]
     np.testing.assert_allclose(m["price"], WHOLESALE / 1000)
-    assert set(res.settlement["design"]) == {"rtp-test", "layered"}
+    assert set(res.settlement["design"]) == {"rtp-test", "bau-flat"}
 
 
 def test_broken_energy_balance_fails_loudly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sc = parse_scenario(scenario(tmp_path, designs=["layered"]))
+    sc = parse_scenario(scenario(tmp_path, designs=["total-dso"], end="2016-07-12T21:00:00Z"))
     real = tree_module.layer_pass_down
 
     def leaky(layer: Any, children: Any, award: Any, *args: Any, **kwargs: Any) -> Any:
@@ -283,7 +282,7 @@ def test_a_failed_power_flow_stops_the_run(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(runner.PowerFlow, "run", diverge)
     with pytest.raises(PowerFlowError, match="did not converge"):
-        runner.run(parse_scenario(scenario(tmp_path, designs=["baseline"])))
+        runner.run(parse_scenario(scenario(tmp_path, designs=["bau-flat"])))
 
 
 def test_results_tables_are_tidy(results: SimResults) -> None:
@@ -296,7 +295,7 @@ def test_results_tables_are_tidy(results: SimResults) -> None:
 
 
 def test_the_voltage_band_comes_from_the_scenario(tmp_path: Path) -> None:
-    raw = scenario(tmp_path, designs=["baseline"], end="2016-07-12T22:00:00Z")
+    raw = scenario(tmp_path, designs=["bau-flat"], end="2016-07-12T22:00:00Z")
     wide = runner.run(parse_scenario(raw))
     tight = runner.run(parse_scenario({**raw, "grid": {"v_min_pu": 0.995, "v_max_pu": 1.1}}))
     assert (tight.v_min_pu, tight.v_max_pu) == (0.995, 1.1) and wide.v_min_pu == 0.95

@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from transactive.designs.base import Design
 
 _REGISTRY: dict[str, str | type[Design]] = {
-    "baseline": "transactive.designs.tariff:BusinessAsUsual",
-    "tou": "transactive.designs.tariff:TimeOfUse",
-    "layered": "transactive.designs.layered:Layered",
-    "layered-network": "transactive.designs.layered:LayeredNetwork",
+    "bau-flat": "transactive.designs.tariff:FlatUncontrolled",
+    "bau-tou": "transactive.designs.tariff:TouUncontrolled",
+    "tou-responsive": "transactive.designs.tariff:TouResponsive",
     "grand-central": "transactive.designs.grand_central:GrandCentral",
+    "total-dso": "transactive.designs.total_dso:TotalDso",
+    "total-dso-diversified": "transactive.designs.total_dso:TotalDsoDiversified",
 }
 
 

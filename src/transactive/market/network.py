@@ -368,7 +368,7 @@ def clear_network(
         raise InvalidInputError(f"ramp_steps must be ≥ 1, got {ramp_steps}")
     if loss_iterations < 1:
         raise InvalidInputError(f"loss_iterations must be ≥ 1, got {loss_iterations}")
-    net = radial(feeder)
+    net, pf = _network_of(feeder)
     prob = prepare(
         net,
         book,
@@ -389,7 +389,24 @@ def clear_network(
     opts = _Options(losses, loss_iterations, tol_pu, threads)
     if net.roots.size > 1 and prob.price is not None:
         return _clear_by_source(prob, opts)
-    return _clear(prob, opts)
+    return _clear(prob, opts, pf)
+
+
+#: Radial data and AC power flow of recently cleared feeders (a simulation clears the same
+#: few feeders every interval; building them is a third of a small clearing's time).
+_NETWORKS: dict[int, tuple[Feeder, RadialNetwork, PowerFlow]] = {}
+
+
+def _network_of(feeder: Feeder) -> tuple[RadialNetwork, PowerFlow | None]:
+    """The radial network of ``feeder`` and its power flow, built once per feeder object."""
+    hit = _NETWORKS.get(id(feeder))
+    if hit is None or hit[0] is not feeder:
+        if len(_NETWORKS) >= 16:
+            _NETWORKS.clear()
+        net = radial(feeder)
+        hit = (feeder, net, PowerFlow(feeder))
+        _NETWORKS[id(feeder)] = hit
+    return hit[1], hit[2]
 
 
 @dataclass(frozen=True)
@@ -400,8 +417,9 @@ class _Options:
     threads: int
 
 
-def _clear(prob: Problem, opts: _Options) -> NetworkClearing:
-    """Clear one problem: the loss passes, each with its rounds of monitoring."""
+def _clear(prob: Problem, opts: _Options, powerflow: PowerFlow | None = None) -> NetworkClearing:
+    """Clear one problem: the loss passes, each with its rounds of monitoring;
+    ``powerflow``: the feeder's AC power flow if already built."""
     net = prob.net
     cols = columns(prob)
     lin = lossless(net, prob.T)
@@ -410,7 +428,7 @@ def _clear(prob: Problem, opts: _Options) -> NetworkClearing:
     sol: Solution | None = None
     err: FloatArray | None = None
     # the loss iteration linearises at AC flows: the grid's power flow, built once here
-    pf = PowerFlow(net.feeder) if passes > 1 else None
+    pf = (powerflow or PowerFlow(net.feeder)) if passes > 1 else None
     lim = prob.limits
     band = (np.full((prob.T, net.n), lim.v_min_pu**2), np.full((prob.T, net.n), lim.v_max_pu**2))
     it = 0

@@ -22,15 +22,19 @@ import pandas as pd
 
 from transactive.core.curves import Curves, FloatArray, concat
 from transactive.core.records import AWARDS, BIDS, DISPATCH, METER, Schema
-from transactive.der.base import Context, make_context
+from transactive.der.base import Context, EnergyReport, make_context
 from transactive.der.fleet import Fleet
-from transactive.designs.base import Clearing, Design, Setting
+from transactive.der.weather import Weather
+from transactive.designs.base import Clearing, Design, Setting, Stage
 from transactive.designs.registry import design_class
 from transactive.grid.limits import check_limits
 from transactive.grid.model import Injections
 from transactive.grid.powerflow import PowerFlow
 from transactive.nodes.tree import Kind
+from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import settle
+from transactive.settlement.settle import Rules
+from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.results import SimResults, bills_table, participants_table
 from transactive.sim.scenario import Scenario
@@ -51,29 +55,32 @@ def run(
     """Run every design of ``scenario`` (or the given subset) on the same world."""
     chosen = designs or scenario.designs
     world = build_world(scenario)
-    setting = Setting(
-        world.plan,
-        world.feeders,
-        world.wholesale,
-        world.forecast,
-        world.tou,
-        world.horizon,
-        scenario,
-    )
+    setting = make_setting(world)
     built = [design_class(name)(setting) for name in chosen]
     runs = [run_design(world, d, progress) for d in built]
     tables = {k: _concat([getattr(r, k) for r in runs]) for k in DesignRun.SUMMARIES}
     for schema in (BIDS, AWARDS, DISPATCH, METER):
         tables[schema.name] = schema.concat([getattr(r, schema.name) for r in runs])
-    rules = {d.name: d.rules for d in built}
-    settlement = settle(tables["meter"], tables["awards"], world.plan.tree, rules)
+    kpi_start = pd.Timestamp(scenario.start)
+    meter = _evaluated(tables["meter"], kpi_start)
+    awards = _evaluated(tables["awards"], kpi_start)
+    rules = {
+        d.name: Rules(
+            network_charge=scenario.market.network_charge if d.two_settlement else 0.0,
+            currency=scenario.market.currency,
+        )
+        for d in built
+    }
+    settlement = settle(
+        meter, awards[awards["stage"].astype(str) != "day-ahead"], world.plan.tree, rules
+    )
     res = SimResults(
         scenario=scenario.name,
         areas=tuple(f"{a.name}={a.feeder}" for a in scenario.areas),
         designs=tuple(chosen),
         settlement=settlement,
         participants=participants_table(world),
-        bills=bills_table(settlement, tables["meter"], world),
+        bills=bills_table(settlement, meter, world),
         kpis=pd.DataFrame(),
         v_min_pu=scenario.limits.v_min_pu,
         v_max_pu=scenario.limits.v_max_pu,
@@ -86,8 +93,58 @@ def run(
         grid=tables["grid"],
         violations=tables["violations"],
         dlmp=tables["dlmp"],
+        kpi_start=kpi_start,
+        seed=scenario.seed,
+        parameters=scenario_parameters(scenario),
     )
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
+
+
+def make_setting(world: World) -> Setting:
+    """What every design of the run shares: the world plus the wholesale source of each
+    stage (a price series gets its real-time prices from :mod:`transactive.sim.forecast`)."""
+    sc = world.scenario
+    day_ahead = world.wholesale
+    real_time = (
+        PriceSeries(real_time_prices(day_ahead.price, sc.intervals.starts, sc.forecast, sc.seed))
+        if isinstance(day_ahead, PriceSeries)
+        else day_ahead
+    )
+    return Setting(
+        plan=world.plan,
+        feeders=world.feeders,
+        day_ahead=day_ahead,
+        real_time=real_time,
+        forecast=world.forecast,
+        tou=world.tou,
+        horizon=world.horizon,
+        device_area=world.devices.area,
+        device_bus=world.devices.bus,
+        scenario=sc,
+    )
+
+
+def scenario_parameters(scenario: Scenario) -> dict[str, object]:
+    """The scenario as flat ``dotted.key → value`` (for the report)."""
+    out: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list | tuple) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            out[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", scenario.model_dump(mode="json"))
+    return out
+
+
+def _evaluated(df: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """Rows of a record table from ``start`` on (the warm-up is not settled)."""
+    return df[(df["interval_start"] >= start).to_numpy()].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -164,7 +221,12 @@ class _Columns:
 
 
 def run_design(world: World, design: Design, progress: Progress | None = None) -> DesignRun:
-    """Step one design through every market interval (see the module docstring)."""
+    """Step one design through every market interval (see the module docstring).
+
+    A two-settlement design first schedules each day ahead (:func:`_day_ahead`, at the first
+    interval of each local day), then runs the real-time stage interval by interval; only the
+    real-time stage moves the devices and the grid.
+    """
     sc, tree, dev = world.scenario, world.plan.tree, world.devices
     iv, dt = sc.intervals, sc.intervals.hours
     starts = iv.starts
@@ -192,33 +254,36 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     p_acc = np.zeros(bus_offset[-1])
     q_acc = np.zeros(bus_offset[-1])
     k_pf = sc.powerflow_every
-    stages: list[str] = []
+    stage: Stage = design.stages[-1]
+    day_starts = _day_starts(sc) if design.two_settlement else np.zeros(0, dtype=np.int64)
+    da_weather = day_ahead_weather(world.weather, sc.forecast, sc.seed)
     for t in range(iv.n):
-        forecast = design.forecast(t)
-        weather = world.weather.sample(t)
         v_all = np.concatenate(v_bus)
-        ctxs = [
-            make_context(
-                starts[t],
-                dt,
-                forecast,
-                floor=sc.market.floor,
-                cap=sc.market.cap,
-                weather=weather,
-                voltage_pu=v_all[gbus[sl]],
-            )
-            for sl in dev.slices
-        ]
+        if t in day_starts:
+            t1 = int(day_starts[day_starts > t][0]) if (day_starts > t).any() else iv.n
+            da_kw, da_price = _day_ahead(world, design, fleets, t, t1, da_weather, v_all[gbus])
+            for j in range(t, t1):
+                rec["awards"].add(
+                    design=name,
+                    stage="day-ahead",
+                    interval_start=starts.values[j],
+                    duration_h=dt,
+                    market_id=Coded(all_nodes, node_market),
+                    participant_id=Coded(all_nodes, tree.owner),
+                    resource_id=Coded(all_nodes, tree.id),
+                    node_id=Coded(all_nodes, tree.id),
+                    quantity_kw=da_kw[j - t],
+                    price=da_price[j - t],
+                    status="cleared",
+                )
+        ctxs = _contexts(world, t, design.forecast(t), world.weather, v_all[gbus])
         bids = [f.bid(c) for f, c in zip(fleets, ctxs, strict=True)]
-        clearing = design.clear(t, concat(bids), partial(_uncontrolled, world, fleets, ctxs))
-        stages.append(clearing.stage)
-        power = np.zeros(dev.n)
+        clearing = design.clear(t, stage, concat(bids), partial(_uncontrolled, world, fleets, ctxs))
+        fleets, reports = _step(fleets, ctxs, bids, clearing, dev.slices)
+        power = np.concatenate([r.power_kw for r in reports]) if reports else np.zeros(0)
         q = np.zeros(dev.n)
         short = {k: np.zeros(dev.n) for k in SHORTFALLS}
-        for i, (fleet, ctx, sl) in enumerate(zip(fleets, ctxs, dev.slices, strict=True)):
-            run_kw = fleet.respond(ctx, bids[i], award=clearing.device_kw[sl])
-            fleets[i], rep = fleet.step(run_kw, ctx, cleared_price=clearing.device_price[sl])
-            power[sl] = rep.power_kw
+        for sl, rep in zip(dev.slices, reports, strict=True):
             if "q_kvar" in rep.extra:
                 q[sl] = rep.extra["q_kvar"]
             for k in SHORTFALLS:
@@ -268,6 +333,20 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         )
         realised[t] = np.bincount(dev.area, weights=power, minlength=n_area)
         area_kw = clearing.node_kw[dso]
+        moved = (
+            np.bincount(dev.area, weights=np.abs(clearing.intervened_kw), minlength=n_area)
+            if clearing.intervened_kw is not None
+            else np.zeros(n_area)
+        )
+        moved_value = (
+            np.bincount(
+                dev.area,
+                weights=np.abs(clearing.intervened_kw) * clearing.device_price,
+                minlength=n_area,
+            )
+            if clearing.intervened_kw is not None
+            else np.zeros(n_area)
+        )
         for a in range(n_area):
             mine = tree.area == a
             homes = mine & np.isfinite(clearing.node_price) & (tree.owner != tree.owner[dso[a]])
@@ -282,6 +361,8 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                     else float(clearing.node_price[dso[a]]),
                     "wholesale_price": clearing.wholesale_price,
                     "area_kw": float(area_kw[area_of_dso == a][0]),
+                    "intervention_kwh": float(moved[a] * dt),
+                    "intervention_value": float(moved_value[a] * dt),
                 }
             )
         if clearing.dlmp is not None:
@@ -316,9 +397,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     meter = METER.concat(
         [
             rec["meter"].frame(METER),
-            _substation_meters(
-                world, name, np.array(stages, dtype=object), grid, realised, node_market
-            ),
+            _substation_meters(world, name, stage, grid, realised, node_market),
         ]
     )
     return DesignRun(
@@ -336,6 +415,83 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         if dlmp
         else _empty_dlmp(),
     )
+
+
+def _contexts(
+    world: World, t: int, forecast: FloatArray, weather: Weather, voltage: FloatArray
+) -> list[Context]:
+    """The market context of every fleet at interval ``t``; ``voltage``: per device (pu)."""
+    sc = world.scenario
+    sample = weather.sample(t)
+    return [
+        make_context(
+            sc.intervals.starts[t],
+            sc.intervals.hours,
+            forecast,
+            floor=sc.market.floor,
+            cap=sc.market.cap,
+            weather=sample,
+            voltage_pu=voltage[sl],
+        )
+        for sl in world.devices.slices
+    ]
+
+
+def _step(
+    fleets: list[Fleet],
+    ctxs: list[Context],
+    bids: list[Curves],
+    clearing: Clearing,
+    slices: tuple[slice, ...],
+) -> tuple[list[Fleet], list[EnergyReport]]:
+    """Every fleet runs at its award over the interval: the new fleets and their reports."""
+    out, reports = [], []
+    for fleet, ctx, bid, sl in zip(fleets, ctxs, bids, slices, strict=True):
+        run_kw = fleet.respond(ctx, bid, award=clearing.device_kw[sl])
+        new, rep = fleet.step(run_kw, ctx, cleared_price=clearing.device_price[sl])
+        out.append(new)
+        reports.append(rep)
+    return out, reports
+
+
+def _day_ahead(
+    world: World,
+    design: Design,
+    fleets: list[Fleet],
+    t0: int,
+    t1: int,
+    weather: Weather,
+    voltage: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """The day-ahead stage of intervals ``t0 … t1 − 1``: a copy of the devices, as the
+    forecast sees them (:func:`~transactive.sim.forecast.forecast_fleet`), is stepped through
+    the day with the forecast ``weather`` and cleared by the design's day-ahead stage; the
+    result is every node's position (kW) and day-ahead price per interval, shape
+    ``(t1 − t0, nodes)``. The devices themselves do not move."""
+    sc = world.scenario
+    n = world.plan.tree.n
+    kw, price = np.full((t1 - t0, n), np.nan), np.full((t1 - t0, n), np.nan)
+    day = int(sc.intervals.starts[t0].value // (86400 * 10**9))
+    ahead = [forecast_fleet(f, sc.forecast, sc.seed, day, i) for i, f in enumerate(fleets)]
+    for t in range(t0, t1):
+        ctxs = _contexts(world, t, design.forecast(t), weather, voltage)
+        bids = [f.bid(c) for f, c in zip(ahead, ctxs, strict=True)]
+        clearing = design.clear(
+            t, "day-ahead", concat(bids), partial(_uncontrolled, world, ahead, ctxs)
+        )
+        ahead, _ = _step(ahead, ctxs, bids, clearing, world.devices.slices)
+        kw[t - t0], price[t - t0] = clearing.node_kw, clearing.node_price
+    return kw, price
+
+
+def _day_starts(sc: Scenario) -> np.ndarray:
+    """Intervals at which a local day begins (the day-ahead market schedules whole days),
+    and the first interval of the run."""
+    tz = getattr(sc, "timezone", "UTC")
+    local = sc.intervals.starts.tz_convert(tz)
+    first = local.normalize() == local
+    first[0] = True
+    return np.flatnonzero(first)
 
 
 def _uncontrolled(world: World, fleets: list[Fleet], ctxs: list[Context]) -> FloatArray:
@@ -394,14 +550,14 @@ def _record_bids(
 def _substation_meters(
     world: World,
     design: str,
-    stage: np.ndarray,
+    stage: str,
     grid: pd.DataFrame,
     realised: FloatArray,
     market: np.ndarray,
 ) -> pd.DataFrame:
     """The substation meter of every area per market interval (kWh): the devices' net
     energy plus what the AC power flow adds on top (losses), spread evenly over the market
-    intervals of each power-flow step; ``stage``: the stage of each interval."""
+    intervals of each power-flow step; ``stage``: the stage the meters are read in."""
     sc, tree = world.scenario, world.plan.tree
     iv, dt, k = sc.intervals, sc.intervals.hours, sc.powerflow_every
     dso = np.flatnonzero(tree.kind == Kind.DSO)

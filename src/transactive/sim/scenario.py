@@ -278,10 +278,14 @@ class Dso(_Model):
         unit="kW",
         ge=0,
     )
-    clearing: Literal["uniform", "network"] = _key(
-        "uniform",
-        "How the layered (Total DSO) design clears each area: one uniform price per node, or "
-        "on the feeder model with DLMPs (its network variant always uses `network`).",
+    intervention_margin_percent: Num = _key(
+        10.0,
+        "Grand central: the DSO curtails the market's schedule until every branch is this "
+        "far below its thermal limit (head room for the reactive power and losses its "
+        "active-power check ignores: ≈ 5 % at power factor 0.95, 2–3 % losses).",
+        unit="%",
+        ge=0,
+        lt=50,
     )
     loss_iterations: Int = _key(
         2,
@@ -329,6 +333,14 @@ class Market(_Model):
     currency: Annotated[str, StringConstraints(min_length=1)] = _key(
         "USD", "Currency of every price and bill (prices are per kWh of it)."
     )
+    bid_diversity: Num = _key(
+        0.02,
+        "Designs with diversified bids (`total-dso-diversified`): standard deviation of the "
+        "fixed random price offset each device adds to its bid curve, against synchronised "
+        "response to price steps.",
+        unit="currency/kWh",
+        ge=0,
+    )
 
     @model_validator(mode="after")
     def _band(self) -> Market:
@@ -343,6 +355,48 @@ class Forecast(_Model):
     """What devices know ahead."""
 
     horizon_h: Num = _key(24.0, "How far ahead devices see prices.", unit="h", gt=0, le=168)
+    temperature_error_k: Num = _key(
+        1.5,
+        "Day-ahead forecast error of the air temperature: standard deviation of an AR(1) "
+        "error (hourly persistence `error_persistence`).",
+        unit="K",
+        ge=0,
+        le=10,
+    )
+    irradiance_error: Num = _key(
+        0.3,
+        "Day-ahead forecast error of the solar irradiance: relative standard deviation of an "
+        "AR(1) multiplicative error (irradiance stays ≥ 0).",
+        ge=0,
+        le=2,
+    )
+    load_error: Num = _key(
+        0.15,
+        "Day-ahead forecast error of each home's fixed load: relative standard deviation of "
+        "a per-home, per-day log-normal factor.",
+        ge=0,
+        le=2,
+    )
+    ev_arrival_error_h: Num = _key(
+        1.0,
+        "Day-ahead forecast error of EV arrival times: standard deviation per vehicle and day.",
+        unit="h",
+        ge=0,
+        le=12,
+    )
+    error_persistence: Num = _key(
+        0.9,
+        "Hour-to-hour correlation of the AR(1) weather and price errors.",
+        ge=0,
+        lt=1,
+    )
+    real_time_price_error: Num = _key(
+        0.012,
+        "Real-time minus day-ahead wholesale price (price series only): standard deviation of "
+        "an AR(1) error.",
+        unit="currency/kWh",
+        ge=0,
+    )
 
 
 class Records(_Model):
@@ -441,7 +495,16 @@ class Scenario(_Model):
         bounds="≥ 1, unique",
         min_length=1,
     )
-    seed: Int = _key(0, "Random seed of the device population.", ge=0)
+    seed: Int = _key(0, "Random seed of the device population and the forecast errors.", ge=0)
+    warmup_days: Num = _key(
+        1,
+        "Days simulated before `start` so devices reach a steady state (batteries, thermal "
+        "mass, EV sessions); excluded from every KPI and from the money. A whole number of "
+        "market intervals.",
+        unit="d",
+        ge=0,
+        le=14,
+    )
     homes_per_load: Int = _key(
         1,
         f"Homes attached to each load point of the feeders (≤ {MAX_TOTAL_HOMES:_} homes in all).",
@@ -520,6 +583,10 @@ class Scenario(_Model):
         if period % timedelta(minutes=m):
             raise _fail("market_interval_min", "{m} min does not divide the period ({h} h)",
                         m=m, h=period / timedelta(hours=1))  # fmt: skip
+        warm = timedelta(days=self.warmup_days)
+        if warm % timedelta(minutes=m):
+            raise _fail("warmup_days", "{d} d is not a whole number of {m}-minute intervals",
+                        d=self.warmup_days, m=m)  # fmt: skip
         pf = self.powerflow_interval_min
         if pf is not None and pf % m:
             raise _fail(
@@ -534,10 +601,22 @@ class Scenario(_Model):
     # --- derived, read-only ---
     @property
     def intervals(self) -> Intervals:
-        """The market intervals of the period (UTC)."""
+        """The market intervals simulated (UTC): the warm-up days, then the period."""
         from transactive.core.time import Intervals
 
-        return Intervals.between(self.start, self.end, timedelta(minutes=self.market_interval_min))
+        return Intervals.between(
+            self.run_start, self.end, timedelta(minutes=self.market_interval_min)
+        )
+
+    @property
+    def run_start(self) -> datetime:
+        """Start of the simulation: ``warmup_days`` before ``start`` (UTC)."""
+        return self.start - timedelta(days=self.warmup_days)
+
+    @property
+    def warmup_intervals(self) -> int:
+        """Market intervals of the warm-up."""
+        return round(self.warmup_days * 1440 / self.market_interval_min)
 
     @property
     def powerflow_every(self) -> int:
