@@ -33,7 +33,6 @@ from transactive.grid.powerflow import PowerFlow
 from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import settle
-from transactive.settlement.settle import Rules
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.results import SimResults, bills_table, participants_table
@@ -64,13 +63,7 @@ def run(
     kpi_start = pd.Timestamp(scenario.start)
     meter = _evaluated(tables["meter"], kpi_start)
     awards = _evaluated(tables["awards"], kpi_start)
-    rules = {
-        d.name: Rules(
-            network_charge=scenario.market.network_charge if d.two_settlement else 0.0,
-            currency=scenario.market.currency,
-        )
-        for d in built
-    }
+    rules = {d.name: d.rules for d in built}
     settlement = settle(
         meter, awards[awards["stage"].astype(str) != "day-ahead"], world.plan.tree, rules
     )
@@ -338,15 +331,6 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             if clearing.intervened_kw is not None
             else np.zeros(n_area)
         )
-        moved_value = (
-            np.bincount(
-                dev.area,
-                weights=np.abs(clearing.intervened_kw) * clearing.device_price,
-                minlength=n_area,
-            )
-            if clearing.intervened_kw is not None
-            else np.zeros(n_area)
-        )
         for a in range(n_area):
             mine = tree.area == a
             homes = mine & np.isfinite(clearing.node_price) & (tree.owner != tree.owner[dso[a]])
@@ -362,7 +346,6 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                     "wholesale_price": clearing.wholesale_price,
                     "area_kw": float(area_kw[area_of_dso == a][0]),
                     "intervention_kwh": float(moved[a] * dt),
-                    "intervention_value": float(moved_value[a] * dt),
                 }
             )
         if clearing.dlmp is not None:
