@@ -152,7 +152,16 @@ def test_money_balances_and_comes_from_the_settlement(results: SimResults) -> No
 def test_bills_are_price_times_energy(results: SimResults) -> None:
     b = results.bills[results.bills.design == "bau-flat"]
     np.testing.assert_allclose(b["bill"], 0.16 * (b["import_kwh"] - b["export_kwh"]))
-    assert set(b["group"]) <= {"none", "ev", "battery", "battery+ev"}
+    assert set(b["group"]) <= {
+        "none",
+        "ev",
+        "battery",
+        "battery+ev",
+        "hp",
+        "ev+hp",
+        "battery+hp",
+        "battery+ev+hp",
+    }
 
 
 def test_energy_balances_at_every_substation_meter(results: SimResults) -> None:

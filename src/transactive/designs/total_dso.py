@@ -15,7 +15,8 @@ Each stage (day-ahead from forecasts, then real-time with what happens):
    * against a **merit order** (the areas' quantities move the price) each DSO solves its
      network clearing at a set of substation prices around the forecast
      (:data:`CURVE_POINTS` × the forecast, plus floor and cap) and offers the TSO the
-     piecewise-linear curve through those points; the TSO clears the sum of the areas' curves
+     piecewise-linear curve through those points (sampled with the lossless network model:
+     one LP per point); the TSO clears the sum of the areas' curves
      against the merit order, and each DSO clears its network once more at the cleared price.
      The areas' final import is exactly network-feasible at the cleared price; it differs
      from the TSO's reading of the offered curve only by the curve's linear interpolation
@@ -46,7 +47,7 @@ from transactive.nodes.wholesale import MeritOrder, clear_wholesale
 
 #: Substation prices, as multiples of the interval's price forecast, at which each DSO
 #: samples its network-feasible area curve under a merit order (floor and cap are added).
-CURVE_POINTS = (0.0, 0.5, 0.8, 0.95, 1.0, 1.05, 1.2, 1.5, 2.0, 4.0)
+CURVE_POINTS = (0.5, 0.9, 1.0, 1.1, 2.0)
 
 
 class TotalDso(Design):
@@ -94,7 +95,11 @@ class TotalDso(Design):
             lam = float(np.clip(source.price[0], self.floor, self.cap))
         return self._clear_areas(stage, offered, lam)
 
-    def _area(self, a: int, offered: Offer, lam: float) -> NetworkClearing:
+    def _area(
+        self, a: int, offered: Offer, lam: float, passes: int | None = None
+    ) -> NetworkClearing:
+        """Area ``a``'s network clearing at substation price ``lam``; ``passes``: loss
+        iterations (default: the scenario's)."""
         sc = self.setting.scenario
         nodes = self._cleared[a]
         tree = self.setting.plan.tree
@@ -105,7 +110,7 @@ class TotalDso(Design):
             lam,
             limits=sc.limits,
             interval_hours=sc.intervals.hours,
-            loss_iterations=sc.dso.loss_iterations,
+            loss_iterations=passes or sc.dso.loss_iterations,
         )
 
     def _tso_price(self, t: int, offered: Offer, source: MeritOrder) -> float:
@@ -116,7 +121,7 @@ class TotalDso(Design):
         total = np.zeros(prices.size)
         for a in range(self._dso.size):
             q = np.array(
-                [float(self._area(a, offered, float(p)).substation_import_kw[0]) for p in prices]
+                [float(self._area(a, offered, float(p), 1).substation_import_kw[0]) for p in prices]
             )
             total += np.minimum.accumulate(q)  # non-increasing in price (LP round-off)
         curve = curves_from_arrays(prices[None, :], total[None, :])

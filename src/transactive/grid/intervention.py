@@ -32,7 +32,8 @@ class Curtailer:
     """Built once per feeder: the subtree of every branch and its limit (kW)."""
 
     index: IntArray  # feeder bus → energised position e (−1: de-energised)
-    below: np.ndarray  # (E, E) bool: below[e, j] — bus j is e or downstream of e
+    below: FloatArray  # (E, E): below[e, j] = 1 if bus j is e or downstream of e, else 0
+    ancestor: IntArray  # (depth, E): the ancestor of bus j at each depth (−1 above j)
     limit_kw: FloatArray  # per e: limit of the branch into e (inf at sources)
 
     @property
@@ -45,34 +46,39 @@ class Curtailer:
         e = self.index[bus]
         on = e >= 0
         p = np.bincount(e[on], weights=kw[on], minlength=self.n)
-        out: FloatArray = self.below.astype(np.float64) @ p
+        out: FloatArray = self.below @ p
         return out
 
     def curtail(self, bus: IntArray, kw: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
         """Device powers (kW, + consume) after the intervention; ``lo``/``hi``: the lowest and
         highest power each device can run at in this interval (its bid curve at the price
-        cap and floor; equal for devices that cannot move)."""
+        cap and floor; equal for devices that cannot move).
+
+        One pass from the deepest branches up: at each depth every overloaded branch (their
+        subtrees are disjoint) cuts the devices below it pro rata to how far each can move,
+        so a branch higher up only cuts what is still left over."""
         kw = np.asarray(kw, dtype=np.float64).copy()
         e = self.index[bus]
         on = e >= 0
-        stuck = np.zeros(self.n, dtype=bool)
-        for _ in range(4 * self.n + 4):
+        for depth in range(self.ancestor.shape[0] - 1, 0, -1):
             f = self.flows(bus, kw)
-            over_in = np.where(stuck, -np.inf, f - self.limit_kw)
-            over_out = np.where(stuck, -np.inf, -f - self.limit_kw)
-            b = int(np.argmax(np.maximum(over_in, over_out)))
-            excess = max(over_in[b], over_out[b])
-            if not excess > _TOL_KW:
-                break
-            mine = on & self.below[b, np.maximum(e, 0)]
-            room = np.where(mine, (kw - lo) if over_in[b] >= over_out[b] else (hi - kw), 0.0)
-            room = np.clip(room, 0.0, None)
-            total = float(room.sum())
-            if total <= _TOL_KW:
-                stuck[b] = True
+            lim = self.limit_kw
+            over_in = np.clip(f - lim, 0.0, None)
+            over_out = np.clip(-f - lim, 0.0, None)
+            anc = np.where(on, self.ancestor[depth, np.maximum(e, 0)], -1)
+            mine = anc >= 0
+            if not mine.any():
                 continue
-            step = min(1.0, excess / total) * room
-            kw = kw - step if over_in[b] >= over_out[b] else kw + step
+            a = anc[mine]
+            for excess, room in ((over_in, kw - lo), (over_out, hi - kw)):
+                need = excess[a]
+                if not (need > _TOL_KW).any():
+                    continue
+                r = np.clip(room[mine], 0.0, None) * (need > _TOL_KW)
+                total = np.bincount(a, weights=r, minlength=self.n)
+                share = np.divide(excess, total, out=np.zeros(self.n), where=total > _TOL_KW)
+                step = np.minimum(share, 1.0)[a] * r
+                kw[mine] += -step if excess is over_in else step
         return kw
 
 
@@ -81,14 +87,22 @@ def curtailer(feeder: Feeder, limits: Limits, margin: float) -> Curtailer:
     as kW) × the scenario's loading limit × (1 − ``margin``)."""
     net = radial(feeder)
     E = net.n
-    below = np.zeros((E, E), dtype=bool)
+    depth = np.zeros(E, dtype=np.int64)
+    for d, level in enumerate(net.levels):
+        depth[level] = d
+    below = np.zeros((E, E))
+    ancestor = np.full((len(net.levels), E), -1, dtype=np.int64)
     for j in range(E):  # once per feeder: walk every bus up to its source
         a = j
         while a >= 0:
-            below[a, j] = True
+            below[a, j] = 1.0
+            ancestor[depth[a], j] = a
             a = int(net.parent[a])
     pct = np.where(net.is_trafo, limits.max_trafo_loading_percent, limits.max_line_loading_percent)
     limit = net.rating_kva * pct / 100.0 * (1.0 - margin)
     return Curtailer(
-        index=net.index, below=below, limit_kw=np.where(net.parent >= 0, limit, np.inf)
+        index=net.index,
+        below=below,
+        ancestor=ancestor,
+        limit_kw=np.where(net.parent >= 0, limit, np.inf),
     )

@@ -280,13 +280,21 @@ def _wholesale(
     return source, forecast
 
 
+#: Device kinds that define a home's ownership group, and their label in the group name.
+GROUP_LABELS = {"pv": "pv", "battery": "battery", "ev": "ev", "hvac": "hp"}
+
+
 def _ownership(n_homes: int, home: dict[str, IntArray]) -> np.ndarray:
-    """A label per home naming the DER it has, e.g. ``"pv+battery+ev"`` or ``"none"``."""
-    names = [k for k in ("pv", "battery", "ev") if k in home]
+    """A label per home naming the DER it has, e.g. ``"pv+battery+ev+hp"`` or ``"none"``
+    (``hp``: a heat pump, the ``hvac`` device)."""
+    names = [(k, label) for k, label in GROUP_LABELS.items() if k in home]
     owned = np.zeros((n_homes, len(names)), dtype=bool)
-    for j, k in enumerate(names):
+    for j, (k, _) in enumerate(names):
         owned[home[k], j] = True
-    labels = ["+".join(n for n, o in zip(names, row, strict=True) if o) or "none" for row in owned]
+    labels = [
+        "+".join(label for (_, label), o in zip(names, row, strict=True) if o) or "none"
+        for row in owned
+    ]
     return np.array(labels, dtype=object)
 
 
