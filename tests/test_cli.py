@@ -30,7 +30,8 @@ start = "2016-07-12T18:00:00Z"
 end = "2016-07-12T19:00:00Z"
 market_interval_min = 15
 powerflow_interval_min = 15
-designs = ["baseline", "layered"]
+designs = ["bau-flat", "total-dso"]
+warmup_days = 0
 seed = 1
 homes_per_load = 1
 
@@ -115,8 +116,8 @@ def test_clear_network_json_is_one_document() -> None:
 
 def test_simulate_json_is_one_document(tiny: Path) -> None:
     out = one_json_document(cli("simulate", tiny, "--json"))
-    assert set(out["designs"]) == {"baseline", "layered"}
-    assert "peak_import_kw" in out["designs"]["layered"]
+    assert set(out["designs"]) == {"bau-flat", "total-dso"}
+    assert "peak_import_kw" in out["designs"]["total-dso"]
 
 
 def test_hosting_capacity_json_is_one_document() -> None:
@@ -164,7 +165,7 @@ def test_tables_and_nothing_else(args: tuple, headings: list[str], text: list[st
 def test_simulate_prints_the_kpi_table_and_nothing_else(tiny: Path, tmp_path: Path) -> None:
     res = cli("simulate", tiny, "--report", tmp_path / "report")
     assert res.returncode == 0, res.stderr
-    for h in ("KPI", "baseline", "layered", "peak_import_kw", "total_cost_usd"):
+    for h in ("KPI", "bau-flat", "total-dso", "peak_import_kw", "total_cost_usd"):
         assert h in res.stdout
     text = [f"tiny on area={SMALL_FEEDER}: KPIs by design", f"report: {tmp_path / 'report'}"]
     assert foreign_lines(res.stdout, text) == []

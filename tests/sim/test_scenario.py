@@ -69,13 +69,14 @@ def test_examples_parse(path: Path) -> None:
     assert len(sc.areas) >= 1
     assert sc.areas[0].feeder.startswith("simbench:")
     assert sc.designs and set(sc.designs) <= set(design_names())
-    assert sc.intervals.n * sc.market_interval_min == (sc.end - sc.start) / timedelta(minutes=1)
+    assert sc.intervals.n * sc.market_interval_min == (sc.end - sc.run_start) / timedelta(minutes=1)
+    assert sc.run_start == sc.start - timedelta(days=sc.warmup_days)
 
 
 def test_summer_day_example_values() -> None:
     sc = load_scenario(EXAMPLES / "summer-day.toml")
-    assert sc.designs == design_names()  # given as the old key `paradigms`
-    assert sc.start == datetime(2016, 7, 12, tzinfo=UTC) and sc.intervals.n == 96
+    assert set(sc.designs) <= set(design_names())
+    assert sc.start == datetime(2016, 7, 12, tzinfo=UTC) and sc.intervals.n == 96 * 2
     assert sc.der.stage == 3 and sc.der.penetration == STAGES[3]
     assert sc.der.fractions["pv"] == pytest.approx(0.6)
     assert sc.homes_per_load == 3 and sc.powerflow_every == 1
@@ -129,7 +130,8 @@ def test_the_schema_has_the_floats_the_brief_names() -> None:
     ):
         assert key in FLOAT_KEYS
     assert "dso.substation_limit_kw" in FLOAT_KEYS and "grid.max_reverse_flow_kw" in FLOAT_KEYS
-    assert len(FLOAT_KEYS) == 16
+    for key in ("warmup_days", "forecast.temperature_error_k", "market.bid_diversity"):
+        assert key in FLOAT_KEYS
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
@@ -153,11 +155,11 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
             "der.config.pv.capacity_kw",
             "finite",
         ),
-        ({"paradigms": ["tou", "tou"]}, "paradigms.1", "duplicate design 'tou'"),
-        ({"designs": ["layered", "tou", "layered"]}, "designs.2", "duplicate design 'layered'"),
+        ({"paradigms": ["bau-tou", "bau-tou"]}, "paradigms.1", "duplicate design 'bau-tou'"),
+        ({"designs": ["total-dso", "bau-tou", "total-dso"]}, "designs.2", "duplicate design 'total-dso'"),
         ({"designs": ["central"]}, "designs.0", "unknown design 'central'"),
         ({"designs": []}, "designs", "at least 1"),
-        ({"designs": ["tou"], "paradigms": ["tou"]}, "paradigms", "give only `designs`"),
+        ({"designs": ["bau-tou"], "paradigms": ["bau-tou"]}, "paradigms", "give only `designs`"),
         ({"der": {"penetration": {"pv": 120}}}, "der.penetration.pv", "less than or equal to 100"),
         ({"der": {"penetration": {"pv": -1}}}, "der.penetration.pv", "greater than or equal"),
         ({"der": {"stage": 7}}, "der.stage", "less than or equal to 3"),
@@ -206,7 +208,7 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
         ),
         ({"aggregator": {"devices": ["car"]}}, "aggregator.devices.0", "unknown device kind"),
         ({"aggregator": {"devices": ["battery", "battery"]}}, "aggregator.devices.1", "twice"),
-        ({"dso": {"clearing": "nodal"}}, "dso.clearing", "'uniform' or 'network'"),
+        ({"warmup_days": 0.3}, "warmup_days", "not a whole number of 15-minute intervals"),
         ({"dso": {"loss_iterations": 0}}, "dso.loss_iterations", "greater than or equal to 1"),
         ({"dso": {"loss_iterations": 21}}, "dso.loss_iterations", "less than or equal to 20"),
         ({"forecast": {"horizon_h": 0}}, "forecast.horizon_h", "greater than 0"),
@@ -268,7 +270,7 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "my.toml: 'colour': unknown key (expected one of aggregator, areas, der, designs, "
             "dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
             "market_interval_min, name, paradigms, powerflow_interval_min, records, seed, "
-            "start, tariff, wholesale)",
+            "start, tariff, warmup_days, wholesale)",
         ]
     )
 
@@ -301,7 +303,8 @@ def test_defaults_and_derived_values(tmp_path: Path) -> None:
     assert sc.name == "my"  # the file's stem
     assert sc.start == datetime(2016, 7, 12, 20, tzinfo=UTC) and sc.start.tzinfo == UTC
     assert sc.designs == design_names() and sc.seed == 0 and sc.homes_per_load == 1
-    assert sc.intervals.n == 24 and sc.intervals.hours == 0.25 and sc.powerflow_every == 2
+    assert sc.warmup_days == 1 and sc.warmup_intervals == 96
+    assert sc.intervals.n == 96 + 24 and sc.intervals.hours == 0.25 and sc.powerflow_every == 2
     assert sc.der.penetration == {} and sc.der.config == {} and sc.der.stage is None
     assert sc.aggregator.devices == ("battery",) and sc.dso.loss_iterations == 2
     assert sc.forecast.horizon_h == 24 and sc.market.currency == "USD"
@@ -487,7 +490,7 @@ def scenarios(draw: st.DrawFn, prices: Path) -> dict[str, Any]:
         },
         "dso": {
             "substation_limit_kw": draw(st.none() | number),
-            "clearing": draw(st.sampled_from(["uniform", "network"])),
+            "intervention_margin_percent": draw(st.floats(0, 20)),
             "loss_iterations": draw(st.integers(1, 20)),
         },
         "grid": {
@@ -554,7 +557,7 @@ def test_the_reference_page_matches_the_schema() -> None:
 
 def test_the_reference_page_documents_every_key() -> None:
     page = scenario_docs.render()
-    for key in [*FLOAT_KEYS, "designs", "seed", "areas[].feeder", "der.stage", "dso.clearing"]:
+    for key in [*FLOAT_KEYS, "designs", "seed", "areas[].feeder", "der.stage", "warmup_days"]:
         assert f"| `{key}` |" in page, key
     assert "| `market.network_charge` | number | $/kWh | `0.04` | ≥ 0 |" in page
     assert "| `homes_per_load` | integer |  | `1` | ≥ 1, ≤ 1000 |" in page
