@@ -163,6 +163,19 @@ DISPATCH = _schema(
     Column("curtailed_kwh", "float64", "kWh", "energy curtailed (PV: inverter functions, market)"),
     Column("unmet_kwh", "float64", "kWh", "energy still needed at the end of a session (EVs)"),
     Column("discomfort_kh", "float64", "K·h", "degree-hours outside the comfort band"),
+    Column(
+        "comfort_dev_kh",
+        "float64",
+        "K·h",
+        "|temperature − preferred setpoint| integrated over the interval (HVAC, water heaters)",
+    ),
+    Column(
+        "stored_kwh",
+        "float64",
+        "kWh",
+        "energy stored at the end of the interval (batteries: in the cells; EVs: charged "
+        "into the current session)",
+    ),
 )
 
 METER = _schema(
