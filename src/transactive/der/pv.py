@@ -24,11 +24,14 @@ curves, reactive power priority and the inverter apparent-power rating ``inverte
 * **volt-watt**: active power limit ``VW_V = (1.06, 1.10)`` pu → ``VW_P = (1.0, 0.2)``·S;
 * **export limit**: ``|P| ≤ export_limit_kw``;
 * **feed-in limit**: ``|P| ≤ feed_in_limit · capacity_kw`` (a fraction of the kWp
-  rating), e.g. 0.7 for the German EEG 2012–2022 "70 % rule" (EEG 2012 § 6 (2) no. 2 b,
-  EEG 2017/2021 § 9 (2) no. 2 b: PV ≤ 30 kWp without remote control by the grid operator
-  limits its feed-in to 70 % of the installed capacity). The rule caps the feed-in at the
-  grid connection point; applied here to the inverter's AC output, it ignores the home's
-  own consumption, an upper bound of what it curtails.
+  rating), e.g. 0.7 for the German "70 % rule" (§ 9 Abs. 2 Nr. 2 EEG 2021 and its
+  predecessors back to § 6 Abs. 2 Nr. 2 EEG 2012: PV up to 25 kWp, before 2021 30 kWp,
+  without remote control by the grid operator limits its feed-in to 70 % of the installed
+  capacity; repealed from 2023; since 25 February 2025 new systems below 100 kW without a
+  controllable smart meter are held to 60 %, i.e. 0.6 — Clearingstelle EEG|KWKG, Häufige
+  Rechtsfrage 154). The rule caps the feed-in at the grid connection point; applied here to
+  the inverter's AC output it ignores the home's own consumption, so it is an upper bound
+  of what the rule curtails.
 
 With reactive priority the active power is at most ``sqrt(S² − Q²)``. The *available*
 power is the MPPT AC power limited by these functions; what the smart-inverter functions
@@ -232,7 +235,7 @@ class PV(DeviceType[PVParams, PVState]):
             const(1.0),
             "[0, 1]",
             "AC output limit as a fraction of the kWp rating (1: none; 0.7: the German EEG "
-            "2012–2022 70 % rule for PV ≤ 30 kWp without remote control)",
+            "70 % rule, § 9 (2) no. 2 EEG 2021, for small PV without remote control, 2012–2022)",
         ),
     )
 

@@ -245,7 +245,7 @@ def _of(df: pd.DataFrame, design: str) -> pd.DataFrame:
     """The rows of one design (an empty table stays as it is)."""
     if df.empty or "design" not in df.columns:
         return df
-    return df[(df["design"].astype(str) == design).to_numpy()]
+    return df[(df["design"] == design).to_numpy(dtype=bool)]
 
 
 def violation_hours(violations: pd.DataFrame, pf_hours: float) -> dict[str, float]:
@@ -274,8 +274,8 @@ def substation_import_kw(meter: pd.DataFrame, role: dict[str, str]) -> pd.Series
     the substation meter readings (meters of the DSO participants) summed over the areas."""
     if meter.empty:
         return pd.Series([], dtype=float)
-    pid = meter["participant_id"].astype(str)
-    sub = meter[(pid.map(role) == "dso").to_numpy()]
+    # Map the (categorical) ids, not millions of strings.
+    sub = meter[(meter["participant_id"].map(role) == "dso").to_numpy(dtype=bool)]
     kw = (sub["import_kwh"] - sub["export_kwh"]) / sub["duration_h"]
     out: pd.Series = kw.groupby(sub["interval_start"]).sum().sort_index()
     return out.astype(float)
@@ -345,17 +345,17 @@ def comfort_and_service(dispatch: pd.DataFrame) -> dict[str, float]:
     }
     if dispatch.empty:
         return out
-    kind = dispatch["device_kind"].astype(str).to_numpy()
+    kind = dispatch["device_kind"]
     out["comfort_dev_kh"] = _comfort_mean(dispatch, kind, "hvac")
     out["hot_water_dev_kh"] = _comfort_mean(dispatch, kind, "water_heater")
     out["discomfort_kh"] = float(dispatch["discomfort_kh"].sum())
     for (column, dev), key in _BY_KIND.items():
-        out[key] = float(dispatch[column][kind == dev].sum())
+        out[key] = float(dispatch[column][(kind == dev).to_numpy(dtype=bool)].sum())
     return out
 
 
-def _comfort_mean(dispatch: pd.DataFrame, kind: np.ndarray, device: str) -> float:
+def _comfort_mean(dispatch: pd.DataFrame, kind: pd.Series, device: str) -> float:
     """``comfort_dev_kh`` summed over the period, mean per device of ``device`` kind."""
-    mine = kind == device
+    mine = (kind == device).to_numpy(dtype=bool)
     n = int(dispatch["resource_id"][mine].nunique())
     return float(dispatch["comfort_dev_kh"][mine].sum()) / n if n else 0.0
