@@ -160,9 +160,33 @@ DISPATCH = _schema(
     Column("setpoint_kw", "float64", "kW", "awarded / instructed power (+ consume)"),
     Column("power_kw", "float64", "kW", "average power the device actually ran at"),
     Column("price", "float64", "currency/kWh", "price the device saw"),
-    Column("curtailed_kwh", "float64", "kWh", "energy curtailed (PV: inverter functions, market)"),
-    Column("unmet_kwh", "float64", "kWh", "energy still needed at the end of a session (EVs)"),
+    Column(
+        "curtailed_kwh",
+        "float64",
+        "kWh",
+        "energy curtailed (PV: inverter functions, export and feed-in limits, market; "
+        "curtailable loads: shed)",
+    ),
+    Column(
+        "unmet_kwh",
+        "float64",
+        "kWh",
+        "energy still needed at the end of a session (EVs at departure, shiftable loads)",
+    ),
     Column("discomfort_kh", "float64", "K·h", "degree-hours outside the comfort band"),
+    Column(
+        "comfort_dev_kh",
+        "float64",
+        "K·h",
+        "|temperature − preferred setpoint| integrated over the interval (HVAC, water heaters)",
+    ),
+    Column(
+        "stored_kwh",
+        "float64",
+        "kWh",
+        "energy stored at the end of the interval (batteries: in the cells; EVs: charged "
+        "into the current session)",
+    ),
 )
 
 METER = _schema(

@@ -217,7 +217,9 @@ class Battery(DeviceType[BatteryParams, BatteryState]):
 
         An award outside the SoC/power limits is clipped to them and the difference reported
         as deviation. Reports ``charge_kwh``, ``discharge_kwh``, ``throughput_kwh`` (cells),
-        ``degradation_cost`` ($) and ``soc``.
+        ``degradation_cost`` ($), ``soc`` and ``stored_kwh`` (energy in the cells at the end
+        of the interval, ``soc · capacity_kwh``, so an end state can be valued against the
+        start).
         """
         lo, hi = limits(params, state, ctx)
         p = np.clip(award, lo, hi)
@@ -243,6 +245,7 @@ class Battery(DeviceType[BatteryParams, BatteryState]):
             throughput_kwh=throughput,
             degradation_cost=throughput * params.degradation_cost,
             soc=soc1,
+            stored_kwh=soc1 * params.capacity_kwh,
         )
 
     #: The SoC update used by :meth:`run` (an attribute so a test can break the physics).

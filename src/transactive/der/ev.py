@@ -260,8 +260,16 @@ class EV(DeviceType[EVParams, EVState]):
         """Charge at the award (clipped to ``[0, q_max]``) for the interval.
 
         Reports ``charged_kwh`` (battery side), ``unmet_kwh`` (need left at a departure
-        inside this interval), ``departed`` (1 where a session ended) and ``need_kwh`` after
-        the step.
+        inside this interval, > 0 whenever the award — a binding service or node limit —
+        left the session short), ``departed`` (1 where a session ended), ``need_kwh`` after
+        the step and ``stored_kwh``: the energy charged into the current session so far
+        (battery side, ``session − need``) at the end of the interval. While plugged in it
+        is what the grid has put into the car; in the interval of the departure it is what
+        the car left with; between sessions it is 0 (the energy left with the driver and
+        is used driving, it is no longer stored for the grid). The EV model tracks the
+        energy a session needs, not the battery's absolute charge, so this is the part of
+        the car's energy the run bought: its end state can be valued against the start
+        (0: no session yet).
         """
         s = roll(params, state, ctx.t_h)
         q_max, _, _ = _levels(params, s, ctx)
@@ -285,6 +293,7 @@ class EV(DeviceType[EVParams, EVState]):
             unmet_kwh=unmet,
             departed=departed.astype(np.float64),
             need_kwh=need,
+            stored_kwh=s.session_kwh - need,
         )
 
     def uncontrolled(

@@ -9,7 +9,14 @@ C: effective heat capacity of air + contents (kWh/K); UA: envelope conductance (
 T_out: outdoor temperature from the weather data; G = internal gains + solar aperture ×
 GHI (kW); P: electric power (kW); s = +1 heating, −1 cooling. The mode of an interval is
 *cooling* when the free-running equilibrium ``T_out + G/UA`` is above the setpoint, else
-*heating*. The energy balance is checked in code.
+*heating*. The energy balance is checked in code. A unit that cannot cool
+(``can_cool``: heating-only heat pumps, the common case in German homes) has no cooling
+rating: in cooling mode it draws nothing and the house floats.
+
+Comfort is reported two ways: ``discomfort_kh``, the K·h outside the comfort band, and
+``comfort_dev_kh``, ``∫|T − T_set|dt`` against the preferred setpoint along the exact
+temperature path (:func:`transactive.der.thermal.deviation_kh`), which also shows the
+pre-heating/pre-cooling a price-responsive house does inside its band.
 
 Bidding — the *ramp* strategy of PNNL's transactive controller (GridLAB-D ``controller``
 class, TESP ``hvac`` agent): with forecast price mean ``μ`` and standard deviation ``σ``,
@@ -67,7 +74,8 @@ from transactive.der.params import DeviceConfig, Param
 @dataclass(frozen=True, slots=True)
 class HVACParams:
     """Per-house parameter arrays (units as in :attr:`HVAC.PARAMS`); ``cool_kw_th`` /
-    ``heat_kw_th``: thermal ratings of the unit (kW), sized for the design temperatures."""
+    ``heat_kw_th``: thermal ratings of the unit (kW), sized for the design temperatures
+    (``cool_kw_th`` = 0 where the unit cannot cool); ``can_cool``: drawn per house."""
 
     ua_kw_per_k: FloatArray
     c_kwh_per_k: FloatArray
@@ -83,6 +91,7 @@ class HVACParams:
     cool_kw_th: FloatArray
     heat_kw_th: FloatArray
     deadband_c: FloatArray
+    can_cool: BoolArray
 
     @property
     def n(self) -> int:
@@ -235,17 +244,33 @@ class HVAC(DeviceType[HVACParams, HVACState]):
             "(0, inf)",
             "thermostat deadband in uncontrolled mode (setpoint ± half)",
         ),
+        Param(
+            "can_cool",
+            "1",
+            const(1.0),
+            "[0, 1]",
+            "probability a unit can cool (1: reversible heat pump / air conditioner; 0: "
+            "heating only, e.g. German heat pumps, the house floats in cooling mode)",
+        ),
     )
 
     def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> HVACParams:
-        """Parameters; the unit is sized for the design temperatures."""
+        """Parameters; the unit is sized for the design temperatures; whether it can cool is
+        drawn per house with probability ``can_cool`` (a unit that cannot has no cooling
+        rating, so it draws nothing in cooling mode)."""
         d = values
         ua, sp = d["ua_kw_per_k"], d["setpoint_c"]
+        can_cool = rng.random(ua.size) < d["can_cool"]
         peak_gain = d["internal_gain_kw"] + d["solar_aperture_m2"] * 1.0  # 1 kW/m² sun
         cool = d["sizing"] * np.maximum(ua * (d["design_hot_c"] - sp) + peak_gain, 0.5)
         heat = d["sizing"] * np.maximum(ua * (sp - d["design_cold_c"]), 0.5)
-        keep = [f for f in HVACParams.__dataclass_fields__ if f in d]
-        return HVACParams(cool_kw_th=cool, heat_kw_th=heat, **{k: d[k] for k in keep})
+        keep = [f for f in HVACParams.__dataclass_fields__ if f in d and f != "can_cool"]
+        return HVACParams(
+            cool_kw_th=np.where(can_cool, cool, 0.0),
+            heat_kw_th=heat,
+            can_cool=can_cool,
+            **{k: d[k] for k in keep},
+        )
 
     def initial_state(
         self, params: HVACParams, config: DeviceConfig, rng: np.random.Generator
@@ -279,7 +304,9 @@ class HVAC(DeviceType[HVACParams, HVACState]):
 
         Reports ``temp_c`` (end of interval), ``heat_kwh`` (thermal energy delivered,
         + heating, − cooling), ``discomfort_kh`` (K·h outside the comfort band, from the end
-        temperature) and ``setpoint_c`` (moved by the inverse ramp rule when
+        temperature), ``comfort_dev_kh`` (K·h: ``|T − setpoint_c|`` integrated along the
+        interval's exact temperature path, against the house's *preferred* setpoint, not
+        the price-shifted one) and ``setpoint_c`` (moved by the inverse ramp rule when
         ``cleared_price`` is given).
         """
         lo, hi = self.limits(params, state, ctx)
@@ -290,7 +317,8 @@ class HVAC(DeviceType[HVACParams, HVACState]):
         gains = _gains(params, ctx)
         c, ua, dt = params.c_kwh_per_k, params.ua_kw_per_k, ctx.dt_h
         t_out = ctx.weather.temp_air
-        t1, t_avg = thermal.rc_step(state.temp_c, c, ua, t_out + (gains + heat) / ua, 0.0 * p, dt)
+        t_eq = t_out + (gains + heat) / ua
+        t1, t_avg = thermal.rc_step(state.temp_c, c, ua, t_eq, 0.0 * p, dt)
         check_balance(
             c * (t1 - state.temp_c),
             (ua * (t_out - t_avg) + gains + heat) * dt,
@@ -313,6 +341,7 @@ class HVAC(DeviceType[HVACParams, HVACState]):
             temp_c=t1,
             heat_kwh=heat * dt,
             discomfort_kh=discomfort,
+            comfort_dev_kh=thermal.deviation_kh(state.temp_c, c, ua, t_eq, params.setpoint_c, dt),
             setpoint_c=setpoint,
         )
 

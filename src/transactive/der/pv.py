@@ -22,7 +22,16 @@ curves, reactive power priority and the inverter apparent-power rating ``inverte
 * **fixed power factor** (``power_factor < 1``, absorbing): ``Q = |P|·tan(acos pf)``, so
   ``|P| ≤ pf·S``;
 * **volt-watt**: active power limit ``VW_V = (1.06, 1.10)`` pu → ``VW_P = (1.0, 0.2)``·S;
-* **export limit**: ``|P| ≤ export_limit_kw``.
+* **export limit**: ``|P| ≤ export_limit_kw``;
+* **feed-in limit**: ``|P| ≤ feed_in_limit · capacity_kw`` (a fraction of the kWp
+  rating), e.g. 0.7 for the German "70 % rule" (§ 9 Abs. 2 Nr. 2 EEG 2021 and its
+  predecessors back to § 6 Abs. 2 Nr. 2 EEG 2012: PV up to 25 kWp, before 2021 30 kWp,
+  without remote control by the grid operator limits its feed-in to 70 % of the installed
+  capacity; repealed from 2023; since 25 February 2025 new systems below 100 kW without a
+  controllable smart meter are held to 60 %, i.e. 0.6 — Clearingstelle EEG|KWKG, Häufige
+  Rechtsfrage 154). The rule caps the feed-in at the grid connection point; applied here to
+  the inverter's AC output it ignores the home's own consumption, so it is an upper bound
+  of what the rule curtails.
 
 With reactive priority the active power is at most ``sqrt(S² − Q²)``. The *available*
 power is the MPPT AC power limited by these functions; what the smart-inverter functions
@@ -80,6 +89,7 @@ class PVParams:
     losses: FloatArray
     offer_price: FloatArray
     export_limit_kw: FloatArray
+    feed_in_limit: FloatArray
     power_factor: FloatArray
     volt_var: np.ndarray
     volt_watt: np.ndarray
@@ -146,14 +156,15 @@ def volt_var_kvar(params: PVParams, voltage_pu: FloatArray) -> FloatArray:
 
 def active_limit_kw(params: PVParams, ctx: Context) -> FloatArray:
     """Largest output (kW, ≥ 0) the smart-inverter functions allow: volt-watt, reactive
-    priority under volt-var or fixed power factor, and the export limit."""
+    priority under volt-var or fixed power factor, the export and the feed-in limit."""
     s = params.inverter_kw
     v = _voltage(params, ctx)
     vw = np.where(params.volt_watt, np.interp(v, VW_V, VW_P) * s, np.inf)
     q = volt_var_kvar(params, v)
     by_vv = np.sqrt(np.maximum(s * s - q * q, 0.0))
     by_pf = params.power_factor * s
-    out: FloatArray = np.minimum.reduce([vw, by_vv, by_pf, params.export_limit_kw])
+    feed_in = params.feed_in_limit * params.capacity_kw
+    out: FloatArray = np.minimum.reduce([vw, by_vv, by_pf, params.export_limit_kw, feed_in])
     return out
 
 
@@ -218,6 +229,14 @@ class PV(DeviceType[PVParams, PVState]):
         Param("power_factor", "1", const(1.0), "(0, 1]", "fixed power factor, absorbing (1 = off)"),
         Param("volt_var", "1", const(1.0), "[0, 1]", "probability a system has volt-var on"),
         Param("volt_watt", "1", const(1.0), "[0, 1]", "probability a system has volt-watt on"),
+        Param(
+            "feed_in_limit",
+            "1",
+            const(1.0),
+            "[0, 1]",
+            "AC output limit as a fraction of the kWp rating (1: none; 0.7: the German EEG "
+            "70 % rule, § 9 (2) no. 2 EEG 2021, for small PV without remote control, 2012–2022)",
+        ),
     )
 
     def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> PVParams:
@@ -236,6 +255,7 @@ class PV(DeviceType[PVParams, PVState]):
             losses=v["losses"],
             offer_price=v["offer_price"],
             export_limit_kw=v["export_limit_kw"],
+            feed_in_limit=v["feed_in_limit"],
             power_factor=v["power_factor"],
             volt_var=on_vv,
             volt_watt=on_vw,
@@ -272,8 +292,8 @@ class PV(DeviceType[PVParams, PVState]):
         An award beyond the available power is met only up to availability (reported as
         deviation); a positive award (PV cannot consume) is treated as 0. Reports
         ``potential_kwh`` (MPPT AC), ``curtailed_kwh`` = ``inverter_curtailed_kwh``
-        (smart-inverter and export limits) + ``market_curtailed_kwh`` (award below
-        availability), and ``q_kvar``.
+        (smart-inverter functions, export and feed-in limits) + ``market_curtailed_kwh``
+        (award below availability), and ``q_kvar``.
         """
         mppt, avail = available_kw(params, ctx)
         actual = np.clip(award, -avail, 0.0)

@@ -94,3 +94,35 @@ def discomfort_kh(
     ``temp_c``."""
     out: FloatArray = (np.maximum(temp_c - high_c, 0.0) + np.maximum(low_c - temp_c, 0.0)) * dt_h
     return out
+
+
+def deviation_kh(
+    t0: FloatArray,
+    c: FloatArray,
+    h: FloatArray,
+    t_eq: FloatArray,
+    target: FloatArray,
+    dt_h: float,
+) -> FloatArray:
+    """``∫ |T(t) − target| dt`` over ``dt_h`` hours (K·h) along the exact 1R1C path
+    ``T(t) = T_eq + (T0 − T_eq)·exp(−t/τ)``, ``τ = C/H`` (h).
+
+    With ``F(t) = ∫₀ᵗ (T − target) = (T_eq − target)·t + (T0 − T_eq)·τ·(1 − e^{−t/τ})``, the
+    path is monotone, so it crosses ``target`` at most once, at ``t*`` with
+    ``e^{−t*/τ} = (target − T_eq)/(T0 − T_eq)``; the integral is ``|F(dt)|`` without a
+    crossing and ``|F(t*)| + |F(dt) − F(t*)|`` with one.
+    """
+    tau = c / h
+    x = dt_h / tau
+    # F(dt) = (T_avg − target)·dt, T_avg as in rc_step (accurate for small x).
+    frac = np.where(x > 1e-8, -np.expm1(-x) / np.where(x > 1e-8, x, 1.0), 1.0 - 0.5 * x)
+    f_dt = (t_eq + (t0 - t_eq) * frac - target) * dt_h
+    span = t0 - t_eq
+    safe = np.where(span != 0.0, span, 1.0)
+    r = np.where(span != 0.0, (target - t_eq) / safe, np.nan)
+    with np.errstate(invalid="ignore"):
+        crosses = (r > np.exp(-x)) & (r < 1.0)
+    t_star = -tau * np.log(np.where(crosses, r, 1.0))
+    f_star = (t_eq - target) * t_star + tau * (t0 - target) * np.where(crosses, 1.0, 0.0)
+    out: FloatArray = np.where(crosses, np.abs(f_star) + np.abs(f_dt - f_star), np.abs(f_dt))
+    return out

@@ -258,7 +258,9 @@ class WaterHeater(DeviceType[WaterHeaterParams, WaterHeaterState]):
         """Heat at the award (clipped to the element rating) for the interval.
 
         Reports ``temp_c``, ``draw_l`` (hot water drawn), ``draw_kwh`` (heat carried off by
-        the draw), ``loss_kwh`` (standby loss), ``discomfort_kh`` and ``setpoint_c``.
+        the draw), ``loss_kwh`` (standby loss), ``discomfort_kh``, ``comfort_dev_kh``
+        (K·h: ``|T − setpoint_c|`` along the exact tank-temperature path, against the
+        preferred setpoint, not the price-shifted one) and ``setpoint_c``.
         """
         p = np.clip(award, 0.0, params.element_kw)
         mc, h, t_ref = _coeffs(params, ctx)
@@ -285,6 +287,9 @@ class WaterHeater(DeviceType[WaterHeaterParams, WaterHeaterState]):
             draw_kwh=draw,
             loss_kwh=loss,
             discomfort_kh=discomfort,
+            comfort_dev_kh=thermal.deviation_kh(
+                state.temp_c, c, h, t_ref + p / h, params.setpoint_c, dt
+            ),
             setpoint_c=setpoint,
         )
 

@@ -43,7 +43,7 @@ Progress = Callable[[str, int, int], None]
 
 #: Per-device quantities summed from the devices' reports into the dispatch records (kWh or
 #: degree-hours; 0 for device types that do not report them).
-SHORTFALLS = ("curtailed_kwh", "unmet_kwh", "discomfort_kh")
+SHORTFALLS = ("curtailed_kwh", "unmet_kwh", "discomfort_kh", "comfort_dev_kh", "stored_kwh")
 
 
 def run(
