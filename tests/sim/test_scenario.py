@@ -156,7 +156,11 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
             "finite",
         ),
         ({"paradigms": ["bau-tou", "bau-tou"]}, "paradigms.1", "duplicate design 'bau-tou'"),
-        ({"designs": ["total-dso", "bau-tou", "total-dso"]}, "designs.2", "duplicate design 'total-dso'"),
+        (
+            {"designs": ["total-dso", "bau-tou", "total-dso"]},
+            "designs.2",
+            "duplicate design 'total-dso'",
+        ),
         ({"designs": ["central"]}, "designs.0", "unknown design 'central'"),
         ({"designs": []}, "designs", "at least 1"),
         ({"designs": ["bau-tou"], "paradigms": ["bau-tou"]}, "paradigms", "give only `designs`"),

@@ -65,6 +65,7 @@ KPI_DOCS: dict[str, str] = {
     "trafo_overload_h": "hours with a transformer above its loading limit (summed over areas)",
     "reverse_flow_violation_h": "hours with export beyond the scenario's reverse-flow limit",
     "reverse_flow_h": "substation-hours with export (information, not a violation)",
+    "intervention_kwh": "energy the DSO's real-time interventions reversed (grand central)",
     "max_ramp_kw": "largest change of the total substation import between market intervals",
     "peak_to_average": "peak / mean of the total substation import (market intervals)",
     "rebound_kw": "largest rise of import in the hour after a price fall over the hour before",
@@ -75,6 +76,8 @@ KPI_DOCS: dict[str, str] = {
     "unmet_shiftable_kwh": "shiftable-load energy not served when its window closed",
     "curtailed_pv_kwh": "PV energy curtailed: volt-watt, export and feed-in limits, market",
     "curtailed_load_kwh": "energy of curtailable loads shed",
+    "tier_bypass_cost_{cur}": "the reversed energy valued at the real-time price it was "
+    "scheduled at: the money the DSO's interventions unwind",
     "total_cost_{cur}": "what homes and aggregators pay in total (settlement)",
     "mean_price_{cur}_per_kwh": "mean price seen by homes",
     "max_price_{cur}_per_kwh": "highest price seen by homes",
@@ -101,6 +104,7 @@ KPI_BETTER: dict[str, Better] = {
     "trafo_overload_h": "lower",
     "reverse_flow_violation_h": "lower",
     "reverse_flow_h": None,
+    "intervention_kwh": "lower",
     "max_ramp_kw": "lower",
     "peak_to_average": "lower",
     "rebound_kw": "lower",
@@ -111,6 +115,7 @@ KPI_BETTER: dict[str, Better] = {
     "unmet_shiftable_kwh": "lower",
     "curtailed_pv_kwh": "lower",
     "curtailed_load_kwh": "lower",
+    "tier_bypass_cost_{cur}": "lower",
     "total_cost_{cur}": "lower",
     "mean_price_{cur}_per_kwh": "lower",
     "max_price_{cur}_per_kwh": "lower",
@@ -224,6 +229,7 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             "worst_v_max_pu": float(g["v_max_pu"].max()),
             **violation_hours(v, pf_hours),
             "reverse_flow_h": float((sub < 0).sum() * pf_hours),
+            **intervention(m, cur),
             "max_ramp_kw": max_ramp_kw(import_kw.to_numpy()),
             "peak_to_average": peak_to_average(import_kw.to_numpy()),
             "rebound_kw": rebound_kw(import_kw, home_price(m)),
@@ -239,6 +245,19 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
         }
     return pd.DataFrame(cols).reindex(kpi_names(cur))
+
+
+def intervention(market: pd.DataFrame, cur: str) -> dict[str, float]:
+    """Energy the DSO's interventions reversed (kWh) and its value at the area's real-time
+    price (currency) — 0 in designs where the DSO does not intervene."""
+    if "intervention_kwh" not in market.columns or market.empty:
+        return {"intervention_kwh": 0.0, f"tier_bypass_cost_{cur}": 0.0}
+    kwh = market["intervention_kwh"].to_numpy(dtype=float)
+    price = market["price"].to_numpy(dtype=float)
+    return {
+        "intervention_kwh": float(kwh.sum()),
+        f"tier_bypass_cost_{cur}": float((kwh * np.nan_to_num(price)).sum()),
+    }
 
 
 def _of(df: pd.DataFrame, design: str) -> pd.DataFrame:
