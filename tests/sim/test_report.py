@@ -331,7 +331,7 @@ def test_comparison_table_marks_the_significant_difference() -> None:
     table = _section(html, "Comparison of designs")
     assert "<th>bau-flat</th><th>total-dso</th><th>grand-central</th>" in table
     assert '<span class="diff sig">Δ -54.0 [-57.9, -50.1] *</span>' in table
-    assert '<span class="diff">Δ -0.1 [-2.1, +1.9]</span>' in table
+    assert '<span class="diff">Δ -0.1 [-2.1, 1.9]</span>' in table
     assert '<span class="diff">baseline</span>' in table
     assert "highest import at the TSO" in table  # the KPI's meaning from KPI_DOCS
 
@@ -342,10 +342,28 @@ def test_baseline_best_is_said_so() -> None:
     c = dataclasses.replace(comparison, kpis=long, summary=summarise(long, "bau-flat"))
     summary = _section(render_html(c), "Summary")
     assert (
-        "No design has a lower peak import than bau-flat; the closest, grand-central, raises "
-        "the peak import by 1.0 kW" in summary
+        "<li>No design has a lower peak import than bau-flat (100.0 kW); the closest, "
+        "grand-central, raises the peak import by 1.0 kW [1.0, 1.0] (significant at 95 %, "
+        "5 seeds).</li>" in summary
     )
-    assert "All designs give the same losses: 10.0 kWh." in summary
+    assert "<li>All designs give the same losses: 10.0 kWh.</li>" in summary
+
+
+def test_ties_at_the_shown_precision_are_named() -> None:
+    comparison = _constructed([100.0, 102.0, 98.0, 101.0, 99.0])
+    kpis = comparison.kpis.copy()
+    gc_peak = (kpis["design"] == "grand-central") & (kpis["kpi"] == "peak_import_kw")
+    bau_peak = (kpis["design"] == "bau-flat") & (kpis["kpi"] == "peak_import_kw")
+    dso_peak = (kpis["design"] == "total-dso") & (kpis["kpi"] == "peak_import_kw")
+    kpis.loc[gc_peak, "value"] = kpis.loc[bau_peak, "value"].to_numpy() + 1e-9
+    kpis.loc[dso_peak, "value"] = kpis.loc[bau_peak, "value"].to_numpy() + 5.0
+    c = dataclasses.replace(comparison, kpis=kpis, summary=summarise(kpis, "bau-flat"))
+    summary = _section(render_html(c), "Summary")
+    # a nano-kW difference is no improvement: the two designs share the lowest peak
+    assert (
+        "<li>No design has a lower peak import than bau-flat (100.0 kW); grand-central matches "
+        "it.</li>" in summary
+    )
 
 
 def test_one_seed_says_no_interval_can_be_given(seeds: list[SimResults], tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ UNITS: dict[str, tuple[str, int]] = {
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       color: #1f2328; margin: 2rem auto; max-width: 1150px; padding: 0 1rem;
+       color: #1f2328; margin: 2rem auto; max-width: 1280px; padding: 0 1rem;
        line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de;
@@ -38,11 +38,14 @@ dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.1rem 1r
           color: #57606a; }
 dl.meta dt { font-weight: 600; }
 dl.meta dd { margin: 0; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
-th, td { border: 1px solid #d0d7de; padding: 0.25rem 0.6rem; vertical-align: top; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.85rem; }
+th, td { border: 1px solid #d0d7de; padding: 0.2rem 0.45rem; vertical-align: top; }
 th { background: #f6f8fa; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td .diff { display: block; color: #57606a; font-size: 0.8rem; }
+div.wide { overflow-x: auto; }
+td .v { white-space: nowrap; }
+td .diff { display: block; color: #57606a; font-size: 0.8rem; white-space: nowrap; }
+td .meaning { display: block; color: #57606a; font-size: 0.8rem; min-width: 14rem; }
 td .sig { color: #1a7f37; font-weight: 600; }
 ul.summary li { margin: 0.25rem 0; }
 figure { margin: 0.5rem 0; }
@@ -85,9 +88,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: in
             cells.append(f"<td{cls}>{text}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        f'<div class="wide"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
         + "\n".join(body)
-        + "\n</tbody>\n</table>"
+        + "\n</tbody>\n</table></div>"
     )
 
 

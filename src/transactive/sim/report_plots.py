@@ -67,25 +67,35 @@ def _layout(fig: go.Figure, results: SimResults, y_title: str, height: int = 380
     fig.update_xaxes(title_text=f"local time ({results.timezone})", type="date")
 
 
-def _warmup(fig: go.Figure, results: SimResults, first: pd.Timestamp | None, **where: Any) -> None:
-    """Shade and label the warm-up (from the first time to :attr:`kpi_start`)."""
+def _warmup(
+    fig: go.Figure,
+    results: SimResults,
+    first: pd.Timestamp | None,
+    over: bool = False,
+    shift: pd.Timedelta | None = None,
+    **where: Any,
+) -> None:
+    """Shade and label the warm-up (from the first time to :attr:`kpi_start`): grey below
+    lines, or (``over``, for heat maps) a white veil above the data; ``shift`` moves both
+    edges (a heat map's cells are centred on their interval's start)."""
     if results.kpi_start is None or first is None:
         return
     start = pd.Timestamp(first)
     start = start.tz_localize("UTC") if start.tzinfo is None else start
     if results.kpi_start <= start:
         return
-    x0, x1 = local_times(pd.Index([start, results.kpi_start]), results.timezone)
+    edges = pd.DatetimeIndex([start, results.kpi_start]) + (shift or pd.Timedelta(0))
+    x0, x1 = local_times(edges, results.timezone)
     fig.add_vrect(
         x0=x0,
         x1=x1,
-        fillcolor="#8c959f",
-        opacity=0.15,
+        fillcolor="white" if over else "#8c959f",
+        opacity=0.55 if over else 0.15,
         line_width=0,
-        layer="below",
+        layer="above" if over else "below",
         annotation_text="warm-up (excluded from KPIs)",
         annotation_position="top left",
-        annotation_font_size=11,
+        annotation_font={"size": 11, "color": "black"},
         **where,
     )
 
@@ -312,7 +322,9 @@ def plot_dlmp(results: SimResults, design: str, index: int) -> str:
     fig.update_yaxes(type="category", title_text="bus", automargin=True)
     fig.update_xaxes(type="date")
     fig.update_xaxes(title_text=f"local time ({results.timezone})", row=2, col=1)
-    _warmup(fig, results, _first_time(d), row="all", col=1)
+    steps = pd.DatetimeIndex(pd.to_datetime(total.columns, utc=True))
+    half = (steps[1] - steps[0]) / 2 if len(steps) > 1 else pd.Timedelta(0)
+    _warmup(fig, results, _first_time(d), over=True, shift=-half, row="all", col=1)
     averaged = f" Columns are means over {k} consecutive intervals." if k > 1 else ""
     caption = (
         f"{design}: distribution locational marginal price per bus and interval (top) and its "

@@ -17,7 +17,16 @@ import numpy as np
 import pandas as pd
 
 from transactive.sim import kpis as kpi_module
-from transactive.sim.report_html import Html, esc, format_kpi, kpi_label, kpi_unit, note, table
+from transactive.sim.report_html import (
+    Html,
+    esc,
+    format_kpi,
+    kpi_label,
+    kpi_unit,
+    money_symbol,
+    note,
+    table,
+)
 from transactive.sim.results import Comparison
 
 Better = Literal["lower", "higher"] | None
@@ -95,14 +104,30 @@ def design_order(comparison: Comparison) -> list[str]:
     return [comparison.baseline, *ordered]
 
 
-def is_significant(lo: float, hi: float) -> bool:
-    """A difference is significant when its interval exists and excludes zero."""
-    return bool(math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or hi < 0))
+def _shown(x: float, digits: int) -> float:
+    """``x`` at the precision the report shows it (ties are judged on what is shown)."""
+    try:
+        return float(format_kpi(x, digits).replace(",", ""))
+    except ValueError:
+        return x
+
+
+def is_significant(lo: float, hi: float, digits: int | None = None) -> bool:
+    """A difference is significant when its interval exists and excludes zero — at the
+    precision shown (``digits``, see :func:`kpi_unit`) when given, so the report never marks
+    an interval that reads [0.0000, 0.0000]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return False
+    if digits is not None:
+        lo, hi = _shown(lo, digits), _shown(hi, digits)
+    return bool(lo > 0 or hi < 0)
 
 
 def _num(x: float, digits: int, signed: bool = False) -> str:
+    """A formatted number, with "+" for positive values shown as non-zero when ``signed``."""
     text = format_kpi(x, digits)
-    return f"+{text}" if signed and math.isfinite(x) and x > 0 and text != "0" else text
+    shown_zero = text.replace("0", "").strip(".,") == ""
+    return f"+{text}" if signed and math.isfinite(x) and x > 0 and not shown_zero else text
 
 
 def _interval(lo: float, hi: float, digits: int, signed: bool = False) -> str:
@@ -112,10 +137,10 @@ def _interval(lo: float, hi: float, digits: int, signed: bool = False) -> str:
     return f" [{_num(lo, digits, signed)}, {_num(hi, digits, signed)}]"
 
 
-def _status(lo: float, hi: float, seeds: int) -> str:
+def _status(lo: float, hi: float, seeds: int, digits: int) -> str:
     if seeds < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
         return "one seed: no interval can be given" if seeds < 2 else "no interval"
-    word = "significant" if is_significant(lo, hi) else "not significant"
+    word = "significant" if is_significant(lo, hi, digits) else "not significant"
     return f"{word} at 95 %, {seeds} seeds"
 
 
@@ -137,48 +162,66 @@ def _rows(summary: pd.DataFrame, kpi: str) -> dict[str, Row]:
     return out
 
 
-def _change(design: str, label: str, row: Row, unit: str, digits: int, seeds: int) -> str:
+def _change(design: str, label: str, row: Row, unit: str, digits: int) -> str:
     """``<design> lowers the <label> by X unit [lo, hi]`` for one summary row."""
     d, lo, hi = row["diff"], row["diff_lo"], row["diff_hi"]
     if not math.isfinite(d):
         return f"{design} gives {format_kpi(row['mean'], digits)} {unit}".rstrip()
-    if d == 0.0 and (not math.isfinite(lo) or lo == hi == 0.0):
-        return f"{design} leaves the {label} unchanged ({_status(lo, hi, seeds)})"
+    if _shown(abs(d), digits) == 0.0:
+        amount = f"{_num(d, digits, signed=True)} {unit}".rstrip()
+        return f"{design} changes the {label} by {amount}{_interval(lo, hi, digits, True)}"
     verb = "lowers" if d < 0 else "raises"
     size, a, b = (-d, -hi, -lo) if d < 0 else (d, lo, hi)
     amount = f"{format_kpi(size, digits)} {unit}".rstrip()
     return f"{design} {verb} the {label} by {amount}{_interval(a, b, digits)}"
 
 
+def _names(designs: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return designs[0] if len(designs) == 1 else f"{', '.join(designs[:-1])} and {designs[-1]}"
+
+
 def summary_sentence(
     kpi: str, better: Literal["lower", "higher"], comparison: Comparison, currency: str
 ) -> str:
-    """One plain sentence: which design is best on ``kpi`` and how sure we are."""
+    """One plain sentence: which design is best on ``kpi``, by how much against the
+    baseline, and whether that difference is significant."""
     rows = _rows(comparison.summary, kpi)
-    means = pd.Series({p: r["mean"] for p, r in rows.items() if math.isfinite(r["mean"])})
+    means = {p: r["mean"] for p, r in rows.items() if math.isfinite(r["mean"])}
     unit, digits = kpi_unit(kpi)
+    if unit == money_symbol(currency):
+        unit = currency.upper()  # "231.79 EUR" reads better than "231.79 €" in a sentence
     label = kpi_label(kpi)
     base = comparison.baseline
     seeds = seeds_of(comparison)
-    if means.empty:
+    if not means:
         return f"No design has a value for the {label}."
-    if means.nunique() == 1:
-        value = f"{format_kpi(means.iloc[0], digits)} {unit}".rstrip()
-        return f"All designs give the same {label}: {value}."
-    best = str(means.idxmin() if better == "lower" else means.idxmax())
-    if best != base:
-        row = rows[best]
-        lo, hi = row["diff_lo"], row["diff_hi"]
-        text = _change(best, label, row, unit, digits, seeds)
-        if math.isfinite(row["diff"]):
-            return f"{text} against {base} ({_status(lo, hi, seeds)})."
-        return f"{text}, the {better} {label}; {base} has no value to compare."
-    others = means.drop(index=base)
-    runner_up = str(others.idxmin() if better == "lower" else others.idxmax())
-    row = rows[runner_up]
-    lo, hi = row["diff_lo"], row["diff_hi"]
-    text = _change(f"the closest, {runner_up},", label, row, unit, digits, seeds)
-    return f"No design has a {better} {label} than {base}; {text} ({_status(lo, hi, seeds)})."
+    shown = {p: _shown(m, digits) for p, m in means.items()}
+    if len(set(shown.values())) == 1:
+        value = f"{format_kpi(next(iter(means.values())), digits)} {unit}".rstrip()
+        return f"All designs give the same {label}: {value}".rstrip(".") + "."
+    pick = min if better == "lower" else max
+    leaders = [p for p in means if shown[p] == pick(shown.values())]
+    if base in leaders:
+        value = f"{format_kpi(means[base], digits)} {unit}".rstrip()
+        text = f"No design has a {better} {label} than {base} ({value})"
+        tied = [p for p in leaders if p != base]
+        if tied:
+            return f"{text}; {_names(tied)} {'matches' if len(tied) == 1 else 'match'} it."
+        runner_up = pick((p for p in means if p != base), key=lambda p: means[p])
+        row = rows[runner_up]
+        change = _change(f"the closest, {runner_up},", label, row, unit, digits)
+        return f"{text}; {change} ({_status(row['diff_lo'], row['diff_hi'], seeds, digits)})."
+    best = pick(leaders, key=lambda p: means[p])
+    row = rows[best]
+    text = _change(best, label, row, unit, digits)
+    tied = [p for p in leaders if p != best]
+    same = f"; {_names(tied)} {'does' if len(tied) == 1 else 'do'} as well" if tied else ""
+    if not math.isfinite(row["diff"]):
+        return f"{text}, the {better} {label}; {base} has no value to compare{same}."
+    return (
+        f"{text} against {base} ({_status(row['diff_lo'], row['diff_hi'], seeds, digits)}){same}."
+    )
 
 
 def summary_html(comparison: Comparison, currency: str) -> str:
@@ -220,15 +263,17 @@ def _cell(row: Row | None, digits: int, baseline: bool, seeds: int) -> Html:
     if row is None or not math.isfinite(row["mean"]):
         return Html("–")
     lo, hi = row["lo"], row["hi"]
-    text = esc(format_kpi(row["mean"], digits) + (_interval(lo, hi, digits) if seeds > 1 else ""))
+    mean = format_kpi(row["mean"], digits) + (_interval(lo, hi, digits) if seeds > 1 else "")
+    text = f'<span class="v">{esc(mean)}</span>'
     if baseline:
         return Html(f'{text}<span class="diff">baseline</span>')
     d, dlo, dhi = row["diff"], row["diff_lo"], row["diff_hi"]
     if not math.isfinite(d):
         return Html(text)
-    diff = f"Δ {_num(d, digits, signed=True)}{_interval(dlo, dhi, digits, signed=True)}"
-    cls = "diff sig" if is_significant(dlo, dhi) else "diff"
-    mark = " *" if is_significant(dlo, dhi) else ""
+    diff = f"Δ {_num(d, digits, signed=True)}{_interval(dlo, dhi, digits)}"
+    sig = is_significant(dlo, dhi, digits)
+    cls = "diff sig" if sig else "diff"
+    mark = " *" if sig else ""
     return Html(f'{text}<span class="{cls}">{esc(diff + mark)}</span>')
 
 
@@ -251,7 +296,7 @@ def comparison_table(comparison: Comparison, currency: str) -> str:
         unit, digits = kpi_unit(kpi)
         by_design = _rows(summary, kpi)
         meaning = kpi_meaning(kpi, currency)
-        name = Html(esc(kpi) + (f'<span class="diff">{esc(meaning)}</span>' if meaning else ""))
+        name = Html(esc(kpi) + (f'<span class="meaning">{esc(meaning)}</span>' if meaning else ""))
         cells = [
             _cell(
                 by_design.get(p),
