@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -482,3 +483,31 @@ def test_money_is_labelled_in_the_runs_currency(tmp_path: Path) -> None:
     html = write_report(one_seed(results, "baseline"), tmp_path).read_text(encoding="utf-8")
     assert "Mean bill by ownership group (€)" in html
     assert _plots(html)["plot-prices"][1]["yaxis"]["title"]["text"] == "price (€/kWh)"
+
+
+def test_long_runs_average_the_heat_map_over_blocks_of_intervals() -> None:
+    times = pd.date_range("2024-06-01", periods=900, freq="15min", tz="UTC")
+    premium = np.tile([0.0, 0.01], times.size)  # bus b pays 1 ct/kWh more
+    energy = np.repeat(np.arange(times.size) * 1e-4, 2)
+    dlmp = pd.DataFrame(
+        {
+            "design": "layered-network",
+            "time": np.repeat(times, 2),
+            "area": "dso:area",
+            "bus": np.tile(["a", "b"], times.size),
+            "dlmp": energy + premium,
+            "energy": energy,
+            "loss": premium,
+            "congestion": 0.0,
+            "voltage": 0.0,
+        }
+    )
+    html = render_html(one_seed(dataclasses.replace(_results(), dlmp=dlmp), "baseline"))
+    total, local = _figures(html)["plot-dlmp-0"]
+    assert total["y"] == ["a", "b"]  # one area: no prefix; cheapest bus at the bottom
+    assert len(total["x"]) == 300 and total["x"][:2] == ["2024-06-01 00:00", "2024-06-01 00:45"]
+    assert "Columns are means over 3 consecutive intervals." in html
+    z = np.frombuffer(base64.b64decode(local["z"]["bdata"]), dtype=np.float32).reshape(2, 300)
+    np.testing.assert_allclose(z, [[0.0] * 300, [0.01] * 300], atol=1e-7)
+    z = np.frombuffer(base64.b64decode(total["z"]["bdata"]), dtype=np.float32).reshape(2, 300)
+    np.testing.assert_allclose(z[0, 0], 1e-4, rtol=1e-5)  # mean of 0, 1e-4, 2e-4 €/kWh
