@@ -41,7 +41,11 @@ def colors_for(designs: Sequence[str]) -> dict[str, str]:
 
 
 def local_times(values: pd.Series | pd.Index, timezone: str) -> list[str]:
-    """UTC times as wall-clock strings of ``timezone`` (naive times are taken as UTC)."""
+    """UTC times as wall-clock strings of ``timezone`` (naive times are taken as UTC).
+
+    Plotly has no time zones, so the wall clock is what it plots; on the night the clocks go
+    back the repeated hour is drawn twice over the same stretch of the axis.
+    """
     t = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_convert(timezone)
     return [str(s) for s in t.strftime(_TIME_FORMAT)]
 
