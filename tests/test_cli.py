@@ -169,6 +169,9 @@ def test_simulate_prints_the_kpi_table_and_nothing_else(tiny: Path, tmp_path: Pa
         assert h in res.stdout
     text = [f"tiny on area={SMALL_FEEDER}: KPIs by design", f"report: {tmp_path / 'report'}"]
     assert foreign_lines(res.stdout, text) == []
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "One seed: no confidence interval can be given" in page  # one run, no interval
+    assert "<th>baseline</th><th>layered</th>" in page  # compared with the first design
 
 
 # --- newcomer mistakes: a message and exit code 2, never a traceback -------------------------

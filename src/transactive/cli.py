@@ -488,10 +488,11 @@ def _write_outputs(result: SimResults, out: Path | None, report: Path | None) ->
     if out is not None:
         write_output_dir(out, lambda d: _ignore(write_tables(result, d)))
     if report is not None:
-        from transactive.sim.report import write_report
+        from transactive.sim.report import one_seed, write_report
 
         def write(d: Path) -> None:
-            write_report(result, d)
+            # One run: a one-seed comparison against the first declared design.
+            write_report(one_seed(result, result.designs[0]), d)
             write_tables(result, d / "tables")
 
         write_output_dir(report, write)
