@@ -171,7 +171,7 @@ def test_simulate_prints_the_kpi_table_and_nothing_else(tiny: Path, tmp_path: Pa
     assert foreign_lines(res.stdout, text) == []
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "One seed: no confidence interval can be given" in page  # one run, no interval
-    assert "<th>baseline</th><th>layered</th>" in page  # compared with the first design
+    assert "<th>bau-flat</th><th>total-dso</th>" in page  # compared with the first design
 
 
 # --- newcomer mistakes: a message and exit code 2, never a traceback -------------------------
@@ -308,7 +308,7 @@ def test_rerunning_onto_a_previous_output_replaces_it(tiny: Path, tmp_path: Path
 
 # --- start-up: nothing heavy before the arguments are checked --------------------------------
 
-HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "pandapower", "simbench", "pvlib", "pyarrow")
+HEAVY = ("numpy", "pandas", "scipy", "plotly", "pandapower", "simbench", "pvlib", "pyarrow")
 PROBE = """
 import json, sys
 from transactive.cli import app

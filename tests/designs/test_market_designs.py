@@ -57,9 +57,7 @@ def test_grand_central_intervenes_where_the_wholesale_schedule_overloads(
     assert gc.loc[during, "intervention_kwh"].sum() > 0.9 * gc["intervention_kwh"].sum()
     assert (m[m["design"] == "total-dso"]["intervention_kwh"] == 0).all()
     k = dip.kpis
-    assert k.loc["intervention_kwh", "grand-central"] == pytest.approx(
-        gc["intervention_kwh"].sum()
-    )
+    assert k.loc["intervention_kwh", "grand-central"] == pytest.approx(gc["intervention_kwh"].sum())
     assert k.loc["tier_bypass_cost_usd", "grand-central"] > 0
     assert k.loc["tier_bypass_cost_usd", "total-dso"] == 0
     # Grand central's day-ahead schedule at the dip is beyond the transformer (100 kVA).

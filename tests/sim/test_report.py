@@ -20,7 +20,7 @@ from transactive.sim.results import Comparison, SimResults
 from transactive.sim.scenario import parse_scenario
 from transactive.sim.stats import summarise
 
-DESIGNS = ("baseline", "layered", "grand-central")
+DESIGNS = ("bau-flat", "tou-responsive", "grand-central")
 KPIS = ("peak_import_kw", "energy_import_kwh", "voltage_violations", "total_cost_usd")
 GROUPS = ("none", "pv", "pv", "pv+battery", "pv+battery+ev", "none")
 
@@ -74,7 +74,7 @@ def _results(violations: bool = True, scenario: str = "summer-peak") -> SimResul
         )
     viol = pd.DataFrame(
         {
-            "design": ["baseline", "baseline", "grand-central", "grand-central"],
+            "design": ["bau-flat", "bau-flat", "grand-central", "grand-central"],
             "time": times[[19, 20, 12, 13]],
             "element": ["bus 12", "bus 12", "bus 7", "line 3"],
             "kind": ["undervoltage", "undervoltage", "overvoltage", "reverse_flow"],
@@ -110,7 +110,7 @@ def _results(violations: bool = True, scenario: str = "summer-peak") -> SimResul
 FEEDER = "pandapower:kerber_landnetz_kabel_1"  # 8 load points, 100 kVA
 START = pd.Timestamp("2016-07-12T20:00:00Z")  # 22:00 on the Berlin clock (CEST, UTC+2)
 WARMUP_END = START + pd.Timedelta(hours=1)
-REAL_DESIGNS = ["baseline", "layered-network"]
+REAL_DESIGNS = ["bau-flat", "total-dso"]
 PROVENANCE = pd.DataFrame(
     {
         "what": ["weather", "day-ahead prices"],
@@ -122,7 +122,7 @@ PROVENANCE = pd.DataFrame(
 PARAMETERS: dict[str, object] = {
     "warmup_days": 1,
     "der.penetration.ev": 100,
-    "designs": ("baseline", "layered-network"),
+    "designs": ("bau-flat", "total-dso"),
     "market.network_charge": 0.03,
 }
 
@@ -130,7 +130,7 @@ PARAMETERS: dict[str, object] = {
 def _scenario(tmp: Path, seed: int) -> dict[str, Any]:
     """Two areas on the small feeder, 4 evening hours, network clearing (DLMPs)."""
     prices = tmp / "prices.csv"
-    prices.write_text("start,price\n2016-07-12T00:00:00Z,40\n")
+    prices.write_text("start,price\n2016-07-01T00:00:00Z,40\n")
     return {
         "name": "two-areas",
         "areas": [{"name": "north", "feeder": FEEDER}, {"name": "south", "feeder": FEEDER}],
@@ -139,6 +139,7 @@ def _scenario(tmp: Path, seed: int) -> dict[str, Any]:
         "market_interval_min": 15,
         "powerflow_interval_min": 30,
         "designs": REAL_DESIGNS,
+        "warmup_days": 0,
         "seed": seed,
         "homes_per_load": 1,
         "der": {"penetration": {"ev": 100, "hvac": 50, "battery": 25}},
@@ -152,7 +153,7 @@ def _regional(results: SimResults) -> SimResults:
     provenance, parameters and a value table."""
     value = pd.DataFrame(
         {
-            "design": ["baseline", "baseline", "layered-network", "layered-network"],
+            "design": ["bau-flat", "bau-flat", "total-dso", "total-dso"],
             "stakeholder": ["homes: none", "dso", "homes: none", "dso"],
             "members": [16, 1, 16, 1],
             "energy_kwh": [123.4, 0.0, 120.1, 0.0],
@@ -183,8 +184,8 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> list[SimResults]:
 @pytest.fixture(scope="module")
 def report(seeds: list[SimResults], tmp_path_factory: pytest.TempPathFactory) -> str:
     """The report of the two-seed comparison."""
-    long = pd.concat([one_seed(r, "baseline").kpis for r in seeds], ignore_index=True)
-    comparison = Comparison(seeds[0], long, summarise(long, "baseline"), "baseline")
+    long = pd.concat([one_seed(r, "bau-flat").kpis for r in seeds], ignore_index=True)
+    comparison = Comparison(seeds[0], long, summarise(long, "bau-flat"), "bau-flat")
     run = tmp_path_factory.mktemp("report") / "run"
     run.mkdir()
     path = write_report(comparison, run)
@@ -264,7 +265,7 @@ def test_tables_of_parameters_provenance_and_value(report: str) -> None:
     assert "<td>CC BY 4.0</td><td>2016</td>" in provenance
     parameters = _section(report, "Scenario parameters")
     assert "<td>der.penetration.ev</td><td>100</td>" in parameters
-    assert "<td>designs</td><td>baseline, layered-network</td>" in parameters
+    assert "<td>designs</td><td>bau-flat, total-dso</td>" in parameters
     assert "<td>market.network_charge</td><td>0.03</td>" in parameters
     value = _section(report, "Value per stakeholder")
     for text in ("<th>net cost (€)</th>", "<th>all-in price (€/kWh)</th>", "homes: none"):
@@ -368,7 +369,7 @@ def test_ties_at_the_shown_precision_are_named() -> None:
 
 
 def test_one_seed_says_no_interval_can_be_given(seeds: list[SimResults], tmp_path: Path) -> None:
-    html = write_report(one_seed(seeds[0], "baseline"), tmp_path).read_text(encoding="utf-8")
+    html = write_report(one_seed(seeds[0], "bau-flat"), tmp_path).read_text(encoding="utf-8")
     summary = _section(html, "Summary")
     assert "One seed: no confidence interval can be given" in summary
     assert "significant at 95 %" not in summary
@@ -388,14 +389,14 @@ def test_text_from_data_is_escaped(tmp_path: Path) -> None:
         areas=("feeder & <b>",),
         parameters={"name": "<b>x</b>"},
     )
-    html = write_report(one_seed(results, "baseline"), tmp_path).read_text(encoding="utf-8")
+    html = write_report(one_seed(results, "bau-flat"), tmp_path).read_text(encoding="utf-8")
     assert "<script>alert" not in html and "<b>" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "feeder &amp; &lt;b&gt;" in html
 
 
 def test_kpi_and_group_tables_are_formatted() -> None:
-    html = render_html(one_seed(_results(), "baseline"))
+    html = render_html(one_seed(_results(), "bau-flat"))
     table = _section(html, "Comparison of designs")
     assert "1,234.5" in table  # kWh, 1 decimal, thousands separator
     assert "310.25" in table  # $, 2 decimals
@@ -407,7 +408,7 @@ def test_kpi_and_group_tables_are_formatted() -> None:
 
 def test_empty_violations_value_and_provenance(tmp_path: Path) -> None:
     results = _without_plots(_results(violations=False))
-    html = write_report(one_seed(results, "baseline"), tmp_path).read_text(encoding="utf-8")
+    html = write_report(one_seed(results, "bau-flat"), tmp_path).read_text(encoding="utf-8")
     for text in ("No violations.", "No value table.", "No provenance recorded.", "No parameters"):
         assert text in html
     assert "undervoltage" not in html
@@ -416,15 +417,15 @@ def test_empty_violations_value_and_provenance(tmp_path: Path) -> None:
 def test_warmup_violations_are_not_counted() -> None:
     full = _results()
     late = dataclasses.replace(full, kpi_start=pd.Timestamp("2024-06-01T15:00Z"))
-    table = _section(render_html(one_seed(late, "baseline")), "Violations")
+    table = _section(render_html(one_seed(late, "bau-flat")), "Violations")
     # baseline's undervoltages at 19:00 and 20:00 count, grand-central's at 12:00/13:00 do not
-    assert '<tr><td>baseline</td><td class="num">2</td>' in table
+    assert '<tr><td>bau-flat</td><td class="num">2</td>' in table
     assert "overvoltage" not in table and "reverse_flow" not in table
 
 
 def test_design_without_rows(tmp_path: Path) -> None:
     results = dataclasses.replace(_results(), designs=(*DESIGNS, "tou"))
-    html = write_report(one_seed(results, "baseline"), tmp_path).read_text(encoding="utf-8")
+    html = write_report(one_seed(results, "bau-flat"), tmp_path).read_text(encoding="utf-8")
     assert "No grid rows for: tou." in html
     assert "No market rows for: tou." in html
     assert "<th>tou</th>" in html  # still a column in the comparison and mean-bill tables
@@ -437,7 +438,7 @@ def test_all_tables_empty(tmp_path: Path) -> None:
     results = dataclasses.replace(
         full, violations=full.violations.iloc[0:0], kpis=pd.DataFrame(), **empty
     )
-    html = write_report(one_seed(results, "baseline"), tmp_path).read_text(encoding="utf-8")
+    html = write_report(one_seed(results, "bau-flat"), tmp_path).read_text(encoding="utf-8")
     assert _figures(html) == {}
     for text in ("No KPIs.", "No grid data.", "No market data.", "No bill data.", "Period"):
         assert text in html
@@ -480,7 +481,7 @@ def test_format_kpi() -> None:
 
 def test_money_is_labelled_in_the_runs_currency(tmp_path: Path) -> None:
     results = dataclasses.replace(_results(), currency="EUR")
-    html = write_report(one_seed(results, "baseline"), tmp_path).read_text(encoding="utf-8")
+    html = write_report(one_seed(results, "bau-flat"), tmp_path).read_text(encoding="utf-8")
     assert "Mean bill by ownership group (€)" in html
     assert _plots(html)["plot-prices"][1]["yaxis"]["title"]["text"] == "price (€/kWh)"
 
@@ -491,7 +492,7 @@ def test_long_runs_average_the_heat_map_over_blocks_of_intervals() -> None:
     energy = np.repeat(np.arange(times.size) * 1e-4, 2)
     dlmp = pd.DataFrame(
         {
-            "design": "layered-network",
+            "design": "total-dso",
             "time": np.repeat(times, 2),
             "area": "dso:area",
             "bus": np.tile(["a", "b"], times.size),
@@ -502,7 +503,7 @@ def test_long_runs_average_the_heat_map_over_blocks_of_intervals() -> None:
             "voltage": 0.0,
         }
     )
-    html = render_html(one_seed(dataclasses.replace(_results(), dlmp=dlmp), "baseline"))
+    html = render_html(one_seed(dataclasses.replace(_results(), dlmp=dlmp), "bau-flat"))
     total, local = _figures(html)["plot-dlmp-0"]
     assert total["y"] == ["a", "b"]  # one area: no prefix; cheapest bus at the bottom
     assert len(total["x"]) == 300 and total["x"][:2] == ["2024-06-01 00:00", "2024-06-01 00:45"]

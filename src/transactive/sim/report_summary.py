@@ -10,7 +10,7 @@ nothing is).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal, cast
 
 import numpy as np
@@ -31,30 +31,6 @@ from transactive.sim.results import Comparison
 
 Better = Literal["lower", "higher"] | None
 
-# TODO(report): delete this fallback once `transactive.sim.kpis.KPI_BETTER` lands; it only
-# covers the KPIs that exist today (``{cur}``: the currency code).
-_FALLBACK_BETTER: dict[str, Better] = {
-    "peak_import_kw": "lower",
-    "energy_import_kwh": None,
-    "energy_export_kwh": None,
-    "losses_kwh": "lower",
-    "voltage_violations": "lower",
-    "worst_v_min_pu": "higher",
-    "worst_v_max_pu": "lower",
-    "thermal_overloads": "lower",
-    "reverse_flow_h": None,
-    "curtailed_kwh": "lower",
-    "unmet_kwh": "lower",
-    "comfort_violation_kh": "lower",
-    "total_cost_{cur}": "lower",
-    "mean_price_{cur}_per_kwh": "lower",
-    "max_price_{cur}_per_kwh": "lower",
-    "mean_bill_{cur}": "lower",
-    "aggregator_revenue_{cur}": None,
-    "dso_revenue_{cur}": None,
-    "wholesale_purchases_{cur}": "lower",
-}
-
 
 def _lookup(table_: dict[str, object], name: str, currency: str) -> object:
     """Value of a KPI-name-keyed table whose keys may hold ``{cur}``; None when absent."""
@@ -67,7 +43,7 @@ def _lookup(table_: dict[str, object], name: str, currency: str) -> object:
 
 def kpi_better(name: str, currency: str) -> Better:
     """Which direction of a KPI is better ("lower", "higher") or None (information only)."""
-    better = cast(dict[str, object], getattr(kpi_module, "KPI_BETTER", _FALLBACK_BETTER))
+    better = cast(dict[str, object], kpi_module.KPI_BETTER)
     value = _lookup(better, name, currency)
     return cast(Better, value) if value in ("lower", "higher") else None
 
@@ -78,9 +54,11 @@ def kpi_meaning(name: str, currency: str) -> str:
 
 
 def kpi_group(name: str) -> str:
-    """The KPI's category (``kpis.kpi_category``), "" until that function exists."""
-    category = cast(Callable[[str], str] | None, getattr(kpi_module, "kpi_category", None))
-    return str(category(name)) if category is not None else ""
+    """The KPI's category (:func:`transactive.sim.kpis.kpi_category`; "" if not a KPI)."""
+    try:
+        return kpi_module.kpi_category(name)
+    except KeyError:
+        return ""
 
 
 # ------------------------------------------------------------------------------ numbers

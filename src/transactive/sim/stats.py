@@ -53,7 +53,12 @@ def summarise(kpis: pd.DataFrame, baseline: str, level: float = 0.95) -> pd.Data
         index=["kpi", "seed"], columns="design", values="value", aggfunc="first"
     )
     rows = []
+    present = set(wide.index.get_level_values(0))
     for kpi in dict.fromkeys(kpis["kpi"]):
+        if kpi not in present:  # every value NaN (e.g. a ratio of a zero mean)
+            for design in dict.fromkeys(kpis["design"]):
+                rows.append((kpi, design, 0, *([np.nan] * 6), False))
+            continue
         table = wide.loc[kpi]
         for design in dict.fromkeys(kpis["design"]):
             if design not in table.columns:
