@@ -441,7 +441,22 @@ class Scenario(_Model):
         bounds="≥ 1, unique",
         min_length=1,
     )
+    baseline: str | None = _key(
+        None,
+        "The design every other is compared with (differences and their intervals); one of "
+        "`designs`.",
+        default_text="the first of `designs`",
+        validate_default=True,
+    )
     seed: Int = _key(0, "Random seed of the device population.", ge=0)
+    seeds: Int = _key(
+        1,
+        "How many random draws of devices and forecast errors to run (seeds `seed`, "
+        "`seed + 1`, …); with more than one, KPIs are reported as means with 95 % "
+        "confidence intervals.",
+        ge=1,
+        le=1000,
+    )
     homes_per_load: Int = _key(
         1,
         f"Homes attached to each load point of the feeders (≤ {MAX_TOTAL_HOMES:_} homes in all).",
@@ -508,6 +523,19 @@ class Scenario(_Model):
             if d in seen:
                 raise _fail(str(i), "duplicate design '{design}'", design=d)
             seen.add(d)
+        return v
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_design(cls, v: str | None, info: ValidationInfo) -> str | None:
+        designs = info.data.get("designs")
+        if designs is None:  # `designs` itself is wrong; that error is reported
+            return v
+        if v is None:
+            return str(designs[0])
+        if v not in designs:
+            raise _fail("", "'{design}' is not one of `designs` ({known})",
+                        design=v, known=", ".join(designs))  # fmt: skip
         return v
 
     @model_validator(mode="after")
