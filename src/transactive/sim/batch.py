@@ -15,7 +15,6 @@ on the number of workers: every seed's run is the same computation wherever it r
 from __future__ import annotations
 
 import multiprocessing
-import queue
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -222,9 +221,12 @@ def _in_pool(
     progress: BatchProgress | None,
 ) -> list[SeedRun]:
     """Run the tasks in ``workers`` processes; the workers' progress comes back on a queue
-    and is passed to ``progress`` here, in task order of arrival."""
+    and is passed to ``progress`` here, in order of arrival."""
     ctx = multiprocessing.get_context()
-    q = ctx.Queue()
+    # A SimpleQueue writes at once (no feeder thread): when a task's result arrives, all of its
+    # progress is already in the pipe. Workers block only while this process is not reading,
+    # and it reads until the last task is done.
+    q = ctx.SimpleQueue()
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)
     ) as ex:
@@ -232,10 +234,11 @@ def _in_pool(
         pending: set[Future[SeedRun]] = set(futures)
         while pending:
             done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-            _drain(q, progress)
-            if any(f.exception() is not None for f in done):
-                ex.shutdown(wait=True, cancel_futures=True)  # the failure, not more runs
-                break
+            _drain(q, progress)  # also while runs end after a failure: they may be writing
+            if any(not f.cancelled() and f.exception() is not None for f in done):
+                for f in pending:  # a failure: start no more runs
+                    f.cancel()
+                pending = {f for f in pending if not f.cancelled()}
         _drain(q, progress)
     for f in futures:  # the first failure in task order, if any
         if not f.cancelled() and (exc := f.exception()) is not None:
@@ -244,10 +247,8 @@ def _in_pool(
 
 
 def _drain(q: Any, progress: BatchProgress | None) -> None:
-    while True:
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            return
+    """Pass on every progress report waiting in ``q`` (this process is its only reader)."""
+    while not q.empty():
+        item = q.get()
         if progress is not None:
             progress(*item)
