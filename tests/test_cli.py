@@ -124,7 +124,7 @@ def test_simulate_over_seeds_json_has_the_summary_and_the_tables(
 ) -> None:
     out_dir = tmp_path / "tables"
     out = one_json_document(cli("simulate", tiny, "--seeds", "2", "--json", "--out", out_dir))
-    assert out["seeds"] == [1, 2] and out["baseline"] == "baseline"
+    assert out["seeds"] == [1, 2] and out["baseline_design"] == "baseline"
     rows = out["summary"]
     assert {r["design"] for r in rows} == {"baseline", "layered"}
     assert set(rows[0]) == {
@@ -154,7 +154,7 @@ def test_the_scenarios_seeds_key_and_the_option_that_overrides_it(
     path = tmp_path / "two.toml"
     path.write_text(TINY.replace("seed = 1", 'seed = 4\nseeds = 2\nbaseline = "layered"'))
     out = one_json_document(cli("simulate", path, "--json", "--workers", "1"))
-    assert out["seeds"] == [4, 5] and out["baseline"] == "layered"
+    assert out["seeds"] == [4, 5] and out["baseline_design"] == "layered"
     out = one_json_document(cli("simulate", path, "--json", "--seeds", "1"))
     assert out["seeds"] == [4] and all(r["lo"] is None for r in out["summary"])
 

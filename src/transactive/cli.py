@@ -491,7 +491,7 @@ def simulate_cmd(
             {
                 "scenario": result.scenario,
                 "seeds": seed_list,
-                "baseline": comparison.baseline,
+                "baseline_design": comparison.baseline,
                 "designs": _means(comparison),
                 "summary": comparison.summary.to_dict(orient="records"),
             }
@@ -738,7 +738,7 @@ def sweep_cmd(
                 "scenario": base.name,
                 "stages": list(stage),
                 "seeds": seed_list,
-                "baseline": baseline,
+                "baseline_design": baseline,
                 "rows": table.to_dict(orient="records"),
             }
         )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -411,6 +412,20 @@ class Tariff(_Model):
 # --- the scenario ----------------------------------------------------------------------------
 
 
+def _baseline_design(v: str | None, info: ValidationInfo) -> str | None:
+    """The scenario's baseline: one of its designs (validated before it), by default the
+    first."""
+    designs = info.data.get("designs")
+    if designs is None:  # `designs` itself is wrong; that error is reported
+        return v
+    if v is None:
+        return str(designs[0])
+    if v not in designs:
+        raise _fail("", "'{design}' is not one of `designs` ({known})",
+                    design=v, known=", ".join(designs))  # fmt: skip
+    return v
+
+
 class Scenario(_Model):
     """A validated scenario. Prices $/kWh, powers kW, times UTC."""
 
@@ -441,7 +456,7 @@ class Scenario(_Model):
         bounds="≥ 1, unique",
         min_length=1,
     )
-    baseline: str | None = _key(
+    baseline: Annotated[str | None, AfterValidator(_baseline_design)] = _key(
         None,
         "The design every other is compared with (differences and their intervals); one of "
         "`designs`.",
@@ -523,19 +538,6 @@ class Scenario(_Model):
             if d in seen:
                 raise _fail(str(i), "duplicate design '{design}'", design=d)
             seen.add(d)
-        return v
-
-    @field_validator("baseline")
-    @classmethod
-    def _baseline_design(cls, v: str | None, info: ValidationInfo) -> str | None:
-        designs = info.data.get("designs")
-        if designs is None:  # `designs` itself is wrong; that error is reported
-            return v
-        if v is None:
-            return str(designs[0])
-        if v not in designs:
-            raise _fail("", "'{design}' is not one of `designs` ({known})",
-                        design=v, known=", ".join(designs))  # fmt: skip
         return v
 
     @model_validator(mode="after")
