@@ -530,7 +530,8 @@ def _fmt(v: float, scale: float | None = None) -> str:
     if not math.isfinite(v):
         return "—"
     s = abs(v if scale is None else scale)
-    return f"{v:,.3f}" if s < 10 else f"{v:,.1f}"
+    digits = 3 if s < 10 else 1
+    return f"{round(v, digits) + 0.0:,.{digits}f}"  # + 0.0: no "-0.000"
 
 
 def _kpi_table(result: SimResults) -> Any:

@@ -249,3 +249,35 @@ def test_main_kpis_are_those_present() -> None:
         "mean_bill_eur",
     ]
     assert batch.main_kpis(["x", "y"], "EUR") == ["x", "y"]
+
+
+def test_an_interrupted_comparison_stops_its_workers(
+    scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    log = tmp_path / "finished.txt"
+    real = runner.run
+
+    def run(sc: Scenario, *args: Any, **kwargs: Any) -> Any:
+        out = real(sc, *args, **kwargs)
+        with log.open("a") as f:
+            f.write(f"{sc.seed}\n")
+        return out
+
+    monkeypatch.setattr(runner, "run", run)  # forked workers inherit it
+
+    class Stop(Exception):
+        pass
+
+    def progress(seed: int, design: str, done: int, total: int) -> None:
+        raise Stop  # as Ctrl-C would, at the first report of the first interval
+
+    with pytest.raises(Stop):
+        batch.compare(scenario, [5, 6, 7], workers=2, progress=progress)
+    for child in multiprocessing.active_children():  # reaps the ended workers
+        child.join(timeout=30)
+    assert multiprocessing.active_children() == []
+    # The workers were stopped, not left to run the comparison to its end.
+    finished = log.read_text().split() if log.exists() else []
+    assert len(finished) < 3, finished

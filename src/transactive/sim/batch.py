@@ -232,18 +232,31 @@ def _in_pool(
     ) as ex:
         futures = [ex.submit(_run_in_worker, *t, progress is not None) for t in tasks]
         pending: set[Future[SeedRun]] = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-            _drain(q, progress)  # also while runs end after a failure: they may be writing
-            if any(not f.cancelled() and f.exception() is not None for f in done):
-                for f in pending:  # a failure: start no more runs
-                    f.cancel()
-                pending = {f for f in pending if not f.cancelled()}
-        _drain(q, progress)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                _drain(q, progress)  # also while runs end after a failure: they may be writing
+                if any(not f.cancelled() and f.exception() is not None for f in done):
+                    for f in pending:  # a failure: start no more runs
+                        f.cancel()
+                    pending = {f for f in pending if not f.cancelled()}
+            _drain(q, progress)
+        except BaseException:  # interrupted (Ctrl-C) or a failing progress callback
+            for f in futures:
+                f.cancel()
+            _stop_workers(ex)
+            raise
     for f in futures:  # the first failure in task order, if any
         if not f.cancelled() and (exc := f.exception()) is not None:
             raise exc
     return [f.result() for f in futures]
+
+
+def _stop_workers(ex: ProcessPoolExecutor) -> None:
+    """End the pool's processes now (the executor has no public way to): nothing more is
+    wanted from them and none may be left writing to a queue nobody reads."""
+    for p in list(getattr(ex, "_processes", {}).values()):
+        p.terminate()
 
 
 def _drain(q: Any, progress: BatchProgress | None) -> None:
