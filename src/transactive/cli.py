@@ -702,17 +702,10 @@ def sweep_cmd(
                 raise InvalidInputError(
                     f"--stage: {s} is not a DER stage (choose from {', '.join(map(str, STAGES))})"
                 )
-        import tomllib
+        from transactive.sim.batch import baseline_of, load_stages, main_kpis, seeds_for, sweep
 
-        from transactive.sim.batch import baseline_of, main_kpis, seeds_for, stage_raw, sweep
-        from transactive.sim.scenario import load_scenario, parse_scenario
-
-        base = load_scenario(scenario)  # every problem of the file itself, named as usual
-        raw = tomllib.loads(scenario.read_text(encoding="utf-8"))
-        staged = {
-            s: parse_scenario(stage_raw(raw, s), base_dir=scenario.parent, source=str(scenario))
-            for s in stage
-        }
+        staged = load_stages(scenario, stage)
+        base = staged[stage[0]]  # the stages differ only in their devices
         n = base.seeds if seeds is None else seeds
         seed_list = seeds_for(base, n)
         names = chosen or base.designs

@@ -281,3 +281,23 @@ def test_an_interrupted_comparison_stops_its_workers(
     # The workers were stopped, not left to run the comparison to its end.
     finished = log.read_text().split() if log.exists() else []
     assert len(finished) < 3, finished
+
+
+def test_a_scenario_file_loads_once_per_stage(tmp_path: Path) -> None:
+    (tmp_path / "prices.csv").write_text("start,price\n2016-07-12T00:00:00Z,40\n")
+    path = tmp_path / "stages.toml"
+    path.write_text(
+        'feeder = "pandapower:kerber_landnetz_kabel_1"\n'
+        'start = "2016-07-12T18:00:00Z"\nend = "2016-07-12T19:00:00Z"\n'
+        "[der]\nstage = 2\npenetration = { battery = 0 }\n"
+        '[wholesale]\nsource = "prices"\nprices = "prices.csv"\n'
+    )
+    staged = batch.load_stages(path, [3, 1])
+    assert list(staged) == [3, 1] and staged[1].name == "stages"
+    assert staged[3].der.penetration == {**STAGES[3], "battery": 0}
+    assert staged[1].der.penetration["pv"] == STAGES[1]["pv"]
+    with pytest.raises(InvalidInputError, match="stage: 4 is not a DER stage"):
+        batch.load_stages(path, [1, 4])
+    path.write_text(path.read_text().replace("stage = 2", "stage = 2\ncolour = 1"))
+    with pytest.raises(ScenarioError, match=r"'der\.colour': unknown key"):
+        batch.load_stages(path, [1])

@@ -15,9 +15,11 @@ on the number of workers: every seed's run is the same computation wherever it r
 from __future__ import annotations
 
 import multiprocessing
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ import pandas as pd
 from transactive.errors import InvalidInputError
 from transactive.sim import runner
 from transactive.sim.results import Comparison, SimResults
-from transactive.sim.scenario import STAGES, Scenario
+from transactive.sim.scenario import STAGES, Scenario, load_scenario, parse_scenario
 from transactive.sim.stats import SUMMARY_COLUMNS, summarise
 
 #: ``progress(seed, design, done, total)``: ``done`` of ``total`` market intervals of
@@ -140,7 +142,7 @@ def sweep(
     progress: Callable[[int], BatchProgress] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Compare the designs once per DER stage: ``scenarios`` maps each stage to its scenario
-    (see :func:`stage_raw`). Every stage runs the same seeds (paired across stages too).
+    (see :func:`load_stages`). Every stage runs the same seeds (paired across stages too).
 
     Returns the summary table (:data:`SWEEP_COLUMNS`, every KPI) and the long KPI table with
     a ``stage`` column. ``progress(stage)`` gives the progress callback of that stage's runs.
@@ -171,6 +173,18 @@ def stage_raw(raw: Mapping[str, Any], stage: int) -> dict[str, Any]:
     if not isinstance(der, Mapping):
         raise InvalidInputError(f"der: must be a table, got {der!r}")
     return {**raw, "der": {**der, "stage": stage}}
+
+
+def load_stages(path: str | Path, stages: Sequence[int]) -> dict[int, Scenario]:
+    """The scenario file once per DER stage (:func:`stage_raw`), each validated; a problem
+    of the file itself is reported as :func:`~transactive.sim.scenario.load_scenario` does."""
+    for stage in stages:
+        if stage not in STAGES:
+            raise InvalidInputError(f"stage: {stage!r} is not a DER stage (choose from 1, 2, 3)")
+    p = Path(path)
+    load_scenario(p)
+    raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    return {s: parse_scenario(stage_raw(raw, s), base_dir=p.parent, source=str(p)) for s in stages}
 
 
 def main_kpis(kpis: Sequence[str], currency: str) -> list[str]:
