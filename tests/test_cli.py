@@ -120,6 +120,60 @@ def test_simulate_json_is_one_document(tiny: Path) -> None:
     assert "peak_import_kw" in out["designs"]["total-dso"]
 
 
+def test_simulate_over_seeds_json_has_the_summary_and_the_tables(
+    tiny: Path, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "tables"
+    out = one_json_document(cli("simulate", tiny, "--seeds", "2", "--json", "--out", out_dir))
+    assert out["seeds"] == [1, 2] and out["baseline_design"] == "bau-flat"
+    rows = out["summary"]
+    assert {r["design"] for r in rows} == {"bau-flat", "total-dso"}
+    assert set(rows[0]) == {
+        "kpi", "design", "n", "mean", "lo", "hi", "diff", "diff_lo", "diff_hi", "significant"
+    }  # fmt: skip
+    for r in rows:
+        if r["n"] == 0:  # a KPI undefined in every seed (e.g. a ratio of a zero mean)
+            assert r["mean"] is None and r["significant"] is False
+            continue
+        assert r["n"] == 2
+        assert r["lo"] <= r["mean"] <= r["hi"]  # two seeds: a finite interval
+        if r["design"] == "bau-flat":
+            assert r["diff"] == 0.0 and r["significant"] is False
+    peak = {r["design"]: r["mean"] for r in rows if r["kpi"] == "peak_import_kw"}
+    assert out["designs"]["total-dso"]["peak_import_kw"] == peak["total-dso"]
+    import pandas as pd
+
+    by_seed = pd.read_csv(out_dir / "kpis_by_seed.csv")
+    assert list(by_seed.columns) == ["seed", "design", "kpi", "value"]
+    assert set(by_seed["seed"]) == {1, 2}
+    summary = pd.read_parquet(out_dir / "summary.parquet")
+    assert len(summary) == len(rows)
+    assert (out_dir / "kpis.csv").is_file()  # the first seed's tables as before
+
+
+def test_the_scenarios_seeds_key_and_the_option_that_overrides_it(
+    tiny: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "prices.csv").write_text((tiny.parent / "prices.csv").read_text())
+    path = tmp_path / "two.toml"
+    path.write_text(TINY.replace("seed = 1", 'seed = 4\nseeds = 2\nbaseline = "total-dso"'))
+    out = one_json_document(cli("simulate", path, "--json", "--workers", "1"))
+    assert out["seeds"] == [4, 5] and out["baseline_design"] == "total-dso"
+    out = one_json_document(cli("simulate", path, "--json", "--seeds", "1"))
+    assert out["seeds"] == [4] and all(r["lo"] is None for r in out["summary"])
+
+
+def test_sweep_json_has_a_row_per_stage_design_and_kpi(tiny: Path) -> None:
+    out = one_json_document(cli("sweep", tiny, "--stage", "1", "--stage", "3", "--json"))
+    assert out["stages"] == [1, 3] and out["seeds"] == [1]
+    rows = out["rows"]
+    assert {(r["stage"], r["design"]) for r in rows} == {
+        (s, d) for s in (1, 3) for d in ("bau-flat", "total-dso")
+    }
+    kpis = {r["kpi"] for r in rows}
+    assert len(rows) == 4 * len(kpis) and "peak_import_kw" in kpis
+
+
 def test_hosting_capacity_json_is_one_document() -> None:
     out = one_json_document(cli("hosting-capacity", SMALL_FEEDER, "--json"))
     assert out["feeder"] == SMALL_FEEDER and out["per_bus"]
@@ -174,6 +228,40 @@ def test_simulate_prints_the_kpi_table_and_nothing_else(tiny: Path, tmp_path: Pa
     assert "<th>bau-flat</th><th>total-dso</th>" in page  # compared with the first design
 
 
+def test_simulate_over_seeds_prints_intervals_and_nothing_else(tiny: Path) -> None:
+    res = cli("simulate", tiny, "--seeds", "3")
+    assert res.returncode == 0, res.stderr
+    for h in ("KPI", "bau-flat (baseline)", "total-dso", "peak_import_kw", "total_cost_usd"):
+        assert h in res.stdout
+    cells = [c.strip() for line in res.stdout.splitlines() for c in line.split("│")[2:-1]]
+    assert cells and all("[" in c and c.rstrip("*").endswith("]") for c in cells), cells
+    # The tiny scenario's retail and market prices differ on every seed: marked significant.
+    price = next(line for line in res.stdout.splitlines() if "mean_price_usd_per_kwh" in line)
+    assert price.split("│")[3].strip().endswith("*")
+    text = [
+        f"tiny on area={SMALL_FEEDER}: KPIs by design, mean [95 % CI] over 3 seeds",
+        "* differs from bau-flat: the paired 95 % confidence interval",
+        "the difference over 3 seeds excludes 0",  # the footnote's wrapped end, if wrapped
+    ]
+    assert foreign_lines(res.stdout, text) == []
+
+
+def test_sweep_prints_the_main_kpis_and_writes_all(tiny: Path, tmp_path: Path) -> None:
+    res = cli("sweep", tiny, "--stage", "2", "--seeds", "2", "--out", tmp_path / "sweep")
+    assert res.returncode == 0, res.stderr
+    for h in ("stage", "diff_lo", "peak_import_kw", "mean_bill_usd"):
+        assert h in res.stdout
+    assert "worst_v_max_pu" not in res.stdout  # not a main KPI: only in the table written
+    text = ["tiny: designs across DER stages", "seeds and the difference from", "* significant"]
+    assert foreign_lines(res.stdout, text) == []
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert list(table.columns[:4]) == ["stage", "kpi", "design", "n"]
+    assert set(table["stage"]) == {2} and "worst_v_max_pu" in set(table["kpi"])
+    assert set(pd.read_parquet(tmp_path / "sweep" / "kpis_by_seed.parquet")["seed"]) == {1, 2}
+
+
 # --- newcomer mistakes: a message and exit code 2, never a traceback -------------------------
 
 
@@ -187,10 +275,17 @@ def test_simulate_prints_the_kpi_table_and_nothing_else(tiny: Path, tmp_path: Pa
         (("simulate", "{dir}/missing.toml"), "no such scenario file"),
         (("clear", EXAMPLES / "bids.csv", "--floor", "3", "--cap", "1"), "--floor < --cap"),
         (("hosting-capacity", SMALL_FEEDER, "--der", "wind"), "--der must be 'pv' or 'ev'"),
+        (("simulate", "{tiny}", "--seeds", "0"), "--seeds: need at least 1"),
+        (("simulate", "{tiny}", "--workers", "0"), "--workers: need at least 1"),
+        (("sweep", "{tiny}", "--stage", "7"), "--stage: 7 is not a DER stage"),
+        (("sweep", "{tiny}", "--stage", "1", "--stage", "1"), "--stage: each stage once"),
+        (("sweep", "{tiny}", "--stage", "1", "--seeds", "0"), "--seeds: need at least 1"),
     ],
 )
-def test_bad_input_is_a_message_and_exit_2(tmp_path: Path, args: tuple, message: str) -> None:
-    res = cli(*(str(a).format(dir=tmp_path) for a in args))
+def test_bad_input_is_a_message_and_exit_2(
+    tiny: Path, tmp_path: Path, args: tuple, message: str
+) -> None:
+    res = cli(*(str(a).format(dir=tmp_path, tiny=tiny) for a in args))
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""
@@ -336,6 +431,10 @@ sys.stderr.write("\\n" + json.dumps({{"code": code, "heavy": heavy}}) + "\\n")
         (("simulate", "{tiny}", "--out", "."), 2),
         (("simulate", "{tiny}", "--out", "{dir}"), 2),
         (("simulate", "{tiny}", "--out", "/sys/transactive-out"), 2),
+        (("simulate", "{tiny}", "--seeds", "0"), 2),
+        (("sweep", "--help"), 0),
+        (("sweep", "{tiny}", "--stage", "7"), 2),
+        (("sweep", "{tiny}", "--stage", "1", "--out", "{dir}"), 2),
     ],
 )
 def test_help_and_bad_arguments_load_nothing_heavy(

@@ -22,7 +22,8 @@ from transactive.errors import InvalidInputError, TransactiveError
 
 if TYPE_CHECKING:
     from transactive.market.auction import Book
-    from transactive.sim.results import SimResults
+    from transactive.sim.batch import BatchProgress
+    from transactive.sim.results import Comparison, SimResults
 
 app = typer.Typer(
     help="transactive: layered transactive energy markets on real distribution grids.",
@@ -34,8 +35,8 @@ app = typer.Typer(
 # The project's price band is transactive.core.units.DEFAULT_FLOOR / DEFAULT_CAP; it is read
 # when a command runs (importing it here would load numpy and pandas for `--help`).
 # tests/test_cli.py checks that these help texts quote the same numbers.
-FLOOR_HELP = "Price floor, $/kWh [default: -0.1, the project's DEFAULT_FLOOR]."
-CAP_HELP = "Price cap, $/kWh [default: 2.0, the project's DEFAULT_CAP]."
+FLOOR_HELP = "Price floor, $/kWh (default: -0.1, the project's DEFAULT_FLOOR)."
+CAP_HELP = "Price cap, $/kWh (default: 2.0, the project's DEFAULT_CAP)."
 
 
 @app.callback()
@@ -384,15 +385,62 @@ def _check_outputs(outputs: dict[str, Path]) -> None:
             )
 
 
+def _default_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+SeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--seeds",
+        help="Random draws of devices and forecast errors (seeds seed, seed+1, …); more than "
+        "one reports means with 95 % confidence intervals (default: the scenario's `seeds`).",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Processes running seeds in parallel (default: min(2, number of CPUs)).",
+        show_default=False,
+    ),
+]
+DesignOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Run only this market design (repeatable; default: the scenario's designs)."),
+]
+
+
+def _check_counts(seeds: int | None, workers: int | None) -> int:
+    """``--seeds`` and ``--workers`` at least 1; returns the number of workers."""
+    if seeds is not None and seeds < 1:
+        raise InvalidInputError(f"--seeds: need at least 1 random draw, got {seeds}")
+    if workers is not None and workers < 1:
+        raise InvalidInputError(f"--workers: need at least 1 process, got {workers}")
+    return _default_workers() if workers is None else workers
+
+
+def _chosen_designs(design: list[str] | None) -> tuple[str, ...] | None:
+    """The ``--design`` options, each a registered design, or None (the scenario's)."""
+    if not design:
+        return None
+    from transactive.designs.registry import names as design_names
+
+    for name in design:
+        if name not in design_names():
+            raise InvalidInputError(
+                f"--design: unknown {name!r} (choose from {', '.join(design_names())})"
+            )
+    return tuple(design)
+
+
 @app.command("simulate")
 def simulate_cmd(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML), see examples/.")],
-    design: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Run only this market design (repeatable; default: the scenario's designs)."
-        ),
-    ] = None,
+    design: DesignOption = None,
+    seeds: SeedsOption = None,
+    workers: WorkersOption = None,
     report: Annotated[
         Path | None,
         typer.Option(
@@ -407,99 +455,320 @@ def simulate_cmd(
             "replace a previous transactive output there)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the KPIs as JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the KPIs (and their summary over seeds) as JSON."),
+    ] = False,
 ) -> None:
     """Simulate market designs on the scenario's areas; print the KPIs side by side.
+
+    With several seeds every KPI is shown as mean [95 % confidence interval] per design, and
+    a * marks a significant difference from the baseline design (paired by seed).
 
     Output directories are checked before the run: an existing directory is only replaced
     if it is a previous transactive output (it has a .transactive-output marker) holding
     nothing else; anything else is refused with exit code 2 and left untouched."""
     outputs = {k: v for k, v in (("--out", out), ("--report", report)) if v is not None}
     with _errors():
+        n_workers = _check_counts(seeds, workers)
         _check_input_file(scenario, "scenario file")
         _check_outputs(outputs)
-        from transactive.designs.registry import names as design_names
+        chosen = _chosen_designs(design)
+        from transactive.sim.batch import compare, seeds_for
         from transactive.sim.scenario import load_scenario
 
         sc = load_scenario(scenario)
-        chosen = tuple(design) if design else None
-        for name in chosen or ():
-            if name not in design_names():
-                raise InvalidInputError(
-                    f"--design: unknown {name!r} (choose from {', '.join(design_names())})"
-                )
-        from transactive.sim.runner import run
-
+        seed_list = seeds_for(sc, sc.seeds if seeds is None else seeds)
         names = chosen or sc.designs
-        result = _run_with_progress(
-            lambda progress: run(sc, chosen, progress=progress), names, sc.intervals.n, as_json
-        )
-        _write_outputs(result, out, report)
+        with _progress_bars(seed_list, names, sc.intervals.n, as_json) as bars:
+            comparison = compare(
+                sc, seed_list, workers=n_workers, designs=chosen, progress=bars("")
+            )
+        _write_outputs(comparison, out, report)
+    result = comparison.results
     if as_json:
-        kpis = {d: {k: _num(v) for k, v in result.kpis[d].items()} for d in result.designs}
-        _print_json({"designs": kpis})
+        _print_json(
+            {
+                "scenario": result.scenario,
+                "seeds": seed_list,
+                "baseline_design": comparison.baseline,
+                "designs": _means(comparison),
+                "summary": comparison.summary.to_dict(orient="records"),
+            }
+        )
         return
     from rich.console import Console
+
+    if len(seed_list) == 1:
+        table = _kpi_table(result)
+    else:
+        table = _summary_table(comparison, len(seed_list))
+    # Wide enough for every design side by side, even when stdout is not a terminal.
+    width = 40 + (15 if len(seed_list) == 1 else 32) * len(result.designs)
+    console = Console(width=max(Console().width, width))
+    console.print(table)
+    if len(seed_list) > 1:
+        console.print(
+            f"* differs from {comparison.baseline}: the paired 95 % confidence interval of "
+            f"the difference over {len(seed_list)} seeds excludes 0"
+        )
+    if report is not None:
+        console.print(f"report: {report / 'index.html'}")
+
+
+def _means(comparison: Comparison) -> dict[str, dict[str, float | None]]:
+    """Mean of every KPI per design over the seeds (the value itself with one seed)."""
+    s = comparison.summary
+    out: dict[str, dict[str, float | None]] = {}
+    for row in s.itertuples(index=False):
+        out.setdefault(str(row.design), {})[str(row.kpi)] = _num(row.mean)
+    return out
+
+
+def _fmt(v: float, scale: float | None = None) -> str:
+    """A KPI value: 3 decimals below 10 (of ``scale``, default ``v``), else 1."""
+    if not math.isfinite(v):
+        return "—"
+    s = abs(v if scale is None else scale)
+    digits = 3 if s < 10 else 1
+    return f"{round(v, digits) + 0.0:,.{digits}f}"  # + 0.0: no "-0.000"
+
+
+def _kpi_table(result: SimResults) -> Any:
+    """One run's KPIs: a row per KPI, a column per design."""
     from rich.table import Table
 
-    areas = ", ".join(result.areas)
-    title = f"{result.scenario} on {areas}: KPIs by design"
+    title = f"{result.scenario} on {', '.join(result.areas)}: KPIs by design"
     table = Table(title=title, min_width=len(title))  # a title is never wrapped
     table.add_column("KPI", no_wrap=True, min_width=24)
     for d in result.designs:
         table.add_column(d, justify="right")
     for k, row in result.kpis.iterrows():
-        table.add_row(str(k), *(f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}" for v in row))
-    # Wide enough for every design side by side, even when stdout is not a terminal.
-    Console(width=max(Console().width, 40 + 15 * len(result.designs))).print(table)
-    if report is not None:
-        Console().print(f"report: {report / 'index.html'}")
+        table.add_row(str(k), *(_fmt(float(v)) for v in row))
+    return table
 
 
-def _run_with_progress(
-    run: Callable[[Callable[[str, int, int], None]], SimResults],
-    names: tuple[str, ...],
-    total: int,
-    quiet: bool,
-) -> SimResults:
-    """``run(progress)`` with a progress bar per design on stderr (none when ``quiet``)."""
+def _summary_table(comparison: Comparison, n_seeds: int) -> Any:
+    """Every KPI as ``mean [lo, hi]`` per design, ``*`` where it differs significantly from
+    the baseline."""
+    from rich.table import Table
+
+    result = comparison.results
+    title = (
+        f"{result.scenario} on {', '.join(result.areas)}: KPIs by design, "
+        f"mean [95 % CI] over {n_seeds} seeds"
+    )
+    table = Table(title=title, min_width=len(title))
+    table.add_column("KPI", no_wrap=True, min_width=24)
+    for d in result.designs:
+        label = f"{d} (baseline)" if d == comparison.baseline else d
+        table.add_column(label, justify="right", no_wrap=True)
+    s = comparison.summary.set_index(["kpi", "design"])
+    for kpi in dict.fromkeys(comparison.summary["kpi"]):
+        cells = []
+        for d in result.designs:
+            r = s.loc[(kpi, d)]
+            mark = "*" if bool(r["significant"]) else " "
+            m = float(r["mean"])
+            cells.append(f"{_fmt(m)} [{_fmt(r['lo'], m)}, {_fmt(r['hi'], m)}]{mark}")
+        table.add_row(str(kpi), *cells)
+    return table
+
+
+@contextmanager
+def _progress_bars(
+    seeds: list[int], names: tuple[str, ...], intervals: int, quiet: bool, runs: int = 1
+) -> Iterator[Callable[[str], BatchProgress]]:
+    """Progress bars on stderr (none when ``quiet``): one for everything (``runs``
+    comparisons of ``seeds`` × ``names`` × ``intervals``) and one per seed being run. Yields
+    ``bars(label)``: the progress callback of one comparison, its bars labelled ``label``."""
+    import time
+
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+    per_seed = len(names) * intervals
+    position = {n: i for i, n in enumerate(names)}
+    # No refresh thread: worker processes are forked while this display runs.
     with Progress(
-        TextColumn("{task.description:<14}"),
+        TextColumn("{task.description:<36}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
         disable=quiet,
+        auto_refresh=False,
     ) as bar:
-        tasks = {n: bar.add_task(n, total=total) for n in names}
-        return run(lambda n, done, _total: bar.update(tasks[n], completed=done))
+        what = f"{runs} × {len(seeds)} seed(s)" if runs > 1 else f"{len(seeds)} seed(s)"
+        overall = bar.add_task(f"all {what}", total=per_seed * len(seeds) * runs)
+        tasks: dict[tuple[str, int], TaskID] = {}
+        done: dict[tuple[str, int], int] = {}
+        last = [0.0]
+
+        def bars(label: str) -> BatchProgress:
+            def progress(seed: int, design: str, step: int, _total: int) -> None:
+                key = (label, seed)
+                if key not in tasks:
+                    tasks[key] = bar.add_task("", total=per_seed)
+                done[key] = position[design] * intervals + step
+                text = f"{label}seed {seeds.index(seed) + 1}/{len(seeds)} {design}"
+                bar.update(tasks[key], completed=done[key], description=text)
+                bar.update(overall, completed=sum(done.values()))
+                if done[key] == per_seed:
+                    bar.remove_task(tasks[key])
+                now = time.monotonic()
+                if now - last[0] > 0.1:  # a redraw at most ten times a second
+                    bar.refresh()
+                    last[0] = now
+
+            return progress
+
+        yield bars
 
 
-def _write_outputs(result: SimResults, out: Path | None, report: Path | None) -> None:
+def _write_outputs(comparison: Comparison, out: Path | None, report: Path | None) -> None:
     """The tables to ``out`` and the report with its tables to ``report``, each written to a
     fresh directory and put in place only when complete (transactive.sim.outputs)."""
     from transactive.sim.outputs import write_output_dir
-    from transactive.sim.results import write_tables
 
     if out is not None:
-        write_output_dir(out, lambda d: _ignore(write_tables(result, d)))
+        write_output_dir(out, lambda d: _write_comparison_tables(comparison, d))
     if report is not None:
-        from transactive.sim.report import one_seed, write_report
+        from transactive.sim.report import write_report
 
         def write(d: Path) -> None:
-            # One run: a one-seed comparison against the first declared design.
-            write_report(one_seed(result, result.designs[0]), d)
-            write_tables(result, d / "tables")
+            write_report(comparison, d)
+            _write_comparison_tables(comparison, d / "tables")
 
         write_output_dir(report, write)
 
 
-def _ignore(_: object) -> None:
-    """Discard a return value (the writers return the path they wrote)."""
+def _write_comparison_tables(comparison: Comparison, directory: Path) -> None:
+    """The first seed's tables plus ``kpis_by_seed`` and ``summary`` (parquet and CSV)."""
+    from transactive.sim.results import write_tables
+
+    write_tables(comparison.results, directory)
+    _write_frame(comparison.kpis, directory / "kpis_by_seed")
+    _write_frame(comparison.summary, directory / "summary")
+
+
+def _write_frame(df: Any, stem: Path) -> None:
+    """``df`` as ``<stem>.parquet`` and ``<stem>.csv``."""
+    df.to_parquet(stem.with_suffix(".parquet"), index=False)
+    df.to_csv(stem.with_suffix(".csv"), index=False)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML), see examples/.")],
+    stage: Annotated[
+        list[int],
+        typer.Option(
+            "--stage",
+            help="DER stage to run (1 demonstrated, 2 broadly applied, 3 at scale); repeat "
+            "it: --stage 1 --stage 2 --stage 3. Replaces the scenario's der.stage "
+            "(der.penetration shares still override it).",
+            show_default=False,
+        ),
+    ],
+    design: DesignOption = None,
+    seeds: SeedsOption = None,
+    workers: WorkersOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write sweep.csv/.parquet (every KPI) and kpis_by_seed.csv/.parquet to this "
+            "new directory (or replace a previous transactive output there)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every KPI's row as JSON.")] = False,
+) -> None:
+    """Compare the designs across DER stages: each KPI's mean and 95 % confidence interval
+    per stage and design, and its difference from the baseline design (* significant).
+    Prints the main KPIs; --out and --json hold all of them."""
+    with _errors():
+        n_workers = _check_counts(seeds, workers)
+        if len(set(stage)) != len(stage):
+            raise InvalidInputError(f"--stage: each stage once, got {', '.join(map(str, stage))}")
+        _check_input_file(scenario, "scenario file")
+        _check_outputs({"--out": out} if out is not None else {})
+        chosen = _chosen_designs(design)
+        from transactive.sim.scenario import STAGES
+
+        for s in stage:
+            if s not in STAGES:
+                raise InvalidInputError(
+                    f"--stage: {s} is not a DER stage (choose from {', '.join(map(str, STAGES))})"
+                )
+        from transactive.sim.batch import baseline_of, load_stages, main_kpis, seeds_for, sweep
+
+        staged = load_stages(scenario, stage)
+        base = staged[stage[0]]  # the stages differ only in their devices
+        n = base.seeds if seeds is None else seeds
+        seed_list = seeds_for(base, n)
+        names = chosen or base.designs
+        with _progress_bars(seed_list, names, base.intervals.n, as_json, len(stage)) as bars:
+            table, long = sweep(
+                staged,
+                n,
+                workers=n_workers,
+                designs=chosen,
+                progress=lambda s: bars(f"stage {s}: "),
+            )
+        if out is not None:
+            from transactive.sim.outputs import write_output_dir
+
+            def write(d: Path) -> None:
+                _write_frame(table, d / "sweep")
+                _write_frame(long, d / "kpis_by_seed")
+
+            write_output_dir(out, write)
+        baseline = baseline_of(base, chosen)
+    if as_json:
+        _print_json(
+            {
+                "scenario": base.name,
+                "stages": list(stage),
+                "seeds": seed_list,
+                "baseline_design": baseline,
+                "rows": table.to_dict(orient="records"),
+            }
+        )
+        return
+    title = (
+        f"{base.name}: designs across DER stages, mean [95 % CI] over {n} seed(s) and the "
+        f"difference from {baseline}"
+    )
+    main = main_kpis(list(dict.fromkeys(table["kpi"])), base.market.currency)
+    _print_sweep(table[table["kpi"].isin(main)], main, title)
+
+
+def _print_sweep(table: Any, kpis: list[str], title: str) -> None:
+    """The sweep's rows of ``kpis``: by KPI, then stage, then design."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title=title, min_width=len(title))
+    heads = ("stage", "design", "kpi", "mean", "lo", "hi", "diff", "diff_lo", "diff_hi", "sig")
+    for h in heads:
+        out.add_column(h, justify="left" if h in ("design", "kpi") else "right", no_wrap=True)
+    order = {k: i for i, k in enumerate(kpis)}
+    rows = table.assign(_k=table["kpi"].map(order)).sort_values(["_k", "stage"], kind="stable")
+    for r in rows.itertuples(index=False):
+        m = float(r.mean)
+        values = (r.mean, r.lo, r.hi, r.diff, r.diff_lo, r.diff_hi)
+        out.add_row(
+            str(r.stage),
+            str(r.design),
+            str(r.kpi),
+            *(_fmt(float(v), m) for v in values),
+            "*" if r.significant else "",
+        )
+    Console(width=max(Console().width, 150)).print(out)
+    Console(width=max(Console().width, 150)).print(
+        "* significant: the paired 95 % confidence interval of the difference excludes 0"
+    )
 
 
 # --- grid ---

@@ -271,10 +271,10 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "my.toml: 'seed': input should be greater than or equal to 0, got -1",
             "my.toml: 'market.network_charge': input should be a finite number, got nan",
             "my.toml: 'tariff.tz_offset_h': input should be a finite number, got nan",
-            "my.toml: 'colour': unknown key (expected one of aggregator, areas, der, designs, "
-            "dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
+            "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, der, "
+            "designs, dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
             "market_interval_min, name, paradigms, powerflow_interval_min, records, seed, "
-            "start, tariff, warmup_days, wholesale)",
+            "seeds, start, tariff, warmup_days, wholesale)",
         ]
     )
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -465,6 +466,20 @@ class Tariff(_Model):
 # --- the scenario ----------------------------------------------------------------------------
 
 
+def _baseline_design(v: str | None, info: ValidationInfo) -> str | None:
+    """The scenario's baseline: one of its designs (validated before it), by default the
+    first."""
+    designs = info.data.get("designs")
+    if designs is None:  # `designs` itself is wrong; that error is reported
+        return v
+    if v is None:
+        return str(designs[0])
+    if v not in designs:
+        raise _fail("", "'{design}' is not one of `designs` ({known})",
+                    design=v, known=", ".join(designs))  # fmt: skip
+    return v
+
+
 class Scenario(_Model):
     """A validated scenario. Prices $/kWh, powers kW, times UTC."""
 
@@ -495,7 +510,22 @@ class Scenario(_Model):
         bounds="≥ 1, unique",
         min_length=1,
     )
+    baseline: Annotated[str | None, AfterValidator(_baseline_design)] = _key(
+        None,
+        "The design every other is compared with (differences and their intervals); one of "
+        "`designs`.",
+        default_text="the first of `designs`",
+        validate_default=True,
+    )
     seed: Int = _key(0, "Random seed of the device population and the forecast errors.", ge=0)
+    seeds: Int = _key(
+        1,
+        "How many random draws of devices and forecast errors to run (seeds `seed`, "
+        "`seed + 1`, …); with more than one, KPIs are reported as means with 95 % "
+        "confidence intervals.",
+        ge=1,
+        le=1000,
+    )
     warmup_days: Num = _key(
         1,
         "Days simulated before `start` so devices reach a steady state (batteries, thermal "
