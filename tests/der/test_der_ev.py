@@ -18,7 +18,7 @@ def _simulate(seed: int, w: Weather, prices: np.ndarray, cfg: DeviceConfig | Non
     reports = []
     for i in range(len(w)):
         ctx = ctx_at(w, i, prices, cap=1.0)
-        s = ev.roll(fleet.params, fleet.state, ctx.t_h)
+        s = ev.roll(fleet.params, fleet.state, ctx.t_h, ctx.utc_offset_h)
         feasible = ev.chargeable_kwh(fleet.params, s, ctx.dt_h)
         c = fleet.bid(ctx)
         a = fleet.respond(ctx, c, price=prices[i])
@@ -84,7 +84,6 @@ def test_bid_price_rises_with_urgency(summer: Weather) -> None:
                 "dwell_sd",
                 "daily_kwh",
                 "energy_sigma",
-                "tz_offset_h",
             )
         },
         seed=p.seed,
