@@ -25,6 +25,7 @@ NETWORK = ("pandapower:case33bw", EXAMPLES / "network-bids.csv")
 SMALL_FEEDER = "pandapower:kerber_landnetz_kabel_1"  # 8 load points, 100 kVA
 TINY = f"""\
 name = "tiny"
+region = "us"
 feeder = "{SMALL_FEEDER}"
 start = "2016-07-12T18:00:00Z"
 end = "2016-07-12T19:00:00Z"

@@ -168,6 +168,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     sc, tree, dev = world.scenario, world.plan.tree, world.devices
     iv, dt = sc.intervals, sc.intervals.hours
     starts = iv.starts
+    utc_offset_h = sc.utc_offsets_h  # the region clock at every interval start (DST)
     name = design.name
     n_area = len(world.feeders)
     bus_offset = np.cumsum([0] + [f.n_bus for f in world.feeders])
@@ -206,6 +207,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                 cap=sc.market.cap,
                 weather=weather,
                 voltage_pu=v_all[gbus[sl]],
+                utc_offset_h=float(utc_offset_h[t]),
             )
             for sl in dev.slices
         ]
