@@ -286,6 +286,7 @@ def test_provenance_follows_what_the_user_chose(tmp_path: Path) -> None:
     assert prov.loc["tariff", "licence"] == "user-supplied"
     merit = regions.provenance(parse_scenario(base(region="us"))).set_index("what")
     assert "merit order" in merit.loc["wholesale prices", "source"]
+    assert "schema defaults" in merit.loc["tariff", "source"]
 
 
 # --- the world of a German scenario ------------------------------------------------------------

@@ -354,6 +354,8 @@ def provenance(scenario: Scenario) -> pd.DataFrame:
                 "2018",
             )
         )
+    elif t == type(t)():
+        rows.append(("tariff", "schema defaults (illustrative US retail tariff)", "", ""))
     else:
         rows.append(("tariff", "scenario values (tariff.*)", "user-supplied", ""))
     return pd.DataFrame(rows, columns=["what", "source", "licence", "year"])
