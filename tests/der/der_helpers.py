@@ -24,8 +24,9 @@ FLOOR, CAP = 0.0, 1.0
 
 def ctx_at(w: Weather, i: int, prices: np.ndarray, **kw: object) -> Context:
     """The context of interval ``i``: forecast = the next day of ``prices``; price band
-    :data:`FLOOR`…:data:`CAP` unless given."""
-    band = {"floor": FLOOR, "cap": CAP, **kw}
+    :data:`FLOOR`…:data:`CAP` unless given; local clock = the weather site's (UTC−5 for the
+    Greensboro fixtures)."""
+    band = {"floor": FLOOR, "cap": CAP, "utc_offset_h": w.site.tz_offset_h, **kw}
     return make_context(
         w.intervals[i].start, w.intervals.hours, prices[i : i + 96], weather=w.sample(i), **band
     )  # type: ignore[arg-type]

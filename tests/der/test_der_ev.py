@@ -18,7 +18,7 @@ def _simulate(seed: int, w: Weather, prices: np.ndarray, cfg: DeviceConfig | Non
     reports = []
     for i in range(len(w)):
         ctx = ctx_at(w, i, prices, cap=1.0)
-        s = ev.roll(fleet.params, fleet.state, ctx.t_h)
+        s = ev.roll(fleet.params, fleet.state, ctx.t_h, ctx.utc_offset_h)
         feasible = ev.chargeable_kwh(fleet.params, s, ctx.dt_h)
         c = fleet.bid(ctx)
         a = fleet.respond(ctx, c, price=prices[i])
@@ -84,7 +84,6 @@ def test_bid_price_rises_with_urgency(summer: Weather) -> None:
                 "dwell_sd",
                 "daily_kwh",
                 "energy_sigma",
-                "tz_offset_h",
             )
         },
         seed=p.seed,
@@ -97,3 +96,21 @@ def test_bid_price_rises_with_urgency(summer: Weather) -> None:
     # Must-run part only when the deadline binds.
     must = quantity_at(c, ctx.cap + 1)
     assert must[0] == 0 and must[-1] > 0
+
+
+def test_plug_in_keeps_its_local_hour_across_the_dst_switch() -> None:
+    """Sessions drawn on the Berlin clock arrive at 18:00 local both in winter time (17:00
+    UTC) and in summer time (16:00 UTC)."""
+    import pandas as pd
+
+    p = EV().make_params(arrival_hour=[18.0] * 3, arrival_sd=0.0, dwell_h=12.0, dwell_sd=0.0)
+    fresh = EV().initial_state(p, EV.Config(), np.random.default_rng(0))
+    for noon, offset, utc_hour in (
+        ("2018-03-24T11:00Z", 1.0, 17.0),
+        ("2018-03-26T10:00Z", 2.0, 16.0),
+    ):
+        t_h = pd.Timestamp(noon).value / 3.6e12
+        s = ev.roll(p, fresh, t_h, offset)
+        np.testing.assert_allclose(np.mod(s.arrival_h, 24.0), utc_hour)
+        np.testing.assert_allclose(np.mod(s.arrival_h + offset, 24.0), 18.0)
+        np.testing.assert_allclose(s.departure_h - s.arrival_h, 12.0)

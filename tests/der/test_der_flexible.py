@@ -39,7 +39,9 @@ def test_started_shiftable_job_cannot_be_stopped(summer: Weather) -> None:
     prices = np.zeros(len(summer) + 96)
     started = False
     for i in range(len(summer)):
-        ctx = make_context(summer.intervals[i].start, 0.25, prices[i : i + 96], floor=0.0, cap=1.0)
+        ctx = make_context(
+            summer.intervals[i].start, 0.25, prices[i : i + 96], floor=0.0, cap=1.0, utc_offset_h=-5
+        )
         lo, hi = fleet.limits(ctx)
         if started:
             running = fleet.state.started & (fleet.state.remaining_kwh > 0)
@@ -56,7 +58,9 @@ def test_started_shiftable_job_cannot_be_stopped(summer: Weather) -> None:
 def test_curtailable_sheds_above_voll_and_values_lost_load() -> None:
     fleet = make_fleet("curtailable", 50, seed=3)
     p = fleet.params
-    ctx = make_context("2024-07-01T17:00Z", 0.25, [0.1], floor=0.0, cap=2.0)  # 12:00 local: active
+    ctx = make_context(  # 12:00 local: active
+        "2024-07-01T17:00Z", 0.25, [0.1], floor=0.0, cap=2.0, utc_offset_h=-5.0
+    )
     c = fleet.bid(ctx)
     dem = quantity_at(c, 0.0)
     np.testing.assert_allclose(dem, p.demand_kw)
@@ -67,5 +71,7 @@ def test_curtailable_sheds_above_voll_and_values_lost_load() -> None:
     shed = p.voll <= price
     np.testing.assert_allclose(r.extra["curtailed_kwh"], np.where(shed, p.demand_kw * 0.25, 0))
     np.testing.assert_allclose(r.extra["lost_value"], r.extra["curtailed_kwh"] * p.voll)
-    night = make_context("2024-07-02T07:00Z", 0.25, [0.1], floor=0.0, cap=2.0)  # 02:00 local
+    night = make_context(  # 02:00 local
+        "2024-07-02T07:00Z", 0.25, [0.1], floor=0.0, cap=2.0, utc_offset_h=-5.0
+    )
     np.testing.assert_allclose(quantity_at(fleet.bid(night), 0.0), 0.0)

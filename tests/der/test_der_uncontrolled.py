@@ -58,7 +58,7 @@ def test_ev_charges_at_full_power_from_plug_in_and_ends_full(summer: Weather) ->
     first_interval_checked = 0
     for i in range(len(summer)):
         ctx = ctx_at(summer, i, prices)
-        s = ev.roll(fleet.params, fleet.state, ctx.t_h)
+        s = ev.roll(fleet.params, fleet.state, ctx.t_h, ctx.utc_offset_h)
         power = fleet.uncontrolled(ctx)
         plugged = (s.arrival_h <= ctx.t_h + 1e-9) & (s.departure_h >= ctx.t_h + 0.25 - 1e-9)
         needy = plugged & (s.need_kwh > 1e-9)
@@ -212,7 +212,7 @@ def test_shiftable_runs_when_its_window_opens(summer: Weather) -> None:
     total = np.zeros(p.n)
     for i in range(len(summer)):
         ctx = ctx_at(summer, i, prices)
-        s = roll_jobs(p, fleet.state, ctx.t_h)
+        s = roll_jobs(p, fleet.state, ctx.t_h, ctx.utc_offset_h)
         power = fleet.uncontrolled(ctx)
         # The first whole interval inside a fresh window runs at full power.
         opens = (

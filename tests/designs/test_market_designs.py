@@ -28,6 +28,7 @@ def dip_scenario(tmp: Path, **over: Any) -> dict[str, Any]:
         "start": "2016-07-12T20:00:00Z",
         "end": "2016-07-13T02:00:00Z",
         "warmup_days": 0,
+        "region": "us",  # amounts in $: the price file is the user's
         "market_interval_min": 15,
         "powerflow_interval_min": 30,
         "designs": ["grand-central", "total-dso"],

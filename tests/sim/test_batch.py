@@ -33,6 +33,7 @@ def raw_scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
         "market_interval_min": 15,
         "designs": DESIGNS,
         "warmup_days": 0,
+        "region": "us",
         "seed": 5,
         "homes_per_load": 2,
         "der": {"penetration": {"ev": 50, "hvac": 50, "pv": 30, "battery": 20}},
@@ -293,7 +294,7 @@ def test_a_scenario_file_loads_once_per_stage(tmp_path: Path) -> None:
     (tmp_path / "prices.csv").write_text("start,price\n2016-07-12T00:00:00Z,40\n")
     path = tmp_path / "stages.toml"
     path.write_text(
-        'feeder = "pandapower:kerber_landnetz_kabel_1"\n'
+        'region = "us"\nfeeder = "pandapower:kerber_landnetz_kabel_1"\n'
         'start = "2016-07-12T18:00:00Z"\nend = "2016-07-12T19:00:00Z"\n'
         "[der]\nstage = 2\npenetration = { battery = 0 }\n"
         '[wholesale]\nsource = "prices"\nprices = "prices.csv"\n'

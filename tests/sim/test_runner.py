@@ -35,6 +35,7 @@ def scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
     prices.write_text(f"start,price\n2016-07-01T00:00:00Z,{WHOLESALE}\n")
     raw: dict[str, Any] = {
         "name": "small",
+        "region": "us",  # the US bundle: merit order/prices in $, ANSI band, New York clock
         "feeder": "pandapower:kerber_landnetz_kabel_1",  # 8 load points, 100 kVA
         "start": "2016-07-12T20:00:00Z",
         "end": "2016-07-13T02:00:00Z",  # evening: EVs arrive, PV gone
@@ -111,9 +112,10 @@ def test_tariff_designs_see_the_tariff(results: SimResults) -> None:
     np.testing.assert_allclose(m[m.design == "bau-flat"]["price"], 0.16)
     for d in ("bau-tou", "tou-responsive"):
         tou = m[m.design == d].set_index("time")["price"]
-        # 16–21 h local (UTC−5) is 21:00–02:00 UTC: off-peak at 20:00 UTC, peak from 21:00.
-        assert tou.iloc[0] == pytest.approx(0.11)
-        np.testing.assert_allclose(tou.iloc[4:], 0.34)
+        # 16–21 h local in New York summer time (UTC−4) is 20:00–01:00 UTC: the run (20:00–02:00
+        # UTC) is at the peak price until 01:00 and off-peak after.
+        np.testing.assert_allclose(tou.iloc[:20], 0.34)
+        np.testing.assert_allclose(tou.iloc[20:], 0.11)
     # bau-tou: the tariff changes, the devices do not react.
     d = results.dispatch
     flat = d[d["design"] == "bau-flat"]["power_kw"].to_numpy()
@@ -211,7 +213,8 @@ def test_designs_match_the_v1_engine() -> None:
         "seed": 7,
         "der": {"stage": 3},
         "aggregator": {"devices": ["battery"]},
-        "tariff": {"tz_offset_h": -5},
+        "region": "us",
+        "timezone": "Etc/GMT+5",  # the v1 engine's clock: UTC−5 without daylight saving
     }
     res = runner.run(parse_scenario(raw))
     for kpi, want in golden["kpis"]["tou"].items():

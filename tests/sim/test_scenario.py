@@ -13,6 +13,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
@@ -23,6 +24,7 @@ from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
 from transactive.designs.registry import names as design_names
 from transactive.errors import InvalidInputError
 from transactive.sim import scenario_docs
+from transactive.sim.regions import DE_STAGES
 from transactive.sim.scenario import (
     DEVICES,
     STAGES,
@@ -77,8 +79,9 @@ def test_summer_day_example_values() -> None:
     sc = load_scenario(EXAMPLES / "summer-day.toml")
     assert set(sc.designs) <= set(design_names())
     assert sc.start == datetime(2016, 7, 12, tzinfo=UTC) and sc.intervals.n == 96 * 2
-    assert sc.der.stage == 3 and sc.der.penetration == STAGES[3]
-    assert sc.der.fractions["pv"] == pytest.approx(0.6)
+    assert sc.region == "de" and sc.timezone == "Europe/Berlin"
+    assert sc.der.stage == 3 and sc.der.penetration == DE_STAGES[3]  # SimBench scenario 2
+    assert sc.der.fractions["pv"] == pytest.approx(79 / 434, abs=1e-4)
     assert sc.homes_per_load == 3 and sc.powerflow_every == 1
     assert sc.market.floor == DEFAULT_FLOOR and sc.market.cap == DEFAULT_CAP
 
@@ -123,13 +126,13 @@ FLOAT_KEYS = _float_keys()
 
 def test_the_schema_has_the_floats_the_brief_names() -> None:
     for key in (
-        "tariff.tz_offset_h",
         "market.network_charge",
         "grid.v_min_pu",
         "forecast.horizon_h",
     ):
         assert key in FLOAT_KEYS
     assert "dso.substation_limit_kw" in FLOAT_KEYS and "grid.max_reverse_flow_kw" in FLOAT_KEYS
+    assert "tariff.tz_offset_h" not in FLOAT_KEYS  # replaced by the IANA `timezone`
     for key in ("warmup_days", "forecast.temperature_error_k", "market.bid_diversity"):
         assert key in FLOAT_KEYS
 
@@ -172,7 +175,8 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
         ({"market": {"floor": 1.0, "cap": 0.5}}, "market.cap", "must exceed floor"),
         ({"market": {"floor": 0.5, "cap": 0.5}}, "market.cap", "must exceed floor"),
         ({"market": {"network_charge": -0.01}}, "market.network_charge", "greater than"),
-        ({"grid": {"v_min_pu": 1.05}}, "grid.v_min_pu", "must be below v_max_pu"),
+        ({"grid": {"v_min_pu": 1.15}}, "grid.v_min_pu", "must be below v_max_pu"),
+        ({"region": "us", "grid": {"v_min_pu": 1.05}}, "grid.v_min_pu", "must be below v_max_pu"),
         ({"grid": {"v_min_pu": 1.0, "v_max_pu": 0.9}}, "grid.v_min_pu", "must be below"),
         ({"grid": {"v_min_pu": 0.0}}, "grid.v_min_pu", "greater than 0"),
         ({"grid": {"max_line_loading_percent": 0}}, "grid.max_line_loading_percent", "greater"),
@@ -186,9 +190,18 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
         ({"start": "2016-07-12T20:00:00"}, "start", "timezone"),
         ({"start": "yesterday"}, "start", "datetime"),
         ({"wholesale": {"source": "prices", "prices": "nope.csv"}}, "wholesale.prices",
-         "no such file"),
-        ({"wholesale": {"source": "prices"}}, "wholesale.prices", "missing"),
-        ({"wholesale": {"prices": __file__}}, "wholesale.prices", "only used with"),
+         "'nope.csv' is neither a shipped price series (smard-2018, smard-2015) nor a file"),
+        ({"wholesale": {"prices": "smard-2019"}}, "wholesale.prices", "neither a shipped"),
+        ({"region": "us", "wholesale": {"source": "prices"}}, "wholesale.prices", "missing"),
+        ({"region": "us", "wholesale": {"prices": __file__}}, "wholesale.prices",
+         "only used with"),
+        ({"wholesale": {"source": "merit-order", "prices": "smard-2018"}}, "wholesale.prices",
+         "only used with"),
+        ({"region": "fr"}, "region", "input should be 'de' or 'us', got 'fr'"),
+        ({"region": "us", "timezone": "Mars/Olympus"}, "timezone",
+         "unknown IANA time zone 'Mars/Olympus'"),
+        ({"timezone": "+01:00"}, "timezone", "unknown IANA time zone"),
+        ({"weather_site": "de-try-16"}, "weather_site", "unknown weather site 'de-try-16'"),
         ({"wholesale": {"source": "smard"}}, "wholesale.source", "'merit-order' or 'prices'"),
         ({"wholesale": {"system_scale": 0}}, "wholesale.system_scale", "greater than 0"),
         ({"areas": [{"name": "a", "feeder": "x"}]}, "feeder", "not both"),
@@ -219,8 +232,8 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
         ({"forecast": {"horizon_h": 169}}, "forecast.horizon_h", "less than or equal to 168"),
         ({"tariff": {"tou_peak_hours": [25, 1]}}, "tariff.tou_peak_hours.0", "less than"),
         ({"tariff": {"tou_peak_hours": [1, 2, 3]}}, "tariff.tou_peak_hours", "at most 2"),
-        ({"tariff": {"tz_offset_h": 15}}, "tariff.tz_offset_h", "less than or equal to 14"),
-        ({"tariff": {"tz_offset_h": -13}}, "tariff.tz_offset_h", "greater than or equal"),
+        ({"tariff": {"tz_offset_h": -5}}, "tariff.tz_offset_h",
+         "replaced by the top-level key `timezone`"),
         ({"der": {"config": {"pv": {"capacity_kw": {"weibull": [1, 2]}}}}},
          "der.config.pv.capacity_kw", "unknown distribution 'weibull'"),
         ({"der": {"config": {"pv": {"capacity_kw": {"uniform": [1, "x"]}}}}},
@@ -261,7 +274,10 @@ def test_unknown_key_in_an_area_and_the_expected_keys() -> None:
 def test_every_problem_is_listed_one_per_line() -> None:
     raw = base(
         seed=-1,
-        tariff={"tz_offset_h": math.nan},
+        tariff={"tz_offset_h": -5},
+        timezone="Europe/Paris",
+        region="us",
+        weather_site="Paris",
         market={"network_charge": math.nan},
         colour="red",
     )
@@ -270,11 +286,16 @@ def test_every_problem_is_listed_one_per_line() -> None:
         [
             "my.toml: 'seed': input should be greater than or equal to 0, got -1",
             "my.toml: 'market.network_charge': input should be a finite number, got nan",
-            "my.toml: 'tariff.tz_offset_h': input should be a finite number, got nan",
+            "my.toml: 'tariff.tz_offset_h': replaced by the top-level key `timezone` (an IANA "
+            "name such as 'Europe/Berlin'; daylight saving included)",
+            "my.toml: 'weather_site': unknown weather site 'Paris' (choose from greensboro, "
+            "sand_point, miami, de-try-01, de-try-02, de-try-03, de-try-04, de-try-05, "
+            "de-try-06, de-try-07, de-try-08, de-try-09, de-try-10, de-try-11, de-try-12, "
+            "de-try-13, de-try-14, de-try-15)",
             "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, der, "
             "designs, dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
-            "market_interval_min, name, paradigms, powerflow_interval_min, records, seed, "
-            "seeds, start, tariff, warmup_days, wholesale)",
+            "market_interval_min, name, paradigms, powerflow_interval_min, records, region, "
+            "seed, seeds, start, tariff, timezone, warmup_days, weather_site, wholesale)",
         ]
     )
 
@@ -301,7 +322,7 @@ def test_scenario_error_is_an_input_error() -> None:
 
 
 def test_defaults_and_derived_values(tmp_path: Path) -> None:
-    raw = base(start="2016-07-12T22:00:00+02:00")
+    raw = base(start="2016-07-12T22:00:00+02:00", region="us")
     del raw["name"]
     sc = parse_scenario(raw, source="x/my.toml")
     assert sc.name == "my"  # the file's stem
@@ -312,10 +333,16 @@ def test_defaults_and_derived_values(tmp_path: Path) -> None:
     assert sc.der.penetration == {} and sc.der.config == {} and sc.der.stage is None
     assert sc.aggregator.devices == ("battery",) and sc.dso.loss_iterations == 2
     assert sc.forecast.horizon_h == 24 and sc.market.currency == "USD"
+    assert sc.timezone == "America/New_York" and sc.weather_site == "greensboro"
+    assert sc.wholesale.source == "merit-order" and sc.wholesale.prices is None
     limits = sc.limits
     assert (limits.v_min_pu, limits.v_max_pu, limits.max_reverse_flow_kw) == (0.95, 1.05, None)
     sc = parse_scenario(
-        base(powerflow_interval_min=None, grid={"v_min_pu": 0.9, "max_reverse_flow_kw": 50})
+        base(
+            region="us",
+            powerflow_interval_min=None,
+            grid={"v_min_pu": 0.9, "max_reverse_flow_kw": 50},
+        )
     )
     assert sc.powerflow_every == 1
     assert sc.limits.v_min_pu == 0.9 and sc.limits.max_reverse_flow_kw == 50
@@ -333,9 +360,11 @@ def test_areas_and_the_feeder_shorthand() -> None:
 
 
 def test_stage_preset_is_merged_under_explicit_penetration() -> None:
-    sc = parse_scenario(base(der={"stage": 2, "penetration": {"ev": 100, "pv": 0}}))
+    sc = parse_scenario(base(region="us", der={"stage": 2, "penetration": {"ev": 100, "pv": 0}}))
     assert sc.der.penetration == {**STAGES[2], "ev": 100, "pv": 0}
     assert sc.der.fractions == {k: v / 100 for k, v in sc.der.penetration.items()}
+    sc = parse_scenario(base(der={"stage": 2, "penetration": {"ev": 100, "pv": 0}}))
+    assert sc.der.penetration == {**DE_STAGES[2], "ev": 100, "pv": 0}
 
 
 def test_models_are_frozen() -> None:
@@ -357,8 +386,8 @@ def test_load_scenario_reads_files_and_names_them(tmp_path: Path) -> None:
     )
     sc = load_scenario(path)
     assert sc.name == "day" and sc.wholesale.prices == (tmp_path / "prices.csv").resolve()
-    path.write_text(path.read_text() + "[tariff]\ntz_offset_h = nan\n")
-    with pytest.raises(ScenarioError, match=rf"^{path}: 'tariff.tz_offset_h': .*finite"):
+    path.write_text(path.read_text() + "[tariff]\ntz_offset_h = -5\n")
+    with pytest.raises(ScenarioError, match=rf"^{path}: 'tariff.tz_offset_h': replaced by"):
         load_scenario(path)
     path.write_text("feeder = \n")
     with pytest.raises(ScenarioError, match="not valid TOML"):
@@ -371,11 +400,28 @@ def test_load_scenario_reads_files_and_names_them(tmp_path: Path) -> None:
 
 def test_tou_peak_hours_may_wrap_past_midnight() -> None:
     starts = pd.date_range("2026-07-01T00:00Z", periods=24, freq="1h")
-    price = tou_price(Tariff(tou_peak_hours=(22, 6), tz_offset_h=0.0), starts)
+    price = tou_price(Tariff(tou_peak_hours=(22, 6)), starts, "UTC")
     assert (price[:6] == 0.34).all() and (price[6:22] == 0.11).all() and (price[22:] == 0.34).all()
-    # 16–21 h local at UTC−5 is 21:00–02:00 UTC.
-    price = tou_price(Tariff(), starts)
+    # 16–21 h local at UTC−5 (a fixed clock) is 21:00–02:00 UTC.
+    price = tou_price(Tariff(), starts, "Etc/GMT+5")
     assert price[20] == 0.11 and (price[21:] == 0.34).all() and (price[:2] == 0.34).all()
+
+
+def test_tou_peak_hours_follow_daylight_saving() -> None:
+    """The same local peak hours before and after a switch: 16:00 local is 15:00 UTC in
+    Berlin winter time and 14:00 UTC in summer time (New York: 21:00 and 20:00 UTC)."""
+    for tz, day, utc_hour in (
+        ("Europe/Berlin", "2018-03-24", 15),
+        ("Europe/Berlin", "2018-03-26", 14),
+        ("Europe/Berlin", "2018-10-27", 14),
+        ("Europe/Berlin", "2018-10-29", 15),
+        ("America/New_York", "2018-03-10", 21),
+        ("America/New_York", "2018-03-12", 20),
+    ):
+        starts = pd.date_range(f"{day}T00:00Z", periods=24, freq="1h")
+        peak = tou_price(Tariff(), starts, tz) == Tariff().tou_peak
+        want = sorted(h % 24 for h in range(utc_hour, utc_hour + 5))
+        assert np.flatnonzero(peak).tolist() == want, (tz, day)
 
 
 # --- device configs --------------------------------------------------------------------------
@@ -513,8 +559,9 @@ def scenarios(draw: st.DrawFn, prices: Path) -> dict[str, Any]:
         "tariff": {
             "flat": draw(finite),
             "tou_peak_hours": draw(st.lists(st.integers(0, 24), min_size=2, max_size=2)),
-            "tz_offset_h": draw(st.floats(-12, 14)),
         },
+        "region": draw(st.sampled_from(["de", "us"])),
+        "timezone": draw(st.sampled_from(["Europe/Berlin", "America/New_York", "UTC"])),
     }
     if draw(st.booleans()):
         raw["powerflow_interval_min"] = m * k
@@ -563,7 +610,8 @@ def test_the_reference_page_documents_every_key() -> None:
     page = scenario_docs.render()
     for key in [*FLOAT_KEYS, "designs", "seed", "areas[].feeder", "der.stage", "warmup_days"]:
         assert f"| `{key}` |" in page, key
-    assert "| `market.network_charge` | number | $/kWh | `0.04` | ≥ 0 |" in page
+    assert "| `market.network_charge` | number | currency/kWh | `0.04` | ≥ 0 |" in page
+    assert "| `timezone` |" in page and "| `region` |" in page
     assert "| `homes_per_load` | integer |  | `1` | ≥ 1, ≤ 1000 |" in page
 
 
@@ -572,7 +620,7 @@ def test_json_schema_is_served() -> None:
     text = json.dumps(schema)
     assert schema["additionalProperties"] is False
     market = schema["$defs"]["Market"]["properties"]
-    assert market["cap"]["default"] == DEFAULT_CAP and market["cap"]["unit"] == "$/kWh"
+    assert market["cap"]["default"] == DEFAULT_CAP and market["cap"]["unit"] == "currency/kWh"
     assert "homes_per_load" in text
 
 

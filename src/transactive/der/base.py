@@ -81,6 +81,9 @@ class Context:
     weather: the weather over the interval.
     voltage_pu: voltage at each device's bus (per unit, scalar or one per device), from the
         last power flow; used by the smart-inverter functions.
+    utc_offset_h: the region clock's UTC offset at the interval start, hours (e.g. +1 or +2
+        for Europe/Berlin, daylight saving included); every local-time rule of the devices
+        (household profiles, EV plug-in, hot-water draws, appliance windows) reads it.
     """
 
     start: pd.Timestamp
@@ -92,11 +95,18 @@ class Context:
     cap: float
     weather: WeatherSample = field(default_factory=WeatherSample)
     voltage_pu: FloatArray | float = 1.0
+    utc_offset_h: float = 0.0
 
     @property
     def t_h(self) -> float:
         """Interval start in hours since the Unix epoch (UTC)."""
         return float(self.start.value) / 3.6e12
+
+    @property
+    def local_h(self) -> float:
+        """Interval start on the region's local clock, hours since the epoch (``t_h +
+        utc_offset_h``)."""
+        return self.t_h + self.utc_offset_h
 
 
 def make_context(
@@ -110,9 +120,12 @@ def make_context(
     voltage_pu: ArrayLike = 1.0,
     price_mean: float | None = None,
     price_std: float | None = None,
+    utc_offset_h: float = 0.0,
 ) -> Context:
     """A :class:`Context`, validated. ``price_forecast`` in $/kWh, first value = this interval;
     ``floor`` and ``cap``: the market's price band, $/kWh (required: there is no default band).
+    ``utc_offset_h``: the region clock's UTC offset at ``start`` (h, −14 … +14; the runner
+    passes the scenario time zone's; 0 = local time is UTC).
 
     The standard deviation used by ramp bidders is never below 1 % of ``cap − floor`` so a
     flat forecast still gives a usable ramp.
@@ -129,6 +142,8 @@ def make_context(
         raise InvalidInputError("price_forecast must be a non-empty array of finite prices")
     if not cap > floor:
         raise InvalidInputError(f"price cap {cap} must exceed the floor {floor}")
+    if not -14.0 <= utc_offset_h <= 14.0:
+        raise InvalidInputError(f"utc_offset_h must be within −14 … +14 h, not {utc_offset_h}")
     mean = float(f.mean()) if price_mean is None else float(price_mean)
     std = float(f.std()) if price_std is None else float(price_std)
     std = max(std, 0.01 * (cap - floor))
@@ -143,6 +158,7 @@ def make_context(
         cap=float(cap),
         weather=weather if weather is not None else WeatherSample(),
         voltage_pu=float(v) if v.ndim == 0 else v,
+        utc_offset_h=float(utc_offset_h),
     )
 
 
@@ -485,9 +501,10 @@ def check_balance(lhs: FloatArray, rhs: FloatArray, what: str, scale: FloatArray
         raise BalanceError(f"{what}: energy balance broken at device {i} (error {err[i]:.3e} kWh)")
 
 
-def hour_of_day_local(t_h: float, tz_offset_h: ArrayLike) -> FloatArray:
-    """Local clock hour (0…24) at UTC time ``t_h`` (hours since epoch) for UTC offsets (h)."""
-    out: FloatArray = np.mod(t_h + np.asarray(tz_offset_h, dtype=np.float64), 24.0)
+def hour_of_day_local(t_h: ArrayLike, utc_offset_h: float) -> FloatArray:
+    """Local clock hour (0…24) at UTC time(s) ``t_h`` (hours since epoch) for the region
+    clock's UTC offset ``utc_offset_h`` (h, :attr:`Context.utc_offset_h`)."""
+    out: FloatArray = np.mod(np.asarray(t_h, dtype=np.float64) + utc_offset_h, 24.0)
     return out
 
 

@@ -6,7 +6,9 @@ Sessions: every EV plugs in once a (local) day. For day ``d`` the arrival hour i
 ``daily_kwh`` and log-sd ``energy_sigma``, capped at ``battery_kwh``. Sessions are drawn
 from a counter-based stream ``default_rng([seed, d])`` so the physics stays a pure
 function of ``(params, state, time)`` and the same seed gives the same sessions. A session
-arriving before the previous one leaves is moved to the next day.
+arriving before the previous one leaves is moved to the next day. "Local" is the region's
+clock (the context's ``utc_offset_h``, daylight saving included): the sessions drawn at a
+time take that time's offset.
 
 Time is quantised to market intervals: an EV charges in an interval only if it is plugged
 in for all of it (``arrival ≤ start`` and ``start + dt ≤ departure``). Energy still missing
@@ -65,7 +67,6 @@ class EVParams:
     dwell_sd: FloatArray
     daily_kwh: FloatArray
     energy_sigma: FloatArray
-    tz_offset_h: FloatArray
     seed: int
 
     @property
@@ -91,13 +92,12 @@ class EVState:
 
 
 def _draw_day(
-    params: EVParams, day: int, idx: np.ndarray
+    params: EVParams, day: int, idx: np.ndarray, utc_offset_h: float
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Sessions of local day ``day`` for vehicles ``idx``: arrival, departure (h since
-    epoch) and need (kWh)."""
+    """Sessions of local day ``day`` (local clock UTC + ``utc_offset_h``) for vehicles
+    ``idx``: arrival, departure (h since epoch, UTC) and need (kWh)."""
     z = np.random.default_rng([params.seed, day + 10**6]).standard_normal((3, params.n))[:, idx]
-    tz = params.tz_offset_h[idx]
-    arr = day * 24.0 - tz + params.arrival_hour[idx] + params.arrival_sd[idx] * z[0]
+    arr = day * 24.0 - utc_offset_h + params.arrival_hour[idx] + params.arrival_sd[idx] * z[0]
     dwell = np.clip(params.dwell_h[idx] + params.dwell_sd[idx] * z[1], 1.0, 23.5)
     need = np.minimum(
         params.daily_kwh[idx] * np.exp(params.energy_sigma[idx] * z[2]), params.battery_kwh[idx]
@@ -105,9 +105,10 @@ def _draw_day(
     return arr, arr + dwell, need
 
 
-def roll(params: EVParams, state: EVState, t_h: float) -> EVState:
-    """The state with every finished session (departure before ``t_h``) replaced by the
-    vehicle's next session. Pure; loops over (few) distinct days, not vehicles."""
+def roll(params: EVParams, state: EVState, t_h: float, utc_offset_h: float) -> EVState:
+    """The state with every finished session (departure before ``t_h``, UTC) replaced by the
+    vehicle's next session, its local day on the clock UTC + ``utc_offset_h`` (h). Pure;
+    loops over (few) distinct days, not vehicles."""
     dep = state.departure_h
     first = np.isnan(dep)
     todo = first | (dep < t_h)
@@ -117,14 +118,14 @@ def roll(params: EVParams, state: EVState, t_h: float) -> EVState:
     need_o, sess_o = state.need_kwh.copy(), state.session_kwh.copy()
     after = np.where(first, t_h - 48.0, dep)  # the next session arrives after this time
     idx = np.flatnonzero(todo)
-    day = np.floor((after[idx] + params.tz_offset_h[idx]) / 24.0).astype(np.int64)
+    day = np.floor((after[idx] + utc_offset_h) / 24.0).astype(np.int64)
     for _ in range(8):  # few passes: day d, then d+1 where needed
         if idx.size == 0:
             break
         keep_idx, keep_day = [], []
         for d in np.unique(day):
             sel = idx[day == d]
-            a, b, e = _draw_day(params, int(d), sel)
+            a, b, e = _draw_day(params, int(d), sel, utc_offset_h)
             a = np.where(first[sel], np.maximum(a, t_h), a)  # first session: from now on
             ok = (a >= after[sel]) & (b >= t_h) & (b > a)
             arr_o[sel[ok]], dep_o[sel[ok]] = a[ok], b[ok]
@@ -219,7 +220,6 @@ class EV(DeviceType[EVParams, EVState]):
             "median energy need per session (battery side)",
         ),
         Param("energy_sigma", "1", const(0.4), "[0, inf)", "log-standard deviation of the need"),
-        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
     )
 
     def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> EVParams:
@@ -238,13 +238,13 @@ class EV(DeviceType[EVParams, EVState]):
         self, params: EVParams, state: EVState, ctx: Context
     ) -> tuple[FloatArray, FloatArray]:
         """``[0, q_max]``: charging is possible only while plugged in and energy is needed."""
-        s = roll(params, state, ctx.t_h)
+        s = roll(params, state, ctx.t_h, ctx.utc_offset_h)
         q_max, _, _ = _levels(params, s, ctx)
         return np.zeros(params.n), q_max
 
     def bid(self, params: EVParams, state: EVState, ctx: Context) -> Curves:
         """Must-run part at any price, the rest up to the urgency price (2 points per EV)."""
-        s = roll(params, state, ctx.t_h)
+        s = roll(params, state, ctx.t_h, ctx.utc_offset_h)
         q_max, q_must, u = _levels(params, s, ctx)
         p = urgency_price(u, ctx)
         return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
@@ -271,7 +271,7 @@ class EV(DeviceType[EVParams, EVState]):
         the car's energy the run bought: its end state can be valued against the start
         (0: no session yet).
         """
-        s = roll(params, state, ctx.t_h)
+        s = roll(params, state, ctx.t_h, ctx.utc_offset_h)
         q_max, _, _ = _levels(params, s, ctx)
         p = np.clip(award, 0.0, q_max)
         dt = ctx.dt_h

@@ -33,7 +33,6 @@ from transactive.der.base import (
     FloatArray,
     check,
     check_balance,
-    const,
     lognormal,
     report,
     uniform,
@@ -52,7 +51,6 @@ class ShiftableParams:
     duration_h: FloatArray
     window_start_h: FloatArray
     window_end_h: FloatArray
-    tz_offset_h: FloatArray
 
     @property
     def n(self) -> int:
@@ -76,13 +74,16 @@ class ShiftableState:
     started: np.ndarray
 
 
-def roll_jobs(params: ShiftableParams, state: ShiftableState, t_h: float) -> ShiftableState:
-    """Replace every job whose window ended before ``t_h`` by the next day's job (pure)."""
+def roll_jobs(
+    params: ShiftableParams, state: ShiftableState, t_h: float, utc_offset_h: float
+) -> ShiftableState:
+    """Replace every job whose window ended before ``t_h`` (UTC) by the next day's job, its
+    window on the local clock UTC + ``utc_offset_h`` (h) (pure)."""
     first = np.isnan(state.end_h)
     todo = first | (state.end_h < t_h)
     if not todo.any():
         return state
-    tz = params.tz_offset_h
+    tz = utc_offset_h
     # The first window that ends after t_h: the one opening on local day d−1 or d.
     d = np.floor((t_h + tz) / 24.0)
     start = (d - 1) * 24.0 - tz + params.window_start_h
@@ -139,7 +140,6 @@ class Shiftable(DeviceType[ShiftableParams, ShiftableState]):
             "(-inf, inf)",
             "local hour it closes (may exceed 24, at most 24 h after the start)",
         ),
-        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
     )
 
     def build(self, values: Mapping[str, FloatArray], rng: np.random.Generator) -> ShiftableParams:
@@ -167,13 +167,13 @@ class Shiftable(DeviceType[ShiftableParams, ShiftableState]):
         self, params: ShiftableParams, state: ShiftableState, ctx: Context
     ) -> tuple[FloatArray, FloatArray]:
         """``[0, q_max]`` before the job starts, the single point ``q_max`` while it runs."""
-        s = roll_jobs(params, state, ctx.t_h)
+        s = roll_jobs(params, state, ctx.t_h, ctx.utc_offset_h)
         q_max, _, _, running = _shift_levels(params, s, ctx)
         return np.where(running, q_max, 0.0), q_max
 
     def bid(self, params: ShiftableParams, state: ShiftableState, ctx: Context) -> Curves:
         """Must-run part at any price, the rest up to the urgency price (2 points each)."""
-        s = roll_jobs(params, state, ctx.t_h)
+        s = roll_jobs(params, state, ctx.t_h, ctx.utc_offset_h)
         q_max, q_must, u, _ = _shift_levels(params, s, ctx)
         p = urgency_price(u, ctx)
         return curves_from_arrays(np.column_stack([p, p]), np.column_stack([q_max, q_must]))
@@ -189,7 +189,7 @@ class Shiftable(DeviceType[ShiftableParams, ShiftableState]):
         """Run at the award (within limits). Reports ``unmet_kwh`` (energy left when the
         window ends, in the step of the interval containing the window end),
         ``remaining_kwh`` and ``started``."""
-        s = roll_jobs(params, state, ctx.t_h)
+        s = roll_jobs(params, state, ctx.t_h, ctx.utc_offset_h)
         q_max, _, _, running = _shift_levels(params, s, ctx)
         p = np.clip(award, np.where(running, q_max, 0.0), q_max)
         dt = ctx.dt_h
@@ -230,7 +230,6 @@ class CurtailableParams:
     voll: FloatArray
     on_start_h: FloatArray
     on_end_h: FloatArray
-    tz_offset_h: FloatArray
 
     @property
     def n(self) -> int:
@@ -247,7 +246,7 @@ class CurtailableState:
 def demand_kw(params: CurtailableParams, ctx: Context) -> FloatArray:
     """Demand (kW) over the interval: ``demand_kw`` where the interval midpoint is in the
     active hours, else 0."""
-    h = np.mod(ctx.t_h + 0.5 * ctx.dt_h + params.tz_offset_h - params.on_start_h, 24.0)
+    h = np.mod(ctx.t_h + 0.5 * ctx.dt_h + ctx.utc_offset_h - params.on_start_h, 24.0)
     on = h < (params.on_end_h - params.on_start_h)
     out: FloatArray = np.where(on, params.demand_kw, 0.0)
     return out
@@ -274,7 +273,6 @@ class Curtailable(DeviceType[CurtailableParams, CurtailableState]):
             "(-inf, inf)",
             "local hour it stops (may exceed 24, within 24 h of the start)",
         ),
-        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
     )
 
     def build(

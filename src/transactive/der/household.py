@@ -7,10 +7,17 @@ normalised to their peak), without building a SimBench net. The six profiles are
 per process (≈1.5 s) and kept in memory.
 
 Each household gets one of the profiles, scaled so its annual energy is
-``annual_kwh``. The profile is read on the household's local clock (``tz_offset_h`` from
-UTC; default −5, the Greensboro weather site), by time of year: minute-of-year in the
-2016 profile (day 366 folds onto day 365); weekdays are not aligned across years. The
-load over an interval is the mean of the 15-minute values it covers.
+``annual_kwh``. The profile is read on the region's local clock (the context's
+``utc_offset_h``, daylight saving included), by time of year: local minute-of-year in the
+2016 profile (29 February removed); weekdays are not aligned across years. The load over
+an interval is the mean of the 15-minute values it covers.
+
+SimBench's profile clock is German local time with daylight saving: the CSV's ``time``
+column has no 02:00–02:45 on 27 March 2016 and twice 02:00–02:45 on 30 October 2016
+(35 136 rows = 366 days). The profiles are put on a regular local clock once: the missing
+spring hour is linearly interpolated between 01:45 and 03:00, the repeated autumn hour is
+the mean of its two readings. People's habits follow the wall clock, so a simulated
+07:00 CEST reads the profile at 07:00.
 
 Bidding: price-taking — a flat curve at the load (kW) for every price. Reactive power:
 ``Q = P·tan(acos power_factor)`` (lagging, absorbed like load).
@@ -24,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.util import find_spec
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -44,6 +52,9 @@ from transactive.der.base import (
 from transactive.der.params import DeviceConfig, Param
 from transactive.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 #: SimBench household (H0) profile names, in column order of :func:`profiles`.
 PROFILE_NAMES = ("H0-A", "H0-B", "H0-C", "H0-G", "H0-H", "H0-L")
 _SLOT_H = 0.25  # profile resolution, hours
@@ -53,7 +64,8 @@ _SLOTS = 365 * 96  # one year of 15-minute slots (the leap day folds away)
 @lru_cache(maxsize=1)
 def profiles() -> FloatArray:
     """The SimBench H0 profiles as a ``(35040, 6)`` array of per-unit power, 15-minute slots
-    from 1 January 00:00 local time (leap day 29 February 2016 removed)."""
+    of the local clock from 1 January 00:00 (leap day 29 February 2016 removed; the
+    daylight-saving gap filled and the repeated hour averaged, see the module docstring)."""
     # The package's folder without importing it (importing simbench loads pandapower).
     spec = find_spec("simbench")
     roots = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -66,11 +78,28 @@ def profiles() -> FloatArray:
 
     cols = [f"{p}_pload" for p in PROFILE_NAMES]
     df = pd.read_csv(paths[0], sep=";", usecols=["time", *cols])
-    t = pd.to_datetime(df["time"], format="%d.%m.%Y %H:%M")
-    keep = ~((t.dt.month == 2) & (t.dt.day == 29))
-    arr = df.loc[keep, cols].to_numpy(np.float64)
+    return _local_clock(pd.to_datetime(df["time"], format="%d.%m.%Y %H:%M"), df[cols], paths[0])
+
+
+def _local_clock(t: pd.Series, values: pd.DataFrame, name: str) -> FloatArray:
+    """Profile rows stamped on a local clock with daylight saving (a gap in spring, a
+    repeated hour in autumn) as a regular 15-minute local-clock year without 29 February."""
+    import pandas as pd
+
+    by_stamp = values.groupby(t.to_numpy()).mean()  # the repeated autumn hour: its mean
+    year = int(t.iloc[len(t) // 2].year)
+    grid = pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="15min", inclusive="left")
+    full = by_stamp.reindex(grid)
+    gap = int(full.isna().any(axis=1).sum())
+    if gap > 4 or full.iloc[0].isna().any() or full.iloc[-1].isna().any():
+        raise InvalidInputError(
+            f"{name}: {gap} missing 15-minute stamps (expected ≤ 4, the DST gap)"
+        )
+    full = full.interpolate(method="linear")  # the spring gap, between 01:45 and 03:00
+    keep = ~((grid.month == 2) & (grid.day == 29))
+    arr = full.loc[keep].to_numpy(np.float64)
     if arr.shape[0] != _SLOTS:
-        raise InvalidInputError(f"unexpected SimBench profile length {arr.shape[0]}")
+        raise InvalidInputError(f"{name}: unexpected SimBench profile length {arr.shape[0]}")
     return arr
 
 
@@ -84,11 +113,10 @@ def _cumulative() -> FloatArray:
 @dataclass(frozen=True, slots=True)
 class HouseholdParams:
     """profile: profile column per household; scale_kw: kW per unit of profile;
-    tz_offset_h: UTC offset of the local clock, hours; power_factor: lagging power factor."""
+    power_factor: lagging power factor."""
 
     profile: IntArray
     scale_kw: FloatArray
-    tz_offset_h: FloatArray
     power_factor: FloatArray
 
     @property
@@ -103,18 +131,18 @@ class HouseholdState:
     n: int
 
 
-def load_kw(params: HouseholdParams, t_h: float, dt_h: float) -> FloatArray:
+def load_kw(params: HouseholdParams, t_h: float, dt_h: float, utc_offset_h: float) -> FloatArray:
     """Mean load (kW ≥ 0) of every household over ``[t_h, t_h + dt_h)`` (hours since the
-    Unix epoch, UTC)."""
+    Unix epoch, UTC), read on the local clock ``UTC + utc_offset_h`` (h)."""
     c = _cumulative()
-    local = t_h + params.tz_offset_h
-    # Hours since 1 January of the local year: the epoch year 1970 starts on 1 January, and
-    # the year length varies, so use pandas once for the year start of the (shared) UTC time.
+    local = t_h + utc_offset_h
+    # Hours since 1 January 00:00 of the local year (the year length varies, so pandas
+    # finds the year of the shared local time once).
     import pandas as pd
 
-    ts = pd.Timestamp(t_h * 3.6e12, tz="UTC")
-    year_start_h = pd.Timestamp(year=ts.year, month=1, day=1, tz="UTC").value / 3.6e12
-    a = (local - year_start_h) / _SLOT_H
+    ts = pd.Timestamp(local * 3.6e12)
+    year_start_h = pd.Timestamp(year=ts.year, month=1, day=1).value / 3.6e12
+    a = np.full(params.n, (local - year_start_h) / _SLOT_H)
     b = a + dt_h / _SLOT_H
     # Whole-slot averaging with fractional ends, periodic over the 365-day profile year.
     lo = _cum_at(c, a, params.profile)
@@ -154,7 +182,6 @@ class Household(DeviceType[HouseholdParams, HouseholdState]):
             f"[0, {len(PROFILE_NAMES) - 1}]",
             f"SimBench profile index into {', '.join(PROFILE_NAMES)}",
         ),
-        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
         Param("power_factor", "1", const(0.95), "(0, 1]", "power factor (lagging)"),
     )
 
@@ -167,7 +194,6 @@ class Household(DeviceType[HouseholdParams, HouseholdState]):
         return HouseholdParams(
             prof,
             values["annual_kwh"] / (mean[prof] * 8760.0),
-            values["tz_offset_h"],
             values["power_factor"],
         )
 
@@ -181,23 +207,24 @@ class Household(DeviceType[HouseholdParams, HouseholdState]):
         self, params: HouseholdParams, state: HouseholdState, ctx: Context
     ) -> tuple[FloatArray, FloatArray]:
         """No flexibility: ``[load, load]``."""
-        q = load_kw(params, ctx.t_h, ctx.dt_h)
+        q = load_kw(params, ctx.t_h, ctx.dt_h, ctx.utc_offset_h)
         return q, q
 
     def bid(self, params: HouseholdParams, state: HouseholdState, ctx: Context) -> Curves:
         """A price-taking bid: the interval's load as a block at the cap (served at any
         price up to the cap; at the cap, rationed pro rata with other price-takers)."""
-        q = load_kw(params, ctx.t_h, ctx.dt_h)
+        q = load_kw(params, ctx.t_h, ctx.dt_h, ctx.utc_offset_h)
         return block_curves(np.full(params.n, ctx.cap), q)
 
     def bid_horizon(
         self, params: HouseholdParams, state: HouseholdState, ctx: Context
     ) -> list[Curves]:
         """Flat curves for every interval of the forecast horizon (the profile is the
-        forecast)."""
+        forecast; read at the interval's UTC offset, so a daylight-saving switch inside the
+        horizon shifts the later intervals by an hour)."""
         out = []
         for i in range(ctx.price_forecast.size):
-            q = load_kw(params, ctx.t_h + i * ctx.dt_h, ctx.dt_h)
+            q = load_kw(params, ctx.t_h + i * ctx.dt_h, ctx.dt_h, ctx.utc_offset_h)
             out.append(block_curves(np.full(params.n, ctx.cap), q))
         return out
 
@@ -211,7 +238,7 @@ class Household(DeviceType[HouseholdParams, HouseholdState]):
     ) -> tuple[HouseholdState, EnergyReport]:
         """The load is what it is: consumption is the profile, any other award is a
         deviation. Reports ``q_kvar`` at the power factor."""
-        q = load_kw(params, ctx.t_h, ctx.dt_h)
+        q = load_kw(params, ctx.t_h, ctx.dt_h, ctx.utc_offset_h)
         q_kvar = q * np.tan(np.arccos(params.power_factor))
         return state, report(q, award, ctx.dt_h, q_kvar=q_kvar)
 
@@ -223,4 +250,4 @@ class Household(DeviceType[HouseholdParams, HouseholdState]):
         net_kw: FloatArray | None,
     ) -> FloatArray:
         """The load."""
-        return load_kw(params, ctx.t_h, ctx.dt_h)
+        return load_kw(params, ctx.t_h, ctx.dt_h, ctx.utc_offset_h)

@@ -81,7 +81,6 @@ class WaterHeaterParams:
     shift_h: FloatArray
     inlet_c: FloatArray
     ambient_c: FloatArray
-    tz_offset_h: FloatArray
     deadband_c: FloatArray
 
     @property
@@ -102,9 +101,12 @@ class WaterHeaterState:
 # --- physics -------------------------------------------------------------------------------
 
 
-def draw_l_per_h(params: WaterHeaterParams, t_h: float, dt_h: float) -> FloatArray:
-    """Mean hot-water draw (L/h) of every tank over ``[t_h, t_h + dt_h)``."""
-    a = t_h + params.tz_offset_h - params.shift_h
+def draw_l_per_h(
+    params: WaterHeaterParams, t_h: float, dt_h: float, utc_offset_h: float
+) -> FloatArray:
+    """Mean hot-water draw (L/h) of every tank over ``[t_h, t_h + dt_h)`` (UTC), the draw
+    shape on the local clock UTC + ``utc_offset_h`` (h)."""
+    a = t_h + utc_offset_h - params.shift_h
     b = a + dt_h
 
     def cum(x: FloatArray) -> FloatArray:
@@ -120,7 +122,7 @@ def draw_l_per_h(params: WaterHeaterParams, t_h: float, dt_h: float) -> FloatArr
 
 def _coeffs(params: WaterHeaterParams, ctx: Context) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(draw heat-capacity flow mc kW/K, total conductance H kW/K, reference temp °C)."""
-    mc = draw_l_per_h(params, ctx.t_h, ctx.dt_h) * WATER_KWH_PER_L_K
+    mc = draw_l_per_h(params, ctx.t_h, ctx.dt_h, ctx.utc_offset_h) * WATER_KWH_PER_L_K
     h = params.ua_kw_per_k + mc
     t_ref = (params.ua_kw_per_k * params.ambient_c + mc * params.inlet_c) / h
     return mc, h, t_ref
@@ -201,7 +203,6 @@ class WaterHeater(DeviceType[WaterHeaterParams, WaterHeaterState]):
         Param("shift_h", "h", uniform(-1.5, 1.5), "(-inf, inf)", "shift of the draw profile"),
         Param("inlet_c", "°C", const(15.0), "(-inf, inf)", "cold-water inlet temperature"),
         Param("ambient_c", "°C", const(20.0), "(-inf, inf)", "room temperature around the tank"),
-        Param("tz_offset_h", "h", const(-5.0), "[-14, 14]", "local time offset from UTC"),
         Param(
             "deadband_c",
             "K",

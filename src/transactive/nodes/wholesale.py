@@ -2,9 +2,11 @@
 
 Two sources (configuration picks one):
 
-* :class:`PriceSeries` — a user-supplied price per interval (CSV ``start,price`` with price
-  in $/MWh, converted to $/kWh here). The wholesale market is a price-taker's world: it buys
-  and sells any quantity at that price. Read with :func:`read_price_series`.
+* :class:`PriceSeries` — a price per interval (CSV ``start,price`` with price in
+  currency/MWh, converted to currency/kWh here): a user's file or a shipped series (SMARD
+  day-ahead, :data:`transactive.sim.regions.SHIPPED_PRICES`). The wholesale market is a
+  price-taker's world: it buys and sells any quantity at that price. Read with
+  :func:`read_price_series`.
 * :class:`MeritOrder` — a modelled supply curve: generator types with capacity and marginal
   cost (a shipped table, ``data/wholesale/merit_order.csv``, or your own) serving the rest
   of the system's load; the area's net curve bids into it, so a large area moves the price.
@@ -50,11 +52,23 @@ class MeritOrder:
     other_load_kw: FloatArray
 
 
-def read_price_series(path: str | Path, intervals: Intervals) -> PriceSeries:
-    """Prices for every interval from a CSV ``start,price`` ($/MWh, ISO 8601 UTC starts).
+#: A "price year" for :func:`read_price_series` with ``same_week=True``: 52 weeks (keeps
+#: weekdays aligned).
+PRICE_YEAR = pd.Timedelta(weeks=52)
+
+
+def read_price_series(
+    path: str | Path, intervals: Intervals, *, same_week: bool = False
+) -> PriceSeries:
+    """Prices for every interval from a CSV ``start,price`` (currency/MWh, ISO 8601 UTC
+    starts; ``#`` lines are comments).
 
     Each interval takes the price of the latest row starting at or before it (hourly prices
-    hold for every 5- or 15-minute interval of the hour). Problems name the line.
+    hold for every 5- or 15-minute interval of the hour). ``same_week``: the series stands
+    for a typical year (the shipped SMARD years): an interval outside it is read at the same
+    position in the series' first 52 weeks (``t0 + (t − t0) mod 52 weeks``, so weekdays stay
+    aligned), and one more than a row step (the median spacing) after its row lies in a gap
+    of the series (an error). Problems name the line.
     """
     name = str(path)
     try:
@@ -79,12 +93,24 @@ def read_price_series(path: str | Path, intervals: Intervals) -> PriceSeries:
                 f"{name}:{i + 2}: column '{col}': {df[col].iloc[i]!r} is {what}"
             )
     order = np.argsort(t.to_numpy(), kind="stable")
-    ts, ps = t.to_numpy()[order], p.to_numpy(dtype=float)[order]
-    starts = intervals.starts.to_numpy()
+    ts = t.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")[order]  # UTC
+    ps = p.to_numpy(dtype=float)[order]
+    starts = intervals.starts.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    step = np.median(np.diff(ts)) if ts.size > 1 else np.timedelta64(1, "h")
+    if same_week and ts.size and ((starts < ts[0]) | (starts > ts[-1] + step)).any():
+        year = PRICE_YEAR.to_timedelta64()
+        starts = ts[0] + (starts - ts[0]) % year
     k = np.searchsorted(ts, starts, side="right") - 1
     if (k < 0).any():
         raise InvalidInputError(
             f"{name}: no price at or before {intervals.starts[int(np.argmax(k < 0))].isoformat()}"
+        )
+    gap = (starts - ts[k] >= step) if same_week else np.zeros(starts.size, dtype=bool)
+    if gap.any():
+        i = int(np.argmax(gap))
+        raise InvalidInputError(
+            f"{name}: no price for {intervals.starts[i].isoformat()} (the series has a gap or "
+            f"ends at {pd.Timestamp(ts[k[i]]).isoformat()})"
         )
     return PriceSeries(per_mwh_to_per_kwh(ps[k]))
 

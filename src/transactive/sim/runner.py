@@ -35,6 +35,7 @@ from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import settle
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
+from transactive.sim.regions import provenance
 from transactive.sim.results import SimResults, bills_table, participants_table
 from transactive.sim.scenario import Scenario
 from transactive.sim.world import World, build_world
@@ -87,7 +88,9 @@ def run(
         violations=tables["violations"],
         dlmp=tables["dlmp"],
         kpi_start=kpi_start,
+        timezone=scenario.timezone,
         seed=scenario.seed,
+        provenance=provenance(scenario),
         parameters=scenario_parameters(scenario),
     )
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
@@ -223,6 +226,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     sc, tree, dev = world.scenario, world.plan.tree, world.devices
     iv, dt = sc.intervals, sc.intervals.hours
     starts = iv.starts
+    utc_offset_h = sc.utc_offsets_h  # the region clock at every interval start (DST)
     name = design.name
     n_area = len(world.feeders)
     bus_offset = np.cumsum([0] + [f.n_bus for f in world.feeders])
@@ -254,7 +258,9 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         v_all = np.concatenate(v_bus)
         if t in day_starts:
             t1 = int(day_starts[day_starts > t][0]) if (day_starts > t).any() else iv.n
-            da_kw, da_price = _day_ahead(world, design, fleets, t, t1, da_weather, v_all[gbus])
+            da_kw, da_price = _day_ahead(
+                world, design, fleets, t, t1, da_weather, v_all[gbus], utc_offset_h
+            )
             for j in range(t, t1):
                 rec["awards"].add(
                     design=name,
@@ -269,7 +275,9 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                     price=da_price[j - t],
                     status="cleared",
                 )
-        ctxs = _contexts(world, t, design.forecast(t), world.weather, v_all[gbus])
+        ctxs = _contexts(
+            world, t, design.forecast(t), world.weather, v_all[gbus], float(utc_offset_h[t])
+        )
         bids = [f.bid(c) for f, c in zip(fleets, ctxs, strict=True)]
         clearing = design.clear(t, stage, concat(bids), partial(_uncontrolled, world, fleets, ctxs))
         fleets, reports = _step(fleets, ctxs, bids, clearing, dev.slices)
@@ -401,9 +409,15 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
 
 
 def _contexts(
-    world: World, t: int, forecast: FloatArray, weather: Weather, voltage: FloatArray
+    world: World,
+    t: int,
+    forecast: FloatArray,
+    weather: Weather,
+    voltage: FloatArray,
+    utc_offset_h: float,
 ) -> list[Context]:
-    """The market context of every fleet at interval ``t``; ``voltage``: per device (pu)."""
+    """The market context of every fleet at interval ``t``; ``voltage``: per device (pu);
+    ``utc_offset_h``: the region clock's offset from UTC at the interval (h)."""
     sc = world.scenario
     sample = weather.sample(t)
     return [
@@ -415,6 +429,7 @@ def _contexts(
             cap=sc.market.cap,
             weather=sample,
             voltage_pu=voltage[sl],
+            utc_offset_h=utc_offset_h,
         )
         for sl in world.devices.slices
     ]
@@ -445,6 +460,7 @@ def _day_ahead(
     t1: int,
     weather: Weather,
     voltage: FloatArray,
+    utc_offset_h: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
     """The day-ahead stage of intervals ``t0 … t1 − 1``: a copy of the devices, as the
     forecast sees them (:func:`~transactive.sim.forecast.forecast_fleet`), is stepped through
@@ -457,7 +473,7 @@ def _day_ahead(
     day = int(sc.intervals.starts[t0].value // (86400 * 10**9))
     ahead = [forecast_fleet(f, sc.forecast, sc.seed, day, i) for i, f in enumerate(fleets)]
     for t in range(t0, t1):
-        ctxs = _contexts(world, t, design.forecast(t), weather, voltage)
+        ctxs = _contexts(world, t, design.forecast(t), weather, voltage, float(utc_offset_h[t]))
         bids = [f.bid(c) for f, c in zip(ahead, ctxs, strict=True)]
         clearing = design.clear(
             t, "day-ahead", concat(bids), partial(_uncontrolled, world, ahead, ctxs)
@@ -470,7 +486,7 @@ def _day_ahead(
 def _day_starts(sc: Scenario) -> np.ndarray:
     """Intervals at which a local day begins (the day-ahead market schedules whole days),
     and the first interval of the run."""
-    tz = getattr(sc, "timezone", "UTC")
+    tz = sc.timezone
     local = sc.intervals.starts.tz_convert(tz)
     first = local.normalize() == local
     first[0] = True

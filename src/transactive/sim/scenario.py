@@ -6,6 +6,7 @@ from them (``python -m transactive.sim.scenario_docs``). Example (``examples/sum
 
     name = "summer-day"
     feeder = "simbench:1-LV-semiurb4--0-sw"   # one area; or [[areas]] tables
+    region = "de"                     # data bundle and defaults (transactive.sim.regions)
     start = "2016-07-12T00:00:00Z"
     end = "2016-07-13T00:00:00Z"
     market_interval_min = 15
@@ -14,6 +15,10 @@ from them (``python -m transactive.sim.scenario_docs``). Example (``examples/sum
     stage = 3
     [der.config.pv]
     capacity_kw = { normal = [6.0, 2.0, 2.0, 15.0] }
+
+The ``region`` (default ``"de"``) fills defaults under the file's own keys
+(:func:`transactive.sim.regions.merge_region`): time zone, weather site, wholesale prices,
+voltage band, price band, currency, tariffs and the DER stage shares.
 
 Bad input raises :class:`ScenarioError` listing every problem, one per line, as
 ``<file>: '<dotted.key>': <reason>``. NaN and infinity are rejected everywhere.
@@ -25,6 +30,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
@@ -87,7 +93,8 @@ CONFIG_KINDS: tuple[str, ...] = (*DEVICES, "household")
 MAX_TOTAL_HOMES = 200_000
 
 #: Share of homes (%) with each device per DER stage (GWAC TE roadmap §4.2: stage 1
-#: "persistently demonstrated", 2 "broadly applied", 3 "at scale").
+#: "persistently demonstrated", 2 "broadly applied", 3 "at scale"): the ``us`` region's
+#: presets; Germany's come from SimBench (:data:`transactive.sim.regions.DE_STAGES`).
 STAGES: dict[int, dict[str, float]] = {
     1: {"pv": 10, "battery": 2, "ev": 5, "hvac": 60, "water_heater": 40},
     2: {"pv": 30, "battery": 10, "ev": 20, "hvac": 70, "water_heater": 45},
@@ -299,10 +306,11 @@ class Dso(_Model):
 class GridLimits(_Model):
     """Operating limits of the feeders (DESIGN.md §6)."""
 
-    v_min_pu: Num = _key(0.95, "Lowest allowed bus voltage (ANSI C84.1 range A: 0.95).",
-                         unit="pu", gt=0, bounds="> 0, < v_max_pu")  # fmt: skip
-    v_max_pu: Num = _key(1.05, "Highest allowed bus voltage (ANSI C84.1 range A: 1.05).",
-                         unit="pu", gt=0, bounds="> v_min_pu")  # fmt: skip
+    v_min_pu: Num = _key(0.95, "Lowest allowed bus voltage (ANSI C84.1 range A: 0.95; region "
+                         "de: EN 50160, 0.90).", unit="pu", gt=0,
+                         bounds="> 0, < v_max_pu")  # fmt: skip
+    v_max_pu: Num = _key(1.05, "Highest allowed bus voltage (ANSI C84.1 range A: 1.05; region "
+                         "de: EN 50160, 1.10).", unit="pu", gt=0, bounds="> v_min_pu")  # fmt: skip
     max_line_loading_percent: Num = _key(100.0, "Line thermal limit.", unit="%", gt=0)
     max_trafo_loading_percent: Num = _key(100.0, "Transformer thermal limit.", unit="%", gt=0)
     max_reverse_flow_kw: Num | None = _key(
@@ -325,14 +333,19 @@ class GridLimits(_Model):
 class Market(_Model):
     """Market rules of every auction."""
 
-    floor: Num = _key(DEFAULT_FLOOR, "Price floor.", unit="$/kWh", bounds="< cap")
-    cap: Num = _key(DEFAULT_CAP, "Price cap (the value of lost load).", unit="$/kWh",
-                    bounds="> floor")  # fmt: skip
+    floor: Num = _key(DEFAULT_FLOOR, "Price floor (region de: −0.5, the day-ahead limit).",
+                      unit="currency/kWh", bounds="< cap")  # fmt: skip
+    cap: Num = _key(DEFAULT_CAP, "Price cap (the value of lost load; region de: 3.0, the "
+                    "day-ahead limit).", unit="currency/kWh", bounds="> floor")  # fmt: skip
     network_charge: Num = _key(
-        0.04, "Network charge on imports, the DSO's revenue.", unit="$/kWh", ge=0
+        0.04,
+        "Network charge on imports, the DSO's revenue (region de: 0.0727, BDEW 2018 network "
+        "share).",
+        unit="currency/kWh",
+        ge=0,
     )
     currency: Annotated[str, StringConstraints(min_length=1)] = _key(
-        "USD", "Currency of every price and bill (prices are per kWh of it)."
+        "USD", "Currency of every price and bill (prices are per kWh of it; region de: EUR)."
     )
     bid_diversity: Num = _key(
         0.02,
@@ -416,12 +429,14 @@ class Wholesale(_Model):
 
     source: Literal["merit-order", "prices"] = _key(
         "merit-order",
-        "`merit-order`: a modelled supply stack; `prices`: a CSV file of start,price.",
+        "`merit-order`: a modelled supply stack; `prices`: a price series (region de: "
+        "`prices`; us: `merit-order`).",
     )
     prices: Path | None = _key(
         None,
-        "CSV of `start,price` ($/MWh), relative to the scenario file's folder; required iff "
-        "source = `prices`; must exist.",
+        "Price series: a shipped name (`smard-2018`, `smard-2015`: SMARD day-ahead, German "
+        "bidding zone) or a CSV of `start,price` (currency/MWh) relative to the scenario file's "
+        "folder; required iff source = `prices` (region de: `smard-2018`).",
     )
     system_scale: Num = _key(
         20.0, "Rest-of-system load = scale × the area's base load (merit order).", gt=0
@@ -432,10 +447,17 @@ class Wholesale(_Model):
     def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
         if v is None:
             return None
+        from transactive.sim.regions import SHIPPED_PRICES, shipped_prices
+
+        if str(v) in SHIPPED_PRICES:
+            return shipped_prices(str(v))
         base = Path((info.context or {}).get("base_dir", "."))
         p = (base / v).resolve()
         if not p.is_file():
-            raise _fail("", "no such file: {path}", path=str(p))
+            raise _fail(
+                "", "'{name}' is neither a shipped price series ({known}) nor a file ({path})",
+                name=str(v), known=", ".join(SHIPPED_PRICES), path=str(p),
+            )  # fmt: skip
         return p
 
     @model_validator(mode="after")
@@ -448,19 +470,34 @@ class Wholesale(_Model):
 
 
 class Tariff(_Model):
-    """Retail tariffs (business as usual). Peak hours are local time ``[start, end)``."""
+    """Retail tariffs (business as usual). Peak hours are local time ``[start, end)`` on the
+    scenario's `timezone` clock (daylight saving included). Region de: BDEW 2018 average
+    household price and HT/NT hours (:data:`transactive.sim.regions.DE_TOU`)."""
 
-    flat: Num = _key(0.16, "Flat tariff (design `baseline`).", unit="$/kWh")
-    tou_peak: Num = _key(0.34, "Time-of-use price within the peak hours.", unit="$/kWh")
-    tou_offpeak: Num = _key(0.11, "Time-of-use price outside the peak hours.", unit="$/kWh")
+    flat: Num = _key(0.16, "Flat tariff (design `baseline`; region de: 0.2947).",
+                     unit="currency/kWh")  # fmt: skip
+    tou_peak: Num = _key(0.34, "Time-of-use price within the peak hours (region de: 0.2971).",
+                         unit="currency/kWh")  # fmt: skip
+    tou_offpeak: Num = _key(0.11, "Time-of-use price outside the peak hours (region de: "
+                            "0.2836).", unit="currency/kWh")  # fmt: skip
     tou_peak_hours: tuple[Hour, Hour] = _key(
         (16, 21),
-        "Peak hours [start, end) in local time; start > end wraps past midnight.",
+        "Peak hours [start, end) in local time; start > end wraps past midnight (region de: "
+        "[6, 22], the HT hours).",
         unit="h",
         bounds="0 … 24 each",
     )
-    tz_offset_h: Num = _key(-5.0, "Local time = UTC + offset (for the peak hours).",
-                            unit="h", ge=-12, le=14)  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "tz_offset_h" in raw:
+            raise _fail(
+                "tz_offset_h",
+                "replaced by the top-level key `timezone` (an IANA name such as "
+                "'Europe/Berlin'; daylight saving included)",
+            )
+        return raw
 
 
 # --- the scenario ----------------------------------------------------------------------------
@@ -480,11 +517,37 @@ def _baseline_design(v: str | None, info: ValidationInfo) -> str | None:
     return v
 
 
+@lru_cache(maxsize=1)
+def _time_zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
 class Scenario(_Model):
-    """A validated scenario. Prices $/kWh, powers kW, times UTC."""
+    """A validated scenario. Prices per kWh of the currency, powers kW, times UTC."""
 
     name: Annotated[str, StringConstraints(min_length=1)] = _key(
         description="Scenario name.", default_text="the file's stem"
+    )
+    region: Literal["de", "us"] = _key(
+        "de",
+        "Data bundle whose defaults fill every key the file leaves out "
+        "(`transactive.sim.regions`): `de` Germany (DWD weather, SMARD prices, Europe/Berlin, "
+        "EUR, EN 50160, BDEW tariffs, SimBench DER shares), `us` (Greensboro TMY3, merit "
+        "order, America/New_York, USD, ANSI C84.1).",
+    )
+    timezone: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "Europe/Berlin",
+        "IANA time zone of the local clock (tariff hours, household profiles, EV plug-in, "
+        "hot-water draws; daylight saving included). Replaces `tariff.tz_offset_h`.",
+        default_text="the region's: de `Europe/Berlin`, us `America/New_York`",
+    )
+    weather_site: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "de-try-04",
+        "Weather site (`transactive.der.weather.SITES`): `de-try-01` … `de-try-15` (DWD TRY2010 "
+        "climate regions), `greensboro`, `sand_point`, `miami` (pvlib TMY).",
+        default_text="the region's: de `de-try-04` (Potsdam), us `greensboro`",
     )
     areas: tuple[Area, ...] = _key(
         description="DSO areas (`[[areas]]`); or `feeder = X` alone for one area named `area`.",
@@ -559,6 +622,10 @@ class Scenario(_Model):
         if not isinstance(raw, dict):
             return raw
         raw = dict(raw)
+        from transactive.sim.regions import REGIONS, merge_region
+
+        if raw.get("region", "de") in REGIONS:  # else the schema names the bad region
+            raw = merge_region(raw)
         if "feeder" in raw:
             if "areas" in raw:
                 raise _fail("feeder", "give either `feeder` (one area) or [[areas]], not both")
@@ -577,6 +644,25 @@ class Scenario(_Model):
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         return v.astimezone(UTC)
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, v: str) -> str:
+        if v not in _time_zones():
+            raise _fail("", "unknown IANA time zone '{tz}' (e.g. 'Europe/Berlin')", tz=v)
+        return v
+
+    @field_validator("weather_site")
+    @classmethod
+    def _site(cls, v: str) -> str:
+        from transactive.der.weather import SITES
+
+        if v not in SITES:
+            raise _fail(
+                "", "unknown weather site '{site}' (choose from {known})",
+                site=v, known=", ".join(SITES),
+            )  # fmt: skip
+        return v
 
     @field_validator("areas")
     @classmethod
@@ -647,6 +733,13 @@ class Scenario(_Model):
     def warmup_intervals(self) -> int:
         """Market intervals of the warm-up."""
         return round(self.warmup_days * 1440 / self.market_interval_min)
+
+    @property
+    def utc_offsets_h(self) -> np.ndarray:
+        """UTC offset (h) of the scenario's local clock at each market interval start."""
+        from transactive.sim.regions import utc_offsets_h
+
+        return utc_offsets_h(self.intervals.starts, self.timezone)
 
     @property
     def powerflow_every(self) -> int:
@@ -798,11 +891,13 @@ def _dist_table(d: Any) -> Any:
 # --- tariffs ---------------------------------------------------------------------------------
 
 
-def tou_price(tariff: Tariff, starts: pd.DatetimeIndex) -> np.ndarray:
-    """Time-of-use price ($/kWh) at each UTC interval start."""
+def tou_price(tariff: Tariff, starts: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """Time-of-use price (currency/kWh) at each UTC interval start; the peak hours are read
+    on the ``timezone`` clock (IANA name, daylight saving included)."""
     import numpy as np
 
-    local_h = ((starts.hour + starts.minute / 60.0 + tariff.tz_offset_h) % 24).to_numpy()
+    local = starts.tz_convert(timezone)
+    local_h = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
     lo, hi = tariff.tou_peak_hours
     # [lo, hi) local hours; lo > hi wraps past midnight (e.g. [22, 6]).
     peak = (local_h >= lo) & (local_h < hi) if lo <= hi else (local_h >= lo) | (local_h < hi)

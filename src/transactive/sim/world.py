@@ -240,10 +240,10 @@ def build_world(scenario: Scenario) -> World:
         home_group=np.concatenate(groups),
         devices=devices,
         plan=make_plan(tree.build(), devices.node),
-        weather=weather_for(iv),
+        weather=weather_for(iv, site=sc.weather_site),
         wholesale=wholesale,
         forecast=forecast,
-        tou=np.asarray(tou_price(sc.tariff, ahead.starts), dtype=np.float64),
+        tou=np.asarray(tou_price(sc.tariff, ahead.starts, sc.timezone), dtype=np.float64),
         horizon=H,
     )
 
@@ -265,7 +265,13 @@ def _wholesale(
     n = sc.intervals.n
     if sc.wholesale.source == "prices":
         assert sc.wholesale.prices is not None
-        series = read_price_series(sc.wholesale.prices, ahead)
+        from transactive.sim.regions import SHIPPED_PRICES, shipped_prices
+
+        # A shipped year of prices stands for any year (same week and weekday).
+        shipped = {shipped_prices(k) for k in SHIPPED_PRICES}
+        series = read_price_series(
+            sc.wholesale.prices, ahead, same_week=sc.wholesale.prices in shipped
+        )
         return PriceSeries(series.price[:n]), series.price
     other = base_kw * sc.wholesale.system_scale
     ahead_source = read_merit_order(other, scale_kw=float((other + base_kw).max()))
