@@ -1,21 +1,32 @@
-"""Settle meter readings at the prices their nodes were awarded.
+"""Settle meter readings at the prices their nodes were awarded, then true up the network.
 
-Every meter sits at a node of the tree; its node's award record says at which price the
+Every meter sits at a node of the tree; its node's award records say at which prices the
 node's energy is settled in each interval, and the node's parent's owner is the
-counterparty (a home pays its DSO, a DSO pays the TSO). Per meter and interval:
+counterparty (a home pays its DSO, an aggregator portfolio pays the DSO of its feeder, a DSO
+pays the TSO for its substation meter). Per meter and interval (charges of
+:data:`~transactive.core.records.SETTLEMENT`):
 
-* ``energy``: (import − export) kWh × the node's award price;
-* ``network_charge``: import kWh × the design's network charge, for meters of participants
-  connected to a DSO's network (not for the DSO's own substation meter).
+* tariff designs (the node's award has no ``day-ahead`` stage): ``energy`` =
+  (import − export) kWh × the node's award price;
+* market designs (two-settlement): ``day_ahead`` = the day-ahead position
+  ``q_da_kw × duration_h`` at the node's day-ahead price, and ``real_time`` = the deviation
+  (import − export) − ``q_da_kw × duration_h`` at the node's real-time price. A position
+  delivered exactly pays the day-ahead price only.
 
-Amounts are paid by the line's participant to its counterparty (negative = received), so
-every line has both sides and money balances by construction; :func:`settle` also checks
-that every metered kWh got a finite price (:class:`~transactive.errors.BalanceError`).
+Then every DSO recovers its network revenue requirement, the margin it keeps in the
+baseline (business-as-usual) design, through a fixed charge per home connection
+(``network`` lines, :mod:`transactive.settlement.network_tariff`). If the baseline design is
+not among the settled designs the requirement is unknown: only energy is settled (no
+``network`` lines) and only the zero-sum check runs.
+
+Amounts are paid by the line's participant to its counterparty (negative = received).
+:func:`settle` checks that every metered kWh got a finite price and that money balances
+(:func:`check_balance`, :class:`~transactive.errors.BalanceError`): per design the
+participants' net sums to 0 and every DSO nets exactly its requirement, to the cent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,102 +34,167 @@ import pandas as pd
 
 from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError
-from transactive.nodes.tree import Kind, Tree
+from transactive.nodes.tree import Tree
+from transactive.settlement.network_tariff import (
+    dso_net_receipts,
+    network_lines,
+    revenue_requirement,
+)
+from transactive.settlement.totals import participant_totals
+
+#: Award stage whose quantity is a day-ahead position (two-settlement).
+DAY_AHEAD = "day-ahead"
+#: Counterparty of a meter at the root (the root has no parent owner).
+WHOLESALE = "wholesale"
+#: Money balances when every sum is within half a cent (currency).
+CENT = 0.005
+
+_KEY = ["design", "node_id", "interval_start"]
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """How a design settles: network charge (currency/kWh on imports) and the currency."""
+    """Transitional: what ``Design.rules`` in :mod:`transactive.designs.base` still builds.
+    Settlement no longer reads it (no volumetric network charge); it goes with
+    ``Design.rules`` in the designs rewrite."""
 
     network_charge: float
     currency: str
 
 
 def settle(
-    meter: pd.DataFrame, awards: pd.DataFrame, tree: Tree, rules: Mapping[str, Rules]
+    meter: pd.DataFrame,
+    awards: pd.DataFrame,
+    tree: Tree,
+    currency: str,
+    baseline: str | None,
 ) -> pd.DataFrame:
-    """Settlement lines (:data:`~transactive.core.records.SETTLEMENT`) for every meter
-    reading, priced from the award records of the same design, node and interval."""
+    """Settlement lines (:data:`~transactive.core.records.SETTLEMENT`) of the evaluated
+    period: energy (two-settled where the node has day-ahead awards) priced from the award
+    records of the same design, node and interval, plus the fixed network charges that make
+    every DSO recover what it keeps in design ``baseline`` (None or absent: energy only).
+    Raises :class:`~transactive.errors.BalanceError` when a reading has no price or money
+    does not balance."""
+    energy = energy_lines(meter, awards, tree, currency)
+    designs = set(energy["design"].astype(str))
+    if baseline is None or baseline not in designs:
+        check_balance(energy, tree, None)
+        return energy
+    requirement = revenue_requirement(energy, tree, baseline)
+    lines = SETTLEMENT.concat([energy, network_lines(energy, meter, tree, requirement)])
+    check_balance(lines, tree, requirement)
+    return lines
+
+
+def energy_lines(
+    meter: pd.DataFrame, awards: pd.DataFrame, tree: Tree, currency: str
+) -> pd.DataFrame:
+    """The ``energy`` / ``day_ahead`` + ``real_time`` lines of every meter reading."""
     if meter.empty:
         return SETTLEMENT.empty()
-    key = ["design", "node_id", "interval_start"]
-    prices = awards[[*key, "price"]]
-    # Label columns on one category list each, so the join runs on integer codes.
-    same = {c: _union(meter[c], prices[c]) for c in ("design", "node_id")}
-    m = meter.assign(design=same["design"][0], node_id=same["node_id"][0]).merge(
-        prices.assign(design=same["design"][1], node_id=same["node_id"][1]), on=key, how="left"
+    da_rows = (awards["stage"].astype(str) == DAY_AHEAD).to_numpy()
+    da = awards.loc[da_rows, [*_KEY, "quantity_kw", "price"]].rename(
+        columns={"quantity_kw": "q_da_kw", "price": "p_da"}
     )
+    rt = awards.loc[~da_rows, [*_KEY, "price"]]
+    # Label columns on one category list each, so the joins run on integer codes.
+    meter, rt, da = _same_categories([meter, rt, da], ["design", "node_id"])
+    m = meter.merge(rt, on=_KEY, how="left").merge(da.assign(_two=True), on=_KEY, how="left")
     if len(m) != len(meter):
-        raise BalanceError("settlement: a node has more than one award per interval")
-    missing = ~np.isfinite(m["price"].to_numpy(dtype=float))
+        raise BalanceError("settlement: a node has more than one award per stage and interval")
+    two = m["_two"].notna().to_numpy()
+    price = m["price"].to_numpy(dtype=float)
+    p_da = m["p_da"].to_numpy(dtype=float)
+    q_da = m["q_da_kw"].to_numpy(dtype=float)
+    missing = ~np.isfinite(price) | (two & ~(np.isfinite(p_da) & np.isfinite(q_da)))
     if missing.any():
         r = m[missing].iloc[0]
+        what = "day-ahead award" if two[missing][0] and np.isfinite(price[missing][0]) else "award"
         raise BalanceError(
             f"settlement: meter {r['resource_id']} ({r['design']}, {r['interval_start']}) "
-            f"has no award price"
+            f"has no {what} price"
         )
     pos = pd.Index(tree.id.astype(str)).get_indexer(m["node_id"].astype(str))
     if (pos < 0).any():
         raise BalanceError(f"settlement: meter at unknown node {m['node_id'][pos < 0].iloc[0]!r}")
     parent = tree.parent[pos]
-    counterparty = np.where(parent >= 0, tree.owner[np.maximum(parent, 0)], "wholesale")
-    dso_owner = _dso_owner_of(tree)[pos]
-    on_network = (tree.area[pos] >= 0) & (tree.owner[pos] != dso_owner)
-    design = m["design"].astype(str)
-    charge = design.map({d: r.network_charge for d, r in rules.items()}).to_numpy(dtype=float)
-    currency = design.map({d: r.currency for d, r in rules.items()}).to_numpy(dtype=object)
-    imp = m["import_kwh"].to_numpy(dtype=float)
-    net = imp - m["export_kwh"].to_numpy(dtype=float)
-    price = m["price"].to_numpy(dtype=float)
+    counterparty = np.where(parent >= 0, tree.owner[np.maximum(parent, 0)], WHOLESALE)
+    net = m["import_kwh"].to_numpy(dtype=float) - m["export_kwh"].to_numpy(dtype=float)
+    position = q_da * m["duration_h"].to_numpy(dtype=float)
     ident = {c: m[c].array for c in SETTLEMENT.names[:8]}  # .array keeps dtypes (time zone)
-    energy = SETTLEMENT.frame(
-        {
-            **ident,
-            "charge": "energy",
-            "quantity_kwh": net,
-            "price": price,
-            "amount": net * price,
-            "currency": currency,
-            "counterparty_id": counterparty,
-        }
+
+    def part(mask: np.ndarray, charge: str, qty: np.ndarray, unit: np.ndarray) -> pd.DataFrame:
+        cols = {c: v[mask] for c, v in ident.items()}
+        if charge == "day_ahead":
+            cols["stage"] = DAY_AHEAD
+        return SETTLEMENT.frame(
+            {
+                **cols,
+                "charge": charge,
+                "quantity_kwh": qty[mask],
+                "price": unit[mask],
+                "amount": qty[mask] * unit[mask],
+                "currency": currency,
+                "counterparty_id": counterparty[mask],
+            }
+        )
+
+    return SETTLEMENT.concat(
+        [
+            part(~two, "energy", net, price),
+            part(two, "day_ahead", position, p_da),
+            part(two, "real_time", net - position, price),
+        ]
     )
-    pays = on_network & (charge != 0) & (imp > 0)
-    network = SETTLEMENT.frame(
-        {
-            **{c: v[pays] for c, v in ident.items()},
-            "charge": "network_charge",
-            "quantity_kwh": imp[pays],
-            "price": charge[pays],
-            "amount": imp[pays] * charge[pays],
-            "currency": currency[pays],
-            "counterparty_id": counterparty[pays],
-        }
-    )
-    return SETTLEMENT.concat([energy, network])
 
 
-def _union(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Two label columns as categoricals over the same categories."""
-    cats = pd.Index(a.astype("category").cat.categories).union(
-        pd.Index(b.astype("category").cat.categories)
-    )
-    return a.astype(pd.CategoricalDtype(cats)), b.astype(pd.CategoricalDtype(cats))
+def check_balance(lines: pd.DataFrame, tree: Tree, requirement: pd.Series | None) -> None:
+    """Raise :class:`~transactive.errors.BalanceError` unless, per design, the net of all
+    participants sums to 0 and (``requirement`` given: DSO participant → currency) every
+    DSO's net receipts equal its requirement, both to the cent, and every amount is finite
+    with a payer and a payee among the tree's participants."""
+    if lines.empty:
+        return
+    amount = lines["amount"].to_numpy(dtype=float)
+    if not np.isfinite(amount).all():
+        r = lines[~np.isfinite(amount)].iloc[0]
+        raise BalanceError(f"settlement: line {r['charge']} of {r['resource_id']} has no amount")
+    totals = participant_totals(lines)
+    for design, net in totals.groupby("design", observed=True)["net"]:
+        if abs(float(net.sum())) > CENT:
+            raise BalanceError(
+                f"settlement: in design {design} the participants' net sums to "
+                f"{float(net.sum()):.4f}, not 0 (a line without a counterparty?)"
+            )
+    known = {*tree.owner.astype(str).tolist(), WHOLESALE}
+    for col in ("participant_id", "counterparty_id"):
+        unknown = ~lines[col].astype(str).isin(known).to_numpy()
+        if unknown.any():
+            raise BalanceError(
+                f"settlement: {col} {lines[col][unknown].iloc[0]!r} is not a participant"
+            )
+    if requirement is None:
+        return
+    got = dso_net_receipts(lines, tree)
+    want = requirement.reindex(got.columns).to_numpy(dtype=float)
+    off = np.abs(got.to_numpy(dtype=float) - want) > CENT
+    if off.any():
+        d, j = (int(x[0]) for x in np.nonzero(off))
+        values = got.to_numpy(dtype=float)
+        dso, design, value = str(got.columns[j]), str(got.index[d]), values[d, j]
+        raise BalanceError(
+            f"settlement: {dso} nets {value:.4f} in design {design}, "
+            f"not its revenue requirement {want[j]:.4f}"
+        )
 
 
-def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
-    """Per design and participant: ``paid`` (to counterparties), ``received`` and ``net``
-    (paid − received), currency. Every line has a payer and a payee, so the ``net`` of all
-    participants of a design sums to 0 by construction."""
-    paid = lines.groupby(["design", "participant_id"], observed=True)["amount"].sum()
-    got = lines.groupby(["design", "counterparty_id"], observed=True)["amount"].sum()
-    got.index = got.index.set_names(["design", "participant_id"])
-    out = pd.concat({"paid": paid, "received": got}, axis=1).fillna(0.0)
-    out["net"] = out["paid"] - out["received"]
-    return out.reset_index()
-
-
-def _dso_owner_of(tree: Tree) -> np.ndarray:
-    """The owner of each node's DSO (the node's area's DSO), '' above the areas."""
-    dso = np.flatnonzero(tree.kind == Kind.DSO)
-    owner_of_area = {int(tree.area[d]): tree.owner[d] for d in dso}
-    return np.array([owner_of_area.get(int(a), "") for a in tree.area], dtype=object)
+def _same_categories(frames: list[pd.DataFrame], columns: list[str]) -> list[pd.DataFrame]:
+    """``frames`` with each of ``columns`` as a categorical over the union of their labels."""
+    out = list(frames)
+    for c in columns:
+        cats = pd.Index([])
+        for f in frames:
+            cats = cats.union(pd.Index(f[c].astype("category").cat.categories))
+        dtype = pd.CategoricalDtype(cats)
+        out = [f.assign(**{c: f[c].astype(dtype)}) for f in out]
+    return out

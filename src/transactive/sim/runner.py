@@ -26,6 +26,7 @@ from transactive.der.base import Context, make_context
 from transactive.der.fleet import Fleet
 from transactive.designs.base import Clearing, Design, Setting
 from transactive.designs.registry import design_class
+from transactive.designs.registry import names as design_names
 from transactive.grid.limits import check_limits
 from transactive.grid.model import Injections
 from transactive.grid.powerflow import PowerFlow
@@ -65,8 +66,13 @@ def run(
     tables = {k: _concat([getattr(r, k) for r in runs]) for k in DesignRun.SUMMARIES}
     for schema in (BIDS, AWARDS, DISPATCH, METER):
         tables[schema.name] = schema.concat([getattr(r, schema.name) for r in runs])
-    rules = {d.name: d.rules for d in built}
-    settlement = settle(tables["meter"], tables["awards"], world.plan.tree, rules)
+    settlement = settle(
+        tables["meter"],
+        tables["awards"],
+        world.plan.tree,
+        currency=scenario.market.currency,
+        baseline=design_names()[0],  # the registry's business-as-usual, until the scenario names it
+    )
     res = SimResults(
         scenario=scenario.name,
         areas=tuple(f"{a.name}={a.feeder}" for a in scenario.areas),
