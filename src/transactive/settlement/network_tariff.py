@@ -31,16 +31,20 @@ import pandas as pd
 from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError
 from transactive.nodes.tree import Kind, Tree
-from transactive.settlement.totals import participant_totals
+from transactive.settlement.totals import participant_totals, positions
 
 
 def dso_net_receipts(lines: pd.DataFrame, tree: Tree) -> pd.DataFrame:
     """What every DSO receives minus what it pays (currency), index: design, columns: the
     DSO participants (0 where a DSO has no line in a design)."""
+    return dso_table(participant_totals(lines), tree)
+
+
+def dso_table(totals: pd.DataFrame, tree: Tree) -> pd.DataFrame:
+    """:func:`dso_net_receipts` from :func:`~transactive.settlement.participant_totals`."""
     dsos = pd.Index(tree.owner[tree.kind == Kind.DSO].astype(str), name="participant_id")
-    designs = pd.Index(pd.unique(lines["design"].astype(str)), name="design")
-    t = participant_totals(lines)
-    t = t[t["participant_id"].astype(str).isin(dsos)]
+    designs = pd.Index(pd.unique(totals["design"].astype(str)), name="design")
+    t = totals[totals["participant_id"].astype(str).isin(dsos)]
     table = -t.pivot_table(
         index=t["design"].astype(str),
         columns=t["participant_id"].astype(str),
@@ -68,10 +72,10 @@ def network_lines(
     design, so that each DSO's net receipts equal ``requirement`` (see the module doc)."""
     if energy.empty:
         return SETTLEMENT.empty()
-    pos = pd.Index(tree.id.astype(str)).get_indexer(meter["node_id"].astype(str))
+    pos = positions(meter["node_id"], tree.id)
     homes = meter[(pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME)]
-    homes = homes.drop_duplicates(["design", "node_id"])
-    hpos = pd.Index(tree.id.astype(str)).get_indexer(homes["node_id"].astype(str))
+    homes = homes.groupby(["design", "node_id"], observed=True, sort=False).head(1)
+    hpos = positions(homes["node_id"], tree.id)
     dso = _dso_owner_of(tree)[hpos].astype(str)
     design = homes["design"].astype(str).to_numpy()
 
@@ -95,11 +99,12 @@ def network_lines(
     ji = margin.columns.get_indexer(dso)
     amount = per_home[di, ji]
 
-    t = pd.to_datetime(energy["interval_start"], utc=True)
-    end = t + pd.to_timedelta(energy["duration_h"].to_numpy(dtype=float), unit="h")
-    by = energy["design"].astype(str).to_numpy()
-    first = t.groupby(by).min()
-    hours = (end.groupby(by).max() - first).dt.total_seconds() / 3600.0
+    ns = pd.Series(energy["interval_start"].array.asi8, index=energy.index)  # UTC ns
+    end = ns + np.round(energy["duration_h"].to_numpy(dtype=float) * 3.6e12).astype(np.int64)
+    first_ns = ns.groupby(energy["design"], observed=True).min()
+    hours = (end.groupby(energy["design"], observed=True).max() - first_ns) / 3.6e12
+    first = pd.Series(pd.to_datetime(first_ns.to_numpy(), utc=True), index=first_ns.index)
+    first.index, hours.index = first.index.astype(str), hours.index.astype(str)
     return SETTLEMENT.frame(
         {
             "design": homes["design"].array,

@@ -28,6 +28,7 @@ participants' net sums to 0 and every DSO nets exactly its requirement, to the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,11 +37,11 @@ from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError
 from transactive.nodes.tree import Tree
 from transactive.settlement.network_tariff import (
-    dso_net_receipts,
+    dso_table,
     network_lines,
     revenue_requirement,
 )
-from transactive.settlement.totals import participant_totals
+from transactive.settlement.totals import participant_totals, positions
 
 #: Award stage whose quantity is a day-ahead position (two-settlement).
 DAY_AHEAD = "day-ahead"
@@ -92,7 +93,7 @@ def energy_lines(
     """The ``energy`` / ``day_ahead`` + ``real_time`` lines of every meter reading."""
     if meter.empty:
         return SETTLEMENT.empty()
-    da_rows = (awards["stage"].astype(str) == DAY_AHEAD).to_numpy()
+    da_rows = (awards["stage"] == DAY_AHEAD).to_numpy(dtype=bool)
     da = awards.loc[da_rows, [*_KEY, "quantity_kw", "price"]].rename(
         columns={"quantity_kw": "q_da_kw", "price": "p_da"}
     )
@@ -114,27 +115,33 @@ def energy_lines(
             f"settlement: meter {r['resource_id']} ({r['design']}, {r['interval_start']}) "
             f"has no {what} price"
         )
-    pos = pd.Index(tree.id.astype(str)).get_indexer(m["node_id"].astype(str))
+    pos = positions(m["node_id"], tree.id)
     if (pos < 0).any():
         raise BalanceError(f"settlement: meter at unknown node {m['node_id'][pos < 0].iloc[0]!r}")
     parent = tree.parent[pos]
-    counterparty = np.where(parent >= 0, tree.owner[np.maximum(parent, 0)], WHOLESALE)
+    payee = np.append(tree.owner.astype(str), WHOLESALE)  # a root meter pays the wholesale
+    labels, code = np.unique(payee, return_inverse=True)
+    counterparty = pd.Categorical.from_codes(
+        code[np.where(parent >= 0, parent, payee.size - 1)],
+        dtype=pd.CategoricalDtype(pd.Index(labels)),
+    )
     net = m["import_kwh"].to_numpy(dtype=float) - m["export_kwh"].to_numpy(dtype=float)
     position = q_da * m["duration_h"].to_numpy(dtype=float)
     ident = {c: m[c].array for c in SETTLEMENT.names[:8]}  # .array keeps dtypes (time zone)
 
     def part(mask: np.ndarray, charge: str, qty: np.ndarray, unit: np.ndarray) -> pd.DataFrame:
         cols = {c: v[mask] for c, v in ident.items()}
+        n = int(mask.sum())
         if charge == "day_ahead":
-            cols["stage"] = DAY_AHEAD
+            cols["stage"] = _constant(DAY_AHEAD, n)
         return SETTLEMENT.frame(
             {
                 **cols,
-                "charge": charge,
+                "charge": _constant(charge, n),
                 "quantity_kwh": qty[mask],
                 "price": unit[mask],
                 "amount": qty[mask] * unit[mask],
-                "currency": currency,
+                "currency": _constant(currency, n),
                 "counterparty_id": counterparty[mask],
             }
         )
@@ -166,16 +173,16 @@ def check_balance(lines: pd.DataFrame, tree: Tree, requirement: pd.Series | None
                 f"settlement: in design {design} the participants' net sums to "
                 f"{float(net.sum()):.4f}, not 0 (a line without a counterparty?)"
             )
-    known = {*tree.owner.astype(str).tolist(), WHOLESALE}
+    known = pd.unique(np.array([*tree.owner.astype(str).tolist(), WHOLESALE], dtype=object))
     for col in ("participant_id", "counterparty_id"):
-        unknown = ~lines[col].astype(str).isin(known).to_numpy()
+        unknown = positions(lines[col], known) < 0
         if unknown.any():
             raise BalanceError(
                 f"settlement: {col} {lines[col][unknown].iloc[0]!r} is not a participant"
             )
     if requirement is None:
         return
-    got = dso_net_receipts(lines, tree)
+    got = dso_table(totals, tree)
     want = requirement.reindex(got.columns).to_numpy(dtype=float)
     off = np.abs(got.to_numpy(dtype=float) - want) > CENT
     if off.any():
@@ -186,6 +193,11 @@ def check_balance(lines: pd.DataFrame, tree: Tree, requirement: pd.Series | None
             f"settlement: {dso} nets {value:.4f} in design {design}, "
             f"not its revenue requirement {want[j]:.4f}"
         )
+
+
+def _constant(label: str, n: int) -> pd.Categorical[Any]:
+    """``n`` rows of one label, as a categorical (no string per row)."""
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([label]))
 
 
 def _same_categories(frames: list[pd.DataFrame], columns: list[str]) -> list[pd.DataFrame]:

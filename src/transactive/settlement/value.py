@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from transactive.errors import InvalidInputError
-from transactive.settlement.totals import participant_totals
+from transactive.settlement.totals import by_design_participant, participant_totals
 
 #: Charges whose ``quantity_kwh`` is metered energy.
 ENERGY_CHARGES = ("energy", "day_ahead", "real_time")
@@ -80,19 +80,21 @@ def value_table(
 
     index = pd.MultiIndex.from_product([designs, who], names=["design", "participant_id"])
     totals = participant_totals(lines)
-    amount = _on(totals.set_index(_labels(totals))["net"], index)
-    own = lines[lines["charge"].astype(str).isin(ENERGY_CHARGES).to_numpy()]
-    energy = _on(own.groupby(_labels(own))["quantity_kwh"].sum(), index)
-    root = who[role == "tso"]
-    sold = own[own["counterparty_id"].astype(str).isin(root).to_numpy()]
-    sold_kwh = sold.groupby([sold["design"].astype(str), sold["counterparty_id"].astype(str)])[
-        "quantity_kwh"
-    ].sum()
-    energy = energy - _on(sold_kwh, index)
-    per_interval = own.groupby(
-        [*_labels(own), own["resource_id"].astype(str), own["interval_start"]]
-    )["quantity_kwh"].sum()
-    imported = _on(per_interval.clip(lower=0.0).groupby(level=[0, 1]).sum(), index)
+    amount = _on(by_design_participant(totals["net"], totals, "participant_id"), index)
+    own = lines[lines["charge"].isin(ENERGY_CHARGES).to_numpy(dtype=bool)]
+    qty = own["quantity_kwh"]
+    energy = _on(by_design_participant(qty, own, "participant_id"), index)
+    # The root (TSO) has no meter: its energy is minus what it delivers.
+    to_root = own["counterparty_id"].isin(who[role == "tso"]).to_numpy(dtype=bool)
+    sold = own[to_root]
+    energy -= _on(by_design_participant(sold["quantity_kwh"], sold, "counterparty_id"), index)
+    keys = [own[c] for c in ("design", "participant_id", "resource_id", "interval_start")]
+    per_interval = qty.groupby(keys, observed=True, sort=False).sum().clip(lower=0.0)
+    imported = per_interval.groupby(level=[0, 1], observed=True).sum()
+    imported.index = pd.MultiIndex.from_arrays(
+        [imported.index.get_level_values(i).astype(str) for i in (0, 1)]
+    )
+    imported = _on(imported, index)
     stored = _on(stored_change(dispatch, lines), index)
     end_state = stored * price.reindex(index.get_level_values(0)).to_numpy()
 
@@ -130,7 +132,8 @@ def stored_change(dispatch: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
     if "stored_kwh" not in dispatch.columns or dispatch.empty:
         return empty
     d = dispatch[np.isfinite(dispatch["stored_kwh"].to_numpy(dtype=float))]
-    start = lines.groupby(lines["design"].astype(str))["interval_start"].min()
+    start = lines.groupby("design", observed=True)["interval_start"].min()
+    start.index = start.index.astype(str)
     t = pd.to_datetime(d["interval_start"], utc=True)
     design = d["design"].astype(str)
     known = design.isin(start.index).to_numpy()
@@ -173,11 +176,6 @@ def _per_design(price: float | Mapping[str, float], designs: list[str]) -> pd.Se
     if not np.isfinite(out.to_numpy()).all():
         raise InvalidInputError(f"value table: storage price {dict(out)} is not finite")
     return out
-
-
-def _labels(df: pd.DataFrame) -> list[pd.Series]:
-    """``design`` and ``participant_id`` of ``df`` as strings (group keys)."""
-    return [df["design"].astype(str), df["participant_id"].astype(str)]
 
 
 def _on(values: pd.Series, index: pd.MultiIndex) -> pd.Series:
