@@ -17,7 +17,7 @@ kwh = st.floats(-20, 20, allow_nan=False)
 price = st.floats(-0.5, 2.0, allow_nan=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 4),
     data=st.data(),

@@ -183,9 +183,10 @@ SETTLEMENT = _schema(
         "charge",
         "category",
         "",
-        "energy (tariff: net kWh × the node's price) | day_ahead (day-ahead position × "
-        "day-ahead price) | real_time (metered − position, × real-time price) | network "
-        "(fixed per-connection charge for the period to the DSO: quantity 0, price NaN)",
+        "one of: energy (tariff: net kWh × the node's price); day_ahead (day-ahead position "
+        "× day-ahead price); real_time (metered − position, × real-time price); network "
+        "(fixed per-connection charge for the period to the DSO: quantity 0, price NaN; "
+        "none when the run lacks the baseline design the requirement comes from)",
     ),
     Column("quantity_kwh", "float64", "kWh", "energy the line is for (+ import, − export)"),
     Column("price", "float64", "currency/kWh", "unit price"),

@@ -5,12 +5,11 @@ from transactive.settlement.network_tariff import (
     network_lines,
     revenue_requirement,
 )
-from transactive.settlement.settle import Rules, check_balance, energy_lines, settle
+from transactive.settlement.settle import check_balance, energy_lines, settle
 from transactive.settlement.totals import participant_totals
 from transactive.settlement.value import stored_change, value_table
 
 __all__ = [
-    "Rules",
     "check_balance",
     "dso_net_receipts",
     "energy_lines",
