@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from transactive.errors import InvalidInputError
-from transactive.settlement.totals import by_design_participant, participant_totals
+from transactive.settlement.totals import by_design_participant, participant_totals, positions
 
 #: Charges whose ``quantity_kwh`` is metered energy.
 ENERGY_CHARGES = ("energy", "day_ahead", "real_time")
@@ -131,26 +131,27 @@ def stored_change(dispatch: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
     empty = pd.Series([], dtype=float, index=pd.MultiIndex.from_arrays([[], []]))
     if "stored_kwh" not in dispatch.columns or dispatch.empty:
         return empty
-    d = dispatch[np.isfinite(dispatch["stored_kwh"].to_numpy(dtype=float))]
     start = lines.groupby("design", observed=True)["interval_start"].min()
-    start.index = start.index.astype(str)
-    t = pd.to_datetime(d["interval_start"], utc=True)
-    design = d["design"].astype(str)
-    known = design.isin(start.index).to_numpy()
-    d, t, design = d[known], t[known], design[known]
+    start_ns = start.array.asi8  # UTC ns of each design's first settled interval
+    pos = positions(dispatch["design"], start.index.astype(str).to_numpy())
+    stored = dispatch["stored_kwh"].to_numpy(dtype=float)
+    d = dispatch[(pos >= 0) & np.isfinite(stored)]
     if d.empty:
         return empty
-    warmup = (t < pd.to_datetime(start.reindex(design).to_numpy(), utc=True)).to_numpy()
-    key = [design, d["participant_id"].astype(str), d["resource_id"].astype(str)]
-    frame = pd.DataFrame(
-        {"d": key[0], "p": key[1], "r": key[2], "t": t, "s": d["stored_kwh"].astype(float)}
-    ).sort_values("t", kind="stable")
-    w = pd.Series(warmup, index=d.index).reindex(frame.index).to_numpy()
-    last_warm = frame[w].groupby(["d", "p", "r"])["s"].last()
-    evaluated = frame[~w].groupby(["d", "p", "r"])["s"]
-    begin = last_warm.reindex(evaluated.first().index).fillna(evaluated.first())
-    change = evaluated.last() - begin
-    return change.groupby(level=[0, 1]).sum()
+    t = pd.to_datetime(d["interval_start"], utc=True).array.asi8
+    order = np.argsort(t, kind="stable")
+    d = d.iloc[order]
+    warmup = t[order] < start_ns[pos[(pos >= 0) & np.isfinite(stored)][order]]
+    key = ["design", "participant_id", "resource_id"]
+    last_warm = d[warmup].groupby(key, observed=True)["stored_kwh"].last()
+    evaluated = d[~warmup].groupby(key, observed=True)["stored_kwh"]
+    first = evaluated.first()
+    begin = last_warm.reindex(first.index).fillna(first)
+    change = (evaluated.last() - begin).groupby(level=[0, 1], observed=True).sum()
+    change.index = pd.MultiIndex.from_arrays(
+        [change.index.get_level_values(i).astype(str) for i in (0, 1)]
+    )
+    return change.astype(float)
 
 
 def _stakeholders(who: np.ndarray, role: np.ndarray, groups: Mapping[str, str]) -> np.ndarray:
