@@ -161,3 +161,17 @@ def test_the_requirement_check_raises_when_a_dso_is_short() -> None:
     lines.loc[e[0], "counterparty_id"] = "tso"
     with pytest.raises(BalanceError, match=r"dso:a nets .* in design bau"):
         check_balance(lines, small_tree(), req)
+
+
+def test_labels_in_a_different_category_order_settle_the_same() -> None:
+    """Records from different tables rarely share one category order; the lookup must go by
+    label, not by code."""
+    meter, awards = two_designs()
+    want = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    for c in ("design", "node_id"):
+        col = awards[c].astype("category")
+        awards[c] = col.cat.reorder_categories(list(col.cat.categories)[::-1])
+        meter[c] = meter[c].astype("category")
+    got = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    np.testing.assert_allclose(got["amount"], want["amount"])
+    np.testing.assert_allclose(got["price"], want["price"])

@@ -50,8 +50,6 @@ WHOLESALE = "wholesale"
 #: Money balances when every sum is within half a cent (currency).
 CENT = 0.005
 
-_KEY = ["design", "node_id", "interval_start"]
-
 
 @dataclass(frozen=True, slots=True)
 class Rules:
@@ -94,19 +92,12 @@ def energy_lines(
     if meter.empty:
         return SETTLEMENT.empty()
     da_rows = (awards["stage"] == DAY_AHEAD).to_numpy(dtype=bool)
-    da = awards.loc[da_rows, [*_KEY, "quantity_kw", "price"]].rename(
-        columns={"quantity_kw": "q_da_kw", "price": "p_da"}
-    )
-    rt = awards.loc[~da_rows, [*_KEY, "price"]]
-    # Label columns on one category list each, so the joins run on integer codes.
-    meter, rt, da = _same_categories([meter, rt, da], ["design", "node_id"])
-    m = meter.merge(rt, on=_KEY, how="left").merge(da.assign(_two=True), on=_KEY, how="left")
-    if len(m) != len(meter):
-        raise BalanceError("settlement: a node has more than one award per stage and interval")
-    two = m["_two"].notna().to_numpy()
-    price = m["price"].to_numpy(dtype=float)
-    p_da = m["p_da"].to_numpy(dtype=float)
-    q_da = m["q_da_kw"].to_numpy(dtype=float)
+    m = meter.reset_index(drop=True)
+    at_rt, at_da = _lookup(m, [awards[~da_rows], awards[da_rows]])
+    two = at_da >= 0
+    price = _take(awards.loc[~da_rows, "price"], at_rt)
+    p_da = _take(awards.loc[da_rows, "price"], at_da)
+    q_da = _take(awards.loc[da_rows, "quantity_kw"], at_da)
     missing = ~np.isfinite(price) | (two & ~(np.isfinite(p_da) & np.isfinite(q_da)))
     if missing.any():
         r = m[missing].iloc[0]
@@ -200,13 +191,40 @@ def _constant(label: str, n: int) -> pd.Categorical[Any]:
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([label]))
 
 
-def _same_categories(frames: list[pd.DataFrame], columns: list[str]) -> list[pd.DataFrame]:
-    """``frames`` with each of ``columns`` as a categorical over the union of their labels."""
-    out = list(frames)
-    for c in columns:
-        cats = pd.Index([])
-        for f in frames:
-            cats = cats.union(pd.Index(f[c].astype("category").cat.categories))
-        dtype = pd.CategoricalDtype(cats)
-        out = [f.assign(**{c: f[c].astype(dtype)}) for f in out]
+def _lookup(meter: pd.DataFrame, tables: list[pd.DataFrame]) -> list[np.ndarray]:
+    """For every meter row, the position of the row of each table with the same design,
+    node and interval (−1: none), on one integer key per row (no string joins); raises
+    :class:`~transactive.errors.BalanceError` if a table has a key twice."""
+    frames = [meter, *tables]
+    labels = {c: _labels_of([f[c] for f in frames]) for c in ("design", "node_id")}
+    ns = [np.asarray(pd.DatetimeIndex(f["interval_start"]).asi8) for f in frames]  # UTC ns
+    t_code, t_uniq = pd.factorize(np.concatenate(ns))
+    n_node = labels["node_id"].size + 1
+    keys, offset = [], 0
+    for f, n in zip(frames, ns, strict=True):
+        design = positions(f["design"], labels["design"]).astype(np.int64)
+        node = positions(f["node_id"], labels["node_id"]).astype(np.int64) + 1  # −1 → 0
+        keys.append((design * n_node + node) * len(t_uniq) + t_code[offset : offset + n.size])
+        offset += n.size
+    out = []
+    for key in keys[1:]:
+        index = pd.Index(key)
+        if not index.is_unique:
+            raise BalanceError("settlement: a node has more than one award per stage and interval")
+        out.append(index.get_indexer(keys[0]))
     return out
+
+
+def _take(column: pd.Series, at: np.ndarray) -> np.ndarray:
+    """``column``'s values at positions ``at`` (NaN where −1)."""
+    values = column.to_numpy(dtype=float)
+    return np.where(at >= 0, values[np.maximum(at, 0)] if values.size else np.nan, np.nan)
+
+
+def _labels_of(columns: list[pd.Series]) -> np.ndarray:
+    """The distinct labels of several label columns (categories only, for categoricals)."""
+    parts = [
+        c.cat.categories.astype(str) if isinstance(c.dtype, pd.CategoricalDtype) else c.astype(str)
+        for c in columns
+    ]
+    return np.asarray(pd.unique(np.concatenate([np.asarray(p, dtype=object) for p in parts])))
