@@ -175,3 +175,10 @@ def test_labels_in_a_different_category_order_settle_the_same() -> None:
     got = settle(meter, awards, small_tree(), "EUR", baseline="bau")
     np.testing.assert_allclose(got["amount"], want["amount"])
     np.testing.assert_allclose(got["price"], want["price"])
+
+
+def test_a_requirement_without_home_connections_is_an_error() -> None:
+    meter, awards = two_designs()
+    homes = meter["node_id"].astype(str).str.startswith("home:") & (meter["design"] == "mkt")
+    with pytest.raises(BalanceError, match=r"dso:a must recover .* in design mkt but has no"):
+        settle(meter[~homes], awards, small_tree(), "EUR", baseline="bau")

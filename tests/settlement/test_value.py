@@ -141,3 +141,15 @@ def test_without_the_baseline_there_is_no_change_column_value() -> None:
 def test_a_home_without_group_is_an_input_error() -> None:
     with pytest.raises(InvalidInputError, match="home 'home:a/1' has no ownership group"):
         table(dispatch(STORED, WARM), {"home:a/0": "none"})
+
+
+def test_storage_price_per_design_and_a_missing_one() -> None:
+    meter, awards = two_designs()
+    lines = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    disp = dispatch(STORED, WARM)
+    v = value_table(
+        lines, PARTICIPANTS, GROUPS, disp, baseline="bau", storage_price={"bau": 0.1, "mkt": 0.3}
+    ).set_index(["design", "stakeholder"])
+    assert v.loc[("mkt", "homes: pv+battery"), "end_state"] == pytest.approx(-1.0 * 0.3)
+    with pytest.raises(InvalidInputError, match="no storage price for design 'mkt'"):
+        value_table(lines, PARTICIPANTS, GROUPS, disp, baseline="bau", storage_price={"bau": 0.1})
