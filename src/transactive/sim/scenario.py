@@ -323,9 +323,6 @@ class Market(_Model):
     floor: Num = _key(DEFAULT_FLOOR, "Price floor.", unit="$/kWh", bounds="< cap")
     cap: Num = _key(DEFAULT_CAP, "Price cap (the value of lost load).", unit="$/kWh",
                     bounds="> floor")  # fmt: skip
-    network_charge: Num = _key(
-        0.04, "Network charge on imports, the DSO's revenue.", unit="$/kWh", ge=0
-    )
     currency: Annotated[str, StringConstraints(min_length=1)] = _key(
         "USD", "Currency of every price and bill (prices are per kWh of it)."
     )
