@@ -1,84 +1,184 @@
-"""Settlement from records: prices from awards, counterparties from the tree, balance."""
+"""Settlement from records: tariff and two-settlement prices from awards, counterparties
+from the tree, the revenue-neutral network charge and the balance checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from settlement_helpers import T0, award_frame, meter_frame, small_tree, two_designs
 
-from transactive.core.records import AWARDS, METER, SETTLEMENT
+from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError
-from transactive.nodes.tree import Kind, TreeBuilder
-from transactive.settlement import Rules, participant_totals, settle
-
-T0 = pd.Timestamp("2026-07-01T12:00Z")
-
-
-def small_tree():
-    b = TreeBuilder()
-    b.add("tso", Kind.TSO, None, "tso")
-    b.add("dso:a", Kind.DSO, "tso", "dso:a", area=0)
-    b.add("feeder:a/1", Kind.FEEDER, "dso:a", "dso:a", area=0)
-    b.add("home:a/0", Kind.HOME, "feeder:a/1", "home:a/0", area=0)
-    b.add("home:a/1", Kind.HOME, "feeder:a/1", "home:a/1", area=0)
-    return b.build()
+from transactive.settlement import (
+    check_balance,
+    dso_net_receipts,
+    participant_totals,
+    revenue_requirement,
+    settle,
+)
 
 
-def records(price_home: float = 0.2, price_dso: float = 0.1):
-    ident = {"design": "d", "stage": "real-time", "interval_start": T0, "duration_h": 0.25}
-    nodes = np.array(["dso:a", "home:a/0", "home:a/1"], dtype=object)
-    meter = METER.frame(
-        {
-            **ident,
-            "market_id": np.array(["tso", "feeder:a/1", "feeder:a/1"], dtype=object),
-            "participant_id": nodes,
-            "resource_id": np.char.add("meter:", nodes.astype(str)),
-            "node_id": nodes,
-            "import_kwh": np.array([1.1, 2.0, 0.0]),
-            "export_kwh": np.array([0.0, 0.0, 1.0]),
-            "quality": "measured",
-        }
-    )
-    awards = AWARDS.frame(
-        {
-            **ident,
-            "market_id": np.array(["tso", "feeder:a/1", "feeder:a/1"], dtype=object),
-            "participant_id": nodes,
-            "resource_id": nodes,
-            "node_id": nodes,
-            "quantity_kw": np.array([4.4, 8.0, -4.0]),
-            "price": np.array([price_dso, price_home, price_home]),
-            "status": "cleared",
-        }
-    )
-    return meter, awards
+def amounts(lines: pd.DataFrame, design: str, charge: str) -> dict[str, float]:
+    """Amount per participant of one design's lines of one charge."""
+    sel = lines[(lines["design"] == design) & (lines["charge"] == charge)]
+    return sel.groupby(sel["participant_id"].astype(str))["amount"].sum().to_dict()
 
 
-def test_lines_prices_counterparties_and_network_charge() -> None:
-    tree = small_tree()
-    meter, awards = records()
-    lines = settle(meter, awards, tree, {"d": Rules(network_charge=0.04, currency="EUR")})
+def test_tariff_lines_price_net_energy_at_the_award_and_pay_the_parent_owner() -> None:
+    meter, awards = two_designs()
+    lines = settle(meter, awards, small_tree(), "EUR", baseline="bau")
     SETTLEMENT.check(lines)
-    e = lines[lines["charge"] == "energy"]
-    energy = e.set_index(e["participant_id"].astype(str))
-    assert energy.loc["home:a/0", "amount"] == pytest.approx(2.0 * 0.2)
-    assert energy.loc["home:a/1", "amount"] == pytest.approx(-1.0 * 0.2)
-    assert energy.loc["dso:a", "amount"] == pytest.approx(1.1 * 0.1)
-    assert energy.loc["home:a/0", "counterparty_id"] == "dso:a"  # through its DSO's feeder
-    assert energy.loc["dso:a", "counterparty_id"] == "tso"
-    net = lines[lines["charge"] == "network_charge"]
-    # Only the importing home pays the network charge; the DSO's own meter never does.
-    assert list(net["participant_id"].astype(str)) == ["home:a/0"]
-    assert float(net["amount"].iloc[0]) == pytest.approx(2.0 * 0.04)
-    totals = participant_totals(lines)
-    assert totals["net"].sum() == pytest.approx(0.0, abs=1e-12)
-    dso = totals[totals["participant_id"] == "dso:a"]["net"].iloc[0]
-    assert -dso == pytest.approx(0.4 - 0.2 + 0.08 - 0.11)  # what the DSO keeps
+    bau = lines[(lines["design"] == "bau") & (lines["charge"] == "energy")]
+    e = bau.set_index(bau["participant_id"].astype(str))
+    assert e.loc["home:a/0", "amount"] == pytest.approx(2.0 * 0.30)
+    assert e.loc["home:a/1", "amount"] == pytest.approx(-1.0 * 0.30)  # export: received
+    assert e.loc["agg:x", "amount"] == pytest.approx(0.4 * 0.30)
+    assert e.loc["dso:a", "amount"] == pytest.approx(1.5 * 0.10)
+    assert e.loc["home:a/0", "counterparty_id"] == "dso:a"  # through its DSO's feeder
+    assert e.loc["agg:x", "counterparty_id"] == "dso:a"
+    assert e.loc["dso:a", "counterparty_id"] == "tso"
     assert set(lines["currency"].astype(str)) == {"EUR"}
+    assert not len(lines[(lines["design"] == "mkt") & (lines["charge"] == "energy")])
+
+
+def test_two_settlement_amounts_by_hand() -> None:
+    meter, awards = two_designs()
+    lines = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    da, rt = amounts(lines, "mkt", "day_ahead"), amounts(lines, "mkt", "real_time")
+    # Positions kW × 0.25 h at the day-ahead price, deviations at the real-time price.
+    assert da["home:a/0"] == pytest.approx(6.0 * 0.25 * 0.12)
+    assert rt["home:a/0"] == pytest.approx((2.0 - 1.5) * 0.20)
+    assert da["agg:x"] == pytest.approx(0.5 * 0.12)
+    assert rt["agg:x"] == pytest.approx((0.4 - 0.5) * 0.20)  # under-delivered buy: sold back
+    assert da["dso:a"] == pytest.approx(1.1 * 0.10)
+    assert rt["dso:a"] == pytest.approx((1.5 - 1.1) * 0.15)
+    mkt = lines[lines["design"] == "mkt"]
+    assert set(mkt.loc[mkt["charge"] == "day_ahead", "stage"].astype(str)) == {"day-ahead"}
+    assert set(mkt.loc[mkt["charge"] == "real_time", "stage"].astype(str)) == {"real-time"}
+    # Energy balances per meter: day-ahead + real-time kWh = metered net.
+    e = mkt[mkt["charge"] != "network"]
+    kwh = e.groupby(e["resource_id"].astype(str))["quantity_kwh"].sum()
+    assert kwh.to_dict() == pytest.approx(
+        {"meter:dso:a": 1.5, "meter:home:a/0": 2.0, "meter:home:a/1": -1.0, "meter:agg:x/a/b1": 0.4}
+    )
+
+
+def test_a_position_exactly_delivered_pays_only_the_day_ahead_price() -> None:
+    meter, awards = two_designs()
+    lines = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    h1 = lines[(lines["design"] == "mkt") & (lines["participant_id"] == "home:a/1")]
+    rt = h1[h1["charge"] == "real_time"]
+    assert float(rt["quantity_kwh"].iloc[0]) == 0.0 and float(rt["amount"].iloc[0]) == 0.0
+    da = h1[h1["charge"] == "day_ahead"]
+    assert float(da["amount"].iloc[0]) == pytest.approx(-1.0 * 0.12)
+
+
+def test_every_dso_recovers_the_bau_margin_through_a_fixed_charge_per_home() -> None:
+    meter, awards = two_designs()
+    tree = small_tree()
+    lines = settle(meter, awards, tree, "EUR", baseline="bau")
+    r = 0.60 - 0.30 + 0.12 - 0.15  # bau: retail revenue − wholesale cost
+    assert float(revenue_requirement(lines, tree, "bau")["dso:a"]) == pytest.approx(r)
+    margin_mkt = (0.18 + 0.10) + (-0.12 + 0.0) + (0.06 - 0.02) - (0.11 + 0.06)
+    net = lines[lines["charge"] == "network"]
+    by = net.set_index([net["design"].astype(str), net["participant_id"].astype(str)])
+    assert by.loc[("mkt", "home:a/0"), "amount"] == pytest.approx((r - margin_mkt) / 2)
+    assert by.loc[("mkt", "home:a/1"), "amount"] == pytest.approx((r - margin_mkt) / 2)
+    assert by.loc[("bau", "home:a/0"), "amount"] == pytest.approx(0.0, abs=1e-12)
+    assert set(net["counterparty_id"].astype(str)) == {"dso:a"}
+    assert "agg:x" not in set(net["participant_id"].astype(str))  # sub-meters pay none
+    assert np.isnan(net["price"]).all() and (net["quantity_kwh"] == 0).all()
+    assert (net["interval_start"] == T0).all() and (net["duration_h"] == 0.25).all()
+    got = dso_net_receipts(lines, tree)["dso:a"]
+    assert got.to_dict() == pytest.approx({"bau": r, "mkt": r})
+    totals = participant_totals(lines)
+    assert totals.groupby("design", observed=True)["net"].sum().abs().max() < 1e-12
+
+
+def test_without_the_baseline_only_energy_is_settled() -> None:
+    meter, awards = two_designs()
+    keep = meter["design"] == "mkt"
+    lines = settle(meter[keep], awards[awards["design"] == "mkt"], small_tree(), "EUR", "bau")
+    assert set(lines["charge"].astype(str)) == {"day_ahead", "real_time"}
+    lines = settle(meter, awards, small_tree(), "EUR", baseline=None)
+    assert "network" not in set(lines["charge"].astype(str))
 
 
 def test_a_meter_without_award_price_is_an_error() -> None:
+    meter = meter_frame("bau", "tariff", [1.0, 1.0, 0.0, 0.0])
+    awards = award_frame("bau", "tariff", [4, 4, 0, 0], [0.1, np.nan, 0.3, 0.3])
+    with pytest.raises(BalanceError, match=r"meter:home:a/0 .* has no award price"):
+        settle(meter, awards, small_tree(), "EUR", baseline="bau")
+
+
+def test_a_day_ahead_award_without_price_is_an_error() -> None:
+    meter, awards = two_designs()
+    bad = (awards["stage"] == "day-ahead") & (awards["node_id"] == "agg:x/a/b1")
+    awards.loc[bad, "price"] = np.nan
+    with pytest.raises(BalanceError, match=r"meter:agg:x/a/b1 .* has no day-ahead award price"):
+        settle(meter, awards, small_tree(), "EUR", baseline="bau")
+
+
+def test_two_awards_of_one_stage_are_an_error() -> None:
+    meter, awards = two_designs()
+    with pytest.raises(BalanceError, match="more than one award"):
+        settle(meter, pd.concat([awards, awards.iloc[:1]]), small_tree(), "EUR", "bau")
+
+
+def settled() -> tuple[pd.DataFrame, pd.Series]:
+    meter, awards = two_designs()
     tree = small_tree()
-    meter, awards = records(price_home=np.nan)
-    with pytest.raises(BalanceError, match="no award price"):
-        settle(meter, awards, tree, {"d": Rules(0.0, "USD")})
+    lines = settle(meter, awards, tree, "EUR", baseline="bau")
+    return lines, revenue_requirement(lines[lines["charge"] != "network"], tree, "bau")
+
+
+def test_the_zero_sum_check_raises_on_a_line_without_counterparty() -> None:
+    lines, req = settled()
+    check_balance(lines, small_tree(), req)
+    lines.loc[3, "counterparty_id"] = np.nan
+    with pytest.raises(BalanceError, match=r"net sums to .*, not 0"):
+        check_balance(lines, small_tree(), req)
+
+
+def test_a_line_paid_to_an_unknown_participant_is_an_error() -> None:
+    lines, req = settled()
+    lines["counterparty_id"] = lines["counterparty_id"].cat.add_categories("nobody")
+    lines.loc[0, "counterparty_id"] = "nobody"
+    with pytest.raises(BalanceError, match="'nobody' is not a participant"):
+        check_balance(lines, small_tree(), req)
+
+
+def test_the_requirement_check_raises_when_a_dso_is_short() -> None:
+    lines, req = settled()
+    net = lines.index[(lines["charge"] == "network") & (lines["design"] == "mkt")]
+    lines.loc[net[0], "amount"] -= 0.01
+    with pytest.raises(BalanceError, match=r"dso:a nets .* in design mkt, not its revenue"):
+        check_balance(lines, small_tree(), req)
+    # Redirected money (a home paying the TSO instead of its DSO) balances but is caught.
+    lines, req = settled()
+    e = lines.index[(lines["charge"] == "energy") & (lines["participant_id"] == "home:a/0")]
+    lines.loc[e[0], "counterparty_id"] = "tso"
+    with pytest.raises(BalanceError, match=r"dso:a nets .* in design bau"):
+        check_balance(lines, small_tree(), req)
+
+
+def test_labels_in_a_different_category_order_settle_the_same() -> None:
+    """Records from different tables rarely share one category order; the lookup must go by
+    label, not by code."""
+    meter, awards = two_designs()
+    want = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    for c in ("design", "node_id"):
+        col = awards[c].astype("category")
+        awards[c] = col.cat.reorder_categories(list(col.cat.categories)[::-1])
+        meter[c] = meter[c].astype("category")
+    got = settle(meter, awards, small_tree(), "EUR", baseline="bau")
+    np.testing.assert_allclose(got["amount"], want["amount"])
+    np.testing.assert_allclose(got["price"], want["price"])
+
+
+def test_a_requirement_without_home_connections_is_an_error() -> None:
+    meter, awards = two_designs()
+    homes = meter["node_id"].astype(str).str.startswith("home:") & (meter["design"] == "mkt")
+    with pytest.raises(BalanceError, match=r"dso:a must recover .* in design mkt but has no"):
+        settle(meter[~homes], awards, small_tree(), "EUR", baseline="bau")

@@ -123,7 +123,7 @@ PARAMETERS: dict[str, object] = {
     "warmup_days": 1,
     "der.penetration.ev": 100,
     "designs": ("bau-flat", "total-dso"),
-    "market.network_charge": 0.03,
+    "market.cap": 2.0,
 }
 
 
@@ -143,7 +143,7 @@ def _scenario(tmp: Path, seed: int) -> dict[str, Any]:
         "seed": seed,
         "homes_per_load": 1,
         "der": {"penetration": {"ev": 100, "hvac": 50, "battery": 25}},
-        "market": {"floor": 0.0, "cap": 2.0, "network_charge": 0.03},
+        "market": {"floor": 0.0, "cap": 2.0},
         "wholesale": {"source": "prices", "prices": str(prices)},
     }
 
@@ -266,7 +266,7 @@ def test_tables_of_parameters_provenance_and_value(report: str) -> None:
     parameters = _section(report, "Scenario parameters")
     assert "<td>der.penetration.ev</td><td>100</td>" in parameters
     assert "<td>designs</td><td>bau-flat, total-dso</td>" in parameters
-    assert "<td>market.network_charge</td><td>0.03</td>" in parameters
+    assert "<td>market.cap</td><td>2</td>" in parameters
     value = _section(report, "Value per stakeholder")
     for text in ("<th>net cost (€)</th>", "<th>all-in price (€/kWh)</th>", "homes: none"):
         assert text in value

@@ -46,7 +46,7 @@ def scenario(tmp_path: Path, **over: Any) -> dict[str, Any]:
         "seed": 3,
         "homes_per_load": 4,
         "der": {"penetration": {"ev": 100, "hvac": 50, "battery": 25}},
-        "market": {"floor": 0.0, "cap": 2.0, "network_charge": 0.03},
+        "market": {"floor": 0.0, "cap": 2.0},
         "wholesale": {"source": "prices", "prices": str(prices)},
     }
     raw.update(over)
@@ -134,21 +134,36 @@ def test_total_dso_prices_every_bus_and_keeps_the_network(results: SimResults) -
     assert (g[g.design == "bau-flat"]["trafo_loading_pct"] > 100.5).any()
 
 
-def test_money_balances_and_comes_from_the_settlement(results: SimResults) -> None:
-    """What homes and the aggregator pay = what the DSO keeps + what it pays upstream, and
-    every settlement line is metered energy × the award price of its node."""
+def test_money_balances_and_the_dso_recovers_the_same_revenue_in_every_design(
+    results: SimResults,
+) -> None:
+    """Revenue neutrality: every DSO nets what it kept in business as usual, in every design,
+    to the cent; every design's payments between stakeholders sum to zero to the cent; the
+    energy lines are metered energy × the award price of their node, two-settled in the
+    market designs."""
     k = results.kpis
+    dso = k.loc["dso_revenue_usd"]
+    assert (dso - dso["bau-flat"]).abs().max() < 0.005
     for d in DESIGNS:
         assert k.loc["total_cost_usd", d] == pytest.approx(
             k.loc["dso_revenue_usd", d] + k.loc["wholesale_purchases_usd", d]
         )
+    v = results.value
+    for d in DESIGNS:
+        rows = v[v["design"] == d]
+        assert abs(float((rows["members"] * rows["amount"]).sum())) < 0.005
     s = results.settlement
-    energy = s[s["charge"] == "energy"]
-    np.testing.assert_allclose(energy["amount"], energy["quantity_kwh"] * energy["price"])
-    net = s[(s["charge"] == "network_charge") & (s["design"] == "total-dso")]
-    np.testing.assert_allclose(net["price"], 0.03)
-    tariffs = ["bau-flat", "bau-tou", "tou-responsive"]
-    assert not len(s[(s["charge"] == "network_charge") & s["design"].isin(tariffs)])
+    for charge in ("energy", "day_ahead", "real_time"):
+        part = s[s["charge"] == charge]
+        np.testing.assert_allclose(part["amount"], part["quantity_kwh"] * part["price"])
+    assert set(s[s["design"] == "total-dso"]["charge"]) == {"day_ahead", "real_time", "network"}
+    flat = s[s["design"] == "bau-flat"]
+    assert set(flat["charge"]) == {"energy", "network"}
+    assert (flat[flat["charge"] == "network"]["amount"].abs() < 1e-9).all()  # R − R = 0
+    # The market designs recover the requirement with a fixed charge per home connection.
+    net = s[(s["charge"] == "network") & (s["design"] == "total-dso")]
+    assert net["participant_id"].astype(str).str.startswith("home:").all()
+    assert net["amount"].nunique() == 1 and float(net["amount"].iloc[0]) > 0
 
 
 def test_bills_are_price_times_energy(results: SimResults) -> None:

@@ -126,7 +126,6 @@ FLOAT_KEYS = _float_keys()
 
 def test_the_schema_has_the_floats_the_brief_names() -> None:
     for key in (
-        "market.network_charge",
         "grid.v_min_pu",
         "forecast.horizon_h",
     ):
@@ -174,7 +173,6 @@ def test_non_finite_numbers_are_rejected_naming_the_key(key: str, value: float) 
         ({"homes_per_load": 0}, "homes_per_load", "greater than or equal to 1"),
         ({"market": {"floor": 1.0, "cap": 0.5}}, "market.cap", "must exceed floor"),
         ({"market": {"floor": 0.5, "cap": 0.5}}, "market.cap", "must exceed floor"),
-        ({"market": {"network_charge": -0.01}}, "market.network_charge", "greater than"),
         ({"grid": {"v_min_pu": 1.15}}, "grid.v_min_pu", "must be below v_max_pu"),
         ({"region": "us", "grid": {"v_min_pu": 1.05}}, "grid.v_min_pu", "must be below v_max_pu"),
         ({"grid": {"v_min_pu": 1.0, "v_max_pu": 0.9}}, "grid.v_min_pu", "must be below"),
@@ -278,14 +276,14 @@ def test_every_problem_is_listed_one_per_line() -> None:
         timezone="Europe/Paris",
         region="us",
         weather_site="Paris",
-        market={"network_charge": math.nan},
+        market={"cap": math.nan},
         colour="red",
     )
     lines = rejected(raw, source="my.toml").splitlines()
     assert sorted(lines) == sorted(
         [
             "my.toml: 'seed': input should be greater than or equal to 0, got -1",
-            "my.toml: 'market.network_charge': input should be a finite number, got nan",
+            "my.toml: 'market.cap': input should be a finite number, got nan",
             "my.toml: 'tariff.tz_offset_h': replaced by the top-level key `timezone` (an IANA "
             "name such as 'Europe/Berlin'; daylight saving included)",
             "my.toml: 'weather_site': unknown weather site 'Paris' (choose from greensboro, "
@@ -552,7 +550,6 @@ def scenarios(draw: st.DrawFn, prices: Path) -> dict[str, Any]:
         "market": {
             "floor": floor,
             "cap": floor + draw(st.floats(0.01, 10)),
-            "network_charge": draw(st.floats(0, 1)),
             "currency": draw(st.sampled_from(["USD", "EUR"])),
         },
         "forecast": {"horizon_h": draw(st.floats(0.1, 168))},
@@ -610,7 +607,7 @@ def test_the_reference_page_documents_every_key() -> None:
     page = scenario_docs.render()
     for key in [*FLOAT_KEYS, "designs", "seed", "areas[].feeder", "der.stage", "warmup_days"]:
         assert f"| `{key}` |" in page, key
-    assert "| `market.network_charge` | number | currency/kWh | `0.04` | ≥ 0 |" in page
+    assert "| `market.bid_diversity` | number | currency/kWh | `0.02` | ≥ 0 |" in page
     assert "| `timezone` |" in page and "| `region` |" in page
     assert "| `homes_per_load` | integer |  | `1` | ≥ 1, ≤ 1000 |" in page
 

@@ -203,7 +203,15 @@ SETTLEMENT = _schema(
     "settlement",
     "Settlement lines: what each participant pays (+) or receives (−) its counterparty, per "
     "meter, interval and charge; every line has a counterparty, so money balances by design.",
-    Column("charge", "category", "", "energy | network_charge"),
+    Column(
+        "charge",
+        "category",
+        "",
+        "one of: energy (tariff: net kWh × the node's price); day_ahead (day-ahead position "
+        "× day-ahead price); real_time (metered − position, × real-time price); network "
+        "(fixed per-connection charge for the period to the DSO: quantity 0, price NaN; "
+        "none when the run lacks the baseline design the requirement comes from)",
+    ),
     Column("quantity_kwh", "float64", "kWh", "energy the line is for (+ import, − export)"),
     Column("price", "float64", "currency/kWh", "unit price"),
     Column("amount", "float64", "currency", "quantity × price, paid by the participant"),

@@ -30,7 +30,6 @@ import pandas as pd
 from transactive.core.curves import Curves, FloatArray, IntArray
 from transactive.nodes.tree import Offer, Plan
 from transactive.nodes.wholesale import MeritOrder, PriceSeries
-from transactive.settlement.settle import Rules
 
 if TYPE_CHECKING:
     from transactive.grid.model import Feeder
@@ -114,14 +113,6 @@ class Design(ABC):
     def two_settlement(self) -> bool:
         """Whether the design schedules a day ahead and settles deviations in real time."""
         return "day-ahead" in self.stages
-
-    @property
-    def rules(self) -> Rules:
-        """How this design's records are settled (:mod:`transactive.settlement`): tariffs
-        include the network charge, market designs pay it on top."""
-        market = self.setting.scenario.market
-        charge = 0.0 if self.stages == ("tariff",) else market.network_charge
-        return Rules(network_charge=charge, currency=market.currency)
 
     @property
     def floor(self) -> float:

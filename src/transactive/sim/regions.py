@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "de": {
         "timezone": "Europe/Berlin",
         "weather_site": "de-try-04",
-        "market": {"floor": -0.5, "cap": 3.0, "network_charge": 0.0727, "currency": "EUR"},
+        "market": {"floor": -0.5, "cap": 3.0, "currency": "EUR"},
         "grid": {"v_min_pu": 0.90, "v_max_pu": 1.10},
         "wholesale": {"source": "prices", "prices": "smard-2018"},
         "tariff": DE_TOU,

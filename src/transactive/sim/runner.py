@@ -32,7 +32,7 @@ from transactive.grid.model import Injections
 from transactive.grid.powerflow import PowerFlow
 from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
-from transactive.settlement import settle
+from transactive.settlement import day_ahead_price, settle, value_table
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.regions import provenance
@@ -64,16 +64,26 @@ def run(
     kpi_start = pd.Timestamp(scenario.start)
     meter = _evaluated(tables["meter"], kpi_start)
     awards = _evaluated(tables["awards"], kpi_start)
-    rules = {d.name: d.rules for d in built}
+    tree = world.plan.tree
     settlement = settle(
-        meter, awards[awards["stage"].astype(str) != "day-ahead"], world.plan.tree, rules
+        meter, awards, tree, currency=scenario.market.currency, baseline=scenario.baseline
+    )
+    participants = participants_table(world)
+    value = value_table(
+        settlement,
+        participants,
+        dict(zip(world.home_id.astype(str), world.home_group, strict=True)),
+        tables["dispatch"],
+        baseline=scenario.baseline if scenario.baseline in chosen else None,
+        storage_price=day_ahead_price(awards, str(tree.id[0])),
     )
     res = SimResults(
         scenario=scenario.name,
         areas=tuple(f"{a.name}={a.feeder}" for a in scenario.areas),
         designs=tuple(chosen),
         settlement=settlement,
-        participants=participants_table(world),
+        participants=participants,
+        value=value,
         bills=bills_table(settlement, meter, world),
         kpis=pd.DataFrame(),
         v_min_pu=scenario.limits.v_min_pu,

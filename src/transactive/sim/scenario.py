@@ -337,13 +337,6 @@ class Market(_Model):
                       unit="currency/kWh", bounds="< cap")  # fmt: skip
     cap: Num = _key(DEFAULT_CAP, "Price cap (the value of lost load; region de: 3.0, the "
                     "day-ahead limit).", unit="currency/kWh", bounds="> floor")  # fmt: skip
-    network_charge: Num = _key(
-        0.04,
-        "Network charge on imports, the DSO's revenue (region de: 0.0727, BDEW 2018 network "
-        "share).",
-        unit="currency/kWh",
-        ge=0,
-    )
     currency: Annotated[str, StringConstraints(min_length=1)] = _key(
         "USD", "Currency of every price and bill (prices are per kWh of it; region de: EUR)."
     )
