@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/transactive simulate examples/summer-day.toml --report out/summer-day
+	$(BIN)/transactive simulate examples/germany-week.toml --report out/germany-week
 
 test: lint typecheck pytest
 

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_simulation.py [SCENARIO.toml ...]
 
-Default: the demo scenario (five designs), the three-area example and the 1,600-home scale
-scenario (layered). Peak memory is printed by ``benchmarks/run_all.py``.
+Default: the demo scenario (one seed of its week, six designs; ``make demo`` runs its seeds
+over two worker processes), the summer-day and three-area examples and the 1,600-home scale
+scenario (grand central). Peak memory is printed by ``benchmarks/run_all.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 def main() -> None:
     paths = [Path(p) for p in sys.argv[1:] if not p.startswith("-")] or [
+        EXAMPLES / "germany-week.toml",
         EXAMPLES / "summer-day.toml",
         EXAMPLES / "three-areas.toml",
         EXAMPLES / "scale-1600-homes.toml",

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+from transactive.core.units import DEFAULT_CAP
 from transactive.designs.registry import names as design_names
 from transactive.errors import InvalidInputError
 from transactive.sim import scenario_docs
@@ -83,7 +83,7 @@ def test_summer_day_example_values() -> None:
     assert sc.der.stage == 3 and sc.der.penetration == DE_STAGES[3]  # SimBench scenario 2
     assert sc.der.fractions["pv"] == pytest.approx(79 / 434, abs=1e-4)
     assert sc.homes_per_load == 3 and sc.powerflow_every == 1
-    assert sc.market.floor == DEFAULT_FLOOR and sc.market.cap == DEFAULT_CAP
+    assert (sc.market.floor, sc.market.cap, sc.market.currency) == (-0.5, 3.0, "EUR")  # region de
 
 
 # --- bad values name their key ---------------------------------------------------------------

@@ -22,6 +22,10 @@ Each stage (day-ahead from forecasts, then real-time with what happens):
      from the TSO's reading of the offered curve only by the curve's linear interpolation
      between the sampled prices.
 
+   The day-ahead stage clears on the lossless network model (a schedule from forecasts);
+   real time iterates the linearised losses against the AC power flow
+   (``dso.loss_iterations``).
+
 3. every cleared node is settled at its bus's DLMP; the DSO pays the TSO the substation price
    for its import and keeps the congestion and loss rent.
 
@@ -133,8 +137,11 @@ class TotalDso(Design):
         award, price = self._full(np.nan), self._full(np.nan)
         dso_kw = np.zeros(self._dso.size)
         tables = []
+        # A day-ahead schedule from forecasts: the lossless network model is close enough (the
+        # real-time stage iterates the losses against the AC power flow).
+        passes = 1 if stage == "day-ahead" else None
         for a, (d, nodes) in enumerate(zip(self._dso, self._cleared, strict=True)):
-            res = self._area(a, offered, lam)
+            res = self._area(a, offered, lam, passes)
             bus = tree.bus[nodes]
             dlmp = res.dlmp[0]
             award[nodes] = res.awards

@@ -69,6 +69,8 @@ def summarise(kpis: pd.DataFrame, baseline: str, level: float = 0.95) -> pd.Data
                 d, dlo, dhi = interval(x - table[baseline].to_numpy(dtype=float), level)
             else:
                 d = dlo = dhi = np.nan
-            sig = bool(design != baseline and np.isfinite(dlo) and (dlo > 0 or dhi < 0))
+            # Differences at round-off level (1e-9 of the KPI's scale) are no difference.
+            tol = 1e-9 * max(1.0, float(np.nanmax(np.abs(table.to_numpy(dtype=float)))))
+            sig = bool(design != baseline and np.isfinite(dlo) and (dlo > tol or dhi < -tol))
             rows.append((kpi, design, int(np.isfinite(x).sum()), mean, lo, hi, d, dlo, dhi, sig))
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
