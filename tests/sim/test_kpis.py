@@ -339,7 +339,8 @@ def test_every_kpi_has_a_direction_and_a_category_and_the_table_its_shape() -> N
     cats = {name: kpi_category(name) for name in kpi_names("EUR")}
     assert set(cats.values()) == {"grid", "synchronisation", "comfort", "money", "info"}
     for name, cat in cats.items():
-        assert (kpi_better(name) is None) == (cat == "info" or name.endswith("revenue_eur"))
+        info_money = name.endswith("revenue_eur") or name.startswith(("mean_price", "max_price"))
+        assert (kpi_better(name) is None) == (cat == "info" or info_money)
     assert kpi_better("total_cost_eur") == "lower" and kpi_category("mean_bill_usd") == "money"
     assert kpi_better("worst_v_min_pu") == "higher"
     with pytest.raises(KeyError, match="not a KPI"):

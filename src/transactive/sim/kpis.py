@@ -79,8 +79,11 @@ KPI_DOCS: dict[str, str] = {
     "tier_bypass_cost_{cur}": "the reversed energy valued at the real-time price it was "
     "scheduled at: the money the DSO's interventions unwind",
     "total_cost_{cur}": "what homes and aggregators pay in total (settlement)",
-    "mean_price_{cur}_per_kwh": "mean price seen by homes",
-    "max_price_{cur}_per_kwh": "highest price seen by homes",
+    "all_in_price_{cur}_per_kwh": "what homes pay per kWh they import, every charge included "
+    "(network charges too): comparable across tariffs and markets",
+    "mean_price_{cur}_per_kwh": "mean energy price homes see (a tariff includes the network; "
+    "market prices do not: information)",
+    "max_price_{cur}_per_kwh": "highest energy price homes see (information)",
     "mean_bill_{cur}": "mean household bill over the period",
     "aggregator_revenue_{cur}": "what the aggregators earn (− pay) in settlement",
     "dso_revenue_{cur}": "what the DSOs keep: received from participants − wholesale",
@@ -117,8 +120,9 @@ KPI_BETTER: dict[str, Better] = {
     "curtailed_load_kwh": "lower",
     "tier_bypass_cost_{cur}": "lower",
     "total_cost_{cur}": "lower",
-    "mean_price_{cur}_per_kwh": "lower",
-    "max_price_{cur}_per_kwh": "lower",
+    "all_in_price_{cur}_per_kwh": "lower",
+    "mean_price_{cur}_per_kwh": None,
+    "max_price_{cur}_per_kwh": None,
     "mean_bill_{cur}": "lower",
     "aggregator_revenue_{cur}": None,
     "dso_revenue_{cur}": None,
@@ -235,6 +239,7 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             "rebound_kw": rebound_kw(import_kw, home_price(m)),
             **comfort_and_service(d),
             f"total_cost_{cur}": float(t["net"][participants].sum()) if len(t) else 0.0,
+            f"all_in_price_{cur}_per_kwh": all_in_price(t, homes, meter, role),
             f"mean_price_{cur}_per_kwh": float(m["price"].mean()),
             f"max_price_{cur}_per_kwh": float(m["price"].max()),
             f"mean_bill_{cur}": float(t["paid"][homes].sum()) / n_homes
@@ -245,6 +250,19 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
         }
     return pd.DataFrame(cols).reindex(kpi_names(cur))
+
+
+def all_in_price(
+    totals: pd.DataFrame, homes: pd.Series, meter: pd.DataFrame, role: dict[str, str]
+) -> float:
+    """What homes paid in all (currency) per kWh their meters imported (NaN without
+    imports)."""
+    if not len(totals) or meter.empty:
+        return float("nan")
+    who = meter["participant_id"].astype(str).map(role)
+    imported = float(meter["import_kwh"][(who == "home").to_numpy()].sum())
+    paid = float(totals["paid"][homes].sum())
+    return paid / imported if imported > 0 else float("nan")
 
 
 def intervention(market: pd.DataFrame, cur: str) -> dict[str, float]:
