@@ -191,6 +191,13 @@ def test_germany_is_the_default_and_consistent() -> None:
     assert sc.tariff.flat == 0.2947 and sc.tariff.tou_peak_hours == (6, 22)
     assert sc.der.penetration == regions.DE_STAGES[2]
     np.testing.assert_array_equal(sc.utc_offsets_h, 2.0)  # July: CEST
+    # Heat pumps heat only; a file can still give them cooling.
+    from transactive.der.fleet import make_fleet
+
+    hvac = make_fleet("hvac", 50, sc.der.config["hvac"], seed=1)
+    assert not hvac.params.can_cool.any()
+    cooling = parse_scenario(base(der={"config": {"hvac": {"can_cool": 1}}}))
+    assert make_fleet("hvac", 50, cooling.der.config["hvac"], seed=1).params.can_cool.all()
 
 
 def test_user_keys_win_over_the_region_preset() -> None:

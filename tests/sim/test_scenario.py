@@ -455,7 +455,10 @@ def test_device_configs_built_in_code_are_kept() -> None:
     cfg = CONFIGS["battery"](capacity_kwh=der_base.const(8.0))
     sc = parse_scenario(base(der={"config": {"battery": cfg}}))
     assert sc.der.config["battery"] is cfg
-    assert sc.model_dump(mode="json")["der"]["config"] == {"battery": {"capacity_kwh": 8.0}}
+    assert sc.model_dump(mode="json")["der"]["config"] == {
+        "battery": {"capacity_kwh": 8.0},
+        "hvac": {"can_cool": 0.0},  # region de: heat pumps heat only
+    }
     message = rejected(base(der={"config": {"battery": CONFIGS["pv"]()}}))
     assert "'der.config.battery': must be a table of device parameters" in message
 

@@ -120,6 +120,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grid": {"v_min_pu": 0.90, "v_max_pu": 1.10},
         "wholesale": {"source": "prices", "prices": "smard-2018"},
         "tariff": DE_TOU,
+        # German homes heat with heat pumps and have no air conditioning (SimBench's heat
+        # pumps are heating profiles): the hvac devices heat only.
+        "der": {"config": {"hvac": {"can_cool": 0}}},
     },
     "us": {
         "timezone": "America/New_York",
@@ -156,9 +159,10 @@ def merge_region(raw: Mapping[str, Any]) -> dict[str, Any]:
 
     Rules beyond key-by-key merging: a user ``wholesale.source`` other than ``prices`` drops
     the preset's price file; a DER ``stage`` takes the region's stage shares (user
-    ``der.penetration`` entries still win). Presets hold no device configs: a dumped
-    scenario omits parameters at their class default, so a preset under them would not
-    round-trip."""
+    ``der.penetration`` entries still win). The one device parameter a preset sets
+    (``de``: heat pumps heat only, ``hvac.can_cool = 0``) is kept by a dumped scenario only
+    if it differs from the class default; a file that sets it back to the class default
+    (1) must say so again after a round trip."""
     region = str(raw.get("region", "de"))
     preset = copy.deepcopy(PRESETS[region])
     user = dict(raw)
