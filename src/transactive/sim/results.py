@@ -15,7 +15,17 @@ if TYPE_CHECKING:
 #: Tables written by :func:`write_tables`: the records (``transactive.core.records``) and the
 #: summaries the report plots.
 RECORDS = ("bids", "awards", "dispatch", "meter", "settlement")
-SUMMARIES = ("participants", "market", "grid", "bills", "violations", "kpis", "dlmp")
+SUMMARIES = (
+    "participants",
+    "market",
+    "grid",
+    "bills",
+    "violations",
+    "kpis",
+    "dlmp",
+    "value",
+    "provenance",
+)
 TABLES = RECORDS + SUMMARIES
 
 
