@@ -232,7 +232,10 @@ def violation_rows(
     )  # fmt: skip
     frames = []
     for p in parts:
-        t_idx, e_idx = np.nonzero(p.magnitude > 0)
+        hit = p.magnitude > 0
+        if not hit.any():  # the common case in a simulation step: no frame to build
+            continue
+        t_idx, e_idx = np.nonzero(hit)
         frames.append(
             pd.DataFrame(
                 {
@@ -246,6 +249,8 @@ def violation_rows(
                 }
             )
         )
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY_TYPES.items()})
     return pd.concat(frames, ignore_index=True)
 
 

@@ -28,8 +28,9 @@ from transactive.der.weather import Weather
 from transactive.designs.base import Clearing, Design, Setting, Stage
 from transactive.designs.registry import design_class
 from transactive.grid.limits import check_limits
-from transactive.grid.model import Injections
+from transactive.grid.model import Feeder, Injections
 from transactive.grid.powerflow import PowerFlow
+from transactive.grid.results import PowerFlowResult
 from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import day_ahead_price, settle, value_table
@@ -597,19 +598,17 @@ def _substation_meters(
     return pd.concat(parts, ignore_index=True)
 
 
-def _grid_row(feeder: object, pf: object) -> dict[str, float]:
-    from transactive.grid.model import Feeder
-
-    assert isinstance(feeder, Feeder)
-    s = pf.summary().iloc[0]  # type: ignore[attr-defined]
-    loading = pf.loading_percent[0]  # type: ignore[attr-defined]
+def _grid_row(feeder: Feeder, pf: PowerFlowResult) -> dict[str, float]:
+    """The grid summary of one power-flow step, from the result's arrays."""
+    st = pf.step_stats()
+    loading = pf.loading_percent[0]
     trafo = feeder.substation_transformers
     lines = loading[feeder.branches["kind"].to_numpy() == "line"]
     return {
-        "substation_kw": float(s["substation_p_kw"]),
-        "losses_kw": float(s["losses_kw"]),
-        "v_min_pu": float(s["vm_min_pu"]),
-        "v_max_pu": float(s["vm_max_pu"]),
+        "substation_kw": float(pf.substation_p_kw[0]),
+        "losses_kw": float(pf.losses_kw[0]),
+        "v_min_pu": float(st.vm_min_pu[0]),
+        "v_max_pu": float(st.vm_max_pu[0]),
         "max_line_loading_pct": float(np.nanmax(lines)) if lines.size else np.nan,
         "trafo_loading_pct": float(np.nanmax(loading[trafo])) if len(trafo) else np.nan,
     }
