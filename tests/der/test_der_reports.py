@@ -208,3 +208,23 @@ def test_ev_short_of_its_award_leaves_unmet_energy_and_reports_what_it_stored() 
     np.testing.assert_allclose(stored[-1], delivered)
     _, r2 = model.step(p, s, np.zeros(3), _ctx("2024-07-02T01:00Z", 1.0))
     np.testing.assert_allclose(r2.extra["stored_kwh"], 0.0)
+
+
+def test_hvac_stores_the_houses_heat_against_its_preferred_setpoint() -> None:
+    """A heated house warmer than preferred holds heat worth C·ΔT / COP of electricity; one
+    colder than preferred owes it; running the heat pump at full power adds what it put in,
+    less what the envelope lost."""
+    model = HVAC()
+    p = model.make_params(setpoint_c=21.0, ua_kw_per_k=0.25)
+    cold = _ctx("2024-01-10T06:00Z", 1.0, COLD)
+    for start in (22.0, 20.0):
+        state = hvac.HVACState(np.full(1, start), p.setpoint_c.copy(), np.zeros(1, bool))
+        new, rep = model.step(p, state, np.zeros(1), cold)
+        want = p.c_kwh_per_k * (new.temp_c - 21.0) / p.cop_heat
+        np.testing.assert_allclose(rep.extra["stored_kwh"], want)
+        assert (rep.extra["stored_kwh"] < 0) == (new.temp_c[0] < 21.0)
+    hi = model.limits(p, state, cold)[1]
+    _, full = model.step(p, state, hi, cold)
+    _, off = model.step(p, state, np.zeros(1), cold)
+    added = full.extra["stored_kwh"] - off.extra["stored_kwh"]
+    assert 0 < added[0] <= hi[0] * 1.0 + 1e-12  # stored electricity ≤ what it drew

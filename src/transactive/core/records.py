@@ -185,7 +185,8 @@ DISPATCH = _schema(
         "float64",
         "kWh",
         "energy stored at the end of the interval (batteries: in the cells; EVs: charged "
-        "into the current session)",
+        "into the current session; HVAC: the house's heat against its preferred set point, "
+        "as electricity)",
     ),
 )
 

@@ -306,8 +306,12 @@ class HVAC(DeviceType[HVACParams, HVACState]):
         + heating, − cooling), ``discomfort_kh`` (K·h outside the comfort band, from the end
         temperature), ``comfort_dev_kh`` (K·h: ``|T − setpoint_c|`` integrated along the
         interval's exact temperature path, against the house's *preferred* setpoint, not
-        the price-shifted one) and ``setpoint_c`` (moved by the inverse ramp rule when
-        ``cleared_price`` is given).
+        the price-shifted one), ``setpoint_c`` (moved by the inverse ramp rule when
+        ``cleared_price`` is given) and ``stored_kwh``: the thermal mass's store against the
+        preferred setpoint as electric energy, ``s · C · (T_end − setpoint_c) / COP`` (kWh;
+        heating: a house warmer than preferred holds heat, a colder one owes it; cooling the
+        reverse), so a design that ends the period with the houses drained is charged for it
+        in the value table like one that drains the batteries.
         """
         lo, hi = self.limits(params, state, ctx)
         p = np.clip(award, lo, hi)
@@ -343,6 +347,7 @@ class HVAC(DeviceType[HVACParams, HVACState]):
             discomfort_kh=discomfort,
             comfort_dev_kh=thermal.deviation_kh(state.temp_c, c, ua, t_eq, params.setpoint_c, dt),
             setpoint_c=setpoint,
+            stored_kwh=s * c * (t1 - params.setpoint_c) / cop,
         )
 
     def uncontrolled(
