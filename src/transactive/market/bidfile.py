@@ -197,13 +197,9 @@ class _Table:
     def numbers(self, column: str) -> NDArray[np.float64]:
         """The column as numbers; an empty cell is NaN, anything else unreadable an error."""
         cells = self.text[column]
-        try:
-            fast = np.array(cells, dtype=np.float64)  # every cell a number: the common case
-        except ValueError:
-            pass
-        else:
-            if not np.isnan(fast).any():
-                return fast
+        fast = _all_numbers(cells)  # every cell a number: the common case
+        if fast is not None and not np.isnan(fast).any():
+            return fast
         out = np.full(len(self.line), np.nan)
         for i, v in enumerate(cells):
             if not v:
@@ -232,6 +228,14 @@ class _Table:
         pos = {ts: i for i, ts in enumerate(distinct)}
         code = np.array([pos[ts] for ts in instants], dtype=np.int64)
         return code[inverse.ravel()], distinct
+
+
+def _all_numbers(cells: list[str]) -> NDArray[np.float64] | None:
+    """The cells as one float array, or None if one of them is not a number."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        return None
 
 
 def _float(text: str) -> float | None:

@@ -88,10 +88,18 @@ class SimResults:
 
     def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
         """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""
-        if self.kpi_start is None or df.empty or column not in df.columns:
-            return df
-        t = pd.to_datetime(df[column], utc=True)
-        return df[(t >= self.kpi_start).to_numpy()]
+        return evaluated(df, self.kpi_start, column)
+
+
+def evaluated(
+    df: pd.DataFrame, start: pd.Timestamp | None, column: str = "interval_start"
+) -> pd.DataFrame:
+    """The rows of ``df`` from ``start`` on (``column`` ≥ ``start``; all without a start):
+    the evaluated period, after the warm-up."""
+    if start is None or df.empty or column not in df.columns:
+        return df
+    t = pd.to_datetime(df[column], utc=True)
+    return df[(t >= start).to_numpy()]
 
 
 #: Columns of :attr:`SimResults.provenance`.

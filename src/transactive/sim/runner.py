@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from transactive.settlement import day_ahead_price, settle, value_table
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.regions import provenance
-from transactive.sim.results import SimResults, bills_table, participants_table
+from transactive.sim.results import SimResults, bills_table, evaluated, participants_table
 from transactive.sim.scenario import Scenario
 from transactive.sim.world import World, build_world
 
@@ -63,8 +64,8 @@ def run(
     for schema in (BIDS, AWARDS, DISPATCH, METER):
         tables[schema.name] = schema.concat([getattr(r, schema.name) for r in runs])
     kpi_start = pd.Timestamp(scenario.start)
-    meter = _evaluated(tables["meter"], kpi_start)
-    awards = _evaluated(tables["awards"], kpi_start)
+    meter = evaluated(tables["meter"], kpi_start)
+    awards = evaluated(tables["awards"], kpi_start)
     tree = world.plan.tree
     settlement = settle(
         meter, awards, tree, currency=scenario.market.currency, baseline=scenario.baseline
@@ -147,11 +148,6 @@ def scenario_parameters(scenario: Scenario) -> dict[str, object]:
 
     walk("", scenario.model_dump(mode="json"))
     return out
-
-
-def _evaluated(df: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
-    """Rows of a record table from ``start`` on (the warm-up is not settled)."""
-    return df[(df["interval_start"] >= start).to_numpy()].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -254,6 +250,22 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     area_of_dso = tree.area[dso]
     fleets = list(dev.fleets)
     rec = {k: _Columns() for k in ("bids", "awards", "dispatch", "meter")}
+
+    def node_rows(
+        cols: _Columns, ident: dict[str, Any], kw: FloatArray, price: FloatArray, status: str
+    ) -> None:
+        """One award row per node of the tree (either stage)."""
+        cols.add(
+            **ident,
+            market_id=Coded(all_nodes, node_market),
+            participant_id=Coded(all_nodes, tree.owner),
+            resource_id=Coded(all_nodes, tree.id),
+            node_id=Coded(all_nodes, tree.id),
+            quantity_kw=kw,
+            price=price,
+            status=status,
+        )
+
     realised = np.zeros((iv.n, n_area))  # net device power per area and interval, kW
     market_rows: list[dict[str, object]] = []
     grid_rows: list[dict[str, object]] = []
@@ -273,19 +285,9 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                 world, design, fleets, t, t1, da_weather, v_all[gbus], utc_offset_h
             )
             for j in range(t, t1):
-                rec["awards"].add(
-                    design=name,
-                    stage="day-ahead",
-                    interval_start=starts.values[j],
-                    duration_h=dt,
-                    market_id=Coded(all_nodes, node_market),
-                    participant_id=Coded(all_nodes, tree.owner),
-                    resource_id=Coded(all_nodes, tree.id),
-                    node_id=Coded(all_nodes, tree.id),
-                    quantity_kw=da_kw[j - t],
-                    price=da_price[j - t],
-                    status="cleared",
-                )
+                da = {"design": name, "stage": "day-ahead", "interval_start": starts.values[j],
+                      "duration_h": dt}  # fmt: skip
+                node_rows(rec["awards"], da, da_kw[j - t], da_price[j - t], "cleared")
         ctxs = _contexts(
             world, t, design.forecast(t), world.weather, v_all[gbus], float(utc_offset_h[t])
         )
@@ -320,16 +322,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             price=clearing.device_price,
             **short,
         )
-        rec["awards"].add(
-            **ident,
-            market_id=Coded(all_nodes, node_market),
-            participant_id=Coded(all_nodes, tree.owner),
-            resource_id=Coded(all_nodes, tree.id),
-            node_id=Coded(all_nodes, tree.id),
-            quantity_kw=clearing.node_kw,
-            price=clearing.node_price,
-            status=clearing.status,
-        )
+        node_rows(rec["awards"], ident, clearing.node_kw, clearing.node_price, clearing.status)
         if sc.records.bids:
             _record_bids(rec["bids"], ident, clearing, world, node_market)
         metered = np.bincount(meter_pos, weights=energy, minlength=meters.size)
