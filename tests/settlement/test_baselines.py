@@ -290,7 +290,7 @@ def test_registry_and_parameter_errors() -> None:
     assert "weather-regression" in str(info.value)
     for name, b in BASELINES.items():
         assert b.name == name
-    assert get_baseline("caiso-10-of-10").min_history_days == 10
+    assert get_baseline("caiso-10-of-10").min_history_days == 4
     assert get_baseline("meter-before-meter-after").min_history_days == 0
     with pytest.raises(InvalidInputError, match="n ≤ m"):
         NofM(5, 4)

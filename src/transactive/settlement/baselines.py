@@ -344,8 +344,8 @@ def _check_day(history: History, day: int) -> int:
 class Baseline(Protocol):
     """A baseline: ``counterfactual`` gives every meter's load for the whole of ``day``
     (kW, ``(n_meters, n_slots)``; the caller reads the window), NaN where the meter has
-    not enough eligible history. ``min_history_days`` is the number of eligible prior days
-    it needs (0: none)."""
+    not enough eligible history. ``min_history_days`` is the fewest eligible prior days it
+    can work with on any day (0: none), so a day with fewer prior days has no baseline."""
 
     @property
     def name(self) -> str: ...
@@ -473,8 +473,9 @@ class NofM:
 
     @property
     def min_history_days(self) -> int:
-        """Eligible prior days of the target's type needed (the larger ``m``)."""
-        return max(self.m, self.weekend[1] if self.weekend else 0)
+        """The fewest eligible prior days any target day needs (the smaller ``m``; the
+        target's own ``m`` counts days of its type)."""
+        return min(self.m, self.weekend[1] if self.weekend else self.m)
 
     def counterfactual(
         self, history: History, excluded: np.ndarray | None, day: int, window: WindowLike
