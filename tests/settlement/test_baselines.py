@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transactive.core.records import METER
@@ -245,6 +245,42 @@ def test_weather_regression_recovers_a_load_linear_in_degree_days() -> None:
     b = get_baseline("weather-regression")
     for day in (n_days - 1, n_days - 3, 30):
         np.testing.assert_allclose(b.counterfactual(h, None, day, WINDOW), load[:, day], atol=1e-9)
+
+
+def dense_regression(h: History, excluded: np.ndarray, day: int) -> np.ndarray:
+    """Weather regression meter by meter with lstsq on the full design matrix."""
+    assert h.temperature_c is not None
+
+    def design(days: list[int]) -> np.ndarray:
+        t = h.temperature_c[days].reshape(-1)
+        return np.column_stack(
+            [
+                np.tile(np.eye(h.n_slots), (len(days), 1)),
+                np.repeat(h.day_type[days] == WEEKEND, h.n_slots),
+                np.maximum(15.5 - t, 0),
+                np.maximum(t - 22.0, 0),
+            ]
+        )
+
+    out = np.full((h.n_meters, h.n_slots), np.nan)
+    for i in range(h.n_meters):
+        days = [d for d in range(max(day - 60, 0), day) if not excluded[i, d]]
+        coef = np.linalg.lstsq(design(days), h.load_kw[i, days].reshape(-1), rcond=None)[0]
+        out[i] = design([day]) @ coef
+    return out
+
+
+@settings(max_examples=20)  # each example runs three dense lstsq fits of about 750 × 27
+@given(seed=st.integers(0, 2**32 - 1))
+def test_weather_regression_equals_lstsq_on_the_full_design_matrix(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_days = 40
+    temp = 18 + rng.normal(0, 6, (n_days, 1)) + rng.normal(0, 2, (n_days, SLOTS))
+    h = History.from_arrays(rng.uniform(0, 3, (3, n_days, SLOTS)), START, 1.0, temperature_c=temp)
+    excluded = rng.random((3, n_days)) < 0.2
+    excluded[0] = excluded[1]  # two meters share their usable days, one has its own
+    got = WeatherRegression().counterfactual(h, excluded, n_days - 1, WINDOW)
+    np.testing.assert_allclose(got, dense_regression(h, excluded, n_days - 1), atol=1e-9)
 
 
 def test_weather_regression_is_linear_in_temperature_below_the_heating_point() -> None:

@@ -190,10 +190,11 @@ class History:
         meters = meter["resource_id"].cat.remove_unused_categories()
         m_code = meters.cat.codes.to_numpy().astype(np.int64)
         n_t = len(starts)
-        key = m_code * n_t + t_code
-        if len(np.unique(key)) != len(key):
-            dup = pd.Series(key).duplicated().to_numpy()
-            row = meter.iloc[int(np.argmax(dup))]
+        key = np.sort(m_code * n_t + t_code)  # (a sort: np.unique hashes, far slower here)
+        repeated = key[1:] == key[:-1]
+        if repeated.any():
+            m, t = divmod(int(key[1:][repeated][0]), n_t)
+            row = meter.iloc[int(np.flatnonzero((m_code == m) & (t_code == t))[1])]
             raise InvalidInputError(
                 f"meter records: {row['resource_id']} has two readings at "
                 f"{row['interval_start']} (filter the table to one design and stage)"
@@ -514,8 +515,8 @@ class WeatherRegression:
     degrees ``max(T − cooling_base_c, 0)`` (T the slot's outdoor temperature, °C), fitted
     on the meter's eligible days within ``lookback_days`` before the target day and
     evaluated on the target day's temperatures. Balance points default to 15.5 °C
-    (heating, the European degree-day base) and 22 °C (cooling). A degree term that is
-    zero throughout the fitting days gets a zero coefficient (minimum-norm solution).
+    (heating, the European degree-day base) and 22 °C (cooling). A term that does not vary
+    over the fitting days (no day below the heating point, say) gets a zero coefficient.
     NaN for a meter with fewer than ``min_history_days`` eligible days with temperature,
     and in slots without a temperature."""
 
@@ -563,7 +564,10 @@ class WeatherRegression:
         z_day = self._weather(h, np.array([day]))[0]  # (n_slots, 3)
         # Meters with the same usable days share one design matrix: one fit per group,
         # with every meter of the group as a right-hand side.
-        patterns, group = np.unique(usable, axis=0, return_inverse=True)
+        if (usable == usable[:1]).all():  # the usual case, without np.unique's row sort
+            patterns, group = usable[:1], np.zeros(h.n_meters, dtype=np.int64)
+        else:
+            patterns, group = np.unique(usable, axis=0, return_inverse=True)
         for g, pattern in enumerate(patterns):
             days = lo + np.flatnonzero(pattern)
             if len(days) < self.min_history_days:
@@ -579,21 +583,21 @@ class WeatherRegression:
 def _fit(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Least-squares coefficients per meter, ``(n_meters, n_slots + k)``: one intercept per
     slot, then the ``k`` regressors ``z`` ``(n_days, n_slots, k)``, for loads ``y``
-    ``(n_meters, n_days, n_slots)``. Solved by the normal equations, whose blocks follow
-    from the slot dummies (sums per slot), solved with their pseudo-inverse (the
-    minimum-norm solution when a regressor is zero throughout): the same fit as lstsq on
-    the full design matrix, at a hundredth of the cost for a thousand meters."""
-    n_d, n_s, k = z.shape
-    xtx = np.zeros((n_s + k, n_s + k))
-    xtx[np.arange(n_s), np.arange(n_s)] = n_d
-    xtx[:n_s, n_s:] = z.sum(axis=0)
-    xtx[n_s:, :n_s] = xtx[:n_s, n_s:].T
-    zf = z.reshape(-1, k)
-    xtx[n_s:, n_s:] = zf.T @ zf
-    xty = np.empty((n_s + k, y.shape[0]))
-    xty[:n_s] = y.sum(axis=1).T
-    xty[n_s:] = (y.reshape(y.shape[0], -1) @ zf).T
-    return (np.linalg.pinv(xtx, hermitian=True) @ xty).T
+    ``(n_meters, n_days, n_slots)`` (every day read in every slot).
+
+    The slot dummies are partialled out (Frisch–Waugh–Lovell): the regressor coefficients
+    come from the per-slot demeaned data through a k × k pseudo-inverse (zero for a
+    regressor that does not vary over the days, not even by slot), the intercepts from the
+    slot means. The same fit as lstsq on the full design matrix, without its
+    (n_days · n_slots) × (n_slots + k) size."""
+    k = z.shape[2]
+    z_mean, y_mean = z.mean(axis=0), y.mean(axis=1)  # (n_s, k), (n_m, n_s)
+    zc = (z - z_mean).reshape(-1, k)
+    ztz = zc.T @ zc
+    # Σ (y − ȳ) z̃ = Σ y z̃ since z̃ sums to 0 in each slot: no demeaned copy of y needed.
+    zty = y.reshape(y.shape[0], -1) @ zc  # (n_m, k)
+    beta = zty @ np.linalg.pinv(ztz, rcond=1e-12, hermitian=True)
+    return np.concatenate([y_mean - beta @ z_mean.T, beta], axis=1)
 
 
 @dataclass(frozen=True, slots=True)
