@@ -482,3 +482,50 @@ def test_sign_meter_table_rejects_bad_tables() -> None:
     with pytest.raises(InvalidInputError, match="negative or not finite"):
         sign_meter_table(neg, KEYS, "Europe/Berlin")
     assert sign_meter_table(METER.empty(), KEYS, "Europe/Berlin") == []
+
+
+def test_a_simulator_runs_meter_table_round_trips() -> None:
+    import transactive.sim.runner as runner
+    from transactive.sim.scenario import parse_scenario
+
+    sc = parse_scenario(
+        {
+            "name": "meters",
+            "feeder": "pandapower:kerber_landnetz_kabel_1",
+            "start": "2016-07-12T21:00:00Z",  # 23:00 Berlin (after a warm-up day)
+            "end": "2016-07-13T00:00:00Z",
+            "market_interval_min": 15,
+            "powerflow_interval_min": 30,
+            "designs": ["total-dso"],
+            "seed": 3,
+            "homes_per_load": 2,
+            "der": {"penetration": {"battery": 30}},
+            "aggregator": {"devices": ["battery"]},
+        }
+    )
+    meter = runner.run(sc).meter
+    ids = meter["resource_id"].astype(str).unique()
+    assert any(i.startswith("meter:home") for i in ids) and any(
+        i.startswith("meter:agg") for i in ids
+    )
+    keys = simulated_keys(ids, sc.seed)
+    msgs = sign_meter_table(meter, keys, sc.timezone)
+    local_day = pd.DatetimeIndex(meter["interval_start"]).tz_convert(sc.timezone).date
+    assert len(msgs) == len(set(zip(meter["resource_id"], local_day, strict=True)))
+    assert len(set(local_day)) >= 2
+    reg = Registry.from_meter_table(meter, keys)
+    starts = pd.DatetimeIndex(meter["interval_start"].unique()).sort_values()
+    grid = MarketGrid(starts[0], 15, len(starts))
+    store = MeterStore.for_registry(reg, grid)
+    ingest(store, [from_json(to_json(m)) for m in msgs], reg, grid)
+    market = dict(
+        zip(meter["resource_id"].astype(str), meter["market_id"].astype(str), strict=True)
+    )
+    back = meter_table(store, reg, "total-dso", market, str(meter["stage"].iloc[0]))
+    key = ["interval_start", "resource_id"]
+    a = meter.assign(resource_id=meter["resource_id"].astype(str)).sort_values(key)
+    b = back.assign(resource_id=back["resource_id"].astype(str)).sort_values(key)
+    for col in ("interval_start", "resource_id", "participant_id", "node_id", "market_id"):
+        assert (a[col].astype(str).to_numpy() == b[col].astype(str).to_numpy()).all()
+    for col in ("import_kwh", "export_kwh"):
+        assert np.abs(a[col].to_numpy() - b[col].to_numpy()).max() <= 0.0005 + 1e-12
