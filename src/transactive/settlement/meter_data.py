@@ -370,10 +370,13 @@ def _signed(
 
 
 def to_json(message: Message) -> str:
-    """The message on the wire: the payload with its ``"signature"``, canonical JSON."""
+    """The message on the wire: the payload with its ``"signature"``, compact JSON with
+    sorted keys (any JSON encoding of it verifies: the signature is over the payload's
+    canonical bytes, recomputed on ingest)."""
     if "signature" in message.payload:
         raise InvalidInputError("payload must not contain a 'signature' key")
-    return rfc8785.dumps({**message.payload, "signature": message.signature}).decode()
+    wire = {**message.payload, "signature": message.signature}
+    return json.dumps(wire, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -573,12 +576,13 @@ def _times(values: list[Any]) -> tuple[IntArray, list[int]]:
     """ns since the epoch of ``YYYY-MM-DDTHH:MM:SSZ`` strings (all at once when they all
     are), and the positions of those that are not."""
     if all(type(v) is str and len(v) == _TIME_LEN and v[-1] == "Z" for v in values):
+        body = np.array([v[:-1] for v in values])
         try:
-            ns = np.array([v[:-1] for v in values], dtype="datetime64[s]").astype(np.int64) * _NS
+            t = body.astype("datetime64[s]")
         except ValueError:
-            ns = None
-        if ns is not None and (iso_utc(ns) == np.array(values)).all():
-            return ns, []
+            t = None
+        if t is not None and (np.datetime_as_string(t, unit="s") == body).all():
+            return t.astype(np.int64) * _NS, []
     got = [_time_ns(v) for v in values]
     return np.array([g or 0 for g in got], np.int64), [j for j, g in enumerate(got) if g is None]
 
