@@ -529,3 +529,18 @@ def test_a_simulator_runs_meter_table_round_trips() -> None:
         assert (a[col].astype(str).to_numpy() == b[col].astype(str).to_numpy()).all()
     for col in ("import_kwh", "export_kwh"):
         assert np.abs(a[col].to_numpy() - b[col].to_numpy()).max() <= 0.0005 + 1e-12
+
+
+def test_lone_surrogate_in_an_id_is_malformed() -> None:
+    payload = json.loads(json.dumps(day_message(first=20).payload))
+    payload["participant_id"] = "home:\ud800"
+    with pytest.raises(IngestError) as err:
+        ingest(filled_store(), [Message(payload, "x")], REG, GRID)
+    assert {r.code for r in err.value.rejections} == {"wrong_participant", "malformed"}
+
+
+def test_a_payload_that_is_not_an_object_is_malformed() -> None:
+    with pytest.raises(IngestError) as err:
+        ingest(filled_store(), [Message([1], "x")], REG, GRID)  # type: ignore[arg-type]
+    (r,) = err.value.rejections
+    assert (r.meter_id, r.message, r.code) == (None, 0, "malformed")

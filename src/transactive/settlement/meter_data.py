@@ -201,7 +201,7 @@ def simulated_keys(meter_ids: Iterable[str], seed: int) -> KeyRing:
     return KeyRing(ring)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Registry:
     """Registered meters (arrays over meters, in registration order): the participant and
     node each belongs to, its raw 32-byte Ed25519 public key and ``max_kw``, the physical
@@ -382,8 +382,8 @@ def to_json(message: Message) -> str:
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        keys = [k for k, _ in pairs]
+        dup = next(k for i, k in enumerate(keys) if k in keys[:i])
         raise InvalidInputError(f"message JSON has the key {dup!r} twice")
     return out
 
@@ -553,7 +553,7 @@ class _Parsed:
     """The checked columns of one message (times in ns since the epoch, UTC)."""
 
     meter: int
-    start_text: list[str]
+    start_text: list[str | None]
     start: IntArray
     end: IntArray
     import_wh: IntArray
@@ -617,11 +617,11 @@ def _energy(values: list[Any], name: str, reject: Any) -> tuple[IntArray | None,
 
 
 def _check_message(i: int, m: Any, registry: Registry, out: list[Rejection]) -> _Parsed | None:
-    """Check one message's shape, meter, values and signature; append rejections to ``out``;
-    the parsed columns if none were found."""
+    """Check one message's shape, meter, values and signature, appending every problem to
+    ``out``; its parsed columns if it has none."""
     n0 = len(out)
     p = m.payload if isinstance(m, Message) else None
-    if not isinstance(p, Mapping):
+    if not isinstance(p, dict):
         out.append(Rejection(None, i, None, "malformed", "not a Message with an object payload"))
         return None
     meter_id = p.get("meter_id")
@@ -704,14 +704,14 @@ def _check_message(i: int, m: Any, registry: Registry, out: list[Rejection]) -> 
             bad("bad_signature", f"signature does not verify with meter {mid!r}'s key")
     if len(out) > n0 or imp is None or exp is None:
         return None
-    return _Parsed(k, start_text, t0, t1, imp, exp, q)  # type: ignore[arg-type]
+    return _Parsed(k, start_text, t0, t1, imp, exp, q)
 
 
 def _check_batch(
     parsed: list[tuple[int, _Parsed]], store: MeterStore, registry: Registry, out: list[Rejection]
 ) -> tuple[IntArray, IntArray, IntArray, list[int]]:
-    """Grid and duplicate checks over all readings of the batch (vectorised). Returns the
-    meter, slot, store row (−1: new) of each reading, and its message index and start text."""
+    """Grid and duplicate checks over all readings of the batch (vectorised), appending every
+    problem to ``out``. Returns each reading's meter, slot, store row (−1: new) and message."""
     grid = store.grid
     msg = np.concatenate([np.full(len(p.start), i, np.int64) for i, p in parsed])
     meter = np.concatenate([np.full(len(p.start), p.meter, np.int64) for _, p in parsed])
