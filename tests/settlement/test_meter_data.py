@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,9 @@ from transactive.settlement.meter_data import (
     Message,
     MeterStore,
     Registry,
+    SignedPayload,
     _canonical_fast,
+    audit_signatures,
     canonical_bytes,
     from_json,
     ingest,
@@ -243,14 +246,13 @@ def test_signatures_are_kept_with_the_readings() -> None:
     for m in range(len(METERS)):
         (msg,) = {int(i) for i in t.loc[t["meter_id"] == METERS[m], "message"]}
         stored = store.messages[msg]
-        assert stored.payload["meter_id"] == METERS[m]
-        assert REG.verify(m, _b64d(stored.signature), canonical_bytes(stored.payload))
-
-
-def _b64d(s: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        assert stored.message() == day_message(METERS[m], 0, 8)
+        assert stored.data == canonical_bytes(day_message(METERS[m], 0, 8).payload)
+    assert audit_signatures(store, REG) == []
+    # a stored byte changed afterwards is detected offline
+    sp = store.messages[1]
+    store.messages[1] = SignedPayload(sp.meter_id, sp.data.replace(b"100", b"101", 1), sp.signature)
+    assert audit_signatures(store, REG) == [1]
 
 
 def test_store_grid_and_registry_must_match() -> None:
@@ -300,6 +302,10 @@ def test_canonical_bytes_are_rfc8785_and_key_order_independent(
     shuffled = {k: (shuffled_rs if k == "readings" else payload[k]) for k in keys}
     assert canonical_bytes(shuffled) == expected
     assert _canonical_fast(shuffled) == expected
+
+
+def _b64d(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 def test_wire_round_trip_and_errors() -> None:

@@ -204,7 +204,7 @@ def test_a_later_measured_reading_replaces_an_estimate_and_is_audited() -> None:
     assert report.replaced_estimates == 1
     r = reading(store, "m1", 10)
     assert (r["import_wh"], r["quality"], r["rule"]) == (777, "measured", "meter")
-    assert store.messages[r["message"]] is late
+    assert store.messages[r["message"]].message() == late
     (entry,) = store.audit
     assert entry.action == "measured-replaces-estimate"
     assert entry.old == (before["import_wh"], before["export_wh"], "estimated", "interpolated")

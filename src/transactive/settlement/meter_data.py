@@ -408,6 +408,20 @@ def from_json(text: str | bytes) -> Message:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedPayload:
+    """A stored message as it was verified: the meter, the payload's canonical bytes and the
+    signature over them (one bytes object per message, re-verifiable offline)."""
+
+    meter_id: str
+    data: bytes
+    signature: str
+
+    def message(self) -> Message:
+        """The message again (payload parsed from the canonical bytes)."""
+        return Message(json.loads(self.data), self.signature)
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One change to a stored reading: what it was (None: no reading), what it became, and
     why. ``action``: ``edit`` (by hand) or ``measured-replaces-estimate``."""
@@ -426,8 +440,8 @@ class MeterStore:
     (meter, interval), one row per meter and interval: ``meter`` (index into ``meter_ids``),
     ``interval`` (index into the grid), ``import_wh``/``export_wh`` (Wh), ``quality``
     (index into :data:`QUALITIES`), ``rule`` (index into :data:`RULES`) and ``message``
-    (index into ``messages``, the signed messages as received; −1 for VEE's estimates and
-    edits). ``audit`` lists every change made to a stored reading."""
+    (index into ``messages``, the verified messages as :class:`SignedPayload`; −1 for VEE's
+    estimates and hand-added edits). ``audit`` lists every change made to a stored reading."""
 
     grid: MarketGrid
     meter_ids: tuple[str, ...]
@@ -438,7 +452,7 @@ class MeterStore:
     quality: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
     rule: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
     message: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
-    messages: list[Message] = field(default_factory=list)
+    messages: list[SignedPayload] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
 
     @classmethod
@@ -553,6 +567,7 @@ class _Parsed:
     """The checked columns of one message (times in ns since the epoch, UTC)."""
 
     meter: int
+    signed: SignedPayload
     start_text: list[str | None]
     start: IntArray
     end: IntArray
@@ -691,6 +706,7 @@ def _check_message(i: int, m: Any, registry: Registry, out: list[Rejection]) -> 
     for b in np.flatnonzero(q < 0):
         reject(int(b), "bad_quality", f"quality {q_raw[b]!r} is not one of {list(QUALITIES)}")
     strings_ok = not bad_start and not bad_end and (q >= 0).all()
+    data = b""
     if ok_i and ok_e and strings_ok:
         sig = _unb64(m.signature)
         try:
@@ -704,7 +720,7 @@ def _check_message(i: int, m: Any, registry: Registry, out: list[Rejection]) -> 
             bad("bad_signature", f"signature does not verify with meter {mid!r}'s key")
     if len(out) > n0 or imp is None or exp is None:
         return None
-    return _Parsed(k, start_text, t0, t1, imp, exp, q)
+    return _Parsed(k, SignedPayload(mid, data, m.signature), start_text, t0, t1, imp, exp, q)
 
 
 def _check_batch(
@@ -834,8 +850,19 @@ def ingest(
     store.rule[r], store.message[r] = METER_RULE, msg_arr[rep]
     new = row < 0
     store.add(meter[new], slot[new], imp[new], exp[new], q[new], METER_RULE, msg_arr[new])
-    store.messages.extend(messages)
+    store.messages.extend(p.signed for _, p in parsed)
     return IngestReport(len(messages), len(row), len(rep))
+
+
+def audit_signatures(store: MeterStore, registry: Registry) -> list[int]:
+    """Indices of the stored messages whose signature no longer verifies with their meter's
+    registered key (empty when the store's signed data is intact)."""
+    bad = []
+    for i, sp in enumerate(store.messages):
+        k, sig = registry.index(sp.meter_id), _unb64(sp.signature)
+        if k < 0 or sig is None or not registry.verify(k, sig, sp.data):
+            bad.append(i)
+    return bad
 
 
 # --- records ---------------------------------------------------------------------------
