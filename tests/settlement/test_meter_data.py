@@ -142,6 +142,10 @@ CASES: dict[str, tuple[Callable[[], Message], str]] = {
     "inf": (lambda: mutate(first_reading("export_wh", float("inf")), sign=False), "non_finite"),
     "float Wh": (lambda: mutate(first_reading("import_wh", 12.5)), "non_integer"),
     "integral float Wh": (lambda: mutate(first_reading("import_wh", 12.0)), "non_integer"),
+    "float Wh signed by make_message": (
+        lambda: day_message(first=20, import_wh=[1.5, 2.0, 3.0, 1e21]),
+        "non_integer",
+    ),
     "beyond 2^53 Wh": (
         lambda: mutate(first_reading("import_wh", 2**60), sign=False),
         "out_of_range",

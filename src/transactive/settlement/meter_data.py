@@ -358,15 +358,18 @@ def _signed(
     export_wh: npt.ArrayLike,
     quality: npt.ArrayLike,
 ) -> Message:
-    imp = np.asarray(import_wh).tolist()
-    exp = np.asarray(export_wh).tolist()
+    wh = [np.asarray(import_wh), np.asarray(export_wh)]
+    plain = all(v.dtype.kind in "iu" and (np.abs(v) <= MAX_WH).all() for v in wh)
+    imp, exp = wh[0].tolist(), wh[1].tolist()
     q = np.asarray(quality, dtype=object).tolist()
     readings = [
         {"interval_start": s, "interval_end": e, "import_wh": i, "export_wh": x, "quality": k}
         for s, e, i, x, k in zip(starts, ends, imp, exp, q, strict=True)
     ]
     payload = {"meter_id": key.meter_id, "participant_id": participant_id, "readings": readings}
-    return Message(payload, key.sign(_canonical_fast(payload)))
+    plain = plain and all(type(k) is str for k in q) and type(participant_id) is str
+    data = _canonical_fast(payload) if plain else canonical_bytes(payload)
+    return Message(payload, key.sign(data))
 
 
 def to_json(message: Message) -> str:
