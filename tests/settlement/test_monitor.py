@@ -503,9 +503,10 @@ def test_monitor_runs_what_has_input_and_says_what_did_not_run() -> None:
 def test_monitor_collects_every_kind_of_flag() -> None:
     tree = feeder_tree(5)
     net, losses = feeder_readings(0, 5, hours=24 * 21)
+    net[4, 13 * 24 : 18 * 24] *= 1.4  # home:4 runs extra load on the 5 days before the event
     reported = net.copy()
     reported[1, 30:36] = 0.0  # theft for 6 h
-    reported[3, 100] = 40.0  # impossible
+    reported[3, 461] = 40.0  # impossible (after the event: outside every baseline window)
     meter = meter_table(tree, reported, net.sum(axis=0) + losses)
     cap = {f"meter:home:{h}": 6.0 for h in range(5)}
     c = commitments_table({"agg:x": [True, True, True, False]})
@@ -517,8 +518,15 @@ def test_monitor_collects_every_kind_of_flag() -> None:
         capacity_kw=cap,
         settings=MonitorSettings(window_days=5, reference_days=10),
     )
-    checks = set(result.flags["check"].astype(str))
-    assert {"non_delivery", "feeder_consistency", "physical_capability"} <= checks
+    got = {(str(r.check), str(r.resource_id)) for r in result.flags.itertuples()}
+    assert got == {
+        ("baseline_inflation", "meter:home:4"),
+        ("non_delivery", "battery:agg:x"),
+        ("feeder_consistency", "meter:dso:a"),  # home:1's theft and home:3's 40 kWh
+        ("physical_capability", "meter:home:3"),
+    }
+    inflated = result.flags[result.flags["check"] == "baseline_inflation"].iloc[0]
+    assert inflated["interval_start"] == T0 + pd.Timedelta(days=13)
     cov = result.coverage.set_index("check")
     assert cov.loc["physical_capability", "status"] == "partial"  # the aggregator has none
     assert cov.loc["baseline_inflation", "status"] in ("run", "partial")
@@ -593,6 +601,11 @@ def test_the_runners_meters_agree_with_its_power_flow(real_run: tuple[SimResults
         )
     loss = pd.concat(rows, ignore_index=True)
     assert feeder_consistency(res.meter, tree, losses_kwh=loss).empty
+    cov = monitor(res.meter, tree, losses_kwh=loss).coverage.set_index("check")
+    assert cov.loc["feeder_consistency", "status"] == "run"  # every interval assessed
+    assert cov.loc["feeder_consistency", "n_assessed"] == 2 * 24 * 4 + 2 * 6 * 4
+    with pytest.raises(InvalidInputError, match="two rows"):
+        feeder_consistency(res.meter, tree, losses_kwh=pd.concat([loss, loss.iloc[:1]]))
     # The home that imports most from 20:00 to 22:00 stops reporting its import then.
     meter = res.meter.copy()
     t = meter["interval_start"]

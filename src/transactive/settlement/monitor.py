@@ -217,6 +217,38 @@ def _days(x: Any) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(x)
 
 
+def _dense_codes(t: IntArray) -> tuple[IntArray, IntArray]:
+    """Codes of int64 values (times, ns) and the sorted values the codes stand for: by arithmetic
+    on the common step when the values are a regular grid (fast), else by hashing."""
+    if not t.size:
+        return t.astype(np.int64), t.astype(np.int64)
+    t0 = int(t.min())
+    off = t - t0
+    step = int(np.gcd.reduce(off)) or 1
+    n = int(off.max()) // step + 1
+    if n <= 4 * t.size + 1_000_000:
+        return off // step, t0 + step * np.arange(n, dtype=np.int64)
+    codes, values = pd.factorize(t, sort=True)
+    return codes.astype(np.int64), np.asarray(values, dtype=np.int64)
+
+
+def _compact(col: pd.Series) -> tuple[IntArray, int]:
+    """Codes 0 … k − 1 of the values a categorical column actually holds (in category
+    order) and k: no string is touched per row."""
+    codes = col.cat.codes.to_numpy().astype(np.int64)
+    present = np.bincount(codes, minlength=len(col.cat.categories)) > 0
+    remap = np.cumsum(present) - 1
+    return remap[codes], int(present.sum())
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _span(td: pd.Timedelta) -> str:
+    return f"{td.days} days" if td == pd.Timedelta(days=td.days) else str(td)
+
+
 def _ts(ns: int) -> str:
     return pd.Timestamp(int(ns), tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
 
@@ -413,6 +445,7 @@ def daily_load(
     net import (kW, NaN where a slot has no reading), the local days (tz-aware midnights in
     ``tz``) and the meters (participant_id, resource_id, node_id). Days with daylight-saving
     changes have fewer (more) slots; missing slots are NaN."""
+    METER.check(meter)
     if meter["design"].nunique() > 1:
         raise InvalidInputError("daily_load: the meter table holds several designs; pass one")
     if not len(meter):
@@ -421,14 +454,18 @@ def daily_load(
     day = local.normalize()
     dt_ns = (meter["duration_h"].to_numpy(dtype=np.float64) * 3.6e12).round().astype(np.int64)
     slot = (local.asi8 - day.tz_convert("UTC").asi8) // dt_ns
-    day_code, day_vals = pd.factorize(day, sort=True)
-    m_code, m_vals = pd.factorize(meter["resource_id"].astype(str), sort=True)
-    load = np.full((m_vals.size, day_vals.size, int(slot.max()) + 1), np.nan)
+    grid, grid_vals = _dense_codes(day.asi8)  # local midnights on their common step
+    used = np.bincount(grid, minlength=grid_vals.size) > 0
+    day_code = (np.cumsum(used) - 1)[grid]
+    day_vals = pd.DatetimeIndex(grid_vals[used], tz="UTC").tz_convert(tz)
+    m_code, n_m = _compact(meter["resource_id"])
+    load = np.full((n_m, day_vals.size, int(slot.max()) + 1), np.nan)
     net = meter["import_kwh"].to_numpy(dtype=np.float64) - meter["export_kwh"].to_numpy(
         dtype=np.float64
     )
     load[m_code, day_code, slot] = net / meter["duration_h"].to_numpy(dtype=np.float64)
-    first = np.unique(m_code, return_index=True)[1]
+    seen = pd.Series(m_code).drop_duplicates()  # first reading of every meter (hashing)
+    first = seen.index.to_numpy()[np.argsort(seen.to_numpy())]
     ids = meter.iloc[first][["participant_id", "resource_id", "node_id"]].astype(str)
     return load, pd.DatetimeIndex(day_vals), ids.reset_index(drop=True)
 
@@ -522,7 +559,7 @@ def _non_delivery(commitments: pd.DataFrame, s: MonitorSettings) -> _Checked:
         f"failed {kf} of {ka} commitments from {_ts(t_abs[a])} to {_ts(t_abs[b])} "
         f"(delivered {ds:.1f} of {cs:.1f} kWh committed, {100 * ds / cs:.0f} %; a failure is "
         f"< {100 * (1 - s.tolerance):.0f} % delivered): ≥ {s.min_events} failures within "
-        f"{s.window.days} days"
+        f"{_span(s.window)}"
         for kf, ka, a, b, ds, cs in zip(
             k_fail.tolist(), k_all.tolist(), first, last, d_sum, c_sum, strict=True
         )
@@ -618,25 +655,34 @@ def _feeder(
     sub_nodes = np.flatnonzero(is_sub_node)
     sub_idx = np.full(tree.n, -1, dtype=np.int64)
     sub_idx[sub_nodes] = np.arange(sub_nodes.size)
-    d_code, d_vals = pd.factorize(meter["design"].astype(str))
-    t_code, t_vals = pd.factorize(pd.DatetimeIndex(meter["interval_start"]).asi8)
+    d_code = meter["design"].cat.codes.to_numpy().astype(np.int64)
+    d_vals = np.asarray(meter["design"].cat.categories.astype(str), dtype=object)
+    t_code, t_vals = _dense_codes(pd.DatetimeIndex(meter["interval_start"]).asi8)
     n_t, n_sub = int(t_vals.size), int(sub_nodes.size)
     rows = np.concatenate([rows_s, rows_b])
     own = np.concatenate([sub_idx[pos[rows_s]], sub_idx[up_pos[rows_b]]])
     sub_u = np.arange(rows.size) < rows_s.size  # the row is the key's substation reading
-    key = (d_code[rows].astype(np.int64) * n_sub + own) * n_t + t_code[rows]
-    k_code, k_vals = pd.factorize(key)
-    nk = int(k_vals.size)
+    key = (d_code[rows] * n_sub + own) * n_t + t_code[rows]
+    space = d_vals.size * n_sub * n_t
+    if space <= 4 * key.size + 1_000_000:  # sum straight into (design, substation, time)
+        k_code, k_all = key, np.arange(space, dtype=np.int64)
+    else:
+        k_code, k_all = pd.factorize(key)
+        k_code = k_code.astype(np.int64)
+    nk = int(k_all.size)
     net = (meter["import_kwh"].to_numpy(dtype=np.float64) - meter["export_kwh"].to_numpy())[rows]
     fin = np.isfinite(net)
     net0 = np.where(fin, net, 0.0)
-    s_net = _sum_by(k_code, np.where(sub_u, net0, 0.0), nk)
-    s_n = _sum_by(k_code, sub_u.astype(np.float64), nk)
-    b_net = _sum_by(k_code, np.where(sub_u, 0.0, net0), nk)
-    b_gross = _sum_by(k_code, np.where(sub_u, 0.0, np.abs(net0)), nk)
-    n_bad = _sum_by(k_code, (~fin).astype(np.float64), nk)
-    dt_h = np.zeros(nk)
-    dt_h[k_code[sub_u]] = meter["duration_h"].to_numpy(dtype=np.float64)[rows_s]
+    sel = np.flatnonzero(np.bincount(k_code, minlength=nk) > 0)  # the keys that occur
+    k_vals = np.asarray(k_all[sel], dtype=np.int64)
+    s_net = _sum_by(k_code, np.where(sub_u, net0, 0.0), nk)[sel]
+    s_n = _sum_by(k_code, sub_u.astype(np.float64), nk)[sel]
+    b_net = _sum_by(k_code, np.where(sub_u, 0.0, net0), nk)[sel]
+    b_gross = _sum_by(k_code, np.where(sub_u, 0.0, np.abs(net0)), nk)[sel]
+    n_bad = _sum_by(k_code, (~fin).astype(np.float64), nk)[sel]
+    dt_full = np.zeros(nk)
+    dt_full[k_code[sub_u]] = meter["duration_h"].to_numpy(dtype=np.float64)[rows_s]
+    dt_h = dt_full[sel]
     k_design = k_vals // (n_sub * n_t)
     k_sub = (k_vals // n_t) % n_sub
     k_t = t_vals[k_vals % n_t]
@@ -678,7 +724,7 @@ def _feeder(
         measure = r_sum - l_sum
         threshold = np.where(direction > 0, tol_sum, -tol_sum)
         detail = [
-            f"substation meter {tree.id[nd]} read {sn:.2f} kWh over {c} intervals from "
+            f"substation meter {tree.id[nd]} read {sn:.2f} kWh over {_n(c, 'interval')} from "
             f"{_ts(t0)}, the meters below {bn:.2f} kWh and the losses {ln:.2f} kWh: "
             f"{abs(m):.2f} kWh {'unaccounted for' if dr > 0 else 'too much below'} "
             f"(tolerance {abs(th):.2f} kWh; meters below "
@@ -701,7 +747,7 @@ def _feeder(
             measure = r_sum / th_sum
         threshold = np.where(direction > 0, s.loss_band[1], s.loss_band[0])
         detail = [
-            f"substation meter {tree.id[nd]} read {sn:.2f} kWh over {c} intervals from "
+            f"substation meter {tree.id[nd]} read {sn:.2f} kWh over {_n(c, 'interval')} from "
             f"{_ts(t0)}, the meters below {bn:.2f} kWh: residual {rs:.2f} kWh = "
             f"{100 * m:.1f} % of the {th:.2f} kWh through the feeder, "
             f"{'above' if dr > 0 else 'below'} the loss band {100 * s.loss_band[0]:.0f}–"
@@ -720,7 +766,7 @@ def _feeder(
             )
         ]
     # Each substation meter's own resource id (as the table spells it).
-    res = meter["resource_id"].astype(str).to_numpy(dtype=object)[rows_s]
+    res = meter["resource_id"].iloc[rows_s].astype(str).to_numpy(dtype=object)
     sub_res = dict(zip(own[sub_u].tolist(), res.tolist(), strict=True))
     flags = _flags(
         "feeder_consistency",
@@ -735,6 +781,10 @@ def _feeder(
         detail,
     )
     n_skip = int((~ok).sum())
+    # Meters below no substation meter (e.g. a design without substation readings).
+    under = np.zeros(tree.n, dtype=bool)
+    under[pos[rows_b]] = True
+    orphans = int((metered & ~is_sub_node & ~under).sum())
     note = (
         f"{n_sub} substation meters × {n_t} intervals, "
         + ("against the AC power flow's losses" if losses is not None else "against the loss band")
@@ -744,8 +794,9 @@ def _feeder(
             if n_skip
             else ""
         )
+        + (f"; {orphans} meters sit below no substation meter" if orphans else "")
     )
-    return _Checked(flags, int(ok.sum()), note, partial=bool(n_skip))
+    return _Checked(flags, int(ok.sum()), note, partial=bool(n_skip or orphans))
 
 
 def _losses_per_key(
@@ -773,6 +824,13 @@ def _losses_per_key(
             "loss": losses["losses_kwh"].to_numpy(dtype=np.float64),
         }
     )
+    dup = lk.duplicated(["design", "node", "t"])
+    if dup.any():
+        i = int(np.argmax(dup.to_numpy()))
+        raise InvalidInputError(
+            f"losses_kwh: two rows for node {losses['node_id'].iloc[i]!r} of design "
+            f"{losses['design'].iloc[i]!r} at {losses['interval_start'].iloc[i]}"
+        )
     want = pd.DataFrame(
         {"design": np.asarray(d_vals, dtype=object)[k_design], "node": k_sub, "t": k_t}
     )
@@ -820,9 +878,8 @@ def _capacities(
     cat = meter["resource_id"].astype("category")
     names = pd.Index([str(x) for x in cat.cat.categories])
     lut = cap.reindex(names).to_numpy(dtype=np.float64)
-    present = np.zeros(names.size, dtype=bool)
-    present[np.unique(cat.cat.codes.to_numpy())] = True
     codes = cat.cat.codes.to_numpy()
+    present = np.bincount(codes, minlength=names.size) > 0
     return lut[codes], int((present & ~np.isfinite(lut)).sum())
 
 
@@ -851,7 +908,7 @@ def _merged(
 
 def _ids(meter: pd.DataFrame, rows: IntArray) -> tuple[NDArray[Any], ...]:
     return tuple(
-        meter[c].astype(str).to_numpy(dtype=object)[rows]
+        meter[c].iloc[rows].astype(str).to_numpy(dtype=object)
         for c in ("design", "participant_id", "resource_id", "node_id")
     )
 
@@ -868,11 +925,11 @@ def _invalid(meter: pd.DataFrame) -> _Checked:
     design, participant, resource, node = _ids(meter, rows)
     k = kind[rows]
     detail = [
-        (
-            f"{c} readings from {_ts(t)} are not finite"
+        f"{_n(c, 'reading')} from {_ts(t)}: "
+        + (
+            "import or export not finite"
             if kk == 1
-            else f"{c} readings from {_ts(t)} are negative (down to {v:.3f} kWh; import and "
-            "export are each ≥ 0)"
+            else f"negative, down to {v:.3f} kWh (import and export are each ≥ 0)"
         )
         for c, t, kk, v in zip(
             n.tolist(), pd.DatetimeIndex(meter["interval_start"]).asi8[rows], k, lo, strict=True
@@ -906,9 +963,9 @@ def _capability(meter: pd.DataFrame, cap: FloatArray, s: MonitorSettings) -> _Ch
     rows, n, hi, _ = _merged(meter, over, kind, kw)
     design, participant, resource, node = _ids(meter, rows)
     detail = [
-        f"{c} readings from {_ts(t)} peak at {p:.2f} kW of {'import' if kk == 1 else 'export'}"
-        f", {p / cp:.1f}× the meter's capacity of {cp:.2f} kW (limit {lm:.2f} kW with the "
-        f"{100 * s.margin:.0f} % margin)"
+        f"{_n(c, 'reading')} from {_ts(t)}: a peak of {p:.2f} kW of "
+        f"{'import' if kk == 1 else 'export'}, {p / cp:.1f}× the meter's capacity of "
+        f"{cp:.2f} kW (limit {lm:.2f} kW with the {100 * s.margin:.0f} % margin)"
         for c, t, p, kk, cp, lm in zip(
             n.tolist(),
             pd.DatetimeIndex(meter["interval_start"]).asi8[rows],
