@@ -232,15 +232,6 @@ def _dense_codes(t: IntArray) -> tuple[IntArray, IntArray]:
     return codes.astype(np.int64), np.asarray(values, dtype=np.int64)
 
 
-def _compact(col: pd.Series) -> tuple[IntArray, int]:
-    """Codes 0 … k − 1 of the values a categorical column actually holds (in category
-    order) and k: no string is touched per row."""
-    codes = col.cat.codes.to_numpy().astype(np.int64)
-    present = np.bincount(codes, minlength=len(col.cat.categories)) > 0
-    remap = np.cumsum(present) - 1
-    return remap[codes], int(present.sum())
-
-
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
@@ -448,26 +439,34 @@ def daily_load(
     METER.check(meter)
     if meter["design"].nunique() > 1:
         raise InvalidInputError("daily_load: the meter table holds several designs; pass one")
-    if not len(meter):
+    return _daily_load(meter, np.arange(len(meter)), tz)
+
+
+def _daily_load(
+    meter: pd.DataFrame, rows: IntArray, tz: str
+) -> tuple[FloatArray, pd.DatetimeIndex, pd.DataFrame]:
+    """:func:`daily_load` of the readings at positions ``rows`` (no copy of the table)."""
+    if not rows.size:
         raise InvalidInputError("daily_load: no meter readings")
-    local = pd.DatetimeIndex(meter["interval_start"]).tz_convert(tz)
+    local = pd.DatetimeIndex(pd.DatetimeIndex(meter["interval_start"]).asi8[rows], tz="UTC")
+    local = local.tz_convert(tz)
     day = local.normalize()
-    dt_ns = (meter["duration_h"].to_numpy(dtype=np.float64) * 3.6e12).round().astype(np.int64)
-    slot = (local.asi8 - day.tz_convert("UTC").asi8) // dt_ns
+    dt = meter["duration_h"].to_numpy(dtype=np.float64)[rows]
+    slot = (local.asi8 - day.asi8) // (dt * 3.6e12).round().astype(np.int64)
     grid, grid_vals = _dense_codes(day.asi8)  # local midnights on their common step
     used = np.bincount(grid, minlength=grid_vals.size) > 0
     day_code = (np.cumsum(used) - 1)[grid]
     day_vals = pd.DatetimeIndex(grid_vals[used], tz="UTC").tz_convert(tz)
-    m_code, n_m = _compact(meter["resource_id"])
-    load = np.full((n_m, day_vals.size, int(slot.max()) + 1), np.nan)
-    net = meter["import_kwh"].to_numpy(dtype=np.float64) - meter["export_kwh"].to_numpy(
-        dtype=np.float64
-    )
-    load[m_code, day_code, slot] = net / meter["duration_h"].to_numpy(dtype=np.float64)
+    res = meter["resource_id"].cat.codes.to_numpy()[rows].astype(np.int64)
+    present = np.bincount(res, minlength=len(meter["resource_id"].cat.categories)) > 0
+    m_code = (np.cumsum(present) - 1)[res]
+    load = np.full((int(present.sum()), day_vals.size, int(slot.max()) + 1), np.nan)
+    imp = meter["import_kwh"].to_numpy(dtype=np.float64)[rows]
+    load[m_code, day_code, slot] = (imp - meter["export_kwh"].to_numpy()[rows]) / dt
     seen = pd.Series(m_code).drop_duplicates()  # first reading of every meter (hashing)
-    first = seen.index.to_numpy()[np.argsort(seen.to_numpy())]
+    first = rows[seen.index.to_numpy()[np.argsort(seen.to_numpy())]]
     ids = meter.iloc[first][["participant_id", "resource_id", "node_id"]].astype(str)
-    return load, pd.DatetimeIndex(day_vals), ids.reset_index(drop=True)
+    return load, day_vals, ids.reset_index(drop=True)
 
 
 # --- 2. repeated non-delivery ----------------------------------------------------------------
@@ -655,33 +654,41 @@ def _feeder(
     sub_nodes = np.flatnonzero(is_sub_node)
     sub_idx = np.full(tree.n, -1, dtype=np.int64)
     sub_idx[sub_nodes] = np.arange(sub_nodes.size)
-    d_code = meter["design"].cat.codes.to_numpy().astype(np.int64)
+    d_code = meter["design"].cat.codes.to_numpy()
     d_vals = np.asarray(meter["design"].cat.categories.astype(str), dtype=object)
     t_code, t_vals = _dense_codes(pd.DatetimeIndex(meter["interval_start"]).asi8)
     n_t, n_sub = int(t_vals.size), int(sub_nodes.size)
-    rows = np.concatenate([rows_s, rows_b])
-    own = np.concatenate([sub_idx[pos[rows_s]], sub_idx[up_pos[rows_b]]])
-    sub_u = np.arange(rows.size) < rows_s.size  # the row is the key's substation reading
-    key = (d_code[rows] * n_sub + own) * n_t + t_code[rows]
+
+    def keys(rows: IntArray, owner: IntArray) -> IntArray:  # (design, substation, time)
+        return (d_code[rows].astype(np.int64) * n_sub + owner) * n_t + t_code[rows]
+
+    key_s = keys(rows_s, sub_idx[pos[rows_s]])
+    key_b = keys(rows_b, sub_idx[up_pos[rows_b]])
     space = d_vals.size * n_sub * n_t
-    if space <= 4 * key.size + 1_000_000:  # sum straight into (design, substation, time)
-        k_code, k_all = key, np.arange(space, dtype=np.int64)
+    if space <= 4 * meter.shape[0] + 1_000_000:  # sum straight into the key space
+        k_all = np.arange(space, dtype=np.int64)
     else:
-        k_code, k_all = pd.factorize(key)
-        k_code = k_code.astype(np.int64)
+        codes, k_all = pd.factorize(np.concatenate([key_s, key_b]))
+        key_s, key_b = codes[: key_s.size], codes[key_s.size :]
     nk = int(k_all.size)
-    net = (meter["import_kwh"].to_numpy(dtype=np.float64) - meter["export_kwh"].to_numpy())[rows]
-    fin = np.isfinite(net)
-    net0 = np.where(fin, net, 0.0)
-    sel = np.flatnonzero(np.bincount(k_code, minlength=nk) > 0)  # the keys that occur
+    net = meter["import_kwh"].to_numpy(dtype=np.float64) - meter["export_kwh"].to_numpy()
+    net_s, net_b = net[rows_s], net[rows_b]
+    del net
+    bad_s, bad_b = ~np.isfinite(net_s), ~np.isfinite(net_b)
+    net_s[bad_s] = 0.0
+    net_b[bad_b] = 0.0
+    s_n = np.bincount(key_s, minlength=nk)
+    sel = np.flatnonzero((s_n + np.bincount(key_b, minlength=nk)) > 0)  # the keys that occur
     k_vals = np.asarray(k_all[sel], dtype=np.int64)
-    s_net = _sum_by(k_code, np.where(sub_u, net0, 0.0), nk)[sel]
-    s_n = _sum_by(k_code, sub_u.astype(np.float64), nk)[sel]
-    b_net = _sum_by(k_code, np.where(sub_u, 0.0, net0), nk)[sel]
-    b_gross = _sum_by(k_code, np.where(sub_u, 0.0, np.abs(net0)), nk)[sel]
-    n_bad = _sum_by(k_code, (~fin).astype(np.float64), nk)[sel]
+    s_n = s_n[sel]
+    s_net = _sum_by(key_s, net_s, nk)[sel]
+    b_net = _sum_by(key_b, net_b, nk)[sel]
+    b_gross = _sum_by(key_b, np.abs(net_b), nk)[sel]
+    n_bad = (
+        _sum_by(key_s, bad_s.astype(np.float64), nk) + _sum_by(key_b, bad_b.astype(np.float64), nk)
+    )[sel]
     dt_full = np.zeros(nk)
-    dt_full[k_code[sub_u]] = meter["duration_h"].to_numpy(dtype=np.float64)[rows_s]
+    dt_full[key_s] = meter["duration_h"].to_numpy(dtype=np.float64)[rows_s]
     dt_h = dt_full[sel]
     k_design = k_vals // (n_sub * n_t)
     k_sub = (k_vals // n_t) % n_sub
@@ -767,7 +774,7 @@ def _feeder(
         ]
     # Each substation meter's own resource id (as the table spells it).
     res = meter["resource_id"].iloc[rows_s].astype(str).to_numpy(dtype=object)
-    sub_res = dict(zip(own[sub_u].tolist(), res.tolist(), strict=True))
+    sub_res = dict(zip(sub_idx[pos[rows_s]].tolist(), res.tolist(), strict=True))
     flags = _flags(
         "feeder_consistency",
         np.asarray(d_vals, dtype=object)[k_design[f][first]],
@@ -1031,12 +1038,16 @@ def monitor(
         record("baseline_inflation", None, "no event days")
     else:
         sub_kind = np.isin(tree.kind.astype(str), list(s.substation_kinds))
-        homes = meter[~sub_kind[_node_positions(meter, tree)]]
+        below = ~sub_kind[_node_positions(meter, tree)]
+        d_code = meter["design"].cat.codes.to_numpy()
         parts, names = [], []
         ev = _days(event_days)
         ev = (ev.tz_localize(tz) if ev.tz is None else ev.tz_convert(tz)).normalize()
-        for design, one in homes.groupby("design", observed=True):  # one pass per design
-            load, days, ids = daily_load(one, tz)
+        for d, design in enumerate(meter["design"].cat.categories):  # one pass per design
+            at = np.flatnonzero(below & (d_code == d))
+            if not at.size:
+                continue
+            load, days, ids = _daily_load(meter, at, tz)
             peer = tree.kind.astype(str)[_node_positions(ids, tree)]
             parts.append(
                 _baseline_inflation(load, days, ev[ev.isin(days)], ids, peer, s, str(design))
