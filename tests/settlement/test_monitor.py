@@ -201,6 +201,14 @@ def test_failures_spread_beyond_the_window_do_not_flag() -> None:
     assert len(repeated_non_delivery(c, window=pd.Timedelta(days=45))) == 1
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_honest_participants_deliver_within_tolerance(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    c = commitments_table({f"home:{i}": [False] * 12 for i in range(30)}, spacing_days=3.0)
+    c["delivered_kwh"] = c["committed_kwh"] * rng.uniform(0.91, 1.1, len(c))
+    assert repeated_non_delivery(c).empty
+
+
 def brute_force(c: pd.DataFrame, tol: float, k: int, w: pd.Timedelta, share: float) -> set[str]:
     out = set()
     for p, g in c.groupby("participant_id"):
@@ -329,6 +337,8 @@ def test_an_honest_feeder_is_consistent(seed: int) -> None:
         }
     )
     assert feeder_consistency(meter, tree, losses_kwh=loss).empty
+    cap = {f"meter:{x}": 5.0 for x in tree.id if str(x).startswith(("home:", "agg:"))}
+    assert physical_capability(meter, cap).empty
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -471,6 +481,22 @@ def test_negative_and_non_finite_readings_are_invalid() -> None:
     assert not (
         feeder_consistency(meter, tree)["interval_start"] <= T0 + pd.Timedelta(hours=2)
     ).any()
+
+
+def test_bad_tables_and_settings_are_rejected() -> None:
+    tree = feeder_tree(2)
+    net, losses = feeder_readings(0, 2)
+    meter = meter_table(tree, net, net.sum(axis=0) + losses)
+    with pytest.raises(InvalidInputError, match="import_kwh"):
+        monitor(meter.drop(columns="import_kwh"), tree)
+    stray = meter.copy()
+    stray["node_id"] = stray["node_id"].cat.rename_categories({"home:1": "home:99"})
+    with pytest.raises(InvalidInputError, match="home:99"):
+        feeder_consistency(stray, tree)
+    with pytest.raises(InvalidInputError, match="loss band"):
+        MonitorSettings(loss_band=(0.1, 0.0))
+    with pytest.raises(InvalidInputError, match="tolerance"):
+        MonitorSettings(tolerance=1.5)
 
 
 def test_capacities_must_be_positive() -> None:

@@ -417,7 +417,7 @@ def _baseline_inflation(
     lacking = int((~usable).sum())
     not_assessed = int(usable.sum()) * n_m - int(assessed.sum())
     note = (
-        f"{n_m} meters × {int(usable.sum())} event days assessed"
+        f"{n_m} meters × {_n(int(usable.sum()), 'event day')} assessed"
         + (f"; {lacking} event days have < {w + r_days} earlier non-event days" if lacking else "")
         + (
             f"; {not_assessed} meter-events not assessed (reference load ≤ {s.min_load_kw} kW, "
