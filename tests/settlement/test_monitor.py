@@ -21,6 +21,7 @@ from transactive.settlement.monitor import (
     baseline_inflation,
     daily_load,
     feeder_consistency,
+    losses_from_grid,
     monitor,
     physical_capability,
     repeated_non_delivery,
@@ -627,6 +628,10 @@ def test_the_runners_meters_agree_with_its_power_flow(real_run: tuple[SimResults
         )
     loss = pd.concat(rows, ignore_index=True)
     assert feeder_consistency(res.meter, tree, losses_kwh=loss).empty
+    helper = losses_from_grid(res.grid, res.meter, tree, world.area_names)
+    both = loss.merge(helper, on=["design", "node_id", "interval_start"], validate="one_to_one")
+    assert len(both) == len(loss) == len(helper)
+    np.testing.assert_allclose(both["losses_kwh_x"], both["losses_kwh_y"], rtol=1e-12)
     cov = monitor(res.meter, tree, losses_kwh=loss).coverage.set_index("check")
     assert cov.loc["feeder_consistency", "status"] == "run"  # every interval assessed
     assert cov.loc["feeder_consistency", "n_assessed"] == 2 * 24 * 4 + 2 * 6 * 4

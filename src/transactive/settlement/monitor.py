@@ -793,7 +793,8 @@ def _feeder(
     under[pos[rows_b]] = True
     orphans = int((metered & ~is_sub_node & ~under).sum())
     note = (
-        f"{n_sub} substation meters × {n_t} intervals, "
+        f"{_n(n_sub, 'substation meter')} × {_n(n_t, 'interval')} × "
+        f"{_n(int(np.unique(k_design).size), 'design')}, "
         + ("against the AC power flow's losses" if losses is not None else "against the loss band")
         + (
             f"; {n_skip} substation-intervals not assessed (no substation reading or a "
@@ -851,6 +852,50 @@ def _losses_per_key(
             f"of design {d_vals[k_design[i]]!r} at {_ts(k_t[i])}"
         )
     return loss
+
+
+def losses_from_grid(
+    grid: pd.DataFrame, meter: pd.DataFrame, tree: Tree, area_names: Sequence[str]
+) -> pd.DataFrame:
+    """The ``losses_kwh`` table of :func:`feeder_consistency` from the simulator's grid
+    summary (per design, area and power-flow step: ``time``, ``losses_kw``): every DSO
+    substation reading gets the losses of the power-flow step it falls in × its duration
+    (kWh), as the runner spreads a step's losses evenly over its market intervals.
+    ``area_names``: the areas in tree order (area index → name)."""
+    missing = [c for c in ("design", "area", "time", "losses_kw") if c not in grid.columns]
+    if missing:
+        raise InvalidInputError(f"grid summary: missing columns {missing}")
+    dso = np.flatnonzero(tree.kind == str(Kind.DSO))
+    node_of = {str(area_names[int(tree.area[d])]): str(tree.id[d]) for d in dso}
+    g = pd.DataFrame(
+        {
+            "design": grid["design"].astype(str).to_numpy(),
+            "node_id": grid["area"].astype(str).map(node_of).to_numpy(),
+            "time": pd.DatetimeIndex(pd.to_datetime(grid["time"], utc=True)),
+            "losses_kw": grid["losses_kw"].to_numpy(dtype=np.float64),
+        }
+    )
+    at_dso = np.isin(meter["node_id"].astype(str).to_numpy(), list(node_of.values()))
+    sub = meter.loc[at_dso, ["design", "node_id", "interval_start", "duration_h"]]
+    m = pd.DataFrame(
+        {
+            "design": sub["design"].astype(str).to_numpy(),
+            "node_id": sub["node_id"].astype(str).to_numpy(),
+            "time": pd.DatetimeIndex(sub["interval_start"]),
+            "duration_h": sub["duration_h"].to_numpy(dtype=np.float64),
+        }
+    ).sort_values("time", kind="stable")
+    got = pd.merge_asof(
+        m, g.dropna(subset=["node_id"]).sort_values("time"), on="time", by=["design", "node_id"]
+    )
+    return pd.DataFrame(
+        {
+            "design": got["design"],
+            "node_id": got["node_id"],
+            "interval_start": got["time"],
+            "losses_kwh": got["losses_kw"] * got["duration_h"],
+        }
+    ).reset_index(drop=True)
 
 
 # --- 4. physical capability ------------------------------------------------------------------
