@@ -577,6 +577,20 @@ def test_daily_load_reshapes_readings_into_days_and_slots() -> None:
     assert str(days[0]) == "2026-01-05 00:00:00+01:00"
 
 
+def test_daily_load_gives_the_spring_forward_day_23_slots() -> None:
+    tree = feeder_tree(1)
+    net, losses = feeder_readings(0, 1, hours=71)  # 24 + 23 + 24 local hours
+    meter = meter_table(tree, net, net.sum(axis=0) + losses)
+    shift = pd.Timestamp("2026-03-27T23:00Z") - T0  # Berlin midnight before the 29 March change
+    meter["interval_start"] = meter["interval_start"] + shift
+    load, days, ids = daily_load(meter, tz="Europe/Berlin")
+    assert [str(d.date()) for d in days] == ["2026-03-28", "2026-03-29", "2026-03-30"]
+    finite = np.isfinite(load).sum(axis=2)
+    assert finite.tolist() == [[24, 23, 24]] * 3  # home, aggregator, substation
+    home = ids["resource_id"].tolist().index("meter:home:0")
+    np.testing.assert_allclose(load[home, 1, :23], net[0, 24:47])  # 1-h readings: kW = kWh
+
+
 # --- a real run: the runner's meters (substation = AC power flow) are consistent -----------
 
 

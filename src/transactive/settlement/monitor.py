@@ -448,15 +448,16 @@ def _daily_load(
     """:func:`daily_load` of the readings at positions ``rows`` (no copy of the table)."""
     if not rows.size:
         raise InvalidInputError("daily_load: no meter readings")
-    local = pd.DatetimeIndex(pd.DatetimeIndex(meter["interval_start"]).asi8[rows], tz="UTC")
-    local = local.tz_convert(tz)
-    day = local.normalize()
+    t = pd.DatetimeIndex(meter["interval_start"]).asi8[rows]
+    t_code, t_vals = _dense_codes(t)  # the time zone is applied once per distinct time
+    midnight = pd.DatetimeIndex(t_vals, tz="UTC").tz_convert(tz).normalize().asi8
+    d_of_t, d_vals = pd.factorize(midnight, sort=True)
+    day_code = d_of_t[t_code]
     dt = meter["duration_h"].to_numpy(dtype=np.float64)[rows]
-    slot = (local.asi8 - day.asi8) // (dt * 3.6e12).round().astype(np.int64)
-    grid, grid_vals = _dense_codes(day.asi8)  # local midnights on their common step
-    used = np.bincount(grid, minlength=grid_vals.size) > 0
-    day_code = (np.cumsum(used) - 1)[grid]
-    day_vals = pd.DatetimeIndex(grid_vals[used], tz="UTC").tz_convert(tz)
+    slot = (t - midnight[t_code]) // (dt * 3.6e12).round().astype(np.int64)
+    used = np.bincount(day_code, minlength=d_vals.size) > 0  # grid times without readings
+    day_code = (np.cumsum(used) - 1)[day_code]
+    day_vals = pd.DatetimeIndex(np.asarray(d_vals)[used], tz="UTC").tz_convert(tz)
     res = meter["resource_id"].cat.codes.to_numpy()[rows].astype(np.int64)
     present = np.bincount(res, minlength=len(meter["resource_id"].cat.categories)) > 0
     m_code = (np.cumsum(present) - 1)[res]
