@@ -24,7 +24,7 @@ flags (few) are formatted one by one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -280,9 +280,8 @@ def baseline_inflation(
     thresholds (``window_days``, ``ratio``, ``z`` given here win). ``measure`` = the meter's
     ratio (window mean / reference mean) over its peers' median ratio, ``threshold`` =
     ``ratio``; ``interval_start`` = the first window day, ``n_intervals`` = its slots."""
-    s = settings or MonitorSettings()
-    s = MonitorSettings(
-        **{**s.__dict__, "window_days": window_days, "inflation_ratio": ratio, "inflation_z": z}
+    s = replace(
+        settings or MonitorSettings(), window_days=window_days, inflation_ratio=ratio, inflation_z=z
     )
     return _baseline_inflation(load_kw, day_index, event_days, meters, peer_group, s, design).flags
 
@@ -512,7 +511,8 @@ def _non_delivery(commitments: pd.DataFrame, s: MonitorSettings) -> _Checked:
         return _Checked(empty_flags(), 0, "no commitments")
     groups = commitments.groupby(["design", "participant_id"], observed=True, sort=False)
     g = groups.ngroup().to_numpy(dtype=np.int64)
-    t_s = pd.DatetimeIndex(commitments["interval_start"]).asi8 // 1_000_000_000
+    t_ns = pd.DatetimeIndex(pd.to_datetime(commitments["interval_start"], utc=True)).asi8
+    t_s = t_ns // 1_000_000_000
     t_s = t_s - t_s.min()
     w_s = int(s.window.total_seconds())
     span = int(t_s.max()) + w_s + 1
@@ -554,7 +554,7 @@ def _non_delivery(commitments: pd.DataFrame, s: MonitorSettings) -> _Checked:
         ],
         dtype=bool,
     )
-    t_abs = pd.DatetimeIndex(commitments["interval_start"]).asi8[order]
+    t_abs = t_ns[order]
     detail = [
         f"failed {kf} of {ka} commitments from {_ts(t_abs[a])} to {_ts(t_abs[b])} "
         f"(delivered {ds:.1f} of {cs:.1f} kWh committed, {100 * ds / cs:.0f} %; a failure is "
