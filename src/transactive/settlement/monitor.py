@@ -451,12 +451,17 @@ def _daily_load(
     t_code, t_vals = _dense_codes(t)  # the time zone is applied once per distinct time
     midnight = pd.DatetimeIndex(t_vals, tz="UTC").tz_convert(tz).normalize().asi8
     d_of_t, d_vals = pd.factorize(midnight, sort=True)
-    day_code = d_of_t[t_code]
-    dt = meter["duration_h"].to_numpy(dtype=np.float64)[rows]
-    slot = (t - midnight[t_code]) // (dt * 3.6e12).round().astype(np.int64)
-    used = np.bincount(day_code, minlength=d_vals.size) > 0  # grid times without readings
-    day_code = (np.cumsum(used) - 1)[day_code]
+    seen_t = np.bincount(t_code, minlength=t_vals.size) > 0
+    used = np.zeros(d_vals.size, dtype=bool)
+    used[d_of_t[seen_t]] = True  # days with readings (the grid may have gaps)
+    day_code = ((np.cumsum(used) - 1)[d_of_t])[t_code]
     day_vals = pd.DatetimeIndex(np.asarray(d_vals)[used], tz="UTC").tz_convert(tz)
+    dt = meter["duration_h"].to_numpy(dtype=np.float64)[rows]
+    dt_ns = (dt * 3.6e12).round().astype(np.int64)
+    if dt_ns.min() == dt_ns.max():  # one interval length: slots per distinct time
+        slot = ((t_vals - midnight) // dt_ns[0])[t_code]
+    else:
+        slot = (t - midnight[t_code]) // dt_ns
     res = meter["resource_id"].cat.codes.to_numpy()[rows].astype(np.int64)
     present = np.bincount(res, minlength=len(meter["resource_id"].cat.categories)) > 0
     m_code = (np.cumsum(present) - 1)[res]
