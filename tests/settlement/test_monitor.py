@@ -60,7 +60,7 @@ def population(
 EVENTS = [20, 28, 36]  # day positions with an event
 
 
-def before_event(days: pd.DatetimeIndex, event: int, k: int = 5) -> list[int]:
+def before_event(event: int, k: int = 5) -> list[int]:
     """The k non-event days before event day ``event`` (independent: a plain loop)."""
     out, d = [], event - 1
     while len(out) < k:
@@ -72,8 +72,8 @@ def before_event(days: pd.DatetimeIndex, event: int, k: int = 5) -> list[int]:
 
 def own_ratio(load: np.ndarray, days: pd.DatetimeIndex, m: int, event: int) -> float:
     """Mean load of the 5 window days over the 10 non-event days before them, by loop."""
-    window = before_event(days, event, 5)
-    ref = [d for d in before_event(days, event, 15) if d not in window]
+    window = before_event(event, 5)
+    ref = [d for d in before_event(event, 15) if d not in window]
     return float(load[m, window].mean() / load[m, ref].mean())
 
 
@@ -91,7 +91,7 @@ def test_an_honest_population_inflates_nothing(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_meter_inflating_its_load_before_an_event_is_flagged(seed: int) -> None:
     load, days, meters = population(seed)
-    window = before_event(days, 28)
+    window = before_event(28)
     load[7][window] *= 1.4
     flags = baseline_inflation(load, days, days[EVENTS], meters=meters)
     assert len(flags) == 1
@@ -112,7 +112,7 @@ def test_a_cold_snap_raising_everyone_does_not_flag_but_an_inflator_within_it_do
     seed: int,
 ) -> None:
     load, days, meters = population(seed)
-    window = before_event(days, 28)
+    window = before_event(28)
     load[:, window] *= 1.3  # everyone
     assert baseline_inflation(load, days, days[EVENTS], meters=meters).empty
     load[3][window] *= 1.4
@@ -126,7 +126,7 @@ def test_a_cold_snap_raising_everyone_does_not_flag_but_an_inflator_within_it_do
 @given(st.floats(0.01, 100.0), st.integers(0, 3))
 def test_flags_do_not_depend_on_the_unit_of_load(scale: float, seed: int) -> None:
     load, days, meters = population(seed, n_meters=20)
-    load[2][before_event(days, 28)] *= 1.5
+    load[2][before_event(28)] *= 1.5
     s = MonitorSettings(min_load_kw=0.0)
     a = baseline_inflation(load, days, days[EVENTS], meters=meters, settings=s)
     b = baseline_inflation(load * scale, days, days[EVENTS], meters=meters, settings=s)
@@ -136,7 +136,7 @@ def test_flags_do_not_depend_on_the_unit_of_load(scale: float, seed: int) -> Non
 
 def test_peer_groups_are_compared_separately() -> None:
     load, days, meters = population(1)
-    window = before_event(days, 28)
+    window = before_event(28)
     group = np.array(["north"] * 32 + ["south"] * 8)
     load[32:, window] *= 1.5  # a cold snap in the south only
     assert baseline_inflation(load, days, days[EVENTS], meters=meters, peer_group=group).empty

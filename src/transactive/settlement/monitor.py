@@ -881,7 +881,9 @@ def losses_from_grid(
             "losses_kw": grid["losses_kw"].to_numpy(dtype=np.float64),
         }
     )
-    at_dso = np.isin(meter["node_id"].astype(str).to_numpy(), list(node_of.values()))
+    METER.check(meter)
+    nodes = meter["node_id"].cat
+    at_dso = np.isin(nodes.categories.astype(str), list(node_of.values()))[nodes.codes.to_numpy()]
     sub = meter.loc[at_dso, ["design", "node_id", "interval_start", "duration_h"]]
     m = pd.DataFrame(
         {
