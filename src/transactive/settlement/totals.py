@@ -1,21 +1,74 @@
-"""Money per participant from settlement lines."""
+"""Money per participant from settlement lines, and the integer-money helpers.
+
+Money is held in integer minor units (cents): a line's amount is rounded once, half to
+even, and every sum of money is an integer sum. Currency (a float) appears only at the
+display edge (:func:`to_currency`).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from transactive.errors import InvalidInputError
+
+#: Minor units (cents) per unit of currency (EUR, USD).
+MINOR = 100
+#: Settlement periods: the evaluated period as one, calendar months or days (UTC).
+PERIODS = ("whole", "month", "day")
+#: The label of the one period of ``period="whole"``.
+WHOLE = "all"
+
+
+def minor_units(quantity: np.ndarray, price: np.ndarray | float) -> np.ndarray:
+    """round-half-even(quantity × price × 100): the amount of each line in minor units
+    (int64); quantity kWh, price currency/kWh (both finite: checked by the callers)."""
+    return np.rint(np.asarray(quantity, dtype=float) * price * MINOR).astype(np.int64)
+
+
+def to_currency(minor: Any) -> Any:
+    """Minor units → currency (float), for display and statistics only."""
+    return minor / MINOR
+
+
+def format_minor(minor: object) -> str:
+    """``-1234`` → ``"-12.34"``: exact decimal text of an amount in minor units."""
+    value = int(minor)  # type: ignore[call-overload]
+    sign = "-" if value < 0 else ""
+    whole, cents = divmod(abs(value), MINOR)
+    return f"{sign}{whole}.{cents:02d}"
+
 
 def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
     """Per design and participant: ``paid`` (to counterparties), ``received`` and ``net``
-    (paid − received), currency. :func:`transactive.settlement.check_balance` checks that
-    the ``net`` of all participants of a design sums to 0."""
-    paid = lines.groupby(["design", "participant_id"], observed=True)["amount"].sum()
-    got = lines.groupby(["design", "counterparty_id"], observed=True)["amount"].sum()
+    (paid − received), integer minor units. :func:`transactive.settlement.check_balance`
+    checks that the ``net`` of all participants of a design sums to 0."""
+    amount = lines["amount"]
+    paid = amount.groupby([lines["design"], lines["participant_id"]], observed=True).sum()
+    got = amount.groupby([lines["design"], lines["counterparty_id"]], observed=True).sum()
+    paid.index = paid.index.set_names(["design", "participant_id"])
     got.index = got.index.set_names(["design", "participant_id"])
-    out = pd.concat({"paid": paid, "received": got}, axis=1).fillna(0.0)
+    out = pd.concat({"paid": paid, "received": got}, axis=1).fillna(0).astype(np.int64)
     out["net"] = out["paid"] - out["received"]
     return out.reset_index()
+
+
+def period_of(starts: pd.Series, period: str) -> pd.Categorical[Any]:
+    """The settlement period of every row by its ``interval_start`` (UTC): ``"all"`` for
+    ``whole``, ``"YYYY-MM"`` for ``month``, ``"YYYY-MM-DD"`` for ``day`` (a categorical,
+    no string per row)."""
+    if period not in PERIODS:
+        raise InvalidInputError(f"settlement period {period!r} is not one of {PERIODS}")
+    n = len(starts)
+    if period == "whole":
+        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=pd.Index([WHOLE]))
+    ns = np.asarray(pd.DatetimeIndex(starts).asi8).view("datetime64[ns]")
+    coarse = ns.astype("datetime64[M]" if period == "month" else "datetime64[D]")
+    codes, uniq = pd.factorize(coarse, sort=True)
+    labels = pd.Index(np.datetime_as_string(np.asarray(uniq)).astype(object))
+    return pd.Categorical.from_codes(codes, categories=labels)
 
 
 def positions(column: pd.Series, labels: np.ndarray) -> np.ndarray:
@@ -36,4 +89,32 @@ def by_design_participant(values: pd.Series, lines: pd.DataFrame, who: str) -> p
         [out.index.get_level_values(i).astype(str) for i in (0, 1)],
         names=["design", "participant_id"],
     )
+    return out
+
+
+def largest_remainder(total: np.ndarray, group: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Split ``total[g]`` (int64 minor units) over the rows of each group ``g`` in proportion
+    to ``weight`` (≥ 0): every row gets the floor of its exact share and the cents left over
+    go, one each, to the rows with the largest fractional remainders (ties: the earlier row),
+    so each group's shares sum to its total exactly. A group whose weights sum to 0 shares
+    equally."""
+    total = np.asarray(total, dtype=np.int64)
+    group = np.asarray(group, dtype=np.int64)
+    w = np.asarray(weight, dtype=float)
+    n_groups = total.size
+    count = np.bincount(group, minlength=n_groups)
+    wsum = np.bincount(group, w, minlength=n_groups)
+    w = np.where(wsum[group] > 0, w, 1.0)  # no weight at all: equal shares
+    wsum = np.where(wsum > 0, wsum, count)
+    exact = total[group] * (w / np.where(wsum > 0, wsum, 1.0)[group])
+    base = np.floor(exact).astype(np.int64)
+    given = np.zeros(n_groups, dtype=np.int64)
+    np.add.at(given, group, base)
+    left = total - given  # ≈ 0 … count − 1; exact integers whatever the float error
+    q, r = np.divmod(left, np.maximum(count, 1))
+    order = np.lexsort((np.arange(group.size), -(exact - base), group))
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.empty(group.size, dtype=np.int64)
+    rank[order] = np.arange(group.size) - start[group[order]]
+    out: np.ndarray = base + q[group] + (rank < r[group])
     return out
