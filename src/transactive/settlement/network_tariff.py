@@ -45,7 +45,7 @@ from transactive.nodes.tree import Kind, Tree
 from transactive.settlement.totals import (
     MINOR,
     largest_remainder,
-    participant_totals,
+    net_matrix,
     positions,
 )
 
@@ -130,10 +130,20 @@ def rate_design(name: str | RateDesign) -> RateDesign:
     return RATE_DESIGNS[name]
 
 
-def dso_net_receipts(lines: pd.DataFrame, tree: Tree) -> pd.DataFrame:
+def dso_net_receipts(
+    lines: pd.DataFrame, tree: Tree, mask: np.ndarray | None = None
+) -> pd.DataFrame:
     """What every DSO receives minus what it pays (minor units, int64), index: design,
-    columns: the DSO participants (0 where a DSO has no line in a design)."""
-    return dso_table(participant_totals(lines), tree)
+    columns: the DSO participants (0 where a DSO has no line in a design); ``mask``: only
+    those lines."""
+    dsos = tree.owner[tree.kind == Kind.DSO].astype(str)
+    if lines.empty:
+        return pd.DataFrame(
+            np.zeros((0, dsos.size), dtype=np.int64),
+            index=pd.Index([], name="design"),
+            columns=pd.Index(dsos, name="participant_id"),
+        )
+    return -net_matrix(lines, dsos, mask)
 
 
 def dso_table(totals: pd.DataFrame, tree: Tree) -> pd.DataFrame:
@@ -153,7 +163,11 @@ def dso_table(totals: pd.DataFrame, tree: Tree) -> pd.DataFrame:
 def revenue_requirement(energy: pd.DataFrame, tree: Tree, baseline: str) -> pd.Series:
     """Every DSO's revenue requirement (minor units, int64, indexed by DSO participant): its
     net receipts from the ``energy`` lines of design ``baseline`` over the settled period."""
-    table = dso_net_receipts(energy, tree)
+    return requirement_of(dso_net_receipts(energy, tree), baseline)
+
+
+def requirement_of(table: pd.DataFrame, baseline: str) -> pd.Series:
+    """:func:`revenue_requirement` from the DSOs' net receipts from energy per design."""
     if baseline not in table.index:
         raise BalanceError(f"network tariff: baseline design {baseline!r} has no settlement")
     return pd.Series(
@@ -167,33 +181,34 @@ def network_lines(
     tree: Tree,
     requirement: pd.Series,
     rate: str | RateDesign = "fixed",
+    margin: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The ``network`` line of every home connection (a home node with a meter) per design,
     so that each DSO's net receipts equal ``requirement`` (minor units) to the cent, split
-    by ``rate`` (see the module doc)."""
+    by ``rate`` (see the module doc); ``margin``: :func:`dso_net_receipts` of ``energy``
+    if the caller has it."""
     design_rate = rate_design(rate)
     if energy.empty:
         return SETTLEMENT.empty()
-    margin = dso_net_receipts(energy, tree)
+    margin = dso_net_receipts(energy, tree) if margin is None else margin
     pos = positions(meter["node_id"], tree.id)
     d_all = positions(meter["design"], margin.index.to_numpy()).astype(np.int64)
-    is_home = (pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME) & (d_all >= 0)
-    homes = meter[is_home]
-    d_code = d_all[is_home]
-    key = d_code * tree.n + pos[is_home]
+    rows = np.flatnonzero((pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME) & (d_all >= 0))
+    d_code = d_all[rows]
+    key = d_code * tree.n + pos[rows]
     conn, uniq = pd.factorize(key)
     n_conn = uniq.size
     first = np.full(n_conn, -1, dtype=np.int64)
     first[conn[::-1]] = np.arange(conn.size)[::-1]
-    imp = homes["import_kwh"].to_numpy(dtype=float)
-    kw = imp / homes["duration_h"].to_numpy(dtype=float)
-    est = (homes["quality"] == "estimated").to_numpy(dtype=bool)
+    imp = meter["import_kwh"].to_numpy(dtype=float)[rows]
+    kw = imp / meter["duration_h"].to_numpy(dtype=float)[rows]
+    est = (meter["quality"] == "estimated").to_numpy(dtype=bool)[rows]
     c = Connections(
         imported_kwh=np.bincount(conn, imp, minlength=n_conn),
         peak_kw=pd.Series(kw).groupby(conn).max().to_numpy(dtype=float),
         estimated=np.bincount(conn, est, minlength=n_conn) > 0,
     )
-    hpos = pos[is_home][first]
+    hpos = pos[rows][first]
     design_of = d_code[first]
     dso = _dso_owner_of(tree)[hpos].astype(str)
     j = margin.columns.get_indexer(dso)
@@ -217,7 +232,7 @@ def network_lines(
 
     first_ns, hours = _period_of(energy)
     designs = margin.index.astype(str)
-    h = homes.iloc[first]
+    h = meter.iloc[rows[first]]
     return SETTLEMENT.frame(
         {
             "design": h["design"].array,
@@ -234,7 +249,7 @@ def network_lines(
             "quantity_kwh": qty,
             "price": rate_per_kwh,
             "amount": amount,
-            "currency": energy["currency"].astype(str).iloc[0],
+            "currency": str(energy["currency"].iloc[0]),
             "counterparty_id": dso,
             "quality": np.where(c.estimated, "estimated", "measured"),
         }

@@ -43,14 +43,14 @@ from transactive.settlement.levies import Levy, levy_lines, vat_lines
 from transactive.settlement.network_tariff import (
     TARIFF_CHARGES,
     RateDesign,
-    dso_table,
+    dso_net_receipts,
     network_lines,
-    revenue_requirement,
+    requirement_of,
 )
 from transactive.settlement.totals import (
     MINOR,
+    int_sums,
     minor_units,
-    participant_totals,
     period_of,
     positions,
 )
@@ -86,8 +86,9 @@ def settle(
     designs = {str(d) for d in energy["design"].unique()}
     parts, requirement = [energy], None
     if baseline is not None and baseline in designs:
-        requirement = revenue_requirement(energy, tree, baseline)
-        parts.append(network_lines(energy, meter, tree, requirement, rate))
+        margin = dso_net_receipts(energy, tree)
+        requirement = requirement_of(margin, baseline)
+        parts.append(network_lines(energy, meter, tree, requirement, rate, margin))
     parts.append(levy_lines(meter, tree, levies, currency))
     lines = SETTLEMENT.concat(parts)
     if vat_percent:
@@ -194,8 +195,8 @@ def check_balance(
             )
     if requirement is None:
         return
-    tariff = lines[lines["charge"].isin(TARIFF_CHARGES).to_numpy(dtype=bool)]
-    got = dso_table(participant_totals(tariff), tree)
+    tariff = lines["charge"].isin(TARIFF_CHARGES).to_numpy(dtype=bool)
+    got = dso_net_receipts(lines, tree, tariff)
     want = requirement.reindex(got.columns).to_numpy(dtype=np.int64)
     values = got.to_numpy(dtype=np.int64)
     off = values != want[None, :]
@@ -217,8 +218,9 @@ def _check_zero_sum(lines: pd.DataFrame, period: str) -> None:
     amount = lines["amount"].to_numpy(dtype=np.int64)
     has_payer = lines["participant_id"].notna().to_numpy(dtype=bool)
     has_payee = lines["counterparty_id"].notna().to_numpy(dtype=bool)
-    paid = pd.Series(np.where(has_payer, amount, 0)).groupby(key).sum()
-    received = pd.Series(np.where(has_payee, amount, 0)).groupby(key).sum()
+    n = len(lines["design"].cat.categories) * len(per.categories)
+    paid = pd.Series(int_sums(key[has_payer], amount[has_payer], n))
+    received = pd.Series(int_sums(key[has_payee], amount[has_payee], n))
     off = paid.to_numpy() != received.to_numpy()
     if off.any():
         k = int(paid.index[np.flatnonzero(off)[0]])

@@ -41,6 +41,51 @@ def format_minor(minor: object) -> str:
     return f"{sign}{whole}.{cents:02d}"
 
 
+def int_sums(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact integer sums of int64 ``values`` per ``group`` (0 … n − 1), int64. Where every
+    partial sum stays below 2**53 in magnitude (max |value| × rows), float64 adds integers
+    exactly, so the fast ``bincount`` is used; otherwise an integer groupby."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size == 0:
+        return np.zeros(n, dtype=np.int64)
+    if float(np.abs(values).max()) * values.size < 2.0**53:
+        return np.bincount(group, values.astype(float), minlength=n).astype(np.int64)
+    sums = pd.Series(values).groupby(np.asarray(group)).sum()
+    out = np.zeros(n, dtype=np.int64)
+    out[sums.index.to_numpy()] = sums.to_numpy(dtype=np.int64)
+    return out
+
+
+def net_matrix(
+    lines: pd.DataFrame, labels: np.ndarray, mask: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Net paid (paid − received, minor units, int64) per design (rows, in category order of
+    the designs present) and participant of ``labels`` (columns), from the lines selected by
+    ``mask``; integer codes only, no row copies."""
+    d_codes = _codes(lines["design"])
+    designs = lines["design"].cat.categories if len(lines) else pd.Index([])
+    present = np.unique(d_codes[d_codes >= 0])
+    k = len(labels)
+    keep = np.ones(len(lines), dtype=bool) if mask is None else mask
+    amount = lines["amount"].to_numpy(dtype=np.int64)
+    net = np.zeros(len(designs) * k, dtype=np.int64)
+    for col, sign in (("participant_id", 1), ("counterparty_id", -1)):
+        at = positions(lines[col], labels)
+        ok = keep & (at >= 0) & (d_codes >= 0)
+        net += sign * int_sums(d_codes[ok] * k + at[ok], amount[ok], net.size)
+    table = net.reshape(len(designs), k)[present]
+    return pd.DataFrame(
+        table,
+        index=pd.Index(np.asarray(designs)[present].astype(str), name="design"),
+        columns=pd.Index(np.asarray(labels).astype(str), name="participant_id"),
+    )
+
+
+def _codes(column: pd.Series) -> np.ndarray:
+    """Integer codes of a categorical column (int64; −1 missing)."""
+    return np.asarray(column.cat.codes.to_numpy(), dtype=np.int64)
+
+
 def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
     """Per design and participant: ``paid`` (to counterparties), ``received`` and ``net``
     (paid − received), integer minor units. :func:`transactive.settlement.check_balance`
