@@ -47,9 +47,13 @@ class Invoice:
     vat: int
     total: int
 
+    def summary(self) -> list[tuple[str, int]]:
+        """The closing rows: ``subtotal``, ``vat_total``, ``total`` (minor units)."""
+        return [("subtotal", self.subtotal), ("vat_total", self.vat), ("total", self.total)]
+
     def to_csv(self) -> str:
-        """The items, then ``subtotal``, ``vat`` and ``total`` rows; amounts as exact
-        decimals of the currency."""
+        """The items, then the :meth:`summary` rows (in the ``charge`` column); amounts as
+        exact decimals of the currency."""
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["design", "participant_id", "period", *ITEM_COLUMNS, "currency"])
@@ -58,7 +62,7 @@ class Invoice:
             row = [r["charge"], r["counterparty_id"], r["quality"], r["lines"]]
             nums = [_num(r["quantity_kwh"]), _num(r["unit_price"]), format_minor(r["amount"])]
             w.writerow([*ident, *row, *nums, self.currency])
-        for label, value in (("subtotal", self.subtotal), ("vat", self.vat), ("total", self.total)):
+        for label, value in self.summary():
             w.writerow([*ident, label, "", "", "", "", "", format_minor(value), self.currency])
         return out.getvalue()
 
@@ -78,7 +82,7 @@ class Invoice:
         foot = "".join(
             f"<tr class=sum><td colspan=6>{label}</td>"
             f'<td class=n id="{label}">{format_minor(v)}</td></tr>'
-            for label, v in (("subtotal", self.subtotal), ("vat", self.vat), ("total", self.total))
+            for label, v in self.summary()
         )
         title = f"Invoice {self.participant_id} · {self.design} · {self.period}"
         return (
@@ -149,7 +153,9 @@ def write_invoices(lines: pd.DataFrame, directory: Path, period: str = "whole") 
             lines=("n", "sum"), quantity_kwh=("qty", "sum"), amount=("amount", "sum")
         )
         items = items.reset_index()
-        for (design, label, who), it in items.groupby(["design", "period", "who"], sort=True):
+        for (design, label, who), it in items.groupby(
+            ["design", "period", "who"], sort=True, observed=True
+        ):
             inv = _invoice(
                 _finish(it.rename(columns={"other": "counterparty_id"})),
                 str(who), str(design), str(label), str(lines["currency"].iloc[0]),

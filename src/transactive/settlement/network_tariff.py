@@ -27,8 +27,8 @@ no network charge; the DSO's own substation meter pays none either.
 A ``network`` line is one per home connection and design for the whole period: its
 ``interval_start`` is the first settled interval, ``duration_h`` the period's length;
 ``quantity_kwh`` is the imported kWh and ``price`` the rate (currency/kWh) for
-``volumetric``, 0 and NaN otherwise; ``quality`` is ``estimated`` if a reading it is
-computed from is (volumetric, demand).
+``volumetric``, 0 and NaN otherwise; ``quality`` is ``estimated`` if a reading of the
+connection in the period is.
 """
 
 from __future__ import annotations
