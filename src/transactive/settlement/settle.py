@@ -105,12 +105,13 @@ def energy_lines(
     if meter.empty:
         return SETTLEMENT.empty()
     da_rows = (awards["stage"] == DAY_AHEAD).to_numpy(dtype=bool)
-    m = meter.reset_index(drop=True)
-    at_rt, at_da = _lookup(m, [awards[~da_rows], awards[da_rows]])
+    m = meter
+    at_rt, at_da = _lookup(m, awards, [~da_rows, da_rows])
     two = at_da >= 0
-    price = _take(awards.loc[~da_rows, "price"], at_rt)
-    p_da = _take(awards.loc[da_rows, "price"], at_da)
-    q_da = _take(awards.loc[da_rows, "quantity_kw"], at_da)
+    a_price = awards["price"].to_numpy(dtype=float)
+    price = _take(a_price[~da_rows], at_rt)
+    p_da = _take(a_price[da_rows], at_da)
+    q_da = _take(awards["quantity_kw"].to_numpy(dtype=float)[da_rows], at_da)
     missing = ~np.isfinite(price) | (two & ~(np.isfinite(p_da) & np.isfinite(q_da)))
     if missing.any():
         r = m[missing].iloc[0]
@@ -125,39 +126,38 @@ def energy_lines(
     parent = tree.parent[pos]
     payee = np.append(tree.owner.astype(str), WHOLESALE)  # a root meter pays the wholesale
     labels, code = np.unique(payee, return_inverse=True)
-    counterparty = pd.Categorical.from_codes(
-        code[np.where(parent >= 0, parent, payee.size - 1)],
-        dtype=pd.CategoricalDtype(pd.Index(labels)),
-    )
     net = m["import_kwh"].to_numpy(dtype=float) - m["export_kwh"].to_numpy(dtype=float)
     position = q_da * m["duration_h"].to_numpy(dtype=float)
-    ident = {c: m[c].array for c in SETTLEMENT.names[:8]}  # .array keeps dtypes (time zone)
-    quality = m["quality"].array
-
-    def part(mask: np.ndarray, charge: str, qty: np.ndarray, unit: np.ndarray) -> pd.DataFrame:
-        cols = {c: v[mask] for c, v in ident.items()}
-        n = int(mask.sum())
-        if charge == "day_ahead":
-            cols["stage"] = _constant(DAY_AHEAD, n)
-        return SETTLEMENT.frame(
-            {
-                **cols,
-                "charge": _constant(charge, n),
-                "quantity_kwh": qty[mask],
-                "price": unit[mask],
-                "amount": minor_units(qty[mask], unit[mask]),
-                "currency": _constant(currency, n),
-                "counterparty_id": counterparty[mask],
-                "quality": quality[mask],
-            }
-        )
-
-    return SETTLEMENT.concat(
-        [
-            part(~two, "energy", net, price),
-            part(two, "day_ahead", position, p_da),
-            part(two, "real_time", net - position, price),
-        ]
+    # One frame for all lines: tariff readings (energy), then two-settled ones twice
+    # (day_ahead, real_time); every column is taken once by row positions.
+    one, both = np.flatnonzero(~two), np.flatnonzero(two)
+    rows = np.concatenate([one, both, both])
+    part = np.repeat(np.arange(3, dtype=np.int8), [one.size, both.size, both.size])
+    qty = np.concatenate([net[one], position[both], (net - position)[both]])
+    unit = np.concatenate([price[one], p_da[both], price[both]])
+    cols: dict[str, Any] = {c: m[c].array.take(rows) for c in SETTLEMENT.names[:8]}
+    stage = pd.Categorical(cols["stage"])
+    if DAY_AHEAD not in stage.categories:
+        stage = stage.add_categories([DAY_AHEAD])
+    codes = stage.codes.copy()
+    codes[part == 1] = list(stage.categories).index(DAY_AHEAD)
+    cols["stage"] = pd.Categorical.from_codes(codes, dtype=stage.dtype)
+    return SETTLEMENT.frame(
+        {
+            **cols,
+            "charge": pd.Categorical.from_codes(
+                part, dtype=pd.CategoricalDtype(["energy", "day_ahead", "real_time"])
+            ),
+            "quantity_kwh": qty,
+            "price": unit,
+            "amount": minor_units(qty, unit),
+            "currency": _constant(currency, rows.size),
+            "counterparty_id": pd.Categorical.from_codes(
+                code[np.where(parent >= 0, parent, payee.size - 1)][rows],
+                dtype=pd.CategoricalDtype(pd.Index(labels)),
+            ),
+            "quality": m["quality"].array.take(rows),
+        }
     )
 
 
@@ -183,6 +183,7 @@ def check_balance(
         raise BalanceError(
             f"settlement: amounts are {lines['amount'].dtype}, not integer minor units (int64)"
         )
+    SETTLEMENT.check(lines)
     _check_zero_sum(lines, period)
     known = pd.unique(
         np.array([*tree.owner.astype(str).tolist(), WHOLESALE, *payees], dtype=object)
@@ -237,11 +238,12 @@ def _constant(label: str, n: int) -> pd.Categorical[Any]:
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([label]))
 
 
-def _lookup(meter: pd.DataFrame, tables: list[pd.DataFrame]) -> list[np.ndarray]:
-    """For every meter row, the position of the row of each table with the same design,
-    node and interval (−1: none), on one integer key per row (no string joins); raises
-    :class:`~transactive.errors.BalanceError` if a table has a key twice."""
-    frames = [meter, *tables]
+def _lookup(meter: pd.DataFrame, awards: pd.DataFrame, masks: list[np.ndarray]) -> list[np.ndarray]:
+    """For every meter row, the position (within the award rows selected by each mask) of
+    the award with the same design, node and interval (−1: none), on one integer key per
+    row (no string joins, no row copies); raises :class:`~transactive.errors.BalanceError`
+    if a selection has a key twice."""
+    frames = [meter, awards]
     labels = {c: _labels_of([f[c] for f in frames]) for c in ("design", "node_id")}
     ns = [np.asarray(pd.DatetimeIndex(f["interval_start"]).asi8) for f in frames]  # UTC ns
     t_code, t_uniq = pd.factorize(np.concatenate(ns))
@@ -253,17 +255,16 @@ def _lookup(meter: pd.DataFrame, tables: list[pd.DataFrame]) -> list[np.ndarray]
         keys.append((design * n_node + node) * len(t_uniq) + t_code[offset : offset + n.size])
         offset += n.size
     out = []
-    for key in keys[1:]:
-        index = pd.Index(key)
+    for mask in masks:
+        index = pd.Index(keys[1][mask])
         if not index.is_unique:
             raise BalanceError("settlement: a node has more than one award per stage and interval")
         out.append(index.get_indexer(keys[0]))
     return out
 
 
-def _take(column: pd.Series, at: np.ndarray) -> np.ndarray:
-    """``column``'s values at positions ``at`` (NaN where −1)."""
-    values = column.to_numpy(dtype=float)
+def _take(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values`` at positions ``at`` (NaN where −1)."""
     return np.where(at >= 0, values[np.maximum(at, 0)] if values.size else np.nan, np.nan)
 
 

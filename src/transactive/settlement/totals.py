@@ -121,9 +121,8 @@ def positions(column: pd.Series, labels: np.ndarray) -> np.ndarray:
     or missing); a categorical column looks up its categories only, not every row."""
     index = pd.Index(np.asarray(labels).astype(str))
     if isinstance(column.dtype, pd.CategoricalDtype):
-        at = index.get_indexer(column.cat.categories.astype(str))
-        codes = column.cat.codes.to_numpy()
-        return np.where(codes >= 0, at[np.maximum(codes, 0)], -1)
+        lut = np.append(index.get_indexer(column.cat.categories.astype(str)), -1)
+        return np.asarray(lut[column.cat.codes.to_numpy()])  # code −1 (missing) → the last, −1
     return index.get_indexer(column.astype(str))
 
 
