@@ -78,21 +78,17 @@ class Schema:
         parts = [f for f in frames if len(f)]
         if not parts:
             return self.empty()
-        if len(parts) > 1:
-            parts = [f.copy(deep=False) for f in parts]
-        for c in self.columns:  # one category set per column: concat keeps the codes
-            cols = [f[c.name] for f in parts]
-            if len(parts) < 2 or not all(isinstance(x.dtype, pd.CategoricalDtype) for x in cols):
-                continue
-            dtype = pd.CategoricalDtype(
-                pd.api.types.union_categoricals(
-                    [pd.Categorical([], categories=x.cat.categories) for x in cols]
-                ).categories
-            )
-            for f in parts:
-                if f[c.name].dtype != dtype:
-                    f[c.name] = f[c.name].astype(dtype)
-        out = pd.concat(parts, ignore_index=True)
+        if len(parts) == 1 or any(list(f.columns) != self.names for f in parts):
+            out = pd.concat(parts, ignore_index=True)
+        else:  # column by column: categories united by recoding, one frame built at the end
+            cols: dict[str, Any] = {}
+            for c in self.columns:
+                arrays = [f[c.name] for f in parts]
+                if all(isinstance(x.dtype, pd.CategoricalDtype) for x in arrays):
+                    cols[c.name] = pd.api.types.union_categoricals([x.array for x in arrays])
+                else:
+                    cols[c.name] = pd.concat(arrays, ignore_index=True)
+            out = pd.DataFrame(cols)
         for c in self.columns:
             if c.dtype == "category" and not isinstance(out[c.name].dtype, pd.CategoricalDtype):
                 out[c.name] = out[c.name].astype("category")
