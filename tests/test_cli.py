@@ -453,3 +453,19 @@ def test_help_and_bad_arguments_load_nothing_heavy(
     )
     probe = json.loads(res.stderr.strip().splitlines()[-1])
     assert probe == {"code": code, "heavy": []}, res.stderr
+
+
+def test_bad_scenario_is_refused_before_the_simulator_loads(tmp_path: Path) -> None:
+    # Validation needs numpy (device parameters) but not pandas, scipy, pvlib or the grid.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('feeder = "simbench:1-LV-semiurb4--0-sw"\ncolour = "red"\n')
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY[1:]), "simulate", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    probe = json.loads(res.stderr.strip().splitlines()[-1])
+    assert probe == {"code": 2, "heavy": []}, res.stderr
+    assert "'colour': unknown key" in res.stderr

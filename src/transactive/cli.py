@@ -474,10 +474,11 @@ def simulate_cmd(
         _check_input_file(scenario, "scenario file")
         _check_outputs(outputs)
         chosen = _chosen_designs(design)
-        from transactive.sim.batch import compare, seeds_for
         from transactive.sim.scenario import load_scenario
 
-        sc = load_scenario(scenario)
+        sc = load_scenario(scenario)  # bad input fails here, before the simulator loads
+        from transactive.sim.batch import compare, seeds_for
+
         seed_list = seeds_for(sc, sc.seeds if seeds is None else seeds)
         names = chosen or sc.designs
         with _progress_bars(seed_list, names, sc.intervals.n, as_json) as bars:

@@ -54,16 +54,9 @@ import pvlib
 
 from transactive.core.time import Intervals
 from transactive.der.base import FloatArray, WeatherSample
+from transactive.der.sites import SITES
 from transactive.errors import InvalidInputError
 
-#: Weather sites: name → (file, kind). ``tmy3``/``tmy2``: pvlib's files; ``try``: the DWD
-#: test reference years 2010 shipped in ``transactive/data/de/try2010``.
-SITES: dict[str, tuple[str, str]] = {
-    "greensboro": ("723170TYA.CSV", "tmy3"),
-    "sand_point": ("703165TY.csv", "tmy3"),
-    "miami": ("12839.tm2", "tmy2"),
-    **{f"de-try-{r:02d}": (f"TRY2010_{r:02d}_Jahr.dat.gz", "try") for r in range(1, 16)},
-}
 #: cos(zenith) floor of the DNI = B / cos(zenith) conversion (cos 87°).
 _COS_ZENITH_MIN = float(np.cos(np.radians(87.0)))
 

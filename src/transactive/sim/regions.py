@@ -277,7 +277,7 @@ def provenance(scenario: Scenario) -> pd.DataFrame:
             "2016",
         )
     )
-    from transactive.der.weather import SITES
+    from transactive.der.sites import SITES
 
     site = sc.weather_site
     if SITES[site][1] == "try":

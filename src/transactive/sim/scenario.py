@@ -589,7 +589,7 @@ class Scenario(_Model):
     )
     weather_site: Annotated[str, StringConstraints(min_length=1)] = _key(
         "de-try-04",
-        "Weather site (`transactive.der.weather.SITES`): `de-try-01` … `de-try-15` (DWD TRY2010 "
+        "Weather site (`transactive.der.sites.SITES`): `de-try-01` … `de-try-15` (DWD TRY2010 "
         "climate regions), `greensboro`, `sand_point`, `miami` (pvlib TMY).",
         default_text="the region's: de `de-try-04` (Potsdam), us `greensboro`",
     )
@@ -700,7 +700,7 @@ class Scenario(_Model):
     @field_validator("weather_site")
     @classmethod
     def _site(cls, v: str) -> str:
-        from transactive.der.weather import SITES
+        from transactive.der.sites import SITES
 
         if v not in SITES:
             raise _fail(
