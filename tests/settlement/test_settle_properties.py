@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -45,14 +44,15 @@ def test_money_balances_and_the_dso_recovers_its_requirement(n: int, data: st.Da
     lines = settle(pd.concat(meters), pd.concat(awards), tree, "EUR", baseline="bau")
 
     totals = participant_totals(lines)
-    assert totals.groupby("design", observed=True)["net"].sum().abs().max() < 1e-9
+    assert totals.groupby("design", observed=True)["net"].sum().abs().max() == 0
     # The DSO (column 0) keeps the retail revenue of the homes and the portfolio minus
-    # what it pays for its substation meter, computed here from the inputs.
-    amount = net["bau"] * tariff
-    requirement = amount[:, 1:].sum() - amount[:, 0].sum()
+    # what it pays for its substation meter, computed here from the inputs: every line
+    # rounded to the cent once (half to even), then summed as integers.
+    amount = np.array([[round(x * 100) for x in row] for row in (net["bau"] * tariff).tolist()])
+    requirement = int(amount[:, 1:].sum() - amount[:, 0].sum())
     got = dso_net_receipts(lines, tree)["dso:a"]
-    assert got["bau"] == pytest.approx(requirement, abs=1e-9)
-    assert got["mkt"] == pytest.approx(requirement, abs=1e-9)
+    assert got["bau"] == requirement
+    assert got["mkt"] == requirement
     e = lines[lines["charge"] != "network"]
     kwh_by_meter = e.groupby([e["design"].astype(str), e["node_id"].astype(str)])[
         "quantity_kwh"
@@ -61,5 +61,5 @@ def test_money_balances_and_the_dso_recovers_its_requirement(n: int, data: st.Da
         got_kwh = kwh_by_meter.loc[d].reindex(list(NODES)).to_numpy()
         np.testing.assert_allclose(got_kwh, net[d].sum(axis=0), atol=1e-9)
     fixed = lines[(lines["charge"] == "network") & (lines["design"] == "mkt")]
-    assert len(fixed) == 2 and np.ptp(fixed["amount"].to_numpy()) < 1e-12
+    assert len(fixed) == 2 and np.ptp(fixed["amount"].to_numpy()) <= 1  # largest remainder
     assert (fixed["duration_h"] == n * DT).all()

@@ -293,7 +293,8 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, der, "
             "designs, dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
             "market_interval_min, name, paradigms, powerflow_interval_min, records, region, "
-            "seed, seeds, start, tariff, timezone, warmup_days, weather_site, wholesale)",
+            "seed, seeds, settlement, start, tariff, timezone, warmup_days, weather_site, "
+            "wholesale)",
         ]
     )
 

@@ -78,7 +78,17 @@ class Schema:
         parts = [f for f in frames if len(f)]
         if not parts:
             return self.empty()
-        out = pd.concat(parts, ignore_index=True)
+        if len(parts) == 1 or any(list(f.columns) != self.names for f in parts):
+            out = pd.concat(parts, ignore_index=True)
+        else:  # column by column: categories united by recoding, one frame built at the end
+            cols: dict[str, Any] = {}
+            for c in self.columns:
+                arrays = [f[c.name] for f in parts]
+                if all(isinstance(x.dtype, pd.CategoricalDtype) for x in arrays):
+                    cols[c.name] = pd.api.types.union_categoricals([x.array for x in arrays])
+                else:
+                    cols[c.name] = pd.concat(arrays, ignore_index=True)
+            out = pd.DataFrame(cols)
         for c in self.columns:
             if c.dtype == "category" and not isinstance(out[c.name].dtype, pd.CategoricalDtype):
                 out[c.name] = out[c.name].astype("category")
@@ -203,30 +213,68 @@ METER = _schema(
 SETTLEMENT = _schema(
     "settlement",
     "Settlement lines: what each participant pays (+) or receives (−) its counterparty, per "
-    "meter, interval and charge; every line has a counterparty, so money balances by design.",
+    "meter, interval and charge; every line has a counterparty, so money balances by design. "
+    "Amounts are integers in minor units (cents), each line's rounded once (half to even); "
+    "quantity and price are the audit trail.",
     Column(
         "charge",
         "category",
         "",
         "one of: energy (tariff: net kWh × the node's price); day_ahead (day-ahead position "
-        "× day-ahead price); real_time (metered − position, × real-time price); network "
-        "(fixed per-connection charge for the period to the DSO: quantity 0, price NaN; "
-        "none when the run lacks the baseline design the requirement comes from)",
+        "× day-ahead price); real_time (metered − position, × real-time price); network (to "
+        "the DSO, one line per home connection for the period, by the rate design: fixed "
+        "and demand: quantity 0, price NaN; volumetric: imported kWh × the rate; none when "
+        "the run lacks the baseline design the requirement comes from); levy:<name> "
+        "(imported kWh × the levy, to its payee); vat (per participant and period on its "
+        "taxable lines: quantity 0, price = the rate as a fraction); flex_availability, "
+        "flex_utilisation, flex_penalty (flexibility commitments, :mod:`transactive."
+        "settlement.flex`)",
     ),
     Column("quantity_kwh", "float64", "kWh", "energy the line is for (+ import, − export)"),
     Column("price", "float64", "currency/kWh", "unit price"),
-    Column("amount", "float64", "currency", "quantity × price, paid by the participant"),
+    Column(
+        "amount",
+        "int64",
+        "minor units of currency",
+        "round-half-even(quantity × price × 100) for priced lines, paid by the participant",
+    ),
     Column("currency", "category", "", "ISO 4217 code"),
     Column("counterparty_id", "category", "", "participant that receives the amount"),
+    Column(
+        "quality",
+        "category",
+        "",
+        "measured | estimated: the worst quality of the meter readings the line is computed "
+        "from (measured for lines computed from none)",
+    ),
 )
 
+COMMITMENTS = _schema(
+    "commitments",
+    "Flexibility commitments: one row per provider resource and interval, the change of net "
+    "import it committed to deliver against its baseline and what the buyer pays for it.",
+    Column("direction", "category", "", "up (reduce net import) | down (increase net import)"),
+    Column("committed_kw", "float64", "kW", "committed change of power (≥ 0)"),
+    Column("price", "float64", "currency/kWh", "utilisation price of delivered energy"),
+    Column(
+        "availability_price",
+        "float64",
+        "currency/kW",
+        "availability payment per committed kW and interval, paid whatever is delivered",
+    ),
+    Column("buyer", "category", "", "participant that bought the flexibility (the DSO)"),
+)
+
+#: The tables every simulation run writes.
 SCHEMAS: tuple[Schema, ...] = (BIDS, AWARDS, DISPATCH, METER, SETTLEMENT)
+#: Every documented table: the run's and the inputs of flexibility settlement.
+DOCUMENTED: tuple[Schema, ...] = (*SCHEMAS, COMMITMENTS)
 
 
 def schema_docs() -> str:
     """Markdown reference of every record table (columns, dtypes, units, meaning)."""
     out = ["# Record schemas", "", (__doc__ or "").split("\n\n", 1)[0], ""]
-    for s in SCHEMAS:
+    for s in DOCUMENTED:
         out += [f"## `{s.name}`", "", s.meaning, "", "| column | dtype | unit | meaning |"]
         out.append("|---|---|---|---|")
         out += [f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |" for c in s.columns]

@@ -1,43 +1,149 @@
 """The revenue-neutral network tariff: every DSO recovers the same network revenue in every
-design.
+design, to the cent, under the scenario's rate design.
 
 **Revenue requirement.** A DSO's requirement ``R`` is what it keeps in the business-as-usual
 (baseline) design over the evaluated period: the retail revenue from the meters it serves
 minus what it pays the TSO for its substation meter (losses included), i.e. its net
-receipts from the energy lines. It is computed per DSO (area), in the scenario's currency.
+receipts from the energy lines, in integer minor units (cents). It is computed per DSO
+(area).
 
 **Rate design.** In every design, after energy has been settled at that design's prices, a
-DSO's energy margin ``M`` (net receipts from energy: retail or DLMP revenue − wholesale
-cost) differs from ``R``; the difference is recovered by a **fixed charge per home
-connection** of the area for the period, ``(R − M) / number of home connections``, paid by
-each home to its DSO (``network`` lines; negative = a rebate). In the baseline it is zero
-by construction. A fixed per-connection charge does not change the marginal price of any
-kWh, so it neither distorts the price signal a design sends nor charges storage twice (once
-on charging, once on the home's later import). Aggregator portfolio meters are sub-meters
-behind the homes' connections and pay no network charge, so the aggregator's bids already
-contain every charge it pays. The DSO's own substation meter pays none either.
+DSO's energy margin ``M`` differs from ``R``; the shortfall ``R − M`` (cents) is charged to
+the area's home connections (``network`` lines; negative = a rebate), split with the
+largest-remainder method so the DSO recovers ``R`` exactly. In the baseline it is zero by
+construction. How it is split is the rate design (:class:`RateDesign`):
+
+* ``fixed`` (:data:`FIXED`, the default): equally per home connection for the period. It
+  does not change the marginal price of any kWh, so it neither distorts the price signal a
+  design sends nor charges storage twice;
+* ``volumetric`` (:data:`VOLUMETRIC`): in proportion to each connection's imported kWh;
+* ``demand`` (:data:`DEMAND`): in proportion to each connection's peak interval import
+  (kW) in the period.
+
+Where an area's connections imported nothing (volumetric, demand) the shortfall is shared
+equally. Aggregator portfolio meters are sub-meters behind the homes' connections and pay
+no network charge; the DSO's own substation meter pays none either.
 
 A ``network`` line is one per home connection and design for the whole period: its
-``interval_start`` is the first settled interval, ``duration_h`` the period's length,
-``quantity_kwh`` 0 and ``price`` NaN (a fixed charge has no unit price); ``amount`` is the
-charge.
+``interval_start`` is the first settled interval, ``duration_h`` the period's length;
+``quantity_kwh`` is the imported kWh and ``price`` the rate (currency/kWh) for
+``volumetric``, 0 and NaN otherwise; ``quality`` is ``estimated`` if a reading of the
+connection in the period is.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from transactive.core.records import SETTLEMENT
-from transactive.errors import BalanceError
+from transactive.errors import BalanceError, InvalidInputError
 from transactive.nodes.tree import Kind, Tree
-from transactive.settlement.totals import participant_totals, positions
+from transactive.settlement.totals import (
+    MINOR,
+    largest_remainder,
+    net_matrix,
+    positions,
+)
+
+#: Charges the revenue requirement is computed from and checked on (energy and network).
+TARIFF_CHARGES = ("energy", "day_ahead", "real_time", "network")
 
 
-def dso_net_receipts(lines: pd.DataFrame, tree: Tree) -> pd.DataFrame:
-    """What every DSO receives minus what it pays (currency), index: design, columns: the
-    DSO participants (0 where a DSO has no line in a design)."""
-    return dso_table(participant_totals(lines), tree)
+@dataclass(frozen=True, slots=True)
+class Connections:
+    """The home connections of a design's meter readings, one entry per (design, home):
+    ``imported_kwh`` over the period, ``peak_kw`` (largest interval import / duration) and
+    whether any reading was ``estimated``."""
+
+    imported_kwh: np.ndarray
+    peak_kw: np.ndarray
+    estimated: np.ndarray
+
+
+class RateDesign(Protocol):
+    """How a DSO's shortfall is split over its home connections."""
+
+    @property
+    def name(self) -> str:
+        """The scenario name (``settlement.network_rate``)."""
+        ...
+
+    def weights(self, c: Connections) -> np.ndarray:
+        """Each connection's share weight (≥ 0)."""
+        ...
+
+    def quantity_kwh(self, c: Connections) -> np.ndarray:
+        """The quantity each connection's line shows (kWh; 0 where the rate is not per kWh)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    name: str = "fixed"
+
+    def weights(self, c: Connections) -> np.ndarray:
+        return np.ones(c.imported_kwh.size)
+
+    def quantity_kwh(self, c: Connections) -> np.ndarray:
+        return np.zeros(c.imported_kwh.size)
+
+
+@dataclass(frozen=True, slots=True)
+class _Volumetric:
+    name: str = "volumetric"
+
+    def weights(self, c: Connections) -> np.ndarray:
+        return c.imported_kwh
+
+    def quantity_kwh(self, c: Connections) -> np.ndarray:
+        return c.imported_kwh
+
+
+@dataclass(frozen=True, slots=True)
+class _Demand:
+    name: str = "demand"
+
+    def weights(self, c: Connections) -> np.ndarray:
+        return c.peak_kw
+
+    def quantity_kwh(self, c: Connections) -> np.ndarray:
+        return np.zeros(c.peak_kw.size)
+
+
+FIXED: RateDesign = _Fixed()
+VOLUMETRIC: RateDesign = _Volumetric()
+DEMAND: RateDesign = _Demand()
+#: The rate designs by their scenario name (``settlement.network_rate``).
+RATE_DESIGNS: dict[str, RateDesign] = {r.name: r for r in (FIXED, VOLUMETRIC, DEMAND)}
+
+
+def rate_design(name: str | RateDesign) -> RateDesign:
+    """The rate design of a scenario name (or the design itself)."""
+    if not isinstance(name, str):
+        return name
+    if name not in RATE_DESIGNS:
+        raise InvalidInputError(f"network rate {name!r} is not one of {', '.join(RATE_DESIGNS)}")
+    return RATE_DESIGNS[name]
+
+
+def dso_net_receipts(
+    lines: pd.DataFrame, tree: Tree, mask: np.ndarray | None = None
+) -> pd.DataFrame:
+    """What every DSO receives minus what it pays (minor units, int64), index: design,
+    columns: the DSO participants (0 where a DSO has no line in a design); ``mask``: only
+    those lines."""
+    dsos = tree.owner[tree.kind == Kind.DSO].astype(str)
+    if lines.empty:
+        return pd.DataFrame(
+            np.zeros((0, dsos.size), dtype=np.int64),
+            index=pd.Index([], name="design"),
+            columns=pd.Index(dsos, name="participant_id"),
+        )
+    return -net_matrix(lines, dsos, mask)
 
 
 def dso_table(totals: pd.DataFrame, tree: Tree) -> pd.DataFrame:
@@ -51,78 +157,114 @@ def dso_table(totals: pd.DataFrame, tree: Tree) -> pd.DataFrame:
         values="net",
         aggfunc="sum",
     )
-    return table.reindex(index=designs, columns=dsos).fillna(0.0)
+    return table.reindex(index=designs, columns=dsos).fillna(0).astype(np.int64)
 
 
 def revenue_requirement(energy: pd.DataFrame, tree: Tree, baseline: str) -> pd.Series:
-    """Every DSO's revenue requirement (currency, indexed by DSO participant): its net
-    receipts from the ``energy`` lines of design ``baseline`` over the settled period."""
-    table = dso_net_receipts(energy, tree)
+    """Every DSO's revenue requirement (minor units, int64, indexed by DSO participant): its
+    net receipts from the ``energy`` lines of design ``baseline`` over the settled period."""
+    return requirement_of(dso_net_receipts(energy, tree), baseline)
+
+
+def requirement_of(table: pd.DataFrame, baseline: str) -> pd.Series:
+    """:func:`revenue_requirement` from the DSOs' net receipts from energy per design."""
     if baseline not in table.index:
         raise BalanceError(f"network tariff: baseline design {baseline!r} has no settlement")
     return pd.Series(
-        table.loc[baseline].to_numpy(dtype=float), index=table.columns, name="requirement"
+        table.loc[baseline].to_numpy(dtype=np.int64), index=table.columns, name="requirement"
     )
 
 
 def network_lines(
-    energy: pd.DataFrame, meter: pd.DataFrame, tree: Tree, requirement: pd.Series
+    energy: pd.DataFrame,
+    meter: pd.DataFrame,
+    tree: Tree,
+    requirement: pd.Series,
+    rate: str | RateDesign = "fixed",
+    margin: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The fixed ``network`` line of every home connection (a home node with a meter) per
-    design, so that each DSO's net receipts equal ``requirement`` (see the module doc)."""
+    """The ``network`` line of every home connection (a home node with a meter) per design,
+    so that each DSO's net receipts equal ``requirement`` (minor units) to the cent, split
+    by ``rate`` (see the module doc); ``margin``: :func:`dso_net_receipts` of ``energy``
+    if the caller has it."""
+    design_rate = rate_design(rate)
     if energy.empty:
         return SETTLEMENT.empty()
+    margin = dso_net_receipts(energy, tree) if margin is None else margin
     pos = positions(meter["node_id"], tree.id)
-    homes = meter[(pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME)]
-    homes = homes.groupby(["design", "node_id"], observed=True, sort=False).head(1)
-    hpos = positions(homes["node_id"], tree.id)
-    dso = _dso_owner_of(tree)[hpos].astype(str)
-    design = homes["design"].astype(str).to_numpy()
-
-    margin = dso_net_receipts(energy, tree)
-    short = requirement.reindex(margin.columns).to_numpy(dtype=float) - margin.to_numpy(float)
-    n = (
-        pd.crosstab(pd.Series(design, name="design"), pd.Series(dso, name="dso"))
-        .reindex(index=margin.index, columns=margin.columns)
-        .fillna(0)
-        .to_numpy(dtype=float)
+    d_all = positions(meter["design"], margin.index.to_numpy()).astype(np.int64)
+    rows = np.flatnonzero((pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME) & (d_all >= 0))
+    d_code = d_all[rows]
+    key = d_code * tree.n + pos[rows]
+    conn, uniq = pd.factorize(key)
+    n_conn = uniq.size
+    first = np.full(n_conn, -1, dtype=np.int64)
+    first[conn[::-1]] = np.arange(conn.size)[::-1]
+    imp = meter["import_kwh"].to_numpy(dtype=float)[rows]
+    kw = imp / meter["duration_h"].to_numpy(dtype=float)[rows]
+    est = (meter["quality"] == "estimated").to_numpy(dtype=bool)[rows]
+    c = Connections(
+        imported_kwh=np.bincount(conn, imp, minlength=n_conn),
+        peak_kw=pd.Series(kw).groupby(conn).max().to_numpy(dtype=float),
+        estimated=np.bincount(conn, est, minlength=n_conn) > 0,
     )
-    stranded = (np.abs(short) > 0.005) & (n == 0)
+    hpos = pos[rows][first]
+    design_of = d_code[first]
+    dso = _dso_owner_of(tree)[hpos].astype(str)
+    j = margin.columns.get_indexer(dso)
+    want = requirement.reindex(margin.columns).fillna(0).to_numpy(dtype=np.int64)
+    short = want[None, :] - margin.to_numpy(dtype=np.int64)  # (design, DSO), minor units
+    group = design_of * margin.shape[1] + j
+    n = np.bincount(group, minlength=short.size).reshape(short.shape)
+    stranded = (short != 0) & (n == 0)
     if stranded.any():
-        d, j = (int(x[0]) for x in np.nonzero(stranded))
+        d, k = (int(x[0]) for x in np.nonzero(stranded))
         raise BalanceError(
-            f"network tariff: {margin.columns[j]} must recover {short[d, j]:.2f} in design "
-            f"{margin.index[d]} but has no metered home connection"
+            f"network tariff: {margin.columns[k]} must recover {short[d, k] / MINOR:.2f} in "
+            f"design {margin.index[d]} but has no metered home connection"
         )
-    per_home = np.divide(short, n, out=np.zeros_like(short), where=n > 0)
-    di = margin.index.get_indexer(design)
-    ji = margin.columns.get_indexer(dso)
-    amount = per_home[di, ji]
+    weight = design_rate.weights(c)
+    amount = largest_remainder(short.ravel(), group, weight)
+    qty = design_rate.quantity_kwh(c)
+    wsum = np.bincount(group, weight, minlength=short.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_per_kwh = np.where(qty != 0, short.ravel()[group] / MINOR / wsum[group], np.nan)
 
+    first_ns, hours = _period_of(energy)
+    designs = margin.index.astype(str)
+    h = meter.iloc[rows[first]]
+    return SETTLEMENT.frame(
+        {
+            "design": h["design"].array,
+            "market_id": dso,
+            "stage": h["stage"].array,
+            "interval_start": pd.to_datetime(first_ns.reindex(designs).to_numpy(), utc=True)[
+                design_of
+            ],
+            "duration_h": hours.reindex(designs).to_numpy(dtype=float)[design_of],
+            "participant_id": tree.owner[hpos],
+            "resource_id": h["resource_id"].array,
+            "node_id": h["node_id"].array,
+            "charge": "network",
+            "quantity_kwh": qty,
+            "price": rate_per_kwh,
+            "amount": amount,
+            "currency": str(energy["currency"].iloc[0]),
+            "counterparty_id": dso,
+            "quality": np.where(c.estimated, "estimated", "measured"),
+        }
+    )
+
+
+def _period_of(energy: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per design (str index): the first settled interval start (UTC ns) and the length of
+    the settled period (h)."""
     ns = pd.Series(energy["interval_start"].array.asi8, index=energy.index)  # UTC ns
     end = ns + np.round(energy["duration_h"].to_numpy(dtype=float) * 3.6e12).astype(np.int64)
     first_ns = ns.groupby(energy["design"], observed=True).min()
     hours = (end.groupby(energy["design"], observed=True).max() - first_ns) / 3.6e12
-    first = pd.Series(pd.to_datetime(first_ns.to_numpy(), utc=True), index=first_ns.index)
-    first.index, hours.index = first.index.astype(str), hours.index.astype(str)
-    return SETTLEMENT.frame(
-        {
-            "design": homes["design"].array,
-            "market_id": dso,
-            "stage": homes["stage"].array,
-            "interval_start": first.reindex(design).to_numpy(),
-            "duration_h": hours.reindex(design).to_numpy(dtype=float),
-            "participant_id": tree.owner[hpos],
-            "resource_id": homes["resource_id"].array,
-            "node_id": homes["node_id"].array,
-            "charge": "network",
-            "quantity_kwh": 0.0,
-            "price": np.nan,
-            "amount": amount,
-            "currency": energy["currency"].astype(str).iloc[0],
-            "counterparty_id": dso,
-        }
-    )
+    first_ns.index, hours.index = first_ns.index.astype(str), hours.index.astype(str)
+    return first_ns, hours
 
 
 def _dso_owner_of(tree: Tree) -> np.ndarray:

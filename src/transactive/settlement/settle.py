@@ -14,19 +14,23 @@ pays the TSO for its substation meter). Per meter and interval (charges of
   delivered exactly pays the day-ahead price only.
 
 Then every DSO recovers its network revenue requirement, the margin it keeps in the
-baseline (business-as-usual) design, through a fixed charge per home connection
-(``network`` lines, :mod:`transactive.settlement.network_tariff`). If the baseline design is
-not among the settled designs the requirement is unknown: only energy is settled (no
-``network`` lines) and only the zero-sum check runs.
+baseline (business-as-usual) design, through network charges on its home connections by
+the scenario's rate design (``network`` lines, :mod:`transactive.settlement.network_tariff`).
+If the baseline design is not among the settled designs the requirement is unknown: no
+``network`` lines, and only the zero-sum check runs. Levies and VAT follow
+(:mod:`transactive.settlement.levies`).
 
-Amounts are paid by the line's participant to its counterparty (negative = received).
+Amounts are integer minor units (cents), each line's round-half-even(quantity × price ×
+100), paid by the line's participant to its counterparty (negative = received).
 :func:`settle` checks that every metered kWh got a finite price and that money balances
-(:func:`check_balance`, :class:`~transactive.errors.BalanceError`): per design the
-participants' net sums to 0 and every DSO nets exactly its requirement, to the cent.
+exactly (:func:`check_balance`, :class:`~transactive.errors.BalanceError`): per design and
+settlement period what the participants pay equals what their counterparties receive, and
+every DSO nets exactly its requirement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,19 +39,26 @@ import pandas as pd
 from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError
 from transactive.nodes.tree import Tree
+from transactive.settlement.levies import Levy, levy_lines, vat_lines
 from transactive.settlement.network_tariff import (
-    dso_table,
+    TARIFF_CHARGES,
+    RateDesign,
+    dso_net_receipts,
     network_lines,
-    revenue_requirement,
+    requirement_of,
 )
-from transactive.settlement.totals import participant_totals, positions
+from transactive.settlement.totals import (
+    MINOR,
+    int_sums,
+    minor_units,
+    period_of,
+    positions,
+)
 
 #: Award stage whose quantity is a day-ahead position (two-settlement).
 DAY_AHEAD = "day-ahead"
 #: Counterparty of a meter at the root (the root has no parent owner).
 WHOLESALE = "wholesale"
-#: Money balances when every sum is within half a cent (currency).
-CENT = 0.005
 
 
 def settle(
@@ -56,21 +67,34 @@ def settle(
     tree: Tree,
     currency: str,
     baseline: str | None,
+    *,
+    rate: str | RateDesign = "fixed",
+    levies: Sequence[Levy] = (),
+    vat_percent: float = 0.0,
+    vat_payee: str = "state",
+    period: str = "whole",
 ) -> pd.DataFrame:
     """Settlement lines (:data:`~transactive.core.records.SETTLEMENT`) of the evaluated
     period: energy (two-settled where the node has day-ahead awards) priced from the award
-    records of the same design, node and interval, plus the fixed network charges that make
-    every DSO recover what it keeps in design ``baseline`` (None or absent: energy only).
-    Raises :class:`~transactive.errors.BalanceError` when a reading has no price or money
-    does not balance."""
+    records of the same design, node and interval, the network charges (rate design
+    ``rate``) that make every DSO recover what it keeps in design ``baseline`` (None or
+    absent: none), the ``levies`` on the homes' imports and ``vat_percent`` VAT per home
+    and ``period`` (``whole``, ``month``, ``day``). Raises
+    :class:`~transactive.errors.BalanceError` when a reading has no price or money does
+    not balance."""
     energy = energy_lines(meter, awards, tree, currency)
-    designs = set(energy["design"].astype(str))
-    if baseline is None or baseline not in designs:
-        check_balance(energy, tree, None)
-        return energy
-    requirement = revenue_requirement(energy, tree, baseline)
-    lines = SETTLEMENT.concat([energy, network_lines(energy, meter, tree, requirement)])
-    check_balance(lines, tree, requirement)
+    designs = {str(d) for d in energy["design"].unique()}
+    parts, requirement = [energy], None
+    if baseline is not None and baseline in designs:
+        margin = dso_net_receipts(energy, tree)
+        requirement = requirement_of(margin, baseline)
+        parts.append(network_lines(energy, meter, tree, requirement, rate, margin))
+    parts.append(levy_lines(meter, tree, levies, currency))
+    lines = SETTLEMENT.concat(parts)
+    if vat_percent:
+        lines = SETTLEMENT.concat([lines, vat_lines(lines, tree, vat_percent, vat_payee, period)])
+    payees = {lv.payee for lv in levies} | ({vat_payee} if vat_percent else set())
+    check_balance(lines, tree, requirement, payees=payees, period=period)
     return lines
 
 
@@ -81,12 +105,13 @@ def energy_lines(
     if meter.empty:
         return SETTLEMENT.empty()
     da_rows = (awards["stage"] == DAY_AHEAD).to_numpy(dtype=bool)
-    m = meter.reset_index(drop=True)
-    at_rt, at_da = _lookup(m, [awards[~da_rows], awards[da_rows]])
+    m = meter
+    at_rt, at_da = _lookup(m, awards, [~da_rows, da_rows])
     two = at_da >= 0
-    price = _take(awards.loc[~da_rows, "price"], at_rt)
-    p_da = _take(awards.loc[da_rows, "price"], at_da)
-    q_da = _take(awards.loc[da_rows, "quantity_kw"], at_da)
+    a_price = awards["price"].to_numpy(dtype=float)
+    price = _take(a_price[~da_rows], at_rt)
+    p_da = _take(a_price[da_rows], at_da)
+    q_da = _take(awards["quantity_kw"].to_numpy(dtype=float)[da_rows], at_da)
     missing = ~np.isfinite(price) | (two & ~(np.isfinite(p_da) & np.isfinite(q_da)))
     if missing.any():
         r = m[missing].iloc[0]
@@ -101,59 +126,68 @@ def energy_lines(
     parent = tree.parent[pos]
     payee = np.append(tree.owner.astype(str), WHOLESALE)  # a root meter pays the wholesale
     labels, code = np.unique(payee, return_inverse=True)
-    counterparty = pd.Categorical.from_codes(
-        code[np.where(parent >= 0, parent, payee.size - 1)],
-        dtype=pd.CategoricalDtype(pd.Index(labels)),
-    )
     net = m["import_kwh"].to_numpy(dtype=float) - m["export_kwh"].to_numpy(dtype=float)
     position = q_da * m["duration_h"].to_numpy(dtype=float)
-    ident = {c: m[c].array for c in SETTLEMENT.names[:8]}  # .array keeps dtypes (time zone)
-
-    def part(mask: np.ndarray, charge: str, qty: np.ndarray, unit: np.ndarray) -> pd.DataFrame:
-        cols = {c: v[mask] for c, v in ident.items()}
-        n = int(mask.sum())
-        if charge == "day_ahead":
-            cols["stage"] = _constant(DAY_AHEAD, n)
-        return SETTLEMENT.frame(
-            {
-                **cols,
-                "charge": _constant(charge, n),
-                "quantity_kwh": qty[mask],
-                "price": unit[mask],
-                "amount": qty[mask] * unit[mask],
-                "currency": _constant(currency, n),
-                "counterparty_id": counterparty[mask],
-            }
-        )
-
-    return SETTLEMENT.concat(
-        [
-            part(~two, "energy", net, price),
-            part(two, "day_ahead", position, p_da),
-            part(two, "real_time", net - position, price),
-        ]
+    # One frame for all lines: tariff readings (energy), then two-settled ones twice
+    # (day_ahead, real_time); every column is taken once by row positions.
+    one, both = np.flatnonzero(~two), np.flatnonzero(two)
+    rows = np.concatenate([one, both, both])
+    part = np.repeat(np.arange(3, dtype=np.int8), [one.size, both.size, both.size])
+    qty = np.concatenate([net[one], position[both], (net - position)[both]])
+    unit = np.concatenate([price[one], p_da[both], price[both]])
+    cols: dict[str, Any] = {c: m[c].array.take(rows) for c in SETTLEMENT.names[:8]}
+    stage = pd.Categorical(cols["stage"])
+    if DAY_AHEAD not in stage.categories:
+        stage = stage.add_categories([DAY_AHEAD])
+    codes = stage.codes.copy()
+    codes[part == 1] = list(stage.categories).index(DAY_AHEAD)
+    cols["stage"] = pd.Categorical.from_codes(codes, dtype=stage.dtype)
+    return SETTLEMENT.frame(
+        {
+            **cols,
+            "charge": pd.Categorical.from_codes(
+                part, dtype=pd.CategoricalDtype(["energy", "day_ahead", "real_time"])
+            ),
+            "quantity_kwh": qty,
+            "price": unit,
+            "amount": minor_units(qty, unit),
+            "currency": _constant(currency, rows.size),
+            "counterparty_id": pd.Categorical.from_codes(
+                code[np.where(parent >= 0, parent, payee.size - 1)][rows],
+                dtype=pd.CategoricalDtype(pd.Index(labels)),
+            ),
+            "quality": m["quality"].array.take(rows),
+        }
     )
 
 
-def check_balance(lines: pd.DataFrame, tree: Tree, requirement: pd.Series | None) -> None:
-    """Raise :class:`~transactive.errors.BalanceError` unless, per design, the net of all
-    participants sums to 0 and (``requirement`` given: DSO participant → currency) every
-    DSO's net receipts equal its requirement, both to the cent, and every amount is finite
-    with a payer and a payee among the tree's participants."""
+def check_balance(
+    lines: pd.DataFrame,
+    tree: Tree,
+    requirement: pd.Series | None,
+    *,
+    payees: Collection[str] = (),
+    period: str = "whole",
+) -> None:
+    """Raise :class:`~transactive.errors.BalanceError` unless money balances exactly, in
+    integer minor units: every amount is an integer with a payer and a payee among the
+    tree's participants, the wholesale and ``payees`` (levy and tax payees); per design and
+    settlement ``period`` (``whole``, ``month``, ``day``; :func:`~transactive.settlement.
+    totals.period_of`) the sum paid by the payers equals the sum received by the payees;
+    and (``requirement`` given: DSO participant → minor units) every DSO's net receipts
+    from the tariff's lines (energy and network; flexibility is its own business) equal its
+    requirement over each design."""
     if lines.empty:
         return
-    amount = lines["amount"].to_numpy(dtype=float)
-    if not np.isfinite(amount).all():
-        r = lines[~np.isfinite(amount)].iloc[0]
-        raise BalanceError(f"settlement: line {r['charge']} of {r['resource_id']} has no amount")
-    totals = participant_totals(lines)
-    for design, net in totals.groupby("design", observed=True)["net"]:
-        if abs(float(net.sum())) > CENT:
-            raise BalanceError(
-                f"settlement: in design {design} the participants' net sums to "
-                f"{float(net.sum()):.4f}, not 0 (a line without a counterparty?)"
-            )
-    known = pd.unique(np.array([*tree.owner.astype(str).tolist(), WHOLESALE], dtype=object))
+    if str(lines["amount"].dtype) != "int64":
+        raise BalanceError(
+            f"settlement: amounts are {lines['amount'].dtype}, not integer minor units (int64)"
+        )
+    SETTLEMENT.check(lines)
+    _check_zero_sum(lines, period)
+    known = pd.unique(
+        np.array([*tree.owner.astype(str).tolist(), WHOLESALE, *payees], dtype=object)
+    )
     for col in ("participant_id", "counterparty_id"):
         unknown = positions(lines[col], known) < 0
         if unknown.any():
@@ -162,16 +196,40 @@ def check_balance(lines: pd.DataFrame, tree: Tree, requirement: pd.Series | None
             )
     if requirement is None:
         return
-    got = dso_table(totals, tree)
-    want = requirement.reindex(got.columns).to_numpy(dtype=float)
-    off = np.abs(got.to_numpy(dtype=float) - want) > CENT
+    tariff = lines["charge"].isin(TARIFF_CHARGES).to_numpy(dtype=bool)
+    got = dso_net_receipts(lines, tree, tariff)
+    want = requirement.reindex(got.columns).to_numpy(dtype=np.int64)
+    values = got.to_numpy(dtype=np.int64)
+    off = values != want[None, :]
     if off.any():
         d, j = (int(x[0]) for x in np.nonzero(off))
-        values = got.to_numpy(dtype=float)
-        dso, design, value = str(got.columns[j]), str(got.index[d]), values[d, j]
+        dso, design = str(got.columns[j]), str(got.index[d])
         raise BalanceError(
-            f"settlement: {dso} nets {value:.4f} in design {design}, "
-            f"not its revenue requirement {want[j]:.4f}"
+            f"settlement: {dso} nets {values[d, j] / MINOR:.2f} in design {design}, "
+            f"not its revenue requirement {want[j] / MINOR:.2f} (off by {values[d, j] - want[j]} "
+            "minor units)"
+        )
+
+
+def _check_zero_sum(lines: pd.DataFrame, period: str) -> None:
+    """Per design and period: what payers pay = what payees receive (integer sums)."""
+    per = period_of(lines["interval_start"], period)
+    d = lines["design"].cat.codes.to_numpy().astype(np.int64)
+    key = d * len(per.categories) + per.codes.astype(np.int64)
+    amount = lines["amount"].to_numpy(dtype=np.int64)
+    has_payer = lines["participant_id"].notna().to_numpy(dtype=bool)
+    has_payee = lines["counterparty_id"].notna().to_numpy(dtype=bool)
+    n = len(lines["design"].cat.categories) * len(per.categories)
+    paid = pd.Series(int_sums(key[has_payer], amount[has_payer], n))
+    received = pd.Series(int_sums(key[has_payee], amount[has_payee], n))
+    off = paid.to_numpy() != received.to_numpy()
+    if off.any():
+        k = int(paid.index[np.flatnonzero(off)[0]])
+        design = lines["design"].cat.categories[k // len(per.categories)]
+        label = per.categories[k % len(per.categories)]
+        raise BalanceError(
+            f"settlement: in design {design}, period {label} the payers pay "
+            f"{int(paid[k])} but the payees receive {int(received[k])} minor units"
         )
 
 
@@ -180,11 +238,12 @@ def _constant(label: str, n: int) -> pd.Categorical[Any]:
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([label]))
 
 
-def _lookup(meter: pd.DataFrame, tables: list[pd.DataFrame]) -> list[np.ndarray]:
-    """For every meter row, the position of the row of each table with the same design,
-    node and interval (−1: none), on one integer key per row (no string joins); raises
-    :class:`~transactive.errors.BalanceError` if a table has a key twice."""
-    frames = [meter, *tables]
+def _lookup(meter: pd.DataFrame, awards: pd.DataFrame, masks: list[np.ndarray]) -> list[np.ndarray]:
+    """For every meter row, the position (within the award rows selected by each mask) of
+    the award with the same design, node and interval (−1: none), on one integer key per
+    row (no string joins, no row copies); raises :class:`~transactive.errors.BalanceError`
+    if a selection has a key twice."""
+    frames = [meter, awards]
     labels = {c: _labels_of([f[c] for f in frames]) for c in ("design", "node_id")}
     ns = [np.asarray(pd.DatetimeIndex(f["interval_start"]).asi8) for f in frames]  # UTC ns
     t_code, t_uniq = pd.factorize(np.concatenate(ns))
@@ -196,17 +255,16 @@ def _lookup(meter: pd.DataFrame, tables: list[pd.DataFrame]) -> list[np.ndarray]
         keys.append((design * n_node + node) * len(t_uniq) + t_code[offset : offset + n.size])
         offset += n.size
     out = []
-    for key in keys[1:]:
-        index = pd.Index(key)
+    for mask in masks:
+        index = pd.Index(keys[1][mask])
         if not index.is_unique:
             raise BalanceError("settlement: a node has more than one award per stage and interval")
         out.append(index.get_indexer(keys[0]))
     return out
 
 
-def _take(column: pd.Series, at: np.ndarray) -> np.ndarray:
-    """``column``'s values at positions ``at`` (NaN where −1)."""
-    values = column.to_numpy(dtype=float)
+def _take(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values`` at positions ``at`` (NaN where −1)."""
     return np.where(at >= 0, values[np.maximum(at, 0)] if values.size else np.nan, np.nan)
 
 

@@ -13,7 +13,8 @@ Columns (means per member over the evaluated period; currency as settled):
 * ``energy_kwh``: net metered import (import − export) of the participants' own meters
   (kWh); the TSO, which has no meter, shows minus what it delivers;
 * ``amount``: what it paid (+) / received (−), every settlement line (energy, day-ahead,
-  real-time, network);
+  real-time, network, levies, VAT), in currency: the integer sum of the lines' minor units
+  / 100;
 * ``end_state``: the value of the change of its devices' stored energy, (stored at the end
   − stored at the start) kWh × ``storage_price`` (currency/kWh; the caller passes the mean
   day-ahead price of the period). The start is the stored energy at the end of the last
@@ -37,7 +38,12 @@ import numpy as np
 import pandas as pd
 
 from transactive.errors import InvalidInputError
-from transactive.settlement.totals import by_design_participant, participant_totals, positions
+from transactive.settlement.totals import (
+    MINOR,
+    by_design_participant,
+    participant_totals,
+    positions,
+)
 
 #: Charges whose ``quantity_kwh`` is metered energy.
 ENERGY_CHARGES = ("energy", "day_ahead", "real_time")
@@ -80,7 +86,7 @@ def value_table(
 
     index = pd.MultiIndex.from_product([designs, who], names=["design", "participant_id"])
     totals = participant_totals(lines)
-    amount = _on(by_design_participant(totals["net"], totals, "participant_id"), index)
+    amount = _on(by_design_participant(totals["net"], totals, "participant_id"), index)  # cents
     own = lines[lines["charge"].isin(ENERGY_CHARGES).to_numpy(dtype=bool)]
     qty = own["quantity_kwh"]
     energy = _on(by_design_participant(qty, own, "participant_id"), index)
@@ -109,6 +115,7 @@ def value_table(
         }
     )
     out = frame.groupby(["design", "stakeholder"], sort=False).sum().reset_index()
+    out["amount"] = out["amount"] / MINOR  # exact integer sums of cents, then currency
     n = out["stakeholder"].map(members).to_numpy(dtype=float)
     out.insert(2, "members", n.astype(np.int64))
     with np.errstate(divide="ignore", invalid="ignore"):

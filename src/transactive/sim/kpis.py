@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from transactive.settlement import participant_totals
+from transactive.settlement.totals import MINOR
 from transactive.sim.results import SimResults
 
 #: A price fall counts for ``rebound_kw`` when it is at least this fraction of the evaluated
@@ -203,6 +204,8 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
     ev = results.evaluated
     lines = ev(results.settlement)
     totals = participant_totals(lines) if len(lines) else None
+    if totals is not None:  # integer sums of minor units, in currency for the statistics
+        totals[["paid", "received", "net"]] = totals[["paid", "received", "net"]] / MINOR
     role = dict(
         zip(results.participants["participant_id"], results.participants["role"], strict=True)
     )

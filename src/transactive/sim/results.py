@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from transactive.settlement.totals import MINOR
+
 if TYPE_CHECKING:
     from transactive.sim.world import World
 
@@ -144,7 +146,7 @@ def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.Da
     for design in dict.fromkeys(lines["design"].astype(str)) if len(lines) else []:
         ln = lines[lines["design"] == design]
         me = meter[meter["design"] == design]
-        bill = _by_participant(ln, "amount")
+        bill = _by_participant(ln, "amount") / MINOR  # integer sum of cents → currency
         imp = _by_participant(me, "import_kwh")
         exp = _by_participant(me, "export_kwh")
         frames.append(

@@ -34,7 +34,7 @@ from transactive.grid.powerflow import PowerFlow
 from transactive.grid.results import PowerFlowResult
 from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
-from transactive.settlement import day_ahead_price, settle, value_table
+from transactive.settlement import Levy, day_ahead_price, settle, value_table
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.regions import provenance
@@ -67,8 +67,18 @@ def run(
     meter = evaluated(tables["meter"], kpi_start)
     awards = evaluated(tables["awards"], kpi_start)
     tree = world.plan.tree
+    sc = scenario.settlement
     settlement = settle(
-        meter, awards, tree, currency=scenario.market.currency, baseline=scenario.baseline
+        meter,
+        awards,
+        tree,
+        currency=scenario.market.currency,
+        baseline=scenario.baseline,
+        rate=sc.network_rate,
+        levies=[Levy(lv.name, lv.per_kwh, lv.payee, lv.on) for lv in sc.levies],
+        vat_percent=sc.vat_percent,
+        vat_payee=sc.vat_payee,
+        period=sc.period,
     )
     participants = participants_table(world)
     value = value_table(

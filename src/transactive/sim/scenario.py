@@ -493,6 +493,57 @@ class Tariff(_Model):
         return raw
 
 
+class LevyKey(_Model):
+    """A levy on the homes' imports (:mod:`transactive.settlement.levies`)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = _key(
+        description="Levy name; its lines are charged as `levy:<name>` ([A-Za-z0-9_.-]+)."
+    )
+    per_kwh: Num = _key(description="Levy per imported kWh.", unit="currency/kWh")
+    on: Literal["import"] = _key("import", "What the levy is charged on: the imported kWh.")
+    payee: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "state", "Participant id that receives the levy (outside the tree, e.g. `state`)."
+    )
+
+
+class Settlement(_Model):
+    """Settlement (:mod:`transactive.settlement`): the network rate design, levies, VAT and
+    the settlement period the balance is checked over. The German default tariff (BDEW's
+    average household price) already contains the levies and VAT, so both default to none."""
+
+    network_rate: Literal["fixed", "volumetric", "demand"] = _key(
+        "fixed",
+        "How each DSO recovers its revenue requirement from its home connections: `fixed` per "
+        "connection for the period, `volumetric` per imported kWh, `demand` per kW of each "
+        "connection's peak interval import; each recovers it to the cent.",
+    )
+    levies: tuple[LevyKey, ...] = _key(
+        (), "Levies on the homes' imports (`[[settlement.levies]]`); none by default."
+    )
+    vat_percent: Num = _key(
+        0.0,
+        "VAT on what each home pays per settlement period (energy, network, levies).",
+        unit="%",
+        ge=0,
+        le=100,
+    )
+    vat_payee: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "state", "Participant id that receives the VAT."
+    )
+    period: Literal["whole", "month", "day"] = _key(
+        "whole",
+        "Settlement period (UTC) the balance is checked over and VAT is computed per: the "
+        "evaluated period as one, calendar months or days.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_levies(self) -> Settlement:
+        names = [lv.name for lv in self.levies]
+        if len(set(names)) != len(names):
+            raise _fail("levies", "levy names must be unique, got {names}", names=names)
+        return self
+
+
 # --- the scenario ----------------------------------------------------------------------------
 
 
@@ -607,6 +658,7 @@ class Scenario(_Model):
     wholesale: Wholesale = _key(Wholesale(), "Wholesale market.")
     tariff: Tariff = _key(Tariff(), "Retail tariffs.")
     records: Records = _key(Records(), "Record tables kept.")
+    settlement: Settlement = _key(Settlement(), "Settlement.")
 
     @model_validator(mode="before")
     @classmethod
