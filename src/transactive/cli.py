@@ -775,6 +775,95 @@ def _print_sweep(table: Any, kpis: list[str], title: str) -> None:
 # --- grid ---
 
 
+@app.command("settle")
+def settle_cmd(
+    records: Annotated[
+        Path,
+        typer.Argument(
+            help="Records directory: the tables/ of a simulate report or the --out of "
+            "simulate (run.json, nodes, meters, readings.jsonl, awards), or a service export."
+        ),
+    ],
+    baseline: Annotated[
+        str,
+        typer.Option(
+            help="Baseline for measurement and verification (one of the registry: "
+            "caiso-10-of-10, high-4-of-5, nyiso-high-5-of-10, weather-regression, "
+            "meter-before-meter-after)."
+        ),
+    ] = "caiso-10-of-10",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the settlement report (settlement.html), the lines, scores, flags and "
+            "the invoices to this new directory (or replace a previous transactive output)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the settlement summary as JSON.")
+    ] = False,
+) -> None:
+    """Settle a run's records again from its signed meter readings: verify every signature,
+    VEE, settle in integer cents with exact balance, score the baselines, monitor bad actors."""
+    with _errors():
+        if not records.is_dir():
+            raise InvalidInputError(f"{records}: not a directory of records")
+        if out is not None:
+            _check_outputs({"--out": out})
+        from transactive.settlement.baselines import get_baseline
+
+        get_baseline(baseline)
+        from transactive.sim.settle_records import load_records, settle_records, summary
+
+        settled = settle_records(load_records(records), baseline)
+        if out is not None:
+            from transactive.sim.outputs import write_output_dir
+            from transactive.sim.report_settlement import write_settlement
+
+            def write(d: Path) -> None:
+                write_settlement(settled, d)
+
+            write_output_dir(out, write)
+    rows = summary(settled)
+    payload = {
+        "records": str(records),
+        "currency": settled.records.run.currency,
+        "baseline": baseline,
+        "matches_simulation": settled.matches_simulation,
+        "designs": rows,
+        "flags": len(settled.monitoring.flags),
+        "vee": settled.vee.to_dict(orient="records"),
+    }
+    if as_json:
+        _print_json(payload)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from transactive.settlement.totals import format_minor
+
+    cur = settled.records.run.currency
+    table = Table(title=f"settlement of {records} ({cur})")
+    for col in ("design", "lines", "participants", f"paid {cur}", "balanced"):
+        table.add_column(col, justify="left" if col == "design" else "right")
+    for r in rows:
+        table.add_row(
+            r["design"], f"{r['lines']:,}", str(r["participants"]),
+            format_minor(r["paid_minor"]), "exact" if r["balanced"] else "NO",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    match = settled.matches_simulation
+    if match is not None:
+        console.print(
+            "equal to the simulator's settlement to the cent" if match
+            else "DIFFERENT from the simulator's settlement"
+        )  # fmt: skip
+    console.print(f"monitoring: {len(settled.monitoring.flags)} flag(s)")
+    if out is not None:
+        console.print(f"report: {out / 'settlement.html'}")
+
+
 @app.command("hosting-capacity")
 def hosting_capacity_cmd(
     feeder: Annotated[

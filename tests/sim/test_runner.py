@@ -193,7 +193,7 @@ def test_bills_are_price_times_energy(results: SimResults) -> None:
 
 def test_energy_balances_at_every_substation_meter(results: SimResults) -> None:
     """Per design and power-flow step: the substation meter = the participants' meters +
-    the AC power flow's losses."""
+    the AC power flow's losses, to the meters' resolution (1 Wh, half of it per meter)."""
     m = results.meter
     sub = m["node_id"].astype(str).str.startswith("dso:")
     net = (
@@ -205,7 +205,9 @@ def test_energy_balances_at_every_substation_meter(results: SimResults) -> None:
     g = results.grid.set_index(["design", "time"])["losses_kw"]
     step = net.index.get_level_values(1).floor("30min")
     losses_kwh = g.reindex(list(zip(net.index.get_level_values(0), step, strict=True))).to_numpy()
-    np.testing.assert_allclose(net[True], net[False] + losses_kwh * 0.25, atol=1e-6)
+    resolution_kwh = 0.0005 * m["resource_id"].nunique()  # every reading rounded to 1 Wh
+    np.testing.assert_allclose(net[True], net[False] + losses_kwh * 0.25, atol=resolution_kwh)
+    assert (m["import_kwh"] * 1000).round(9).mod(1).eq(0).all()  # whole Wh: the signed values
 
 
 def test_grid_results_are_the_ac_power_flow(results: SimResults) -> None:

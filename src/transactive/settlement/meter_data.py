@@ -965,3 +965,54 @@ def sign_meter_table(meter: pd.DataFrame, keys: KeyRing, timezone: str) -> list[
             _signed(keys[ids[m[j]]], part[j], s_txt[a:b], e_txt[a:b], imp[a:b], exp[a:b], qual[a:b])
         )
     return msgs
+
+
+#: Columns of the registry as a table (:func:`registry_table`).
+REGISTRY_COLUMNS = ("meter_id", "participant_id", "node_id", "public_key", "max_kw")
+
+
+def registry_table(registry: Registry) -> pd.DataFrame:
+    """The registry as a table (:data:`REGISTRY_COLUMNS`; public_key as 64 hex digits of
+    the raw Ed25519 key, max_kw in kW, inf for none)."""
+    return pd.DataFrame(
+        {
+            "meter_id": registry.meter_id.astype(str),
+            "participant_id": registry.participant_id.astype(str),
+            "node_id": registry.node_id.astype(str),
+            "public_key": [k.hex() for k in registry.public_key],
+            "max_kw": registry.max_kw,
+        }
+    )
+
+
+def registry_from_table(table: pd.DataFrame, source: str = "meters") -> Registry:
+    """The registry of a :func:`registry_table` table; errors name ``source``, the row
+    (1-based) and the column."""
+    missing = [c for c in REGISTRY_COLUMNS if c not in table.columns]
+    if missing:
+        raise InvalidInputError(f"{source}: missing columns {missing}")
+    keys = []
+    for i, text in enumerate(table["public_key"].astype(str)):
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise InvalidInputError(
+                f"{source}: row {i + 1}, column public_key: not 64 hex digits of an Ed25519 key"
+            )
+        keys.append(key)
+    max_kw = pd.to_numeric(table["max_kw"], errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(max_kw).any():
+        i = int(np.flatnonzero(np.isnan(max_kw))[0])
+        raise InvalidInputError(f"{source}: row {i + 1}, column max_kw: not a number")
+    try:
+        return Registry(
+            table["meter_id"].astype(str).to_numpy(dtype=object),
+            table["participant_id"].astype(str).to_numpy(dtype=object),
+            table["node_id"].astype(str).to_numpy(dtype=object),
+            tuple(keys),
+            max_kw,
+        )
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{source}: {exc}") from None

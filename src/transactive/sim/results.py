@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import pandas as pd
 from transactive.settlement.totals import MINOR
 
 if TYPE_CHECKING:
+    from transactive.settlement.meter_data import Message
     from transactive.sim.world import World
 
 #: Tables written by :func:`write_tables`: the records (``transactive.core.records``) and the
@@ -28,7 +30,15 @@ SUMMARIES = (
     "value",
     "provenance",
 )
-TABLES = RECORDS + SUMMARIES
+#: The structure settlement needs besides the records: the node tree (``nodes``, see
+#: :mod:`transactive.nodes.tables`) and the meter registry (``meters``: public keys,
+#: participants, nodes, capacities), as parquet and CSV.
+STRUCTURE = ("nodes", "meters")
+TABLES = RECORDS + SUMMARIES + STRUCTURE
+#: The signed meter messages, one JSON document per line (:func:`write_tables`).
+READINGS_FILE = "readings.jsonl"
+#: What settling the records again needs to know about the run (:func:`run_info`).
+RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,16 @@ class SimResults:
     value: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: The scenario's parameters as flat ``dotted.key → value`` for the report.
     parameters: dict[str, object] = field(default_factory=dict)
+    #: Every signed meter message as ``(design, local date, message)``
+    #: (:mod:`transactive.sim.metering`).
+    readings: list[tuple[str, str, Message]] = field(default_factory=list)
+    #: The meter registry (:func:`~transactive.settlement.meter_data.registry_table`).
+    meters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The node tree (:func:`~transactive.nodes.tables.tree_table`).
+    nodes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: What settling the records again needs (currency, baseline design, time zone, market
+    #: grid, evaluated start, the scenario's settlement section): see :data:`RUN_FILE`.
+    run: dict[str, object] = field(default_factory=dict)
 
     def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
         """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""
@@ -174,18 +194,31 @@ def _by_participant(df: pd.DataFrame, column: str) -> pd.Series:
 
 def write_tables(results: SimResults, directory: Path) -> list[Path]:
     """Write every table as ``<name>.parquet`` into ``directory`` (made if missing; callers
-    give a fresh one, :mod:`transactive.sim.outputs`), the summaries also as ``<name>.csv``
-    (the records, millions of rows, only as parquet); returns the files written."""
+    give a fresh one, :mod:`transactive.sim.outputs`), the summaries and the structure also
+    as ``<name>.csv`` (the records, millions of rows, only as parquet), the signed meter
+    messages as :data:`READINGS_FILE` and the run's settlement inputs as :data:`RUN_FILE`;
+    returns the files written."""
     directory.mkdir(exist_ok=True)
     written = []
     for name in TABLES:
         df: pd.DataFrame = getattr(results, name)
         out = df.reset_index(names="kpi") if name == "kpis" else df
-        for suffix in (".parquet", ".csv") if name in SUMMARIES else (".parquet",):
+        for suffix in (".parquet",) if name in RECORDS else (".parquet", ".csv"):
             path = directory / f"{name}{suffix}"
             if suffix == ".parquet":
                 out.to_parquet(path, index=False)
             else:
                 out.to_csv(path, index=False)
             written.append(path)
+    if results.readings:
+        from transactive.settlement.meter_data import to_json
+
+        path = directory / READINGS_FILE
+        with path.open("w", encoding="utf-8") as f:
+            for design, _, message in results.readings:
+                f.write(f'{{"design":{json.dumps(design)},"message":{to_json(message)}}}\n')
+        written.append(path)
+    path = directory / RUN_FILE
+    path.write_text(json.dumps(results.run, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    written.append(path)
     return written

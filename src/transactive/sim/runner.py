@@ -32,11 +32,14 @@ from transactive.grid.limits import check_limits
 from transactive.grid.model import Feeder, Injections
 from transactive.grid.powerflow import PowerFlow
 from transactive.grid.results import PowerFlowResult
+from transactive.nodes.tables import tree_table
 from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import Levy, day_ahead_price, settle, value_table
+from transactive.settlement.meter_data import MarketGrid, registry_table
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
+from transactive.sim.metering import read_meters
 from transactive.sim.regions import provenance
 from transactive.sim.results import SimResults, bills_table, evaluated, participants_table
 from transactive.sim.scenario import Scenario
@@ -64,9 +67,13 @@ def run(
     for schema in (BIDS, AWARDS, DISPATCH, METER):
         tables[schema.name] = schema.concat([getattr(r, schema.name) for r in runs])
     kpi_start = pd.Timestamp(scenario.start)
-    meter = evaluated(tables["meter"], kpi_start)
-    awards = evaluated(tables["awards"], kpi_start)
     tree = world.plan.tree
+    grid = MarketGrid(
+        pd.Timestamp(scenario.run_start), scenario.market_interval_min, scenario.intervals.n
+    )
+    metered = read_meters(tables["meter"], tree, grid, scenario.seed, scenario.timezone)
+    meter = evaluated(metered.meter, kpi_start)
+    awards = evaluated(tables["awards"], kpi_start)
     sc = scenario.settlement
     settlement = settle(
         meter,
@@ -104,7 +111,10 @@ def run(
         bids=tables["bids"],
         awards=tables["awards"],
         dispatch=tables["dispatch"],
-        meter=tables["meter"],
+        meter=metered.meter,
+        readings=metered.readings,
+        meters=registry_table(metered.registry),
+        nodes=tree_table(tree),
         market=tables["market"],
         grid=tables["grid"],
         violations=tables["violations"],
@@ -114,8 +124,28 @@ def run(
         seed=scenario.seed,
         provenance=provenance(scenario),
         parameters=scenario_parameters(scenario),
+        run=run_info(scenario),
     )
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
+
+
+def run_info(scenario: Scenario) -> dict[str, object]:
+    """What settling the run's records again needs (written as ``run.json``)."""
+    return {
+        "scenario": scenario.name,
+        "currency": scenario.market.currency,
+        "baseline_design": scenario.baseline,
+        "timezone": scenario.timezone,
+        "seed": scenario.seed,
+        "areas": [a.name for a in scenario.areas],
+        "evaluated_start": pd.Timestamp(scenario.start).isoformat(),
+        "market": {
+            "start": pd.Timestamp(scenario.run_start).isoformat(),
+            "interval_min": scenario.market_interval_min,
+            "n_intervals": scenario.intervals.n,
+        },
+        "settlement": scenario.settlement.model_dump(mode="json"),
+    }
 
 
 def make_setting(world: World) -> Setting:
