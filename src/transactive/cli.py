@@ -843,7 +843,7 @@ def settle_cmd(
     from transactive.settlement.totals import format_minor
 
     cur = settled.records.run.currency
-    table = Table(title=f"settlement of {records} ({cur})")
+    table = Table(title=f"settlement ({cur})")
     for col in ("design", "lines", "participants", f"paid {cur}", "balanced"):
         table.add_column(col, justify="left" if col == "design" else "right")
     for r in rows:
@@ -852,6 +852,7 @@ def settle_cmd(
             format_minor(r["paid_minor"]), "exact" if r["balanced"] else "NO",
         )  # fmt: skip
     console = Console()
+    console.print(f"records: {records}", soft_wrap=True)
     console.print(table)
     match = settled.matches_simulation
     if match is not None:
