@@ -19,7 +19,7 @@ from transactive.sim.results import READINGS_FILE, RUN_FILE, write_tables
 from transactive.sim.scenario import parse_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_runner import scenario  # noqa: E402
+from test_runner import scenario
 
 
 def cli(*args: object) -> subprocess.CompletedProcess[str]:
