@@ -79,10 +79,12 @@ def _fast_scalar(v: Any) -> Any:
     """A number as RFC 8785 writes it through json.dumps: integral floats as ints; _Slow
     where json.dumps would differ (exponent notation, integers beyond 2^53, NaN)."""
     if type(v) is float:
-        if v.is_integer() and -_SAFE_INT <= v <= _SAFE_INT:
-            return int(v)
+        if v.is_integer():
+            if -_SAFE_INT <= v <= _SAFE_INT:
+                return int(v)
+            raise _Slow
         if math.isfinite(v) and abs(v) >= 1e-4:  # repr is plain decimal: ECMAScript's form
-            return v
+            return v  # (a float that is not integral is below 2^52: no exponent either)
         raise _Slow
     if type(v) is int and -_SAFE_INT <= v <= _SAFE_INT:
         return v
@@ -468,7 +470,7 @@ class Journal:
         self._conn = conn
         self.path = path
         self._size = int(conn.execute("SELECT COUNT(*) FROM journal_records").fetchone()[0])
-        self._frontier = self._load_frontier(self._size)
+        self._frontier: dict[int, bytes] | None = None  # read at the first append
 
     # -- plumbing
 
@@ -561,8 +563,10 @@ class Journal:
             except InvalidInputError as exc:
                 raise InvalidInputError(f"record {rid!r}: {exc}") from None
         n = self._size
+        if self._frontier is None:
+            self._frontier = self._load_frontier(n)
         leaves = merkle.leaf_hashes(datas)
-        node_rows, frontier = self._new_nodes(n, leaves)
+        node_rows, frontier = self._new_nodes(n, leaves, self._frontier)
         rows = [
             (n + i, rid, kind, part, data)
             for i, ((rid, kind, part), data) in enumerate(zip(meta, datas, strict=True))
@@ -595,8 +599,9 @@ class Journal:
                 return next(i for i in part if i in hit)
         return "?"
 
+    @staticmethod
     def _new_nodes(
-        self, n: int, leaves: np.ndarray
+        n: int, leaves: np.ndarray, old_frontier: dict[int, bytes]
     ) -> tuple[list[tuple[int, bytes]], dict[int, bytes]]:
         """The node rows a batch of leaves adds to a tree of ``n``, and the new frontier."""
         total = n + len(leaves)
@@ -608,7 +613,7 @@ class Journal:
             keys = node_keys(level, np.arange(first, first + len(new), dtype=np.int64))
             blob = new.tobytes()
             rows.extend((int(k), blob[32 * j : 32 * j + 32]) for j, k in enumerate(keys.tolist()))
-            pending = self._frontier.get(level) if first & 1 else None
+            pending = old_frontier.get(level) if first & 1 else None
             seq = new if pending is None else np.concatenate([_row(pending), new])
             if (total >> level) & 1:
                 frontier[level] = seq[-1].tobytes()
@@ -895,15 +900,16 @@ def _node_problems(
     extra = np.setdiff1d(stored_keys, keys)
     if extra.size:
         lvl, idx = _key_level_index(extra)
-        first = int(np.min(idx << lvl))
+        gone = idx[lvl == 0]  # leaves hashed at append whose records are not stored
+        first = int(gone.min()) if gone.size else int(np.min(idx << lvl))
         problems.append(
             Problem(
                 "missing-records",
-                f"the tree was hashed over records beyond the {n} stored: record {first}"
-                " and later are missing",
+                f"record {first} was appended (its leaf hash is stored) but is missing:"
+                f" the journal holds {n} records",
                 first,
-                None,
-                exact=first >= n,
+                _record_name(ids, first),
+                exact=bool(gone.size),
             )
         )
     missing = np.setdiff1d(keys, stored_keys)
