@@ -1259,3 +1259,73 @@ def verify_bundle(bundle: Any, operator_public_key: Ed25519PublicKey) -> VerifyR
         problems=tuple(problems),
         checked={"key_id": key_id(operator_public_key), "participant_id": who},
     )
+
+
+# --- journaling record tables ---------------------------------------------------------------
+
+RECORD_TABLES = ("bids", "awards", "dispatch", "meter", "settlement")
+"""The record tables of a run (:class:`transactive.sim.results.SimResults`), journal order."""
+
+
+def records_from_frame(frame: Any, kind: str) -> list[dict[str, Any]]:
+    """The rows of a record table (a pandas DataFrame of a schema in
+    :mod:`transactive.core.records`) as journal records: ``id`` = ``"<kind>:<row>"`` unless
+    the table has an ``id`` column, ``kind``, times as RFC 3339 UTC text, NaN as null."""
+    import pandas as pd
+
+    df = frame.reset_index(drop=True)
+    out = pd.DataFrame(index=df.index)
+    for name in df.columns:
+        col = df[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col):
+            utc = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+            col = utc.dt.strftime("%Y-%m-%dT%H:%M:%SZ").where(col.notna(), None)
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            col = col.astype(object)
+        out[name] = col.astype(object).where(col.notna(), None)
+    rows = out.to_dict(orient="records")
+    if "id" not in df.columns:
+        for i, row in enumerate(rows):
+            row["id"] = f"{kind}:{i}"
+    for row in rows:
+        row["kind"] = kind
+        for k, v in row.items():
+            item = getattr(v, "item", None)
+            if callable(item):
+                row[k] = item()
+    return rows
+
+
+def journal_tables(
+    journal: Journal,
+    tables: Mapping[str, Any],
+    key: Ed25519PrivateKey,
+    start_column: str = "interval_start",
+    duration_column: str = "duration_h",
+) -> list[SignedTreeHead]:
+    """Journal record ``tables`` (kind → DataFrame) market close by market close: the
+    records of each interval start (all kinds, in ``tables`` order), then a head signed at
+    the latest interval end so far. Rows without an interval start go first. Returns the
+    new heads."""
+    import pandas as pd
+
+    pieces = []
+    for kind, frame in tables.items():
+        if len(frame) == 0:
+            continue
+        recs = records_from_frame(frame, kind)
+        start = pd.to_datetime(frame[start_column], utc=True).reset_index(drop=True)
+        hours = pd.to_numeric(frame[duration_column]).reset_index(drop=True)
+        end = start + pd.to_timedelta(hours, unit="h")
+        pieces.append(pd.DataFrame({"start": start, "end": end, "rec": recs}))
+    if not pieces:
+        return []
+    allrows = pd.concat(pieces, ignore_index=True)
+    allrows = allrows.sort_values("start", kind="stable", na_position="first")
+    heads, close = [], None
+    for _, group in allrows.groupby("start", sort=True, dropna=False):
+        journal.append(list(group["rec"]))
+        end = group["end"].max()  # a close is never before an earlier one (longer products)
+        close = end if close is None or pd.isna(close) or end > close else close
+        heads.append(journal.sign_head(key, close.to_pydatetime()))
+    return heads
