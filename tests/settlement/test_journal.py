@@ -19,6 +19,7 @@ from test_merkle import ref_leaf, ref_mth, ref_verify_consistency, ref_verify_in
 
 from transactive.errors import InvalidInputError
 from transactive.settlement import journal as J
+from transactive.settlement import merkle
 
 OPERATOR = J.operator_key("test operator")
 ATTACKER = J.operator_key("someone else")
@@ -497,3 +498,37 @@ def test_a_reencoded_edit_with_a_recomputed_leaf_is_still_caught(
     assert first_bad(report) == (5, "rec-00005")
     assert report.first.kind == kind  # type: ignore[union-attr]
     assert "head-root" in {p.kind for p in report.problems}
+
+
+def test_recheck_signed_re_encodes_records_under_valid_heads(tmp_path: Path) -> None:
+    """Bytes under a valid head are trusted as append wrote them; an operator whose own
+    writer bypassed append (non-canonical bytes, then signed) is caught by a full re-check."""
+    path = tmp_path / "j.sqlite"
+    build(path, [make_record(i) for i in range(4)], []).close()
+    loose = b'{"id": "rec-00004", "kind": "meter_reading", "participant_id": "home-1"}'
+    sql(
+        path,
+        (
+            "INSERT INTO journal_records VALUES (4, 'rec-00004', 'meter_reading', 'home-1', ?)",
+            (loose,),
+        ),
+        ("DELETE FROM journal_nodes", ()),
+    )
+    with J.open_journal(path) as jr:  # rebuild the stored nodes over the loose bytes
+        datas = [jr.entry(f"rec-{i:05d}")[1] for i in range(5)]
+    levels = merkle.build_levels(merkle.leaf_hashes(datas))
+    rows = [
+        (int(J.node_keys(k, i)), lv[i].tobytes())
+        for k, lv in enumerate(levels)
+        for i in range(len(lv))
+    ]
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany("INSERT INTO journal_nodes VALUES (?, ?)", rows)
+    conn.close()
+    with J.open_journal(path) as jr:
+        jr.sign_head(OPERATOR, T0)
+        assert jr.verify().ok
+        report = jr.verify(recheck_signed=True)
+    assert first_bad(report) == (4, "rec-00004")
+    assert report.first.kind == "not-canonical"  # type: ignore[union-attr]
