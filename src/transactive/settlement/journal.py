@@ -139,9 +139,12 @@ def _encode(value: Any) -> bytes:
 
 def _plain_text(text: bytes, objects: int) -> bool:
     """Is ``text`` (json.dumps of ``objects`` flat dicts) certainly RFC 8785 as it is?"""
-    if not text.isascii() or text.count(b"{") != objects:
+    if not text.isascii():
         return False
-    if text.count(b"[") != (text[:1] == b"["):
+    if objects == 1:
+        if text.find(b"{", 1) >= 0 or b"[" in text:
+            return False
+    elif text.count(b"{") != objects or text.count(b"[") != 1:
         return False
     if b".0," in text or b".0}" in text or b".0]" in text:
         return False
@@ -924,14 +927,20 @@ def _node_problems(
     missing = np.setdiff1d(keys, stored_keys)
     if missing.size:
         lvl, idx = _key_level_index(missing)
-        first = int(np.min(idx << lvl))
+        unhashed = idx[lvl == 0]  # records whose leaf hash was never stored: not appended
+        first = int(unhashed.min()) if unhashed.size else int(np.min(idx << lvl))
+        what = (
+            "was not appended by the journal (no leaf hash was stored for it)"
+            if unhashed.size
+            else "is covered by a stored subtree hash that is missing"
+        )
         problems.append(
             Problem(
-                "subtree-hash",
-                f"stored subtree hashes are missing from record {first}",
+                "leaf-hash" if unhashed.size else "subtree-hash",
+                f"record {first} ({_record_name(ids, first)}) {what}",
                 first,
                 _record_name(ids, first),
-                exact=False,
+                exact=bool(unhashed.size),
             )
         )
     common, si, ei = np.intersect1d(stored_keys, keys, assume_unique=True, return_indices=True)
@@ -1098,6 +1107,13 @@ def _saved_head_problems(
     return []
 
 
+def _as_bytes(value: Any) -> bytes:
+    """A stored value that should be bytes (an edited file may hold text or numbers)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return b"" if value is None else str(value).encode("utf-8", "surrogatepass")
+
+
 def verify_journal(
     journal: Journal,
     public_key: Ed25519PublicKey | None = None,
@@ -1121,7 +1137,7 @@ def verify_journal(
     ids = [r[1] for r in rows]
     kinds = [r[2] for r in rows]
     parts = [r[3] for r in rows]
-    datas = [bytes(r[4]) for r in rows]
+    datas = [r[4] if type(r[4]) is bytes else _as_bytes(r[4]) for r in rows]
     del rows
     problems: list[Problem] = []
 
