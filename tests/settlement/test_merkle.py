@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -295,20 +294,6 @@ def test_trivial_consistency() -> None:
     assert merkle.verify_consistency(0, 5, merkle.EMPTY_ROOT, r, [])
     assert not merkle.verify_consistency(0, 5, r, r, [])
     assert merkle.consistency_proof(source_of(entries_of(5)), 0, 5) == []
-
-
-@given(st.lists(st.integers(0, 40), min_size=1, max_size=6))
-def test_extending_levels_equals_building_them_at_once(batches: list[int]) -> None:
-    leaves = merkle.leaf_hashes(entries_of(sum(batches), salt=3))
-    levels: merkle.Levels = []
-    done = 0
-    for b in batches:
-        levels = merkle.extend_levels(levels, leaves[done : done + b])
-        done += b
-    whole = merkle.build_levels(leaves)
-    assert len(levels) == len(whole)
-    for a, b in zip(levels, whole, strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_bad_arguments_are_named() -> None:

@@ -76,21 +76,6 @@ def build_levels(leaves: np.ndarray) -> Levels:
     return levels
 
 
-def extend_levels(levels: Levels, new_leaves: np.ndarray) -> Levels:
-    """``levels`` of ``n`` leaves extended by ``new_leaves``: only the new complete subtrees
-    are hashed (amortised one node hash per leaf)."""
-    if not levels:
-        return build_levels(new_leaves)
-    out = [np.concatenate([levels[0], new_leaves.reshape(-1, HASH_SIZE)])]
-    k = 1
-    while len(out[k - 1]) > 1:
-        old = levels[k] if k < len(levels) else np.empty((0, HASH_SIZE), np.uint8)
-        child = out[k - 1][2 * len(old) :]
-        out.append(np.concatenate([old, parent_level(child)]) if len(child) > 1 else old)
-        k += 1
-    return out
-
-
 def _largest_power_below(n: int) -> int:
     """The largest power of two strictly less than ``n`` (``n ≥ 2``)."""
     return 1 << ((n - 1).bit_length() - 1)
