@@ -19,6 +19,7 @@ import argparse
 import random
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from transactive.settlement import merkle
 from transactive.settlement.journal import canonical_json, open_journal, operator_key
 
 KINDS = ("meter", "awards", "settlement")
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def make_records(start: int, n: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -74,7 +76,7 @@ def main() -> None:
             recs = make_records(lo, min(batch, n - lo), rng)
             t, c = time.perf_counter(), time.process_time()
             jr.append(recs)
-            jr.sign_head(key, f"2026-03-02T00:00:{lo // batch % 60:02d}Z")
+            jr.sign_head(key, T0 + timedelta(minutes=15 * (lo // batch)))
             appending += time.perf_counter() - t
             appending_cpu += time.process_time() - c
         jr.close()

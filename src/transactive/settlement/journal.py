@@ -548,31 +548,27 @@ class Journal:
         batch with an InvalidInputError naming the record."""
         if isinstance(records, Mapping):
             raise InvalidInputError("append takes a list of records, not one record")
-        meta = [_check_record(r, i) for i, r in enumerate(records)]
-        if not meta:
+        n = self._size
+        rows = []
+        for i, r in enumerate(records):
+            rid, kind, part = _check_record(r, i)
+            try:
+                rows.append((n + i, rid, kind, part, canonical_json(r)))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"record {rid!r}: {exc}") from None
+        if not rows:
             return []
-        ids = [m[0] for m in meta]
+        ids = [row[1] for row in rows]
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
             for rid in ids:
                 if rid in seen:
                     raise InvalidInputError(f"record id {rid!r} appears twice in the batch")
                 seen.add(rid)
-        datas = []
-        for r, (rid, _, _) in zip(records, meta, strict=True):
-            try:
-                datas.append(canonical_json(r))
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"record {rid!r}: {exc}") from None
-        n = self._size
         if self._frontier is None:
             self._frontier = self._load_frontier(n)
-        leaves = merkle.leaf_hashes(datas)
+        leaves = merkle.leaf_hashes(row[4] for row in rows)
         node_rows, frontier = self._new_nodes(n, leaves, self._frontier)
-        rows = [
-            (n + i, rid, kind, part, data)
-            for i, ((rid, kind, part), data) in enumerate(zip(meta, datas, strict=True))
-        ]
         try:
             with self._conn:
                 self._conn.executemany(
