@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,8 @@ def main() -> None:
     print(f"{'consistency proof (mean)':<28}{consistency * 1e3:>14.3f} ms")
     print(f"{'verify everything':<28}{verifying:>14.2f} s         (target ≤ 10 s)")
     print(f"{'verify, CPU time':<28}{verifying_cpu:>14.2f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{'peak memory (process)':<28}{peak:>14.0f} MB")
     print(f"{'file size':<28}{file_mb:>14.1f} MB        ({file_mb * 1e6 / n:,.0f} bytes/record)")
 
 

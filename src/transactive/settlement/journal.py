@@ -1110,6 +1110,23 @@ def _as_bytes(value: Any) -> bytes:
     return b"" if value is None else str(value).encode("utf-8", "surrogatepass")
 
 
+def _record_chunks(
+    journal: Journal, from_seq: int | None = None, position: int = 0
+) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+    """``(position of the first, rows)`` of the stored records (from sequence number
+    ``from_seq`` on), ``_CHUNK`` at a time, data as bytes."""
+    sql = "SELECT seq, record_id, kind, participant_id, data FROM journal_records"
+    if from_seq is None:
+        cursor = journal._conn.execute(sql + " ORDER BY seq")
+    else:
+        cursor = journal._conn.execute(sql + " WHERE seq >= ? ORDER BY seq", (from_seq,))
+    while rows := cursor.fetchmany(_CHUNK):
+        if any(type(r[4]) is not bytes for r in rows):
+            rows = [(*r[:4], _as_bytes(r[4])) for r in rows]
+        yield position, rows
+        position += len(rows)
+
+
 def verify_journal(
     journal: Journal,
     public_key: Ed25519PublicKey | None = None,
@@ -1124,17 +1141,21 @@ def verify_journal(
     canonical form of every record no valid signed head vouches for (of all records with
     ``recheck_signed``: those under a valid head are the bytes append wrote)."""
     key = journal.public_key() if public_key is None else public_key
-    conn = journal._conn
-    rows = conn.execute(
-        "SELECT seq, record_id, kind, participant_id, data FROM journal_records ORDER BY seq"
-    ).fetchall()
-    n = len(rows)
-    seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-    ids = [r[1] for r in rows]
-    kinds = [r[2] for r in rows]
-    parts = [r[3] for r in rows]
-    datas = [r[4] if type(r[4]) is bytes else _as_bytes(r[4]) for r in rows]
-    del rows
+    # Pass 1, streamed (memory: 32 bytes and an id per record): sequence numbers, leaf
+    # hashes, and the columns against the bytes.
+    seq_parts, leaf_parts, ids = [], [], []
+    column_problem: Problem | None = None
+    for base, chunk in _record_chunks(journal):
+        seq_parts.append(np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk)))
+        chunk_ids, datas = [r[1] for r in chunk], [r[4] for r in chunk]
+        leaf_parts.append(merkle.leaf_hashes(datas))
+        if column_problem is None:
+            kinds, parts = [r[2] for r in chunk], [r[3] for r in chunk]
+            column_problem = _canonical_problems(datas, chunk_ids, kinds, parts, base, False)
+        ids.extend(chunk_ids)
+    n = len(ids)
+    seqs = np.concatenate(seq_parts) if seq_parts else np.empty(0, np.int64)
+    leaves = np.concatenate(leaf_parts) if leaf_parts else np.empty((0, 32), np.uint8)
     problems: list[Problem] = []
 
     gap = np.flatnonzero(seqs != np.arange(n))
@@ -1161,7 +1182,7 @@ def verify_journal(
                 break
             seen[rid] = i
 
-    levels = merkle.build_levels(merkle.leaf_hashes(datas)) if n else []
+    levels = merkle.build_levels(leaves) if n else []
     source = merkle.MemoryNodes(levels)
     problems.extend(_node_problems(journal, levels, ids, n))
     heads = journal.heads()
@@ -1175,18 +1196,25 @@ def verify_journal(
             problems.extend(_saved_head_problems(head, source, n, ids, key))
     elif head is not None:
         raise JournalError(f"{journal.path}: no operator public key to check the saved head")
-    # Bytes under a valid signed root are the bytes append wrote, canonical by construction;
-    # re-encoding them proves nothing new, so only the rest is re-encoded (all if asked).
+    # Pass 2: bytes under a valid signed root are the bytes append wrote, canonical by
+    # construction; re-encoding them proves nothing new, so only the rest is re-encoded
+    # (all with recheck_signed): usually just the tail since the last close.
     signed = 0 if recheck_signed else vouched
-    spans = [(lo, min(signed, lo + _CHUNK), False) for lo in range(0, signed, _CHUNK)]
-    spans += [(lo, min(n, lo + _CHUNK), True) for lo in range(signed, n, _CHUNK)]
-    for lo, hi, reencode in spans:
-        bad = _canonical_problems(
-            datas[lo:hi], ids[lo:hi], kinds[lo:hi], parts[lo:hi], lo, reencode
-        )
-        if bad is not None:
-            problems.append(bad)
-            break
+    canonical_problem = None
+    if signed < n:
+        for base, chunk in _record_chunks(journal, int(seqs[signed]), signed):
+            canonical_problem = _canonical_problems(
+                [r[4] for r in chunk],
+                [r[1] for r in chunk],
+                [r[2] for r in chunk],
+                [r[3] for r in chunk],
+                base,
+                True,
+            )
+            if canonical_problem is not None:
+                break
+    found = [p for p in (column_problem, canonical_problem) if p is not None]
+    problems.extend(p for i, p in enumerate(found) if p not in found[:i])
     return VerifyReport(
         records=n,
         heads=len(heads),
