@@ -532,3 +532,13 @@ def test_recheck_signed_re_encodes_records_under_valid_heads(tmp_path: Path) -> 
         report = jr.verify(recheck_signed=True)
     assert first_bad(report) == (4, "rec-00004")
     assert report.first.kind == "not-canonical"  # type: ignore[union-attr]
+
+
+def test_stored_values_of_another_type_are_read_not_crashed_on(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    build(path, [make_record(i) for i in range(6)], [6]).close()
+    same_text = rfc8785.dumps(make_record(1)).decode()
+    sql(path, ("UPDATE journal_records SET data = ? WHERE seq = 1", (same_text,)))
+    assert verify(path).ok  # the same bytes, stored as text
+    sql(path, ("UPDATE journal_nodes SET hash = 'short' WHERE node = 4", ()))
+    assert first_bad(verify(path)) == (2, "rec-00002")  # node 4 is record 2's leaf hash

@@ -896,10 +896,19 @@ def _node_problems(
     journal: Journal, levels: merkle.Levels, ids: list[str], n: int
 ) -> list[Problem]:
     """Stored subtree hashes compared with the recomputed tree."""
-    rows = journal._conn.execute("SELECT node, hash FROM journal_nodes ORDER BY node").fetchall()
-    stored_keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    blob = b"".join(bytes(r[1]).ljust(32, b"\0")[:32] for r in rows)
-    stored = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 32)
+    cursor = journal._conn.execute("SELECT node, hash FROM journal_nodes ORDER BY node")
+    key_parts, hash_parts = [np.empty(0, np.int64)], [b""]
+    while rows := cursor.fetchmany(4 * _CHUNK):  # streamed: no Python row per node kept
+        key_parts.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+        try:
+            blob = b"".join([r[1] for r in rows])
+        except TypeError:  # an edited file may hold other types
+            blob = b""
+        if len(blob) != 32 * len(rows):  # fix widths so one bad hash stays one row
+            blob = b"".join(_as_bytes(r[1]).ljust(32, b"\0")[:32] for r in rows)
+        hash_parts.append(blob)
+    stored_keys = np.concatenate(key_parts)
+    stored = np.frombuffer(b"".join(hash_parts), dtype=np.uint8).reshape(-1, 32)
     keys, hashes = _expected_nodes(levels) if n else (np.empty(0, np.int64), np.empty((0, 32)))
     problems: list[Problem] = []
     if np.array_equal(stored_keys, keys):  # the common case: compare the hashes only
