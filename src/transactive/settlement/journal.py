@@ -141,15 +141,19 @@ def _plain_text(text: bytes, objects: int) -> bool:
     """Is ``text`` (json.dumps of ``objects`` flat dicts) certainly RFC 8785 as it is?"""
     if not text.isascii():
         return False
-    if objects == 1:
-        if text.find(b"{", 1) >= 0 or b"[" in text:
+    if objects == 1:  # a flat object: a number can precede "}" only at the very end
+        if text.find(b"{", 1) >= 0 or b"[" in text or b".0," in text or text.endswith(b".0}"):
             return False
-    elif text.count(b"{") != objects or text.count(b"[") != 1:
+    elif (
+        text.count(b"{") != objects
+        or text.count(b"[") != 1
+        or b".0," in text
+        or b".0}" in text
+        or b".0]" in text
+    ):
         return False
-    if b".0," in text or b".0}" in text or b".0]" in text:
-        return False
-    digits = text.translate(_DIGITS)
-    return not (b"\x01e-" in digits or b"\x01e+" in digits or _SIXTEEN_DIGITS in digits)
+    digits = text.translate(_DIGITS)  # a digit before "e" (exponent) or 16 digits in a row
+    return not (b"\x01e" in digits or _SIXTEEN_DIGITS in digits)
 
 
 def canonical_json(value: Any) -> bytes:
