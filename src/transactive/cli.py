@@ -631,18 +631,27 @@ def _progress_bars(
 
 
 def _write_outputs(comparison: Comparison, out: Path | None, report: Path | None) -> None:
-    """The tables to ``out`` and the report with its tables to ``report``, each written to a
-    fresh directory and put in place only when complete (transactive.sim.outputs)."""
+    """The tables to ``out`` and the report with its tables to ``report``, each with the
+    run's journal and settlement report, written to a fresh directory and put in place only
+    when complete (transactive.sim.outputs)."""
     from transactive.sim.outputs import write_output_dir
+    from transactive.sim.report_settlement import REPORT_FILE, SETTLEMENT_DIR, write_run_settlement
+
+    def tables(d: Path) -> None:
+        _write_comparison_tables(comparison, d)
+        write_run_settlement(comparison.results, d, d)
 
     if out is not None:
-        write_output_dir(out, lambda d: _write_comparison_tables(comparison, d))
+        write_output_dir(out, tables)
     if report is not None:
         from transactive.sim.report import write_report
 
         def write(d: Path) -> None:
-            write_report(comparison, d)
             _write_comparison_tables(comparison, d / "tables")
+            write_run_settlement(comparison.results, d, d / "tables")
+            link = ("Settlement report: balance, meter data, baselines, monitoring, invoices, "
+                    "journal", f"{SETTLEMENT_DIR}/{REPORT_FILE}")  # fmt: skip
+            write_report(comparison, d, [link])
 
         write_output_dir(report, write)
 

@@ -69,7 +69,9 @@ _VALUE_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 # --------------------------------------------------------------------------- public API
 
 
-def write_report(comparison: Comparison, directory: str | Path) -> Path:
+def write_report(
+    comparison: Comparison, directory: str | Path, links: Sequence[tuple[str, str]] = ()
+) -> Path:
     """Write ``<directory>/index.html`` (the directory must exist) and return its path.
 
     The page is self-contained (see the module docstring). Callers write it into a fresh
@@ -77,7 +79,7 @@ def write_report(comparison: Comparison, directory: str | Path) -> Path:
     half-written report in place.
     """
     path = Path(directory) / REPORT_FILE
-    path.write_text(render_html(comparison), encoding="utf-8")
+    path.write_text(render_html(comparison, links), encoding="utf-8")
     return path
 
 
@@ -97,13 +99,15 @@ def one_seed(results: SimResults, baseline: str) -> Comparison:
     return Comparison(results, long, summarise(long, baseline), baseline)
 
 
-def render_html(comparison: Comparison) -> str:
-    """Render the full report as an HTML document string."""
+def render_html(comparison: Comparison, links: Sequence[tuple[str, str]] = ()) -> str:
+    """Render the full report as an HTML document string; ``links``: (text, relative
+    address) of companion pages (the settlement report), listed under the header."""
     results = _areas_combined(comparison.results)
     designs = design_order(comparison)
     colors = plots.colors_for(designs)
     sections = [
         _header(comparison, results, designs),
+        *(f'<p><a href="{esc(href)}">{esc(text)}</a></p>' for text, href in links),
         section("Summary", summary_html(comparison, results.currency), "summary"),
         section("Comparison of designs", comparison_table(comparison, results.currency)),
         section("Value per stakeholder", _value_table(results, designs, comparison.baseline)),

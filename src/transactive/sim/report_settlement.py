@@ -14,13 +14,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transactive.errors import BalanceError
 from transactive.settlement.invoices import write_invoices
 from transactive.settlement.totals import format_minor
 from transactive.sim.report_html import CSS, Html, esc, note, section, table
-from transactive.sim.settle_records import Settled, summary
+from transactive.sim.results import SimResults
+from transactive.sim.settle_records import Settled, load_records, settle_records, summary
 
 #: The file the report is written to.
 REPORT_FILE = "settlement.html"
+
+
+#: Where :func:`write_run_settlement` puts the settlement report inside an output directory.
+SETTLEMENT_DIR = "settlement"
+
+
+def write_run_settlement(results: SimResults, directory: Path, tables: Path) -> None:
+    """For a run written to ``directory`` with its records in ``tables``: settle the
+    records again from the signed readings (:func:`settle_records`; it must equal the
+    run's own settlement to the cent), write the run's journal beside them and the
+    settlement report with the invoices into ``directory/settlement``."""
+    from transactive.sim.journal_run import write_run_journal
+
+    settled = settle_records(load_records(tables))
+    if settled.matches_simulation is False:
+        raise BalanceError(
+            f"settling {tables} again from the signed readings differs from the run's own "
+            "settlement"
+        )
+    journal = write_run_journal(results, directory)
+    write_settlement(settled, directory / SETTLEMENT_DIR, journal)
 
 
 def write_settlement(
@@ -206,7 +229,8 @@ def _journal(journal: dict[str, Any] | None) -> str:
     rows = [(k, str(v)) for k, v in journal.items()]
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f'<dl class="meta">{items}</dl>' + note(
-        "Check it offline: transactive journal verify journal.sqlite (every record, every "
-        "signed tree head, every older head a prefix of the newest); a participant checks "
-        "its own records with transactive journal prove … --record ID."
+        "Check it offline: transactive journal verify ../journal.sqlite --key "
+        "../operator.pub (every record, every signed tree head, every older head a prefix "
+        "of the newest); a participant checks its own records with transactive journal "
+        "prove … --participant ID and journal verify on the proof file."
     )
