@@ -81,7 +81,7 @@ def test_settle_verifies_and_matches_the_simulation_to_the_cent(
     html = (out / "settlement.html").read_text(encoding="utf-8")
     assert "Balance per design" in html and "<b>high-4-of-5</b>" in html
     index = pd.read_csv(out / "invoices" / "index.csv")
-    lines = pd.read_csv(out / "settlement_lines.csv")
+    lines = pd.read_parquet(out / "settlement_lines.parquet")
     # an invoice nets what its participant pays and receives: together they net to zero,
     # and a home's total is the sum of its lines
     assert round(index["total"].sum() * 100) == 0
@@ -135,7 +135,7 @@ def test_a_lost_message_is_estimated_flagged_and_billed_as_estimated(
     assert vee["bau-flat"]["estimated"] == 24 and vee["bau-flat"]["missing"] == 0
     assert vee["total-dso"]["estimated"] == 0
     assert doc["matches_simulation"] is False  # one day of one home is an estimate now
-    settled = pd.read_csv(out / "settlement_lines.csv")
+    settled = pd.read_parquet(out / "settlement_lines.parquet")
     mine = settled[(settled["resource_id"] == meter_id) & (settled["design"] == "bau-flat")]
     day2 = pd.to_datetime(mine["interval_start"], utc=True) >= pd.Timestamp("2016-07-12T04:00Z")
     energy = mine["charge"] == "energy"

@@ -54,8 +54,10 @@ def write_settlement(
     shown in the report. Returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+    path = directory / "settlement_lines.parquet"
+    settled.lines.to_parquet(path, index=False)
+    written.append(path)
     for name, df in (
-        ("settlement_lines", settled.lines),
         ("baseline_scores", settled.scores),
         ("monitoring_flags", settled.monitoring.flags),
         ("monitoring_coverage", settled.monitoring.coverage),

@@ -29,6 +29,7 @@ SUMMARIES = (
     "dlmp",
     "value",
     "provenance",
+    "weather",
 )
 #: The structure settlement needs besides the records: the node tree (``nodes``, see
 #: :mod:`transactive.nodes.tables`) and the meter registry (``meters``: public keys,
@@ -102,6 +103,9 @@ class SimResults:
     readings: list[tuple[str, str, Message]] = field(default_factory=list)
     #: The meter registry (:func:`~transactive.settlement.meter_data.registry_table`).
     meters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Weather per market interval (``time`` UTC, ``temp_air_c``, ``ghi_w_m2``): what the
+    #: devices saw, and the weather-regression baseline's input.
+    weather: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: The node tree (:func:`~transactive.nodes.tables.tree_table`).
     nodes: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: What settling the records again needs (currency, baseline design, time zone, market

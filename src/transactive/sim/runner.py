@@ -115,6 +115,13 @@ def run(
         readings=metered.readings,
         meters=registry_table(metered.registry),
         nodes=tree_table(tree),
+        weather=pd.DataFrame(
+            {
+                "time": world.weather.intervals.starts,
+                "temp_air_c": world.weather.temp_air,
+                "ghi_w_m2": world.weather.ghi,
+            }
+        ),
         market=tables["market"],
         grid=tables["grid"],
         violations=tables["violations"],

@@ -88,6 +88,7 @@ class Records:
     awards: pd.DataFrame
     grid: pd.DataFrame | None
     settlement: pd.DataFrame | None
+    temperature: pd.Series | None  # °C per interval start (UTC), from weather.parquet
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,17 @@ def load_records(path: str | Path) -> Records:
             messages.setdefault(str(design), []).append(message)
     grid = _read_table(root, "grid") if (root / "grid.parquet").is_file() else None
     own = _read_table(root, "settlement") if (root / "settlement.parquet").is_file() else None
-    return Records(root, run, tree, registry, messages, _read_table(root, "awards"), grid, own)
+    temperature = None
+    if (root / "weather.parquet").is_file():
+        w = _read_table(root, "weather")
+        if {"time", "temp_air_c"} <= set(w.columns):
+            temperature = pd.Series(
+                w["temp_air_c"].to_numpy(dtype=float),
+                index=pd.DatetimeIndex(pd.to_datetime(w["time"], utc=True)),
+            )
+    return Records(
+        root, run, tree, registry, messages, _read_table(root, "awards"), grid, own, temperature
+    )
 
 
 def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settled:
@@ -213,7 +224,9 @@ def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settle
         meter=meter,
         lines=lines,
         vee=pd.DataFrame(vee_rows),
-        scores=baseline_scores(meter, records.tree, run.baseline_design, run.timezone),
+        scores=baseline_scores(
+            meter, records.tree, run.baseline_design, run.timezone, records.temperature
+        ),
         baseline=baseline,
         monitoring=_monitoring(records, evaluated(meter, start)),
         matches_simulation=_same_lines(lines, records.settlement),
@@ -221,7 +234,12 @@ def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settle
 
 
 def baseline_scores(
-    meter: pd.DataFrame, tree: Tree, design: str, timezone: str, names: Sequence[str] = ()
+    meter: pd.DataFrame,
+    tree: Tree,
+    design: str,
+    timezone: str,
+    temperature: pd.Series | None = None,
+    names: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Placebo scores of the registered baselines (or ``names``) on the home meters of
     ``design`` (the business-as-usual design: no events), window :data:`EVENT_WINDOW_H`."""
@@ -229,7 +247,7 @@ def baseline_scores(
     rows = meter[(meter["design"].astype(str) == design) & meter["node_id"].astype(str).isin(homes)]
     if rows.empty:
         raise InvalidInputError(f"no home meter readings of the baseline design {design!r}")
-    history = History.from_meter(rows, timezone)
+    history = History.from_meter(rows, timezone, temperature)
     per_h = round(1 / history.slot_h)
     window = (EVENT_WINDOW_H[0] * per_h, EVENT_WINDOW_H[1] * per_h)
     return score_baselines(history, list(names) or baseline_names(), window)
