@@ -5,12 +5,13 @@ own records from a proof file with the operator's public key alone."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from cli_run import cli
 
 SCENARIO = """\
 name = "journal"
@@ -32,18 +33,6 @@ penetration = { ev = 50, pv = 50 }
 source = "prices"
 prices = "prices.csv"
 """
-
-
-def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "transactive.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

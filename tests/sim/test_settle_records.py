@@ -5,8 +5,6 @@ message is estimated, flagged and billed as estimated; bad directories exit 2.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,18 +17,10 @@ from transactive.sim.results import READINGS_FILE, RUN_FILE, write_tables
 from transactive.sim.scenario import parse_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from test_runner import scenario
 
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "transactive.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+from cli_run import cli
 
 
 @pytest.fixture(scope="module")
