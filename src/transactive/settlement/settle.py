@@ -90,9 +90,12 @@ def settle(
         requirement = requirement_of(margin, baseline)
         parts.append(network_lines(energy, meter, tree, requirement, rate, margin))
     parts.append(levy_lines(meter, tree, levies, currency))
-    lines = SETTLEMENT.concat(parts)
+    del energy
+    lines = SETTLEMENT.concat(parts, consume=True)  # the parts are ours: joined column by column
+    del parts
     if vat_percent:
-        lines = SETTLEMENT.concat([lines, vat_lines(lines, tree, vat_percent, vat_payee, period)])
+        vat = vat_lines(lines, tree, vat_percent, vat_payee, period)
+        lines = SETTLEMENT.concat([lines, vat], consume=True)
     payees = {lv.payee for lv in levies} | ({vat_payee} if vat_percent else set())
     check_balance(lines, tree, requirement, payees=payees, period=period)
     return lines
@@ -157,7 +160,8 @@ def energy_lines(
                 dtype=pd.CategoricalDtype(pd.Index(labels)),
             ),
             "quality": m["quality"].array.take(rows),
-        }
+        },
+        copy=False,  # every column is fresh
     )
 
 
@@ -246,21 +250,55 @@ def _lookup(meter: pd.DataFrame, awards: pd.DataFrame, masks: list[np.ndarray]) 
     frames = [meter, awards]
     labels = {c: _labels_of([f[c] for f in frames]) for c in ("design", "node_id")}
     ns = [np.asarray(pd.DatetimeIndex(f["interval_start"]).asi8) for f in frames]  # UTC ns
-    t_code, t_uniq = pd.factorize(np.concatenate(ns))
+    t_codes, n_t = _time_codes(ns)
     n_node = labels["node_id"].size + 1
-    keys, offset = [], 0
-    for f, n in zip(frames, ns, strict=True):
-        design = positions(f["design"], labels["design"]).astype(np.int64)
-        node = positions(f["node_id"], labels["node_id"]).astype(np.int64) + 1  # −1 → 0
-        keys.append((design * n_node + node) * len(t_uniq) + t_code[offset : offset + n.size])
-        offset += n.size
+    n_key = (labels["design"].size + 1) * n_node * n_t
+    keys = []
+    for f, t in zip(frames, t_codes, strict=True):
+        design = positions(f["design"], labels["design"]).astype(np.int64) + 1  # −1 → 0
+        node = positions(f["node_id"], labels["node_id"]).astype(np.int64) + 1
+        keys.append((design * n_node + node) * n_t + t)
+    dense = n_key <= 4 * (ns[0].size + ns[1].size) + 1024
     out = []
     for mask in masks:
-        index = pd.Index(keys[1][mask])
-        if not index.is_unique:
+        k = keys[1][mask]
+        if dense:  # a table over every possible key: two passes, no hashing
+            row = np.arange(k.size, dtype=np.int32 if k.size < 2**31 else np.int64)
+            table = np.full(n_key, -1, dtype=row.dtype)
+            table[k] = row
+            unique = bool((table[k] == row).all())  # a repeat overwrote one
+            at = table[keys[0]]
+        else:
+            index = pd.Index(k)
+            unique = index.is_unique
+            at = index.get_indexer(keys[0]) if unique else np.empty(0, dtype=np.int64)
+        if not unique:
             raise BalanceError("settlement: a node has more than one award per stage and interval")
-        out.append(index.get_indexer(keys[0]))
+        out.append(at)
     return out
+
+
+def _time_codes(ns: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """Integer codes (0 … n − 1, the same code for the same instant in every array) of
+    several arrays of UTC ns, and n. Times on a common grid (the usual case) are coded
+    by their step from the earliest, without hashing; otherwise by factorizing."""
+    sizes = [a.size for a in ns]
+    if sum(sizes) == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in ns], 1
+    lo = min(int(a.min()) for a in ns if a.size)
+    hi = max(int(a.max()) for a in ns if a.size)
+    if lo != np.iinfo(np.int64).min and hi - lo < 2**62:  # no NaT, no overflow
+        sample = np.concatenate([a[:: max(1, a.size // 4096)] for a in ns]) - lo
+        step = int(np.gcd.reduce(sample))
+        if step == 0:
+            return [np.zeros(n, dtype=np.int64) for n in sizes], 1
+        span = (hi - lo) // step + 1
+        if span <= 4 * sum(sizes) + 1024:
+            parts = [np.divmod(a - lo, step) for a in ns]
+            if all(not r.any() for _, r in parts):  # every time is on the sample's grid
+                return [q for q, _ in parts], span
+    code, uniq = pd.factorize(np.concatenate(ns))
+    return list(np.split(code.astype(np.int64), np.cumsum(sizes)[:-1])), len(uniq)
 
 
 def _take(values: np.ndarray, at: np.ndarray) -> np.ndarray:
