@@ -85,8 +85,8 @@ class Schema:
         if len(parts) == 1 and consume and list(parts[0].columns) == self.names:
             out = parts[0].copy(deep=False)  # the same columns, handed over
             out.index = pd.RangeIndex(len(out))
-            for c in self.names:
-                del parts[0][c]
+            for name in self.names:
+                del parts[0][name]
         elif len(parts) == 1 or any(list(f.columns) != self.names for f in parts):
             out = pd.concat(parts, ignore_index=True)
         else:  # column by column: categories united by recoding, one frame built at the end

@@ -25,7 +25,9 @@ WHOLE = "all"
 def minor_units(quantity: np.ndarray, price: np.ndarray | float) -> np.ndarray:
     """round-half-even(quantity × price × 100): the amount of each line in minor units
     (int64); quantity kWh, price currency/kWh (both finite: checked by the callers)."""
-    return np.rint(np.asarray(quantity, dtype=float) * price * MINOR).astype(np.int64)
+    out = np.multiply(np.asarray(quantity, dtype=float), price)
+    out *= MINOR  # in place, the same operations in the same order: one temporary array
+    return np.rint(out, out=out).astype(np.int64)
 
 
 def to_currency(minor: Any) -> Any:
@@ -48,8 +50,18 @@ def int_sums(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
         return np.zeros(n, dtype=np.int64)
-    if float(np.abs(values).max()) * values.size < 2.0**53:
+    if _float_exact(values):
         return np.bincount(group, values.astype(float), minlength=n).astype(np.int64)
+    return _int_groupby(group, values, n)
+
+
+def _float_exact(values: np.ndarray) -> bool:
+    """Whether float64 sums of any subset of int64 ``values`` are exact (< 2**53)."""
+    bound = max(abs(int(values.min())), abs(int(values.max()))) if values.size else 0
+    return float(bound) * values.size < 2.0**53
+
+
+def _int_groupby(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     sums = pd.Series(values).groupby(np.asarray(group)).sum()
     out = np.zeros(n, dtype=np.int64)
     out[sums.index.to_numpy()] = sums.to_numpy(dtype=np.int64)
@@ -61,19 +73,37 @@ def net_matrix(
 ) -> pd.DataFrame:
     """Net paid (paid − received, minor units, int64) per design (rows, in category order of
     the designs present) and participant of ``labels`` (columns), from the lines selected by
-    ``mask``; integer codes only, no row copies."""
-    d_codes = _codes(lines["design"])
+    ``mask``; summed per (design, participant) category code, then mapped to ``labels``
+    (one integer key array per side, no row copies)."""
+    d_codes = lines["design"].cat.codes.to_numpy()
     designs = lines["design"].cat.categories if len(lines) else pd.Index([])
-    present = np.unique(d_codes[d_codes >= 0])
+    present = np.flatnonzero(
+        np.bincount(d_codes.astype(np.intp) + 1, minlength=len(designs) + 1)[1:]
+    )
     k = len(labels)
-    keep = np.ones(len(lines), dtype=bool) if mask is None else mask
     amount = lines["amount"].to_numpy(dtype=np.int64)
-    net = np.zeros(len(designs) * k, dtype=np.int64)
+    weight = amount.astype(float) if _float_exact(amount) else None
+    net = np.zeros((len(designs), k), dtype=np.int64)
     for col, sign in (("participant_id", 1), ("counterparty_id", -1)):
-        at = positions(lines[col], labels)
-        ok = keep & (at >= 0) & (d_codes >= 0)
-        net += sign * int_sums(d_codes[ok] * k + at[ok], amount[ok], net.size)
-    table = net.reshape(len(designs), k)[present]
+        codes, cats = _codes_of(lines[col])
+        width = len(cats) + 1
+        key = d_codes.astype(np.int64)  # (design + 1) × width + code + 1: bin 0 … = missing
+        key += 1
+        key *= width
+        key += codes
+        key += 1
+        if mask is not None:
+            key[~mask] = 0  # a missing design's bin, dropped below
+        n_bins = (len(designs) + 1) * width
+        if weight is not None:
+            sums = np.bincount(key, weight, minlength=n_bins).astype(np.int64)
+        else:
+            sums = _int_groupby(key, amount, n_bins)
+        del key
+        at = np.asarray(pd.Index(np.asarray(labels).astype(str)).get_indexer(cats.astype(str)))
+        hit = at >= 0  # categories are unique, so are their labels
+        net[:, at[hit]] += sign * sums.reshape(len(designs) + 1, width)[1:, 1:][:, hit]
+    table = net[present]
     return pd.DataFrame(
         table,
         index=pd.Index(np.asarray(designs)[present].astype(str), name="design"),
@@ -81,9 +111,13 @@ def net_matrix(
     )
 
 
-def _codes(column: pd.Series) -> np.ndarray:
-    """Integer codes of a categorical column (int64; −1 missing)."""
-    return np.asarray(column.cat.codes.to_numpy(), dtype=np.int64)
+def _codes_of(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Category codes (−1 missing) and categories of a label column (factorized if it is
+    not categorical)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), column.cat.categories
+    codes, uniq = pd.factorize(np.asarray(column, dtype=object))
+    return codes, pd.Index(uniq)
 
 
 def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
