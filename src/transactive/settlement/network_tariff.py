@@ -44,6 +44,7 @@ from transactive.errors import BalanceError, InvalidInputError
 from transactive.nodes.tree import Kind, Tree
 from transactive.settlement.totals import (
     MINOR,
+    first_appearance,
     largest_remainder,
     net_matrix,
     positions,
@@ -260,17 +261,11 @@ def _connections(
     design: np.ndarray, node: np.ndarray, n_nodes: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The connection (design, node) of every row, numbered in order of first appearance
-    (0 … n − 1), and the first row of each; on a dense key table (designs × nodes)."""
+    (0 … n − 1), and the first row of each."""
     key = design.astype(np.int64)
     key *= n_nodes
     key += node
-    first_row = np.full(int(key.max()) + 1 if key.size else 0, key.size, dtype=np.int64)
-    first_row[key[::-1]] = np.arange(key.size - 1, -1, -1)  # the last write is the first row
-    seen = np.flatnonzero(first_row < key.size)
-    order = np.argsort(first_row[seen], kind="stable")
-    number = np.empty(first_row.size, dtype=np.int64)
-    number[seen[order]] = np.arange(seen.size)
-    return number[key], first_row[seen[order]]
+    return first_appearance(key, int(key.max()) + 1 if key.size else 0)
 
 
 def _period_of(energy: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

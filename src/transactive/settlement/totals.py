@@ -196,3 +196,36 @@ def largest_remainder(total: np.ndarray, group: np.ndarray, weight: np.ndarray) 
     rank[order] = np.arange(group.size) - start[group[order]]
     out: np.ndarray = base + q[group] + (rank < r[group])
     return out
+
+
+def first_appearance(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct keys (0 … ``n_keys`` − 1; negative: the row has none) in order of
+    first appearance: each row's number (−1 for none) and the first row of each number. On
+    a dense table when ``n_keys`` is at most 4 × the rows (no hashing), else factorized."""
+    key = np.asarray(key, dtype=np.int64)
+    if n_keys > 4 * key.size + 1024:
+        code, uniq = pd.factorize(key)
+        first = np.full(uniq.size, -1, dtype=np.int64)
+        first[code[::-1]] = np.arange(code.size - 1, -1, -1)
+        real = np.flatnonzero(np.asarray(uniq) >= 0)  # codes are already in order of appearance
+        number = np.full(uniq.size, -1, dtype=np.int64)
+        number[real] = np.arange(real.size)
+        return number[code], first[real]
+    slot = np.where(key >= 0, key, n_keys)  # slot n_keys: rows without a key
+    first_row = np.full(n_keys + 1, key.size, dtype=np.int64)
+    first_row[slot[::-1]] = np.arange(key.size - 1, -1, -1)  # the last write is the first row
+    seen = np.flatnonzero(first_row[:n_keys] < key.size)
+    order = seen[np.argsort(first_row[seen], kind="stable")]
+    number = np.full(n_keys + 1, -1, dtype=np.int64)
+    number[order] = np.arange(order.size)
+    return number[slot], first_row[order]
+
+
+def in_labels(column: pd.Series, labels: np.ndarray) -> np.ndarray:
+    """Whether each row's label of ``column`` is among ``labels`` (bool; a categorical
+    column looks up its categories only)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        index = pd.Index(np.asarray(labels).astype(str))
+        lut = np.append(index.get_indexer(column.cat.categories.astype(str)) >= 0, False)
+        return np.asarray(lut[column.cat.codes.to_numpy()])
+    return positions(column, labels) >= 0
