@@ -17,7 +17,7 @@ from settlement_helpers import NODES, T0, award_frame, meter_frame, small_tree
 from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError
 from transactive.settlement import settle
-from transactive.settlement.totals import net_matrix
+from transactive.settlement.totals import first_appearance, in_labels, net_matrix
 
 S = sys.modules["transactive.settlement.settle"]
 NT = sys.modules["transactive.settlement.network_tariff"]
@@ -155,3 +155,26 @@ def test_consuming_concat_is_concat_and_empties_its_inputs() -> None:
         SETTLEMENT.concat(one, consume=True), SETTLEMENT.concat([lines.iloc[3:]])
     )
     assert one[0].shape[1] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(st.integers(-2, 30), min_size=0, max_size=60),
+    n_keys=st.sampled_from([31, 10**9]),  # a dense table, and the factorized path
+)
+def test_first_appearance_numbers_keys_as_factorize_does(keys: list[int], n_keys: int) -> None:
+    key = np.asarray(keys, dtype=np.int64)
+    number, first = first_appearance(key, n_keys)
+    real = key[key >= 0]
+    ref, uniq = pd.factorize(real)
+    np.testing.assert_array_equal(number[key >= 0], ref)
+    assert (number[key < 0] == -1).all()
+    np.testing.assert_array_equal(key[first], uniq)
+    assert all(int(np.flatnonzero(key == k)[0]) == r for k, r in zip(uniq, first, strict=True))
+
+
+def test_in_labels_looks_up_categories_and_plain_labels_alike() -> None:
+    col = pd.Series(["a", "b", None, "c", "a"], dtype="category")
+    want = [True, False, False, True, True]
+    assert in_labels(col, np.array(["c", "a", "z"])).tolist() == want
+    assert in_labels(col.astype(object), np.array(["c", "a", "z"])).tolist() == want
