@@ -53,9 +53,11 @@ class Schema:
         """Column names in order."""
         return [c.name for c in self.columns]
 
-    def frame(self, data: Mapping[str, Any]) -> pd.DataFrame:
+    def frame(self, data: Mapping[str, Any], *, copy: bool = True) -> pd.DataFrame:
         """A table of this schema from column arrays (scalars broadcast); every column is
-        required, nothing else is allowed, and each is cast to its dtype."""
+        required, nothing else is allowed, and each is cast to its dtype. ``copy=False``:
+        the table keeps the given arrays (no copy, no consolidation into 2-D blocks) — for
+        callers that made them fresh and do not change them afterwards."""
         missing = [c for c in self.names if c not in data]
         extra = [k for k in data if k not in self.names]
         if missing or extra:
@@ -70,15 +72,22 @@ class Schema:
                 cols[c.name] = _cast(pd.Series(np.full(n, v, dtype=object)), c.dtype)
             else:
                 cols[c.name] = _cast(pd.Series(v, copy=False), c.dtype)
-        return pd.DataFrame(cols)
+        return pd.DataFrame(cols, copy=copy)
 
-    def concat(self, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    def concat(self, frames: list[pd.DataFrame], *, consume: bool = False) -> pd.DataFrame:
         """Tables of this schema, one after the other, with the schema's dtypes (categories
-        of different tables are united)."""
+        of different tables are united). ``consume=True``: each column is dropped from the
+        given tables as soon as it has been joined, so at most one column is held twice
+        (the tables are left without columns; for callers that own them)."""
         parts = [f for f in frames if len(f)]
         if not parts:
             return self.empty()
-        if len(parts) == 1 or any(list(f.columns) != self.names for f in parts):
+        if len(parts) == 1 and consume and list(parts[0].columns) == self.names:
+            out = parts[0].copy(deep=False)  # the same columns, handed over
+            out.index = pd.RangeIndex(len(out))
+            for name in self.names:
+                del parts[0][name]
+        elif len(parts) == 1 or any(list(f.columns) != self.names for f in parts):
             out = pd.concat(parts, ignore_index=True)
         else:  # column by column: categories united by recoding, one frame built at the end
             cols: dict[str, Any] = {}
@@ -88,7 +97,11 @@ class Schema:
                     cols[c.name] = pd.api.types.union_categoricals([x.array for x in arrays])
                 else:
                     cols[c.name] = pd.concat(arrays, ignore_index=True)
-            out = pd.DataFrame(cols)
+                del arrays
+                if consume:
+                    for f in parts:
+                        del f[c.name]
+            out = pd.DataFrame(cols, copy=False)  # fresh columns: no consolidation copy
         for c in self.columns:
             if c.dtype == "category" and not isinstance(out[c.name].dtype, pd.CategoricalDtype):
                 out[c.name] = out[c.name].astype("category")

@@ -28,7 +28,14 @@ import pandas as pd
 from transactive.core.records import SETTLEMENT
 from transactive.errors import InvalidInputError
 from transactive.nodes.tree import Kind, Tree
-from transactive.settlement.totals import minor_units, period_of, positions
+from transactive.settlement.totals import (
+    first_appearance,
+    in_labels,
+    int_sums,
+    minor_units,
+    period_of,
+    positions,
+)
 
 #: VAT rates are exact to 1 / VAT_SCALE percent.
 VAT_SCALE = 1_000_000
@@ -63,26 +70,28 @@ def levy_lines(
         return SETTLEMENT.empty()
     pos = positions(meter["node_id"], tree.id)
     imp = meter["import_kwh"].to_numpy(dtype=float)
-    take = (pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME) & (imp > 0)
-    m = meter[take]
-    parts = []
-    for levy in levies:
-        q = imp[take]
-        parts.append(
-            SETTLEMENT.frame(
-                {
-                    **{c: m[c].array for c in SETTLEMENT.names[:8]},
-                    "charge": _constant(f"levy:{levy.name}", q.size),
-                    "quantity_kwh": q,
-                    "price": np.full(q.size, levy.per_kwh),
-                    "amount": minor_units(q, levy.per_kwh),
-                    "currency": _constant(currency, q.size),
-                    "counterparty_id": _constant(levy.payee, q.size),
-                    "quality": m["quality"].array,
-                }
-            )
+    rows = np.flatnonzero((pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME) & (imp > 0))
+    del pos
+    q = imp[rows]
+    # the identity of the taxed readings, gathered once and shared by every levy's lines
+    ident = {c: meter[c].array.take(rows) for c in (*SETTLEMENT.names[:8], "quality")}
+    parts = [
+        SETTLEMENT.frame(
+            {
+                **{c: ident[c] for c in SETTLEMENT.names[:8]},
+                "charge": _constant(f"levy:{levy.name}", q.size),
+                "quantity_kwh": q,
+                "price": np.full(q.size, levy.per_kwh),
+                "amount": minor_units(q, levy.per_kwh),
+                "currency": _constant(currency, q.size),
+                "counterparty_id": _constant(levy.payee, q.size),
+                "quality": ident["quality"],
+            },
+            copy=False,  # fresh arrays, joined (copied) below
         )
-    return SETTLEMENT.concat(parts)
+        for levy in levies
+    ]
+    return SETTLEMENT.concat(parts, consume=True)
 
 
 def vat_lines(
@@ -95,30 +104,44 @@ def vat_lines(
     if vat_percent == 0 or lines.empty:
         return SETTLEMENT.empty()
     homes = np.unique(tree.owner[tree.kind == Kind.HOME].astype(str))
-    taxed = (positions(lines["participant_id"], homes) >= 0) & ~lines["charge"].isin(
-        UNTAXED
-    ).to_numpy(dtype=bool)
-    t = lines[taxed]
-    if t.empty:
+    taxed = in_labels(lines["participant_id"], homes) & ~in_labels(
+        lines["charge"], np.array(UNTAXED)
+    )
+    if not taxed.any():
         return SETTLEMENT.empty()
-    per = period_of(t["interval_start"], period)
-    codes = [t["design"].cat.codes, pd.Series(per.codes), t["participant_id"].cat.codes]
-    key = np.zeros(len(t), dtype=np.int64)
+    # one group per (design, period, participant), numbered in order of first appearance
+    per = period_of(lines["interval_start"], period)
+    codes = [lines["design"].cat.codes, pd.Series(per.codes), lines["participant_id"].cat.codes]
+    key = np.zeros(len(lines), dtype=np.int64)
+    n_keys = 1
     for code in codes:
-        c = np.asarray(code, dtype=np.int64)
-        key = key * (int(c.max()) + 1) + c
-    group, _ = pd.factorize(key)
-    g = pd.Series(group)
-    base = pd.Series(t["amount"].to_numpy(dtype=np.int64)).groupby(g).sum().to_numpy()
-    ns = t["interval_start"].array.asi8
-    end = ns + np.round(t["duration_h"].to_numpy(dtype=float) * 3.6e12).astype(np.int64)
-    start = pd.Series(ns).groupby(g).min().to_numpy()
-    stop = pd.Series(end).groupby(g).max().to_numpy()
-    est = pd.Series((t["quality"] == "estimated").to_numpy(dtype=bool)).groupby(g).max()
-    first = np.full(int(group.max()) + 1, -1, dtype=np.int64)
-    first[group[::-1]] = np.arange(group.size)[::-1]
-    f = t.iloc[first]
+        c = np.asarray(code)
+        width = int(c[taxed].max()) + 1
+        key *= width
+        key += c
+        n_keys *= width
+    key[~taxed] = -1
+    group, first = first_appearance(key, n_keys)
+    del key
     n = first.size
+    base = np.zeros(n + 1, dtype=np.int64)  # slot n: the untaxed lines, dropped
+    start = np.full(n + 1, np.iinfo(np.int64).max)
+    stop = np.full(n + 1, np.iinfo(np.int64).min)
+    estimated = np.zeros(n + 1, dtype=bool)
+    slot = np.where(group >= 0, group, n)
+    amount = lines["amount"].to_numpy(dtype=np.int64)
+    ns = lines["interval_start"].array.asi8
+    hours = lines["duration_h"].to_numpy(dtype=float)
+    est = in_labels(lines["quality"], np.array(["estimated"]))
+    block = 1 << 22  # by blocks of lines: no line-long temporaries
+    for i in range(0, slot.size, block):
+        g, b = slot[i : i + block], slice(i, i + block)
+        base += int_sums(g, amount[b], n + 1)
+        np.minimum.at(start, g, ns[b])
+        np.maximum.at(stop, g, ns[b] + np.round(hours[b] * 3.6e12).astype(np.int64))
+        estimated |= np.bincount(g, est[b], minlength=n + 1) > 0
+    base, start, stop, estimated = base[:n], start[:n], stop[:n], estimated[:n]
+    f = lines.iloc[first]
     return SETTLEMENT.frame(
         {
             **{c: f[c].array for c in ("design", "participant_id", "resource_id", "node_id")},
@@ -132,7 +155,7 @@ def vat_lines(
             "amount": vat_of(base, vat_percent),
             "currency": f["currency"].array,
             "counterparty_id": _constant(payee, n),
-            "quality": np.where(est.to_numpy(dtype=bool), "estimated", "measured"),
+            "quality": np.where(estimated, "estimated", "measured"),
         }
     )
 

@@ -44,6 +44,7 @@ from transactive.errors import BalanceError, InvalidInputError
 from transactive.nodes.tree import Kind, Tree
 from transactive.settlement.totals import (
     MINOR,
+    first_appearance,
     largest_remainder,
     net_matrix,
     positions,
@@ -192,24 +193,24 @@ def network_lines(
         return SETTLEMENT.empty()
     margin = dso_net_receipts(energy, tree) if margin is None else margin
     pos = positions(meter["node_id"], tree.id)
-    d_all = positions(meter["design"], margin.index.to_numpy()).astype(np.int64)
+    d_all = positions(meter["design"], margin.index.to_numpy())
     rows = np.flatnonzero((pos >= 0) & (tree.kind[np.maximum(pos, 0)] == Kind.HOME) & (d_all >= 0))
-    d_code = d_all[rows]
-    key = d_code * tree.n + pos[rows]
-    conn, uniq = pd.factorize(key)
-    n_conn = uniq.size
-    first = np.full(n_conn, -1, dtype=np.int64)
-    first[conn[::-1]] = np.arange(conn.size)[::-1]
+    conn, first = _connections(d_all[rows], pos[rows], tree.n)
+    n_conn = first.size
     imp = meter["import_kwh"].to_numpy(dtype=float)[rows]
     kw = imp / meter["duration_h"].to_numpy(dtype=float)[rows]
     est = (meter["quality"] == "estimated").to_numpy(dtype=bool)[rows]
+    peak = np.full(n_conn, np.nan)
+    np.fmax.at(peak, conn, kw)  # the largest, NaN ignored (a groupby max)
     c = Connections(
         imported_kwh=np.bincount(conn, imp, minlength=n_conn),
-        peak_kw=pd.Series(kw).groupby(conn).max().to_numpy(dtype=float),
+        peak_kw=peak,
         estimated=np.bincount(conn, est, minlength=n_conn) > 0,
     )
-    hpos = pos[rows][first]
-    design_of = d_code[first]
+    del imp, kw, est, conn
+    hpos = pos[rows[first]]
+    design_of = d_all[rows[first]].astype(np.int64)
+    first = rows[first]  # meter rows now
     dso = _dso_owner_of(tree)[hpos].astype(str)
     j = margin.columns.get_indexer(dso)
     want = requirement.reindex(margin.columns).fillna(0).to_numpy(dtype=np.int64)
@@ -232,7 +233,7 @@ def network_lines(
 
     first_ns, hours = _period_of(energy)
     designs = margin.index.astype(str)
-    h = meter.iloc[rows[first]]
+    h = meter.iloc[first]
     return SETTLEMENT.frame(
         {
             "design": h["design"].array,
@@ -256,14 +257,41 @@ def network_lines(
     )
 
 
+def _connections(
+    design: np.ndarray, node: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The connection (design, node) of every row, numbered in order of first appearance
+    (0 … n − 1), and the first row of each."""
+    key = design.astype(np.int64)
+    key *= n_nodes
+    key += node
+    return first_appearance(key, int(key.max()) + 1 if key.size else 0)
+
+
 def _period_of(energy: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Per design (str index): the first settled interval start (UTC ns) and the length of
-    the settled period (h)."""
-    ns = pd.Series(energy["interval_start"].array.asi8, index=energy.index)  # UTC ns
-    end = ns + np.round(energy["duration_h"].to_numpy(dtype=float) * 3.6e12).astype(np.int64)
-    first_ns = ns.groupby(energy["design"], observed=True).min()
-    hours = (end.groupby(energy["design"], observed=True).max() - first_ns) / 3.6e12
-    first_ns.index, hours.index = first_ns.index.astype(str), hours.index.astype(str)
+    the settled period (h); by blocks of rows, so no line-long temporaries."""
+    ns = energy["interval_start"].array.asi8  # UTC ns
+    hours_of = energy["duration_h"].to_numpy(dtype=float)
+    codes = energy["design"].cat.codes.to_numpy()
+    designs = energy["design"].cat.categories
+    big = np.iinfo(np.int64)
+    lo = np.full(len(designs), big.max, dtype=np.int64)
+    hi = np.full(len(designs), big.min, dtype=np.int64)
+    present = np.zeros(len(designs), dtype=bool)
+    block = 1 << 22
+    for i in range(0, ns.size, block):
+        n = ns[i : i + block]
+        end = n + np.round(hours_of[i : i + block] * 3.6e12).astype(np.int64)
+        c = codes[i : i + block]
+        for d in np.flatnonzero(np.bincount(c[c >= 0], minlength=len(designs))):
+            sel = c == d
+            lo[d] = min(lo[d], int(n[sel].min()))
+            hi[d] = max(hi[d], int(end[sel].max()))
+            present[d] = True
+    index = pd.Index(designs[present].astype(str), name="design")
+    first_ns = pd.Series(lo[present], index=index)
+    hours = pd.Series((hi[present] - lo[present]) / 3.6e12, index=index)
     return first_ns, hours
 
 

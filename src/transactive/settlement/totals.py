@@ -25,7 +25,9 @@ WHOLE = "all"
 def minor_units(quantity: np.ndarray, price: np.ndarray | float) -> np.ndarray:
     """round-half-even(quantity × price × 100): the amount of each line in minor units
     (int64); quantity kWh, price currency/kWh (both finite: checked by the callers)."""
-    return np.rint(np.asarray(quantity, dtype=float) * price * MINOR).astype(np.int64)
+    out = np.multiply(np.asarray(quantity, dtype=float), price)
+    out *= MINOR  # in place, the same operations in the same order: one temporary array
+    return np.rint(out, out=out).astype(np.int64)
 
 
 def to_currency(minor: Any) -> Any:
@@ -48,8 +50,18 @@ def int_sums(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
         return np.zeros(n, dtype=np.int64)
-    if float(np.abs(values).max()) * values.size < 2.0**53:
+    if _float_exact(values):
         return np.bincount(group, values.astype(float), minlength=n).astype(np.int64)
+    return _int_groupby(group, values, n)
+
+
+def _float_exact(values: np.ndarray) -> bool:
+    """Whether float64 sums of any subset of int64 ``values`` are exact (< 2**53)."""
+    bound = max(abs(int(values.min())), abs(int(values.max()))) if values.size else 0
+    return float(bound) * values.size < 2.0**53
+
+
+def _int_groupby(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     sums = pd.Series(values).groupby(np.asarray(group)).sum()
     out = np.zeros(n, dtype=np.int64)
     out[sums.index.to_numpy()] = sums.to_numpy(dtype=np.int64)
@@ -61,19 +73,37 @@ def net_matrix(
 ) -> pd.DataFrame:
     """Net paid (paid − received, minor units, int64) per design (rows, in category order of
     the designs present) and participant of ``labels`` (columns), from the lines selected by
-    ``mask``; integer codes only, no row copies."""
-    d_codes = _codes(lines["design"])
+    ``mask``; summed per (design, participant) category code, then mapped to ``labels``
+    (one integer key array per side, no row copies)."""
+    d_codes = lines["design"].cat.codes.to_numpy()
     designs = lines["design"].cat.categories if len(lines) else pd.Index([])
-    present = np.unique(d_codes[d_codes >= 0])
+    present = np.flatnonzero(
+        np.bincount(d_codes.astype(np.intp) + 1, minlength=len(designs) + 1)[1:]
+    )
     k = len(labels)
-    keep = np.ones(len(lines), dtype=bool) if mask is None else mask
     amount = lines["amount"].to_numpy(dtype=np.int64)
-    net = np.zeros(len(designs) * k, dtype=np.int64)
+    weight = amount.astype(float) if _float_exact(amount) else None
+    net = np.zeros((len(designs), k), dtype=np.int64)
     for col, sign in (("participant_id", 1), ("counterparty_id", -1)):
-        at = positions(lines[col], labels)
-        ok = keep & (at >= 0) & (d_codes >= 0)
-        net += sign * int_sums(d_codes[ok] * k + at[ok], amount[ok], net.size)
-    table = net.reshape(len(designs), k)[present]
+        codes, cats = _codes_of(lines[col])
+        width = len(cats) + 1
+        key = d_codes.astype(np.int64)  # (design + 1) × width + code + 1: bin 0 … = missing
+        key += 1
+        key *= width
+        key += codes
+        key += 1
+        if mask is not None:
+            key[~mask] = 0  # a missing design's bin, dropped below
+        n_bins = (len(designs) + 1) * width
+        if weight is not None:
+            sums = np.bincount(key, weight, minlength=n_bins).astype(np.int64)
+        else:
+            sums = _int_groupby(key, amount, n_bins)
+        del key
+        at = np.asarray(pd.Index(np.asarray(labels).astype(str)).get_indexer(cats.astype(str)))
+        hit = at >= 0  # categories are unique, so are their labels
+        net[:, at[hit]] += sign * sums.reshape(len(designs) + 1, width)[1:, 1:][:, hit]
+    table = net[present]
     return pd.DataFrame(
         table,
         index=pd.Index(np.asarray(designs)[present].astype(str), name="design"),
@@ -81,9 +111,13 @@ def net_matrix(
     )
 
 
-def _codes(column: pd.Series) -> np.ndarray:
-    """Integer codes of a categorical column (int64; −1 missing)."""
-    return np.asarray(column.cat.codes.to_numpy(), dtype=np.int64)
+def _codes_of(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Category codes (−1 missing) and categories of a label column (factorized if it is
+    not categorical)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), column.cat.categories
+    codes, uniq = pd.factorize(np.asarray(column, dtype=object))
+    return codes, pd.Index(uniq)
 
 
 def participant_totals(lines: pd.DataFrame) -> pd.DataFrame:
@@ -162,3 +196,36 @@ def largest_remainder(total: np.ndarray, group: np.ndarray, weight: np.ndarray) 
     rank[order] = np.arange(group.size) - start[group[order]]
     out: np.ndarray = base + q[group] + (rank < r[group])
     return out
+
+
+def first_appearance(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct keys (0 … ``n_keys`` − 1; negative: the row has none) in order of
+    first appearance: each row's number (−1 for none) and the first row of each number. On
+    a dense table when ``n_keys`` is at most 4 × the rows (no hashing), else factorized."""
+    key = np.asarray(key, dtype=np.int64)
+    if n_keys > 4 * key.size + 1024:
+        code, uniq = pd.factorize(key)
+        first = np.full(uniq.size, -1, dtype=np.int64)
+        first[code[::-1]] = np.arange(code.size - 1, -1, -1)
+        real = np.flatnonzero(np.asarray(uniq) >= 0)  # codes are already in order of appearance
+        number = np.full(uniq.size, -1, dtype=np.int64)
+        number[real] = np.arange(real.size)
+        return number[code], first[real]
+    slot = np.where(key >= 0, key, n_keys)  # slot n_keys: rows without a key
+    first_row = np.full(n_keys + 1, key.size, dtype=np.int64)
+    first_row[slot[::-1]] = np.arange(key.size - 1, -1, -1)  # the last write is the first row
+    seen = np.flatnonzero(first_row[:n_keys] < key.size)
+    order = seen[np.argsort(first_row[seen], kind="stable")]
+    number = np.full(n_keys + 1, -1, dtype=np.int64)
+    number[order] = np.arange(order.size)
+    return number[slot], first_row[order]
+
+
+def in_labels(column: pd.Series, labels: np.ndarray) -> np.ndarray:
+    """Whether each row's label of ``column`` is among ``labels`` (bool; a categorical
+    column looks up its categories only)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        index = pd.Index(np.asarray(labels).astype(str))
+        lut = np.append(index.get_indexer(column.cat.categories.astype(str)) >= 0, False)
+        return np.asarray(lut[column.cat.codes.to_numpy()])
+    return positions(column, labels) >= 0
