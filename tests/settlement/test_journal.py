@@ -114,6 +114,17 @@ def test_the_fast_path_of_flat_records_is_rfc8785(record: dict[str, Any]) -> Non
     assert J.canonical_batch([record, record]) == b"[" + want + b"," + want + b"]"
 
 
+@pytest.mark.parametrize("key", [1, 1.5, True, None])
+def test_keys_that_are_not_strings_are_refused_like_rfc8785(key: Any) -> None:
+    record = {"id": "a", "kind": "k", key: 1}
+    with pytest.raises(Exception):  # noqa: B017 (rfc8785's own error class)
+        rfc8785.dumps(record)
+    with pytest.raises(InvalidInputError):
+        J.canonical_json(record)
+    with pytest.raises(InvalidInputError):
+        J.canonical_many([make_record(0), record])
+
+
 @given(st.lists(json_values | flat_records, max_size=6))
 def test_canonical_many_is_rfc8785_of_each(values: list[Any]) -> None:
     """The batch encoder of append: one text check for the batch, the same bytes."""

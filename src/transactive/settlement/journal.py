@@ -38,6 +38,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def canonical_json(value: Any) -> bytes:
     (integral floats to ints); the rest goes to ``rfc8785``. Values JSON cannot hold
     exactly (NaN, integers beyond 2^53, lone surrogates, non-string keys) are an
     InvalidInputError."""
-    if type(value) is dict:
+    if type(value) is dict and all(type(k) is str for k in value):  # json would write 1 as "1"
         try:
             text = _encode(value)
             if _plain_text(text, 1):
@@ -203,13 +204,16 @@ def canonical_batch(records: Sequence[Any]) -> bytes:
 
 
 def canonical_many(records: Sequence[Any]) -> list[bytes]:
-    """``[canonical_json(r) for r in records]``, faster: plain flat records are encoded by
-    the C encoder and their text checked once for the whole batch; a batch that does not
-    pass is encoded record by record."""
-    if all(type(r) is dict for r in records):
+    """``[canonical_json(r) for r in records]``, faster: dicts with string keys are encoded
+    by the C encoder and their text checked 256 at a time (:func:`_plain_text`); only the
+    records of a group that fails, or of a batch that is not such dicts, are encoded one by
+    one by :func:`canonical_json`."""
+    dicts = all(type(r) is dict for r in records)
+    if dicts and set(map(type, chain.from_iterable(records))) <= {str}:  # string keys
+        encode, join = _c_encode, "".join
         try:
-            texts = [_encode(r) for r in records]
-        except (TypeError, ValueError):
+            texts = [join(encode(r, 0)).encode("utf-8") for r in records]  # _encode, inlined
+        except (TypeError, ValueError, UnicodeEncodeError):
             return [canonical_json(r) for r in records]
         for i in _unplain(texts):
             texts[i] = canonical_json(records[i])
