@@ -662,7 +662,7 @@ class Journal:
                 except InvalidInputError as exc:
                     raise InvalidInputError(f"record {rid!r}: {exc}") from None
             raise
-        rows = list(zip(range(n, n + len(ids)), ids, kinds, parts, datas, strict=True))
+        m = len(ids)
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
             for rid in ids:
@@ -682,7 +682,7 @@ class Journal:
                 self._conn.executemany(
                     "INSERT INTO journal_records (seq, record_id, kind, participant_id, data)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    rows,
+                    zip(range(n, n + m), ids, kinds, parts, datas, strict=True),
                 )
                 if self._tail:  # the partial last block grows: replace its row
                     self._conn.execute(
@@ -698,8 +698,8 @@ class Journal:
             raise InvalidInputError(
                 f"record id {self._first_existing(ids)!r} is already in the journal"
             ) from None
-        self._size, self._frontier, self._tail = n + len(rows), frontier, tail
-        return list(range(n, n + len(rows)))
+        self._size, self._frontier, self._tail = n + m, frontier, tail
+        return list(range(n, n + m))
 
     def _first_existing(self, ids: list[str]) -> str:
         """The first of ``ids`` already stored."""
