@@ -273,6 +273,13 @@ def test_open_errors(tmp_path: Path) -> None:
     other.close()
     with pytest.raises(InvalidInputError, match="not a journal"):
         J.open_journal(tmp_path / "other.sqlite")
+    old = sqlite3.connect(tmp_path / "v1.sqlite")  # the format before leaf blocks
+    old.execute("CREATE TABLE journal_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    old.execute("INSERT INTO journal_meta VALUES ('format', 'transactive-journal/1')")
+    old.commit()
+    old.close()
+    with pytest.raises(InvalidInputError, match="format transactive-journal/1; this version"):
+        J.open_journal(tmp_path / "v1.sqlite")
     J.open_journal(tmp_path / "j.sqlite", create=True).close()
     with pytest.raises(InvalidInputError, match="already exists"):
         J.open_journal(tmp_path / "j.sqlite", create=True)

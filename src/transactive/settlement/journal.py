@@ -949,6 +949,9 @@ def open_journal(
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalError(f"{path}: not a journal ({exc})") from None
+    if fmt is not None and fmt[0] != FORMAT and str(fmt[0]).startswith("transactive-journal/"):
+        conn.close()
+        raise JournalError(f"{path}: a journal of format {fmt[0]}; this version reads {FORMAT}")
     if fmt is None or fmt[0] != FORMAT:
         conn.close()
         raise JournalError(f"{path}: not a journal (format {fmt and fmt[0]!r}, need {FORMAT})")
