@@ -21,7 +21,7 @@ here, ``BYTEA`` on PostgreSQL).
 - ``journal_nodes(node, hash)``: the complete subtrees of 64 leaves and more (level ≥ 6),
   keyed by in-order index ``node = i·2^(k+1) + 2^k − 1`` for subtree ``i`` of level ``k``.
   The keys stay below 2n, so 32-bit integers hold 2^31 records. The few lower subtrees a
-  proof needs are hashed from one leaf block (64 leaves, 63 node hashes).
+  proof needs are hashed from at most two leaf blocks (64 leaves, 63 node hashes each).
 - ``journal_heads(head_no, tree_size, root_hash, timestamp, key_id, signature)``.
 
 Verification trusts nothing stored: it recomputes every leaf from the stored bytes and the
