@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -92,15 +93,16 @@ def test_canonical_json_is_byte_identical_to_rfc8785(value: Any) -> None:
     assert J.canonical_json(value) == want
 
 
-@given(
-    st.dictionaries(
-        st.sampled_from(["id", "kind", "q", "price", "n", "note", "x"]),
-        st.floats(allow_nan=False, allow_infinity=False)
-        | st.integers(-(2**55), 2**55)
-        | st.text(max_size=8),
-        max_size=7,
-    )
+flat_records = st.dictionaries(
+    st.sampled_from(["id", "kind", "q", "price", "n", "note", "x"]),
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(2**55), 2**55)
+    | st.text(max_size=8),
+    max_size=7,
 )
+
+
+@given(flat_records)
 def test_the_fast_path_of_flat_records_is_rfc8785(record: dict[str, Any]) -> None:
     try:
         want = rfc8785.dumps(record)
@@ -110,6 +112,29 @@ def test_the_fast_path_of_flat_records_is_rfc8785(record: dict[str, Any]) -> Non
         return
     assert J.canonical_json(record) == want
     assert J.canonical_batch([record, record]) == b"[" + want + b"," + want + b"]"
+
+
+@pytest.mark.parametrize("key", [1, 1.5, True, None])
+def test_keys_that_are_not_strings_are_refused_like_rfc8785(key: Any) -> None:
+    record = {"id": "a", "kind": "k", key: 1}
+    with pytest.raises(Exception):  # noqa: B017 (rfc8785's own error class)
+        rfc8785.dumps(record)
+    with pytest.raises(InvalidInputError):
+        J.canonical_json(record)
+    with pytest.raises(InvalidInputError):
+        J.canonical_many([make_record(0), record])
+
+
+@given(st.lists(json_values | flat_records, max_size=6))
+def test_canonical_many_is_rfc8785_of_each(values: list[Any]) -> None:
+    """The batch encoder of append: one text check for the batch, the same bytes."""
+    try:
+        want = [rfc8785.dumps(v) for v in values]
+    except Exception:
+        with pytest.raises(InvalidInputError):
+            J.canonical_many(values)
+        return
+    assert J.canonical_many(values) == want
 
 
 # --- appending and reading -------------------------------------------------------------------
@@ -150,6 +175,69 @@ def test_root_and_proofs_do_not_depend_on_batches_or_reopening(
     jr.close()
 
 
+@given(st.lists(st.integers(0, 150), min_size=1, max_size=5), st.booleans(), st.data())
+@settings(max_examples=20, deadline=None)
+def test_stored_and_block_hashed_subtrees_are_the_tree(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[int], reopen: bool, data: Any
+) -> None:
+    """Subtrees of 64 leaves and more are stored, lower ones hashed from the leaf blocks
+    (the last one partial, rewritten as it fills): every complete subtree, every root,
+    proof and the stored rows agree with the tree of the records, over batches that cross
+    block boundaries anywhere, with the journal reopened between batches or not."""
+    path = tmp_path_factory.mktemp("j") / "j.sqlite"
+    records = [make_record(i, q=i / 7) for i in range(sum(batches))]
+    jr = J.open_journal(path, create=True, operator_public_key=OPERATOR)
+    done = 0
+    for k, b in enumerate(batches):
+        jr.append(records[done : done + b])
+        done += b
+        jr.sign_head(OPERATOR, stamp(k))
+        if reopen:
+            jr.close()
+            jr = J.open_journal(path)
+    entries = [rfc8785.dumps(r) for r in records]
+    n = len(entries)
+    if n:
+        levels = merkle.build_levels(merkle.leaf_hashes(entries))
+        keys = [(k, i) for k, lv in enumerate(levels) for i in range(len(lv))]
+        assert jr.nodes(keys) == merkle.MemoryNodes(levels).nodes(keys)
+        leaf_rows, node_rows = J.stored_rows(merkle.leaf_hashes(entries))
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT * FROM journal_leaves ORDER BY block").fetchall() == leaf_rows
+        assert conn.execute("SELECT * FROM journal_nodes ORDER BY node").fetchall() == sorted(
+            node_rows
+        )
+        conn.close()
+        assert len(leaf_rows) == -(-n // J.BLOCK)
+        assert {J._key_level_index(np.array([k]))[0][0] for k, _ in node_rows} <= set(
+            range(J.BLOCK_LEVEL, 64)
+        )
+    heads = jr.heads()
+    for h in heads:
+        assert h.root_hash == ref_mth(entries[: h.tree_size])
+        for i in data.draw(st.lists(st.integers(0, max(h.tree_size - 1, 0)), max_size=4)):
+            if h.tree_size:
+                proof = jr.inclusion_proof(records[i]["id"], h)
+                leaf = ref_leaf(entries[i])
+                assert ref_verify_inclusion(i, h.tree_size, leaf, proof, h.root_hash)
+        new = heads[-1]
+        proof = jr.consistency_proof(h.tree_size, new.tree_size)
+        if 0 < h.tree_size < new.tree_size:
+            assert ref_verify_consistency(
+                h.tree_size, new.tree_size, h.root_hash, new.root_hash, proof
+            )
+    assert jr.verify().ok
+    jr.close()
+
+
+def test_a_damaged_partial_leaf_block_refuses_appends(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    build(path, [make_record(i) for i in range(70)], []).close()
+    sql(path, ("UPDATE journal_leaves SET hashes = ? WHERE block = 1", (b"\0" * 32,)))
+    with J.open_journal(path) as jr, pytest.raises(InvalidInputError, match="records 64"):
+        jr.append([make_record(70)])
+
+
 def test_duplicate_ids_and_bad_records_reject_the_whole_batch(tmp_path: Path) -> None:
     jr = J.open_journal(tmp_path / "j.sqlite", create=True)
     jr.append([make_record(0), make_record(1)])
@@ -185,6 +273,13 @@ def test_open_errors(tmp_path: Path) -> None:
     other.close()
     with pytest.raises(InvalidInputError, match="not a journal"):
         J.open_journal(tmp_path / "other.sqlite")
+    old = sqlite3.connect(tmp_path / "v1.sqlite")  # the format before leaf blocks
+    old.execute("CREATE TABLE journal_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    old.execute("INSERT INTO journal_meta VALUES ('format', 'transactive-journal/1')")
+    old.commit()
+    old.close()
+    with pytest.raises(InvalidInputError, match="format transactive-journal/1; this version"):
+        J.open_journal(tmp_path / "v1.sqlite")
     J.open_journal(tmp_path / "j.sqlite", create=True).close()
     with pytest.raises(InvalidInputError, match="already exists"):
         J.open_journal(tmp_path / "j.sqlite", create=True)
@@ -275,6 +370,14 @@ def sql(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
     conn.close()
 
 
+def stored_block(path: Path, block: int) -> bytes:
+    """The stored leaf hashes of one block (64 records)."""
+    conn = sqlite3.connect(path)
+    row = conn.execute("SELECT hashes FROM journal_leaves WHERE block = ?", (block,)).fetchone()
+    conn.close()
+    return bytes(row[0])
+
+
 def verify(path: Path, key: Any = None, head: J.SignedTreeHead | None = None) -> J.VerifyReport:
     with J.open_journal(path) as jr:
         return jr.verify(OPERATOR.public_key() if key is None else key, head)
@@ -287,7 +390,7 @@ def first_bad(report: J.VerifyReport) -> tuple[int | None, str | None]:
     return first.index, first.record_id
 
 
-logs = st.integers(3, 40).flatmap(
+logs = (st.integers(3, 40) | st.integers(60, 200)).flatmap(
     lambda n: st.tuples(
         st.just(n),
         st.lists(st.integers(1, n), min_size=1, max_size=4).map(lambda s: sorted({*s, n})),
@@ -489,10 +592,12 @@ def test_a_reencoded_edit_with_a_recomputed_leaf_is_still_caught(
     path = tmp_path / "j.sqlite"
     build(path, records, [8]).close()
     new = edit(rfc8785.dumps(records[5]))
+    block = bytearray(stored_block(path, 0))
+    block[5 * 32 : 6 * 32] = ref_leaf(new)
     sql(
         path,
         ("UPDATE journal_records SET data = ? WHERE seq = 5", (new,)),
-        ("UPDATE journal_nodes SET hash = ? WHERE node = 10", (ref_leaf(new),)),
+        ("UPDATE journal_leaves SET hashes = ? WHERE block = 0", (bytes(block),)),
     )
     report = verify(path)
     assert first_bad(report) == (5, "rec-00005")
@@ -512,19 +617,16 @@ def test_recheck_signed_re_encodes_records_under_valid_heads(tmp_path: Path) -> 
             "INSERT INTO journal_records VALUES (4, 'rec-00004', 'meter_reading', 'home-1', ?)",
             (loose,),
         ),
+        ("DELETE FROM journal_leaves", ()),
         ("DELETE FROM journal_nodes", ()),
     )
-    with J.open_journal(path) as jr:  # rebuild the stored nodes over the loose bytes
+    with J.open_journal(path) as jr:  # rebuild the stored hashes over the loose bytes
         datas = [jr.entry(f"rec-{i:05d}")[1] for i in range(5)]
-    levels = merkle.build_levels(merkle.leaf_hashes(datas))
-    rows = [
-        (int(J.node_keys(k, i)), lv[i].tobytes())
-        for k, lv in enumerate(levels)
-        for i in range(len(lv))
-    ]
+    leaf_rows, node_rows = J.stored_rows(merkle.leaf_hashes(datas))
     conn = sqlite3.connect(path)
     with conn:
-        conn.executemany("INSERT INTO journal_nodes VALUES (?, ?)", rows)
+        conn.executemany("INSERT INTO journal_leaves VALUES (?, ?)", leaf_rows)
+        conn.executemany("INSERT INTO journal_nodes VALUES (?, ?)", node_rows)
     conn.close()
     with J.open_journal(path) as jr:
         jr.sign_head(OPERATOR, T0)
@@ -540,5 +642,8 @@ def test_stored_values_of_another_type_are_read_not_crashed_on(tmp_path: Path) -
     same_text = rfc8785.dumps(make_record(1)).decode()
     sql(path, ("UPDATE journal_records SET data = ? WHERE seq = 1", (same_text,)))
     assert verify(path).ok  # the same bytes, stored as text
-    sql(path, ("UPDATE journal_nodes SET hash = 'short' WHERE node = 4", ()))
-    assert first_bad(verify(path)) == (2, "rec-00002")  # node 4 is record 2's leaf hash
+    short = stored_block(path, 0)[: 2 * 32] + b"short"  # record 2's leaf hash cut short
+    sql(path, ("UPDATE journal_leaves SET hashes = ? WHERE block = 0", (short,)))
+    assert first_bad(verify(path)) == (2, "rec-00002")
+    sql(path, ("UPDATE journal_leaves SET hashes = 'text' WHERE block = 0", ()))
+    assert first_bad(verify(path)) == (0, "rec-00000")
