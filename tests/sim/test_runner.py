@@ -341,3 +341,22 @@ def test_the_voltage_band_comes_from_the_scenario(tmp_path: Path) -> None:
     under = tight.violations[tight.violations["kind"] == "undervoltage"]
     assert len(under) > len(wide.violations[wide.violations["kind"] == "undervoltage"])
     assert (under["limit"] == 0.995).all()
+
+
+def test_value_table_partitions_everyone_with_levies_and_vat(tmp_path: Path) -> None:
+    """The levy and VAT payee is a stakeholder: the rows still sum to 0 in every design."""
+    raw = scenario(
+        tmp_path,
+        designs=["bau-flat", "total-dso"],
+        settlement={
+            "levies": [{"name": "surcharge", "per_kwh": 0.05, "payee": "state"}],
+            "vat_percent": 19.0,
+        },
+    )
+    res = runner.run(parse_scenario(raw))
+    v = res.value
+    assert set(v.loc[v["stakeholder"] == "state", "design"]) == {"bau-flat", "total-dso"}
+    assert (v.loc[v["stakeholder"] == "state", "amount"] < 0).all()  # it receives
+    total = (v["members"] * v["amount"]).groupby(v["design"]).sum()
+    np.testing.assert_allclose(total.to_numpy(), 0.0, atol=1e-6)
+    assert "payee" in set(res.participants["role"])

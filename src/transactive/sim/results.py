@@ -53,7 +53,8 @@ class SimResults:
     Summaries:
 
     * ``participants``: participant_id, role (the kind of the first node it owns: tso, dso,
-      home, aggregator), area (or empty above the areas);
+      home, aggregator; ``payee`` for a levy or VAT payee outside the tree), area (or empty
+      above the areas);
     * ``market``: per (design, area, time): price ($/kWh, energy-weighted mean of the
       prices the area's participants were awarded), wholesale_price, area_kw (the DSO
       node's award);
@@ -160,6 +161,18 @@ def participants_table(world: World) -> pd.DataFrame:
             "area": np.where(tree.area[pos] >= 0, names[np.maximum(tree.area[pos], 0)], ""),
         }
     ).sort_values("participant_id", ignore_index=True)
+
+
+def with_payees(participants: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+    """``participants`` plus every counterparty of ``lines`` outside the tree — the payees
+    of levies and VAT (e.g. ``state``) — with role ``payee``, so that the value table still
+    partitions everyone who pays or receives."""
+    known = set(participants["participant_id"].astype(str))
+    extra = sorted(set(lines["counterparty_id"].astype(str)) - known) if len(lines) else []
+    if not extra:
+        return participants
+    rows = pd.DataFrame({"participant_id": extra, "role": "payee", "area": ""})
+    return pd.concat([participants, rows], ignore_index=True)
 
 
 def bills_table(lines: pd.DataFrame, meter: pd.DataFrame, world: World) -> pd.DataFrame:

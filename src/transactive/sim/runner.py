@@ -41,7 +41,13 @@ from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_tim
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.metering import read_meters
 from transactive.sim.regions import provenance
-from transactive.sim.results import SimResults, bills_table, evaluated, participants_table
+from transactive.sim.results import (
+    SimResults,
+    bills_table,
+    evaluated,
+    participants_table,
+    with_payees,
+)
 from transactive.sim.scenario import Scenario
 from transactive.sim.world import World, build_world
 
@@ -87,7 +93,7 @@ def run(
         vat_payee=sc.vat_payee,
         period=sc.period,
     )
-    participants = participants_table(world)
+    participants = with_payees(participants_table(world), settlement)
     value = value_table(
         settlement,
         participants,
