@@ -36,6 +36,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -172,20 +173,16 @@ def canonical_json(value: Any) -> bytes:
     exactly (NaN, integers beyond 2^53, lone surrogates, non-string keys) are an
     InvalidInputError."""
     if type(value) is dict and all(type(k) is str for k in value):  # json would write 1 as "1"
-        try:
+        with suppress(TypeError, ValueError):  # not plain: the slow path decides
             text = _encode(value)
             if _plain_text(text, 1):
                 return text
-        except (TypeError, ValueError):
-            pass
     return _canonical_slow(value)
 
 
 def _canonical_slow(value: Any) -> bytes:
-    try:
+    with suppress(_Slow, UnicodeEncodeError, TypeError, ValueError):  # else rfc8785 decides
         return _encode(_fast_value(value))
-    except (_Slow, UnicodeEncodeError, TypeError, ValueError):
-        pass
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeError) as exc:
@@ -194,12 +191,10 @@ def _canonical_slow(value: Any) -> bytes:
 
 def canonical_batch(records: Sequence[Any]) -> bytes:
     """Canonical JSON of the list ``records`` (the verifier's fast re-encoding check)."""
-    try:
+    with suppress(TypeError, ValueError):  # not plain: record by record below
         text = _encode(records)
         if _plain_text(text, len(records)):
             return text
-    except (TypeError, ValueError):
-        pass
     return b"[" + b",".join(canonical_json(r) for r in records) + b"]"  # record by record
 
 

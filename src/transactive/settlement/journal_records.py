@@ -15,7 +15,8 @@ else's (the journal's inclusion proofs reveal only hashes of the others):
 
 :func:`journal_days` groups them by local day in the order they happen — awards (the
 market closes), then the meter readings, then settlement — so that the caller signs a tree
-head after each day's market close.
+head after each day's market close. Quantities are journaled to 1e-6 kW or kWh and prices
+to 1e-8 currency/kWh (the records keep full precision); amounts are the exact integer cents.
 """
 
 from __future__ import annotations

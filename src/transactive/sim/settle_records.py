@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from transactive.core.records import METER
 from transactive.errors import InvalidInputError
 from transactive.nodes.tables import tree_from_table
 from transactive.nodes.tree import Kind, Tree
@@ -202,8 +203,6 @@ def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settle
                 "implausible": len(implausible),
             }
         )
-    from transactive.core.records import METER
-
     meter = METER.concat(meters)
     start = pd.Timestamp(run.evaluated_start)
     sc = run.settlement
