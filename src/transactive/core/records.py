@@ -130,6 +130,7 @@ _DTYPE_NAMES = {
     "category": "category",
     "float64": "float64",
     "int64": "int64",
+    "bool": "bool",
     "datetime64[ns, UTC]": "datetime64[ns, UTC]",
 }
 
@@ -278,10 +279,48 @@ COMMITMENTS = _schema(
     Column("buyer", "category", "", "participant that bought the flexibility (the DSO)"),
 )
 
+FLEX_ASKS = _schema(
+    "flex_asks",
+    "Flexibility asks: one row per ask and interval. The DSO (participant) found a forecast "
+    "violation at a grid element (resource_id: ``branch:<name>``, ``bus:<name>`` or "
+    "``source:<name>``) and asks for a change of net import at the buses that relieve it.",
+    Column("ask_id", "category", "", "identifier of the ask (rows of one ask share it)"),
+    Column("area", "category", "", "DSO area the ask is for"),
+    Column("buses", "category", "", "location: buses where flexibility relieves it, ';'-joined"),
+    Column("direction", "category", "", "up (reduce net import) | down (increase net import)"),
+    Column("kw", "float64", "kW", "change of net power needed (≥ 0)"),
+    Column("price_ceiling", "float64", "currency/kWh", "the most the DSO pays per kWh"),
+    Column("reason", "category", "", "the violation, e.g. 'overload 112.4 %'"),
+)
+
+FLEX_OFFERS = _schema(
+    "flex_offers",
+    "Flexibility offers: one row per offer and interval. A provider (participant, usually an "
+    "aggregator) offers to change a resource's net import against its baseline schedule; rows "
+    "of one offer share ``offer_id`` and are committed together (all of them, or, unless "
+    "``all_or_none``, a common fraction). Rebound rows are the payback the device needs after "
+    "the activation: part of the schedule, not paid.",
+    Column("offer_id", "category", "", "identifier of the offer"),
+    Column("ask_id", "category", "", "the ask it answers ('' for an unsolicited offer)"),
+    Column("bus", "category", "", "bus of the resource in its area's feeder"),
+    Column("area", "category", "", "DSO area of the bus"),
+    Column("direction", "category", "", "up (reduce net import) | down (increase net import)"),
+    Column("kw", "float64", "kW", "change of net power offered in this interval (≥ 0)"),
+    Column("rebound", "bool", "", "True: payback after the activation (not paid)"),
+    Column(
+        "availability_price",
+        "float64",
+        "currency/kW",
+        "availability payment per committed kW and interval",
+    ),
+    Column("price", "float64", "currency/kWh", "utilisation price of delivered energy"),
+    Column("all_or_none", "bool", "", "True: the offer is committed whole or not at all"),
+)
+
 #: The tables every simulation run writes.
 SCHEMAS: tuple[Schema, ...] = (BIDS, AWARDS, DISPATCH, METER, SETTLEMENT)
 #: Every documented table: the run's and the inputs of flexibility settlement.
-DOCUMENTED: tuple[Schema, ...] = (*SCHEMAS, COMMITMENTS)
+DOCUMENTED: tuple[Schema, ...] = (*SCHEMAS, COMMITMENTS, FLEX_ASKS, FLEX_OFFERS)
 
 
 def schema_docs() -> str:
