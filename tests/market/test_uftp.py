@@ -403,6 +403,7 @@ def test_asks_round_trip(data: st.DataObject, seg: tuple[dt.date, list[tuple[int
     xml = uftp.flex_request_xml(
         asks, sender_domain=DSO, recipient_domain=AGR, period=day, message_id=mid, **where_of
     )
+    library_reads(xml, lib.FlexRequest)
     back = uftp.read_flex_request(xml, **IDS, area="north", buses="b1;b2")
     want = asks.assign(ask_id=pd.Categorical([mid] * n)).sort_values(
         "interval_start", ignore_index=True
@@ -441,6 +442,7 @@ def test_offers_round_trip(data: st.DataObject, seg: tuple[dt.date, list[tuple[i
         offers, sender_domain=AGR, recipient_domain=DSO, period=day, currency="EUR",
         flex_request_message_id=None, **where_of,
     )  # fmt: skip
+    library_reads(xml, lib.FlexOffer)
     back = uftp.read_flex_offer(
         xml, **IDS, area="north", bus="bus 3", currency="EUR", direction=direction
     )
@@ -569,3 +571,102 @@ def test_message_header_reads_the_common_metadata() -> None:
     assert head["Version"] == uftp.VERSION and head["SenderDomain"] == DSO
     with pytest.raises(InvalidInputError, match=r"<FlexRequest> has no MessageID attribute"):
         uftp.message_header(re.sub(r' MessageID="[^"]+"', "", _request()))
+
+
+def test_a_library_request_with_available_isps_reads_as_asks() -> None:
+    """The library as the DSO: Requested ISPs are asks, Available ones (headroom) are not."""
+    req = lib.FlexRequest(
+        sender_domain=DSO,
+        recipient_domain=AGR,
+        time_stamp="2018-03-24T09:00:00+01:00",
+        message_id=str(uuid.uuid4()),
+        conversation_id=str(uuid.uuid4()),
+        isp_duration=XmlDuration("PT15M"),
+        time_zone=ZONE,
+        period=XmlDate(2018, 3, 25),
+        congestion_point=CP,
+        revision=2,
+        expiration_date_time="2018-03-24T18:00:00+01:00",
+        isps=[
+            lib.FlexRequestISP(
+                disposition=lib.AvailableRequested.AVAILABLE, min_power=-8000, max_power=5000,
+                start=1, duration=32,
+            ),
+            lib.FlexRequestISP(
+                disposition=lib.AvailableRequested.REQUESTED, min_power=-30000, max_power=-15000,
+                start=33, duration=8,
+            ),
+            lib.FlexRequestISP(
+                disposition=lib.AvailableRequested.REQUESTED, min_power=4000, max_power=9000,
+                start=92,
+            ),
+        ],
+    )  # fmt: skip
+    asks = uftp.read_flex_request(transport.to_xml(req), **IDS, area="north", buses="b1")
+    FLEX_ASKS.check(asks)
+    assert asks["direction"].tolist() == ["up", "down"]
+    assert asks["kw"].tolist() == [15.0, 4.0]  # the deviation that must at least be reached
+    assert asks["duration_h"].tolist() == [2.0, 0.25]
+    assert asks["interval_start"].tolist() == [
+        pd.Timestamp("2018-03-25T07:00Z"),
+        pd.Timestamp("2018-03-25T21:45Z"),  # the last of the day's 92 quarter hours
+    ]
+    assert (asks["ask_id"] == req.message_id).all() and asks["price_ceiling"].isna().all()
+
+
+def _settled() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    c = COMMITMENTS.frame(
+        {
+            **IDS,
+            "interval_start": pd.date_range("2018-03-25T16:00Z", periods=2, freq="h"),
+            "duration_h": 1.0,
+            "participant_id": AGR,
+            "resource_id": CP,
+            "node_id": "b",
+            "direction": "up",
+            "committed_kw": [10.0, 6.0],
+            "price": 0.25,
+            "availability_price": 0.02,
+            "buyer": DSO,
+        }
+    )
+    base = np.array([30.0, 28.0])
+    meter = _meter(c, base - np.array([10.0, 2.0]))
+    return flex_lines(c, meter, base, 10.0, 2.0), c, meter, base
+
+
+def _settlement(lines: pd.DataFrame, c: pd.DataFrame, meter: pd.DataFrame, base: Any) -> str:
+    return uftp.flex_settlement_xml(
+        lines, c, meter, base, sender_domain=DSO, recipient_domain=AGR, order_reference="o-9",
+        **WHERE,
+    )  # fmt: skip
+
+
+def test_settlement_amounts_balance_and_bad_settlement_input() -> None:
+    lines, c, meter, base = _settled()
+    xml = _settlement(lines, c, meter, base)
+    (s,) = library_reads(xml, lib.FlexSettlement).flex_order_settlements
+    # availability 16 kW × 0.02 + utilisation (10 + 2) kWh × 0.25; penalty (5.4 − 2) × 0.5
+    assert (s.price, s.penalty, s.net_settlement) == (
+        Decimal("3.3200"),
+        Decimal("1.7000"),
+        Decimal("1.6200"),
+    )
+    assert [i.power_deficiency for i in s.isps] == [0, 4000]
+    (contract,) = library_reads(xml, lib.FlexSettlement).contract_settlements
+    assert [i.reserved_power for i in contract.periods[0].isps] == [-10000, -6000]
+    with pytest.raises(InvalidInputError, match=r"NetSettlement 9.0000 ≠ Price 3.3200"):
+        uftp.read_flex_settlement(
+            xml.replace('NetSettlement="1.6200"', 'NetSettlement="9.0000"'),
+            time_zone=ZONE,
+            isp_duration_min=15,
+        )
+    with pytest.raises(InvalidInputError, match=r"no meter reading for commitment flex\|"):
+        _settlement(lines, c, meter.iloc[:1], base)
+    with pytest.raises(InvalidInputError, match=r"baselines of shape \(1,\) for 2 commitments"):
+        _settlement(lines, c, meter, base[:1])
+    swapped = lines.assign(counterparty_id=lines["participant_id"])
+    with pytest.raises(InvalidInputError, match=r"not between the buyer and the provider"):
+        _settlement(swapped, c, meter, base)
+    with pytest.raises(InvalidInputError, match=r"no flex_\* settlement lines"):
+        _settlement(lines.iloc[:0], c, meter, base)

@@ -40,10 +40,10 @@ import pandas as pd
 
 from transactive.core.records import COMMITMENTS, FLEX_ASKS, FLEX_OFFERS, SETTLEMENT
 from transactive.errors import InvalidInputError, plain
+from transactive.settlement.flex import FLEX_CHARGES
 
 #: The UFTP (Shapeshifter) version our messages declare.
 VERSION = "3.1.0"
-FLEX_CHARGES = ("flex_availability", "flex_utilisation", "flex_penalty")
 
 _DOMAIN = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
