@@ -557,6 +557,18 @@ def test_bad_tables_and_settings_are_refused_before_anything_is_written() -> Non
             flex_request_message_id=None, **WHERE,
         )  # fmt: skip
         uftp.read_flex_offer(offer, **IDS, area="north", bus="b", currency="USD")
+    mixed = FLEX_OFFERS.frame(
+        {**IDS, "interval_start": pd.date_range("2018-03-25T07:00Z", periods=2, freq="h"),
+         "duration_h": 1.0, "participant_id": AGR, "resource_id": CP, "node_id": "b",
+         "offer_id": "o", "ask_id": "", "bus": "b", "area": "north", "direction": ["up", "down"],
+         "kw": 3.0, "rebound": False, "availability_price": 0.0, "price": 0.2,
+         "all_or_none": False}
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match=r"offer o mixes directions"):
+        uftp.flex_offer_xml(
+            mixed, sender_domain=AGR, recipient_domain=DSO, currency="EUR",
+            flex_request_message_id=None, **WHERE,
+        )  # fmt: skip
     both = offer.replace("</OfferOption>", '<ISP Power="2000" Start="40" /></OfferOption>')
     with pytest.raises(InvalidInputError, match=r"ISPs of both signs; name the offer's direction"):
         uftp.read_flex_offer(both, **IDS, area="north", bus="b", currency="EUR")
@@ -670,3 +682,55 @@ def test_settlement_amounts_balance_and_bad_settlement_input() -> None:
         _settlement(swapped, c, meter, base)
     with pytest.raises(InvalidInputError, match=r"no flex_\* settlement lines"):
         _settlement(lines.iloc[:0], c, meter, base)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    direction=st.sampled_from(["up", "down"]),
+    n=st.integers(1, 4),
+    tolerance=st.floats(0.0, 30.0),
+    factor=st.floats(0.0, 3.0),
+)
+def test_settlement_carries_the_lines_money_and_the_metered_delivery(
+    data: st.DataObject, direction: str, n: int, tolerance: float, factor: float
+) -> None:
+    """Whatever is delivered, the message's money is the lines' to the cent and its delivered
+    power is metered − baseline, in the library's reading and ours."""
+    kw = np.array(data.draw(st.lists(watts, min_size=n, max_size=n)))
+    c = COMMITMENTS.frame(
+        {
+            **IDS,
+            "interval_start": pd.date_range("2018-03-25T05:00Z", periods=n, freq="h"),
+            "duration_h": 1.0,
+            "participant_id": AGR,
+            "resource_id": CP,
+            "node_id": "b",
+            "direction": direction,
+            "committed_kw": kw,
+            "price": data.draw(st.floats(0.0, 1.0)),
+            "availability_price": data.draw(st.floats(0.0, 0.1)),
+            "buyer": DSO,
+        }
+    )
+    base = np.array(data.draw(st.lists(watts, min_size=n, max_size=n)))
+    share = np.array(data.draw(st.lists(st.floats(-0.2, 1.3), min_size=n, max_size=n)))
+    net = base - kw * share if direction == "up" else base + kw * share
+    meter = _meter(c, net)
+    lines = flex_lines(c, meter, base, tolerance, factor)
+    xml = _settlement(lines, c, meter, base)
+    (s,) = library_reads(xml, lib.FlexSettlement).flex_order_settlements
+    paid = int(lines[lines["charge"] != "flex_penalty"]["amount"].sum())
+    penalty = int(lines[lines["charge"] == "flex_penalty"]["amount"].sum())
+    assert s.net_settlement * 100 == paid - penalty and s.penalty * 100 == penalty
+    table, amounts = uftp.read_flex_settlement(xml, time_zone=ZONE, isp_duration_min=15)
+    assert amounts["NetSettlement"] == s.net_settlement
+    metered = meter["import_kwh"].to_numpy() - meter["export_kwh"].to_numpy()
+    assert table["actual_kw"].to_numpy() == pytest.approx(metered, abs=5.01e-4)
+    assert table["delivered_kw"].to_numpy() == pytest.approx(metered - base, abs=1.01e-3)
+    sign = -1 if direction == "up" else 1
+    assert table["ordered_kw"].to_numpy() == pytest.approx(sign * kw)
+    assert (table["deficiency_kw"] >= 0).all()
+    delivered_w = np.array([i.delivered_flex_power for i in s.isps])
+    short_w = np.maximum(np.rint(1000 * kw) - np.maximum(sign * delivered_w, 0), 0)
+    assert [i.power_deficiency for i in s.isps] == short_w.astype(int).tolist()

@@ -245,6 +245,19 @@ def _numbers(table: pd.DataFrame, checks: dict[str, str], where: str, name: str)
         )
 
 
+def _one_direction(
+    table: pd.DataFrame, main: np.ndarray, against: np.ndarray, what: str, where: str
+) -> None:
+    """Raise unless the ``main`` rows share one direction and the ``against`` rows (rebound)
+    have the other: a message's ISP signs are all a reader has to tell them apart."""
+    d = table["direction"].astype(str).to_numpy()
+    ways = set(d[main].tolist())
+    if len(ways) > 1 or (ways and set(d[against].tolist()) & ways):
+        raise InvalidInputError(
+            f"UFTP {where}: {what} mixes directions (paid rows one way, rebound rows the other)"
+        )
+
+
 def flex_request_xml(
     asks: pd.DataFrame,
     *,
@@ -340,6 +353,7 @@ def flex_offer_xml(
     start, count = _isps(o, day0, n, isp_duration_min, lambda i: f"offer {oid} row {i}", where)
     paid = ~o["rebound"].to_numpy(dtype=bool)
     kw, h = o["kw"].to_numpy(dtype=float), o["duration_h"].to_numpy(dtype=float)
+    _one_direction(o, paid & (kw > 0), ~paid & (kw > 0), f"offer {oid}", where)
     total = float(
         np.sum(
             (
@@ -429,6 +443,8 @@ def flex_order_xml(
     _numbers(
         c, {"committed_kw": ">=0", "price": "", "availability_price": ""}, where, "resource_id"
     )
+    none = np.zeros(len(c), dtype=bool)
+    _one_direction(c, c["committed_kw"].to_numpy(dtype=float) > 0, none, "the order", where)
     if not 0.01 <= activation_factor <= 1.0:
         raise InvalidInputError(f"UFTP {where}: activation factor {activation_factor} ∉ 0.01 … 1")
     day0, n = isp_day(period, time_zone, isp_duration_min)
