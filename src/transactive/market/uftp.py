@@ -382,7 +382,9 @@ def flex_offer_xml(
     if flex_request_message_id is None:
         root.set("Unsolicited", "true")
     else:
-        root.set("FlexRequestMessageID", _check(flex_request_message_id, _UUID, "FlexRequestID"))
+        root.set(
+            "FlexRequestMessageID", _check(flex_request_message_id, _UUID, "FlexRequestMessageID")
+        )
     root.set("Currency", _check(currency, _CURRENCY, "Currency"))
     option = ET.SubElement(
         root,
