@@ -422,6 +422,9 @@ def _solve(cost: FloatArray, firm: FloatArray, need: float, divisible: BoolArray
         h.setOptionValue("output_flag", False)
         h.setOptionValue("mip_rel_gap", 0.0)
         h.setOptionValue("mip_abs_gap", 0.0)
+        h.setOptionValue("mip_feasibility_tolerance", 1e-10)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-10)
+        h.setOptionValue("threads", 1)  # a one-row MILP: a thread pool costs 100× the solve
         h.passModel(lp)
         h.run()
         status = h.getModelStatus()
@@ -461,7 +464,7 @@ def delivery_risk(kw: FloatArray, prob: FloatArray, need_kw: float) -> tuple[flo
             shifted[s:] = dist[: dist.size - s]
             dist = (1 - pj) * dist + pj * shifted
         p, delivered = dist, np.arange(dist.size) * step
-    short = delivered < need_kw * (1 - _TOL)
+    short = delivered < need_kw - _TOL * max(need_kw, 1.0)
     risk = float(p[short].sum())
     shortfall = float((p * np.clip(need_kw - delivered, 0.0, None)).sum())
     return min(max(risk, 0.0), 1.0), shortfall

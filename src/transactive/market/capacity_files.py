@@ -205,6 +205,7 @@ def validation_lines(exc: ValidationError) -> list[str]:
     for e in exc.errors():
         key = ".".join(str(x) for x in e["loc"]) or "<top>"
         msg = e["msg"].removeprefix("Value error, ")
+        msg = msg[:1].lower() + msg[1:]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == "missing":
