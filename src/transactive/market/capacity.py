@@ -415,7 +415,8 @@ def _solve(cost: FloatArray, firm: FloatArray, need: float, divisible: BoolArray
     lp.a_matrix_.index_ = np.zeros(n, dtype=np.int32)
     lp.a_matrix_.value_ = firm
     vt = highspy.HighsVarType
-    lp.integrality_ = [vt.kContinuous if d else vt.kInteger for d in divisible]
+    if not divisible.all():  # an LP otherwise
+        lp.integrality_ = [vt.kContinuous if d else vt.kInteger for d in divisible]
     # As in market/_network_lp.py: the core class, silenced before any other call.
     h = _Highs()
     try:
@@ -424,7 +425,6 @@ def _solve(cost: FloatArray, firm: FloatArray, need: float, divisible: BoolArray
         h.setOptionValue("mip_abs_gap", 0.0)
         h.setOptionValue("mip_feasibility_tolerance", 1e-10)
         h.setOptionValue("primal_feasibility_tolerance", 1e-10)
-        h.setOptionValue("threads", 1)  # a one-row MILP: a thread pool costs 100× the solve
         h.passModel(lp)
         h.run()
         status = h.getModelStatus()
