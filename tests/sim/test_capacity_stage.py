@@ -155,9 +155,9 @@ def test_bad_section_names_the_key(tmp_path: Path, over: dict[str, Any], message
     assert message in str(err.value)
 
 
-def test_a_season_outside_the_run_is_refused(tmp_path: Path) -> None:
+def test_a_season_whose_windows_miss_the_run_is_refused(tmp_path: Path) -> None:
     from transactive.errors import InvalidInputError
 
-    r = raw(tmp_path, first="2016-08-01", last="2016-08-31")
+    r = raw(tmp_path, weekdays=["sat", "sun"])  # the run is a Tuesday
     with pytest.raises(InvalidInputError, match="no power-flow step of the run lies in the"):
         runner.run(parse_scenario(r))

@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-import highspy
 import numpy as np
 import pandas as pd
-from highspy._core import _Highs
 from numpy.typing import NDArray
 
-from transactive.errors import BalanceError, InvalidInputError, TransactiveError
+from transactive.errors import BalanceError, InvalidInputError
+from transactive.market._capacity_milp import CapacityError as CapacityError
+from transactive.market._capacity_milp import solve_selection
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -69,10 +69,6 @@ EXACT_UNITS = 16
 RISK_BINS = 20_000
 _TOL = 1e-9
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class CapacityError(TransactiveError):
-    """The capacity MILP could not be solved (a solver failure); the message says why."""
 
 
 # --- need ---------------------------------------------------------------------------------------
@@ -381,7 +377,7 @@ def clear(
     target = need.need_kw if target_kw is None else max(target_kw, need.need_kw)
     if q.firm_kw.sum() < target * (1 - _TOL):
         return Clearing(zero, zero, zero, zero, float("nan"), pricing, "short")
-    x = np.clip(_solve(offers.cost, q.firm_kw, target, offers.divisible), 0.0, 1.0)
+    x = np.clip(solve_selection(offers.cost, q.firm_kw, target, offers.divisible), 0.0, 1.0)
     x[x < _TOL] = 0.0
     x[~offers.divisible] = np.round(x[~offers.divisible])
     awarded = x * offers.firm_kw
@@ -397,43 +393,6 @@ def clear(
     if (payment < bid - 1e-9 * (1 + bid)).any() or not np.isfinite(payment).all():
         raise BalanceError("capacity payments below an accepted offer's own price")
     return Clearing(x, awarded, firm, payment, price, pricing, "cleared", target)
-
-
-def _solve(cost: FloatArray, firm: FloatArray, need: float, divisible: BoolArray) -> FloatArray:
-    """min cost·x s.t. firm·x ≥ need, 0 ≤ x ≤ 1, x integer where not divisible (HiGHS)."""
-    n = cost.size
-    lp = highspy.HighsLp()
-    lp.num_col_ = n
-    lp.num_row_ = 1
-    lp.col_cost_ = cost
-    lp.col_lower_ = np.zeros(n)
-    lp.col_upper_ = np.where(firm > 0, 1.0, 0.0)
-    lp.row_lower_ = np.array([need])
-    lp.row_upper_ = np.array([np.inf])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.arange(n + 1, dtype=np.int32)
-    lp.a_matrix_.index_ = np.zeros(n, dtype=np.int32)
-    lp.a_matrix_.value_ = firm
-    vt = highspy.HighsVarType
-    if not divisible.all():  # an LP otherwise
-        lp.integrality_ = [vt.kContinuous if d else vt.kInteger for d in divisible]
-    # As in market/_network_lp.py: the core class, silenced before any other call.
-    h = _Highs()
-    try:
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("mip_rel_gap", 0.0)
-        h.setOptionValue("mip_abs_gap", 0.0)
-        h.setOptionValue("mip_feasibility_tolerance", 1e-10)
-        h.setOptionValue("primal_feasibility_tolerance", 1e-10)
-        h.passModel(lp)
-        h.run()
-        status = h.getModelStatus()
-    except Exception as exc:  # the solver's own errors become ours
-        raise CapacityError(f"HiGHS failed on the capacity MILP: {exc}") from exc
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise CapacityError(f"HiGHS could not solve the capacity MILP: "
-                            f"{h.modelStatusToString(status)}")  # fmt: skip
-    return np.asarray(h.getSolution().col_value, dtype=np.float64)
 
 
 # --- under-delivery risk ------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 of the run (:mod:`transactive.market.capacity`), set by the scenario's ``[capacity]`` section.
 
 * **Need**: the section's ``need_kw``, or the peak substation import of the business-as-usual
-  design (``need_design``) in the run's intervals inside the season windows, above the rating
+  design (``need_design``, default the scenario's baseline) in the run's intervals on the
+  season's weekdays and hours (the run is the forecast of the season: its own dates stand in
+  for the season's), above the rating
   (the DSO's substation limit unless ``rating_kw`` is set). The DSO's planning forecast is
   that run: the stage is evaluated after the designs ran, but nothing in the run depends on
   it (the contracts are not activated in the run: a stated simplification).
@@ -102,16 +104,18 @@ def capacity_table(world: World, grid: pd.DataFrame) -> pd.DataFrame:
     return _table(auction, area, need, peak, rating)
 
 
-def _season(world: World) -> Season:
-    """The section's season; unset dates are the evaluated period's local days."""
+def _season(world: World, run_dates: bool = False) -> Season:
+    """The section's season; unset dates (or all, with ``run_dates``) are the evaluated
+    period's local days."""
     sc = world.scenario
     c = sc.capacity
     local = pd.DatetimeIndex([sc.start, sc.end - pd.Timedelta(microseconds=1)]).tz_convert(
         sc.timezone
     )
+    first, last = local[0].date(), local[1].date()
     return Season(
-        c.first or local[0].date(),
-        c.last or local[1].date(),
+        first if run_dates else c.first or first,
+        last if run_dates else c.last or last,
         tuple(sorted({WEEKDAYS.index(d) for d in c.weekdays})),
         (float(c.hours[0]), float(c.hours[1])),
         sc.timezone,
@@ -119,17 +123,21 @@ def _season(world: World) -> Season:
 
 
 def _window_peak(world: World, grid: pd.DataFrame, area: str, season: Season) -> float:
-    """Peak substation import (kW) of the need design in the evaluated window intervals."""
+    """Peak substation import (kW) of the need design in the evaluated power-flow steps on
+    the season's weekdays and hours: the run is the DSO's forecast of the season, so its
+    own dates stand in for the season's."""
     sc = world.scenario
     c = sc.capacity
-    rows = grid[(grid["design"] == c.need_design) & (grid["area"] == area)]
+    design = c.need_design or sc.baseline
+    rows = grid[(grid["design"] == design) & (grid["area"] == area)]
     times = pd.DatetimeIndex(pd.to_datetime(rows["time"], utc=True))
     step_h = sc.intervals.hours * sc.powerflow_every
-    inside = season.contains(times, step_h) & (times >= pd.Timestamp(sc.start))
+    run_days = _season(world, run_dates=True)
+    inside = run_days.contains(times, step_h) & (times >= pd.Timestamp(sc.start))
     if not inside.any():
         raise InvalidInputError(
-            "capacity: no power-flow step of the run lies in the season windows (check "
-            "capacity.first, last, weekdays and hours against the scenario's period)"
+            "capacity: no power-flow step of the run lies in the season's windows (check "
+            "capacity.weekdays and hours against the scenario's period)"
         )
     return float(rows["substation_kw"].to_numpy(dtype=float)[inside].max())
 

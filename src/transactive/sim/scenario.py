@@ -565,10 +565,10 @@ class Capacity(_Model):
         unit="kW",
         ge=0,
     )
-    need_design: str = _key(
-        "bau-flat",
-        "The business-as-usual design whose peak is the DSO's forecast (one of `designs` unless "
-        "`need_kw` is set).",
+    need_design: str | None = _key(
+        None,
+        "The business-as-usual design whose peak is the DSO's forecast (one of `designs`).",
+        default_text="the scenario's `baseline`",
     )
     rating_kw: Num | None = _key(
         None,
@@ -863,7 +863,7 @@ class Scenario(_Model):
             return self
         if c.area is not None and c.area not in [a.name for a in self.areas]:
             raise _fail("capacity.area", "'{area}' is not an area of the scenario", area=c.area)
-        if c.need_kw is None and c.need_design not in self.designs:
+        if c.need_kw is None and c.need_design is not None and c.need_design not in self.designs:
             raise _fail("capacity.need_design", "'{d}' is not one of `designs` (or set need_kw)",
                         d=c.need_design)  # fmt: skip
         return self
