@@ -161,3 +161,13 @@ def test_a_season_whose_windows_miss_the_run_is_refused(tmp_path: Path) -> None:
     r = raw(tmp_path, weekdays=["sat", "sun"])  # the run is a Tuesday
     with pytest.raises(InvalidInputError, match="no power-flow step of the run lies in the"):
         runner.run(parse_scenario(r))
+
+
+def test_the_shipped_capacity_scenario_parses() -> None:
+    from transactive.sim.scenario import load_scenario
+
+    path = Path(__file__).parents[2] / "examples" / "capacity" / "winter-evenings.toml"
+    sc = load_scenario(path)
+    c = sc.capacity
+    assert c.element == "substation" and c.capex == 45_000 and c.need_design is None
+    assert sc.baseline == "bau-flat"  # the need comes from business as usual

@@ -509,7 +509,6 @@ class Decision:
     deferral_years: float
     method: Method
     pricing: Pricing
-
     annuity_factor: float  # PV of 1 currency/yr over the deferral years
 
     @property
