@@ -290,10 +290,10 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "sand_point, miami, de-try-01, de-try-02, de-try-03, de-try-04, de-try-05, "
             "de-try-06, de-try-07, de-try-08, de-try-09, de-try-10, de-try-11, de-try-12, "
             "de-try-13, de-try-14, de-try-15)",
-            "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, der, "
-            "designs, dso, end, feeder, forecast, grid, homes, homes_per_load, market, "
-            "market_interval_min, name, paradigms, powerflow_interval_min, records, region, "
-            "seed, seeds, settlement, start, tariff, timezone, warmup_days, weather_site, "
+            "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, "
+            "capacity, der, designs, dso, end, feeder, forecast, grid, homes, homes_per_load, "
+            "market, market_interval_min, name, paradigms, powerflow_interval_min, records, "
+            "region, seed, seeds, settlement, start, tariff, timezone, warmup_days, weather_site, "
             "wholesale)",
         ]
     )

@@ -42,6 +42,7 @@ import pandas as pd
 
 from transactive.settlement import participant_totals
 from transactive.settlement.totals import MINOR
+from transactive.sim.capacity_stage import capacity_kpis
 from transactive.sim.results import SimResults
 
 #: A price fall counts for ``rebound_kw`` when it is at least this fraction of the evaluated
@@ -89,6 +90,10 @@ KPI_DOCS: dict[str, str] = {
     "aggregator_revenue_{cur}": "what the aggregators earn (− pay) in settlement",
     "dso_revenue_{cur}": "what the DSOs keep: received from participants − wholesale",
     "wholesale_purchases_{cur}": "what the DSOs pay the wholesale market",
+    "capacity_procured_kw": "firm kW contracted by the capacity auction before the run (0 "
+    "unless it defers the upgrade; same on every design)",
+    "deferral_value_{cur}": "the capacity auction's deferral NPV as an equal amount per year "
+    "of the deferral (0 unless it defers; same on every design)",
 }
 
 Better = Literal["lower", "higher"] | None
@@ -128,6 +133,8 @@ KPI_BETTER: dict[str, Better] = {
     "aggregator_revenue_{cur}": None,
     "dso_revenue_{cur}": None,
     "wholesale_purchases_{cur}": "lower",
+    "capacity_procured_kw": None,
+    "deferral_value_{cur}": "higher",
 }
 
 _CATEGORY: dict[str, str] = {
@@ -144,6 +151,7 @@ _CATEGORY: dict[str, str] = {
     "unmet_shiftable_kwh": "comfort",
     "curtailed_pv_kwh": "comfort",
     "curtailed_load_kwh": "comfort",
+    "capacity_procured_kw": "info",
 }
 
 #: Violation kind of the check table → its duration KPI.
@@ -251,6 +259,7 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             f"aggregator_revenue_{cur}": float(0.0 - t["net"][agg].sum()) if len(t) else 0.0,
             f"dso_revenue_{cur}": float(0.0 - t["net"][dso].sum()) if len(t) else 0.0,
             f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
+            **capacity_kpis(results.capacity, cur),
         }
     return pd.DataFrame(cols).reindex(kpi_names(cur))
 

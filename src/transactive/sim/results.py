@@ -30,6 +30,7 @@ SUMMARIES = (
     "value",
     "provenance",
     "weather",
+    "capacity",
 )
 #: The structure settlement needs besides the records: the node tree (``nodes``, see
 #: :mod:`transactive.nodes.tables`) and the meter registry (``meters``: public keys,
@@ -112,6 +113,9 @@ class SimResults:
     #: What settling the records again needs (currency, baseline design, time zone, market
     #: grid, evaluated start, the scenario's settlement section): see :data:`RUN_FILE`.
     run: dict[str, object] = field(default_factory=dict)
+    #: The capacity auction before the run (:mod:`transactive.sim.capacity_stage`): offer
+    #: rows and one decision row; empty without a ``[capacity]`` stage.
+    capacity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
         """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""

@@ -37,6 +37,7 @@ from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import Levy, day_ahead_price, settle, value_table
 from transactive.settlement.meter_data import MarketGrid, registry_table
+from transactive.sim.capacity_stage import capacity_table
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.metering import read_meters
@@ -138,6 +139,7 @@ def run(
         provenance=provenance(scenario),
         parameters=scenario_parameters(scenario),
         run=run_info(scenario),
+        capacity=capacity_table(world, tables["grid"]),
     )
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
 

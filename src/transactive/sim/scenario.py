@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -68,6 +68,7 @@ __all__ = [
     "STAGES",
     "Aggregator",
     "Area",
+    "Capacity",
     "Der",
     "Dso",
     "Forecast",
@@ -544,6 +545,101 @@ class Settlement(_Model):
         return self
 
 
+class Capacity(_Model):
+    """Capacity / non-wires-alternative auction before the run, "months ahead"
+    (:mod:`transactive.sim.capacity_stage`): the DSO of `area` procures firm flexibility at
+    its substation from the aggregator's batteries for a season of windows, and compares it
+    with upgrading the substation (:mod:`transactive.market.capacity`). Off unless `element`
+    is set."""
+
+    element: Literal["substation"] | None = _key(
+        None, "The constrained element: `substation` (the area's T-D substation); unset: off."
+    )
+    area: AreaName | None = _key(
+        None, "The area whose element is constrained.", default_text="the first area"
+    )
+    need_kw: Num | None = _key(
+        None,
+        "Firm kW needed in every window; unset = the peak of `need_design`'s substation import "
+        "in the run's window intervals above `rating_kw`.",
+        unit="kW",
+        ge=0,
+    )
+    need_design: str | None = _key(
+        None,
+        "The business-as-usual design whose peak is the DSO's forecast (one of `designs`).",
+        default_text="the scenario's `baseline`",
+    )
+    rating_kw: Num | None = _key(
+        None,
+        "Rating of the element for the need.",
+        unit="kW",
+        ge=0,
+        default_text="the DSO's substation limit",
+    )
+    first: date | None = _key(
+        None, "First day of the season (local date).", default_text="the run's first day"
+    )
+    last: date | None = _key(
+        None, "Last day of the season (local date).", default_text="the run's last day"
+    )
+    weekdays: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = _key(
+        ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
+        "Weekdays with a window.",
+        min_length=1,
+    )
+    hours: tuple[Num, Num] = _key(
+        (17.0, 20.0), "Window hours [start, end) on the scenario's local clock.", unit="h"
+    )
+    event_duration_h: Num | None = _key(
+        None, "Event an offer must hold its kW for; unset = the window.", unit="h", gt=0
+    )
+    events: Int = _key(0, "Activations per season an offer must allow.", ge=0)
+    capex: Num | None = _key(
+        None, "Capital cost of the upgrade (required when on).", unit="currency", ge=0
+    )
+    life_years: Num = _key(40.0, "Economic life of the upgrade.", unit="yr", gt=0)
+    discount_rate: Num = _key(0.05, "Discount rate per year.", ge=0, lt=1)
+    upgrade_kw: Num | None = _key(
+        None, "Capacity the upgrade adds.", unit="kW", gt=0, default_text="`rating_kw`"
+    )
+    deferral_years: Num = _key(3.0, "Years the auction defers the upgrade.", unit="yr", gt=0)
+    method: Literal["annuity", "capex"] = _key(
+        "annuity", "Deferral value: the upgrade's avoided annuities or its deferred capex."
+    )
+    price_per_kw: Num | None = _key(
+        None,
+        "The aggregator's availability price (required when on).",
+        unit="currency/kW per season",
+        ge=0,
+    )
+    reliability: Num = _key(0.95, "Delivery probability of the aggregator's offers.", gt=0, le=1)
+    offer_kw: Literal["firm", "nameplate"] = _key(
+        "firm",
+        "What the aggregator offers per bus: `firm` (what its batteries hold over an event) or "
+        "`nameplate` (their power; the performance test then disqualifies energy-short buses).",
+    )
+    divisible: Annotated[bool, Strict()] = _key(True, "The DSO may take part of an offer.")
+    pricing: Literal["pay-as-bid", "uniform"] = _key("pay-as-bid", "Payment rule.")
+    risk_threshold: Num = _key(
+        0.05, "Highest under-delivery risk at which the DSO defers.", ge=0, le=1
+    )
+    risk_unit: Literal["provider", "offer"] = _key("provider", "What fails independently.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Capacity:
+        if self.element is not None:
+            for key in ("capex", "price_per_kw"):
+                if getattr(self, key) is None:
+                    raise _fail(key, "missing (required when `element` is set)")
+        h0, h1 = self.hours
+        if not 0 <= h0 < h1 <= 24:
+            raise _fail("hours", "need 0 ≤ start < end ≤ 24, got [{h0}, {h1}]", h0=h0, h1=h1)
+        if self.first is not None and self.last is not None and self.last < self.first:
+            raise _fail("last", "{last} is before first", last=str(self.last))
+        return self
+
+
 # --- the scenario ----------------------------------------------------------------------------
 
 
@@ -659,6 +755,7 @@ class Scenario(_Model):
     tariff: Tariff = _key(Tariff(), "Retail tariffs.")
     records: Records = _key(Records(), "Record tables kept.")
     settlement: Settlement = _key(Settlement(), "Settlement.")
+    capacity: Capacity = _key(Capacity(), "Capacity / non-wires-alternative auction.")
 
     @model_validator(mode="before")
     @classmethod
@@ -757,6 +854,18 @@ class Scenario(_Model):
         if pf is not None and period % timedelta(minutes=pf):
             raise _fail("powerflow_interval_min", "{pf} min does not divide the period ({h} h)",
                         pf=pf, h=period / timedelta(hours=1))  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _capacity_refs(self) -> Scenario:
+        c = self.capacity
+        if c.element is None:
+            return self
+        if c.area is not None and c.area not in [a.name for a in self.areas]:
+            raise _fail("capacity.area", "'{area}' is not an area of the scenario", area=c.area)
+        if c.need_kw is None and c.need_design is not None and c.need_design not in self.designs:
+            raise _fail("capacity.need_design", "'{d}' is not one of `designs` (or set need_kw)",
+                        d=c.need_design)  # fmt: skip
         return self
 
     # --- derived, read-only ---
