@@ -40,7 +40,9 @@ LINE = "branch:LV2.101 Line 53"
 def feeder_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A fresh feeder cache directory, so the tests work on a clean machine."""
     old = os.environ.get("TRANSACTIVE_CACHE_DIR")
-    os.environ["TRANSACTIVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("flex-cache"))
+    cache = tmp_path_factory.getbasetemp() / "flex-feeder-cache"  # shared by the flex tests
+    cache.mkdir(exist_ok=True)
+    os.environ["TRANSACTIVE_CACHE_DIR"] = str(cache)
     yield
     if old is None:
         os.environ.pop("TRANSACTIVE_CACHE_DIR", None)
