@@ -5,8 +5,8 @@ with exit code 2."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +18,6 @@ FORECAST = EXAMPLES / "forecast.csv"
 OFFERS = EXAMPLES / "offers.csv"
 FEEDER = "simbench:1-LV-rural2--0-sw"
 BAND = ("--v-min", "0.9", "--v-max", "1.1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def feeder_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One fresh feeder cache for the module's subprocesses (they inherit the variable)."""
-    old = os.environ.get("TRANSACTIVE_CACHE_DIR")
-    cache = tmp_path_factory.getbasetemp() / "flex-feeder-cache"  # shared by the flex tests
-    cache.mkdir(exist_ok=True)
-    os.environ["TRANSACTIVE_CACHE_DIR"] = str(cache)
-    yield
-    if old is None:
-        os.environ.pop("TRANSACTIVE_CACHE_DIR", None)
-    else:
-        os.environ["TRANSACTIVE_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +123,30 @@ def test_missing_file_and_unknown_column(tmp_path: Path) -> None:
     r = cli("flex", FEEDER, FORECAST, bad)
     assert r.returncode == 2
     assert f"{bad}:1" in r.stderr and "all_or_none" in r.stderr
+
+
+PROBE = """
+import json, sys
+from transactive.cli import app
+try:
+    app(sys.argv[1:], prog_name="transactive")
+except SystemExit as exc:
+    code = exc.code
+heavy = [m for m in ("numpy", "pandas", "scipy", "pandapower", "simbench") if m in sys.modules]
+sys.stderr.write("\\n" + json.dumps({"code": code, "heavy": heavy}) + "\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(("flex", "--help"), 0), (("flex", FEEDER, "missing.csv", str(OFFERS)), 2)],
+)
+def test_help_and_a_missing_file_load_nothing_heavy(
+    tmp_path: Path, args: tuple[str, ...], code: int
+) -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=tmp_path,
+        timeout=120,
+    )  # fmt: skip
+    probe = json.loads(res.stderr.strip().splitlines()[-1])
+    assert probe == {"code": code, "heavy": []}, res.stderr

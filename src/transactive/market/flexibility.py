@@ -122,7 +122,7 @@ class Asks:
 @dataclass(frozen=True)
 class Commit:
     """The commit (see the module docstring): ``status``, ``offers`` (one row per offer:
-    offer_id, participant_id, all_or_none, fraction, committed, availability_cost,
+    offer_id, participant_id, all_or_none, within_ceiling, fraction, committed, availability_cost,
     utilisation_cost, cost in currency), ``commitments`` (COMMITMENTS rows), ``delta_kw``
     (committed change of net import, interval × offer bus, kW, + import), ``verification``
     (check_limits rows of the AC power flow of forecast + delta; empty = clean), ``cost``
@@ -182,7 +182,12 @@ class _State:
 
 
 def _assess(
-    feeder: Feeder, forecast: Injections, limits: Limits, reverse_flow: bool, margin: float
+    feeder: Feeder,
+    forecast: Injections,
+    limits: Limits,
+    reverse_flow: bool,
+    margin: float,
+    duration_h: float | None,
 ) -> _State:
     """AC power flow of the forecast, its linearisation and the monitored quantities."""
     if forecast.p_kw.shape[1] != feeder.n_bus:
@@ -192,9 +197,7 @@ def _assess(
         )
     if not isinstance(forecast.time, pd.DatetimeIndex) or forecast.time.tz is None:
         raise InvalidInputError("forecast needs UTC interval starts (Injections.time)")
-    dt = step_hours(forecast.time) if len(forecast.time) > 1 else float("nan")
-    if len(forecast.time) > 1 and not np.isfinite(dt):
-        raise InvalidInputError("forecast intervals must be evenly spaced")
+    dt = _interval_hours(forecast.time, duration_h)
     if not 0 <= margin < 50:
         raise InvalidInputError(f"margin_percent must be within 0 … 50, got {margin}")
     net = radial(feeder)
@@ -391,7 +394,26 @@ def _ask_rows(
 
 
 def _duration(s: _State) -> float:
-    return s.dt if np.isfinite(s.dt) else 0.25
+    return s.dt
+
+
+def _interval_hours(time: pd.DatetimeIndex, duration_h: float | None) -> float:
+    """The forecast's interval length (h): its step, or ``duration_h`` (required for a
+    single interval, else it must equal the step)."""
+    if len(time) == 0:
+        raise InvalidInputError("forecast has no intervals")
+    step = step_hours(time)
+    if len(time) > 1 and not np.isfinite(step):
+        raise InvalidInputError("forecast intervals must be evenly spaced")
+    if duration_h is None:
+        if len(time) == 1:
+            raise InvalidInputError("a single-interval forecast needs duration_h (h)")
+        return step
+    if not (np.isfinite(duration_h) and duration_h > 0):
+        raise InvalidInputError(f"duration_h must be > 0, got {duration_h}")
+    if len(time) > 1 and abs(duration_h - step) > 1e-9:
+        raise InvalidInputError(f"duration_h {duration_h} h ≠ the forecast's step {step} h")
+    return float(duration_h)
 
 
 def _reasons(s: _State, t: IntArray, q: IntArray) -> list[str]:
@@ -424,14 +446,16 @@ def find_asks(
     margin_percent: float = 2.0,
     reverse_flow: bool = False,
     stage: str = "flex-ask",
+    duration_h: float | None = None,
 ) -> Asks:
     """The asks of the forecast (kW, currency/kWh; see the module docstring): the AC power
     flow of ``forecast`` (net load per bus, kW/kvar, UTC intervals), one ask per violated
     element and direction with one row per interval. ``price_ceiling`` (currency/kWh) is
-    copied to every row; ``buyer`` (the DSO) is each row's participant."""
+    copied to every row; ``buyer`` (the DSO) is each row's participant; ``duration_h``: the
+    interval length, needed only for a single-interval forecast."""
     if not np.isfinite(price_ceiling) or price_ceiling < 0:
         raise InvalidInputError(f"price_ceiling must be finite and ≥ 0, got {price_ceiling}")
-    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent)
+    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent, duration_h)
     table = _ask_rows(
         s, area=area, buyer=buyer, node_id=node_id, price_ceiling=price_ceiling,
         design=design, market_id=market_id, stage=stage,
@@ -461,6 +485,7 @@ class _Offers:
     aon: BoolArray
     availability_cost: FloatArray
     utilisation_cost: FloatArray
+    max_price: FloatArray  # highest utilisation price of the paid rows (currency/kWh)
 
     @property
     def n(self) -> int:
@@ -545,10 +570,12 @@ def _offers(s: _State, offers: pd.DataFrame) -> _Offers:
     av_cost = np.bincount(codes, weights=np.where(paid, avail * kw, 0.0), minlength=n)
     ut_cost = np.bincount(codes, weights=np.where(paid, price * kw * dur, 0.0), minlength=n)
     sign = np.where(direction.to_numpy() == "down", 1.0, -1.0)
+    top = np.zeros(n)
+    np.maximum.at(top, codes, np.where(paid, price, 0.0))
     return _Offers(
         df, [str(x) for x in uniq], codes, t.astype(np.int64), pos.astype(np.int64),
         e.astype(np.int64), sign, kw, rebound, [str(x) for x in part[first_row]], aon,
-        av_cost.astype(np.float64), ut_cost.astype(np.float64),
+        av_cost.astype(np.float64), ut_cost.astype(np.float64), top,
     )  # fmt: skip
 
 
@@ -610,17 +637,21 @@ def commit(
     margin_percent: float = 2.0,
     reverse_flow: bool = False,
     max_rounds: int = 5,
+    duration_h: float | None = None,
 ) -> Commit:
     """Commit the least-cost offers that remove the forecast's violations and create none
     (see the module docstring). ``asks``: the FLEX_ASKS table of :func:`find_asks` (names
-    the remaining asks); ``offers``: FLEX_OFFERS rows (at least :data:`OFFER_COLUMNS`; bad
-    rows raise :class:`FlexOfferError`); ``buyer``: the DSO, buyer of every commitment."""
+    the remaining asks; an offer whose utilisation price is above the highest
+    ``price_ceiling`` of the asks is not eligible); ``offers``: FLEX_OFFERS rows (at least
+    :data:`OFFER_COLUMNS`; bad rows raise :class:`FlexOfferError`); ``buyer``: the DSO,
+    buyer of every commitment; ``duration_h`` as in :func:`find_asks`."""
     if max_rounds < 1:
         raise InvalidInputError(f"max_rounds must be ≥ 1, got {max_rounds}")
-    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent)
+    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent, duration_h)
     o = _offers(s, offers)
     if not s.viol.any():
         return _result(s, o, "no-violations", np.zeros(o.n), s.ac, asks, None, 0, 0.0, buyer)
+    allowed = o.max_price <= _ceiling(asks) + 1e-12
     A = _matrix(s, o)
     X0 = s.X0.ravel()
     corr = s.corr0.copy()
@@ -631,11 +662,13 @@ def commit(
     for rnd in range(1, max_rounds + 1):
         lo, hi = (b.ravel() for b in _bounds(s, corr))
         rows = _binding_rows(A, X0, lo, hi, soft)
-        sol = _flex_milp.solve(o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows])
+        sol = _flex_milp.solve(
+            o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows], allowed=allowed
+        )
         if sol.status != _flex_milp.OPTIMAL and best is not None:
             break  # the refined model lost the solution: keep the verified one
         if sol.status == _flex_milp.INFEASIBLE:
-            short = _shortfall(s, o, A, X0, lo, hi, rows, soft)
+            short = _shortfall(s, o, A, X0, lo, hi, rows, soft, allowed)
             return _result(s, o, "infeasible", np.zeros(o.n), s.ac, asks, short, rnd, 0.0, buyer)
         if sol.status != _flex_milp.OPTIMAL:
             return _result(s, o, sol.status, np.zeros(o.n), s.ac, asks, None, rnd, 0.0, buyer)
@@ -673,6 +706,13 @@ def _push(s: _State) -> FloatArray:
     return out
 
 
+def _ceiling(asks: pd.DataFrame) -> float:
+    """The highest price ceiling of the asks (currency/kWh; inf without asks)."""
+    if asks.empty or "price_ceiling" not in asks.columns:
+        return float("inf")
+    return float(pd.to_numeric(asks["price_ceiling"]).max())
+
+
 def _binding_rows(
     A: sp.csr_matrix, X0: FloatArray, lo: FloatArray, hi: FloatArray, soft: IntArray
 ) -> IntArray:
@@ -693,6 +733,7 @@ def _shortfall(
     hi: FloatArray,
     rows: IntArray,
     soft: IntArray,
+    allowed: BoolArray,
 ) -> FloatArray:
     """Smallest total shortfall (kW at each violated element's own bus) over the offers,
     per soft row (T × M, 0 elsewhere); all of it when even that problem has no solution."""
@@ -702,7 +743,7 @@ def _shortfall(
     at = np.searchsorted(rows, soft)
     sol = _flex_milp.solve(
         o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows],
-        soft_row=at, soft_sign=-side * sigma, minimise_shortfall=True,
+        soft_row=at, soft_sign=-side * sigma, minimise_shortfall=True, allowed=allowed,
     )  # fmt: skip
     out = np.zeros(s.T * s.M)
     if sol.status == _flex_milp.OPTIMAL:
@@ -732,6 +773,7 @@ def _result(
             "offer_id": o.ids,
             "participant_id": o.participant,
             "all_or_none": o.aon,
+            "within_ceiling": o.max_price <= _ceiling(asks) + 1e-12,
             "fraction": x,
             "committed": on,
             "availability_cost": x * o.availability_cost,
