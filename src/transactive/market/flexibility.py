@@ -89,6 +89,8 @@ OFFER_COLUMNS = (
 THERMAL, VOLTAGE, REVERSE = 0, 1, 2
 #: Fraction below which an offer counts as not committed.
 _X_TOL = 1e-7
+#: A linear row broken by more than this (kW or pu²) joins the model.
+_ROW_TOL = 1e-6
 #: Shortfall (kW) below which an ask counts as met.
 _SHORT_TOL = 1e-6
 #: Extra tightening per verification round: loading points (%), pu, kW.
@@ -659,16 +661,15 @@ def commit(
     ac = s.ac
     best: tuple[FloatArray, PowerFlowResult, float] | None = None
     refined = False
+    active = np.zeros(X0.size, dtype=bool)
+    active[soft] = True
     for rnd in range(1, max_rounds + 1):
         lo, hi = (b.ravel() for b in _bounds(s, corr))
-        rows = _binding_rows(A, X0, lo, hi, soft)
-        sol = _flex_milp.solve(
-            o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows], allowed=allowed
-        )
+        sol = _solve_rows(o, A, X0, lo, hi, active, allowed=allowed)
         if sol.status != _flex_milp.OPTIMAL and best is not None:
             break  # the refined model lost the solution: keep the verified one
         if sol.status == _flex_milp.INFEASIBLE:
-            short = _shortfall(s, o, A, X0, lo, hi, rows, soft, allowed)
+            short = _shortfall(s, o, A, X0, lo, hi, active, soft, allowed)
             return _result(s, o, "infeasible", np.zeros(o.n), s.ac, asks, short, rnd, 0.0, buyer)
         if sol.status != _flex_milp.OPTIMAL:
             return _result(s, o, sol.status, np.zeros(o.n), s.ac, asks, None, rnd, 0.0, buyer)
@@ -713,15 +714,41 @@ def _ceiling(asks: pd.DataFrame) -> float:
     return float(pd.to_numeric(asks["price_ceiling"]).max())
 
 
-def _binding_rows(
-    A: sp.csr_matrix, X0: FloatArray, lo: FloatArray, hi: FloatArray, soft: IntArray
-) -> IntArray:
-    """Rows that some choice of fractions in [0, 1] can bring to a bound, plus ``soft``."""
+def _solve_rows(
+    o: _Offers,
+    A: sp.csr_matrix,
+    X0: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    active: BoolArray,
+    *,
+    soft: IntArray | None = None,
+    soft_sign: FloatArray | None = None,
+    minimise_shortfall: bool = False,
+    allowed: BoolArray | None = None,
+) -> _flex_milp.Solution:
+    """Solve with the rows in ``active`` only, adding every row (of those some fractions in
+    [0, 1] can bring to a bound) that the solution breaks, until it breaks none: constraint
+    generation on the linear model, so the rows that never bind stay out. ``active`` is
+    updated in place (it keeps the rows for the next round); ``soft`` rows must be in it."""
     up = np.asarray(A.maximum(0).sum(axis=1)).ravel()
     down = np.asarray(A.minimum(0).sum(axis=1)).ravel()
     reach = (X0 + up > hi - 1e-9) | (X0 + down < lo + 1e-9)
-    reach[soft] = True
-    return np.flatnonzero(reach)
+    while True:
+        rows = np.flatnonzero(active)
+        at = None if soft is None else np.searchsorted(rows, soft)
+        sol = _flex_milp.solve(
+            o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows],
+            soft_row=at, soft_sign=soft_sign, minimise_shortfall=minimise_shortfall,
+            allowed=allowed,
+        )  # fmt: skip
+        if sol.status != _flex_milp.OPTIMAL:
+            return sol
+        X = X0 + A @ sol.x
+        broken = reach & ~active & ((X > hi + _ROW_TOL) | (X < lo - _ROW_TOL))
+        if not broken.any():
+            return sol
+        active |= broken
 
 
 def _shortfall(
@@ -731,7 +758,7 @@ def _shortfall(
     X0: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
-    rows: IntArray,
+    active: BoolArray,
     soft: IntArray,
     allowed: BoolArray,
 ) -> FloatArray:
@@ -740,10 +767,9 @@ def _shortfall(
     t, q = np.divmod(soft, s.M)
     sigma = _self_response(s, t, q)
     side = s.viol.ravel()[soft].astype(np.float64)
-    at = np.searchsorted(rows, soft)
-    sol = _flex_milp.solve(
-        o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows],
-        soft_row=at, soft_sign=-side * sigma, minimise_shortfall=True, allowed=allowed,
+    sol = _solve_rows(
+        o, A, X0, lo, hi, active, soft=soft, soft_sign=-side * sigma, minimise_shortfall=True,
+        allowed=allowed,
     )  # fmt: skip
     out = np.zeros(s.T * s.M)
     if sol.status == _flex_milp.OPTIMAL:
