@@ -477,3 +477,29 @@ def test_a_single_interval_needs_its_duration(case: Case) -> None:
     assert c.status == "committed" and c.verification.empty
     with pytest.raises(InvalidInputError, match="step"):
         commit(f, case.forecast, LIMITS, asks, offers, buyer="dso", duration_h=1.0)
+
+
+@settings(max_examples=6)
+@given(keep=st.lists(st.booleans(), min_size=6, max_size=6), scale=st.floats(0.5, 4.0))
+def test_more_offers_never_cost_more_and_prices_scale_the_cost(
+    case: Case, keep: list[bool], scale: float
+) -> None:
+    """Economic properties of the least-cost commit: a superset of the offers costs no more
+    (within the AC refit's tolerance), and scaling every price scales the cost."""
+    offers = offers_mixed(case)
+    asks = asks_of(case)
+    full = commit(case.feeder, case.forecast, LIMITS, asks, offers, buyer="dso")
+    ids = [o for o, k in zip(["o1", "o2", "o3", "o4", "o5", "o6"], keep, strict=True) if k]
+    sub = commit(
+        case.feeder, case.forecast, LIMITS, asks, offers[offers["offer_id"].isin(ids)], buyer="dso"
+    )
+    if sub.status == "committed":
+        assert full.cost <= sub.cost * 1.005 + 1e-9
+    else:
+        assert sub.status == "infeasible"
+    dear = offers.assign(
+        price=offers["price"] * scale, availability_price=offers["availability_price"] * scale
+    )
+    wide = asks.assign(price_ceiling=asks["price_ceiling"] * scale)
+    c = commit(case.feeder, case.forecast, LIMITS, wide, dear, buyer="dso")
+    assert c.cost == pytest.approx(full.cost * scale, rel=1e-6)

@@ -59,6 +59,9 @@ def solve(
     n = int(cost.size)
     m = int(A.shape[0])
     k = 0 if soft_row is None else int(soft_row.size)
+    if n + k == 0:  # nothing to choose: feasible iff 0 satisfies every row
+        ok = bool(np.all(lo <= 1e-9) and np.all(hi >= -1e-9))
+        return Solution(OPTIMAL if ok else INFEASIBLE, np.zeros(0), np.zeros(0), 0.0)
     if k:
         assert soft_row is not None and soft_sign is not None
         B = sp.csr_matrix((soft_sign, (soft_row, np.arange(k))), shape=(m, k))

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from transactive.core.records import COMMITMENTS, FLEX_ASKS
-from transactive.errors import InvalidInputError, plain
+from transactive.errors import BalanceError, InvalidInputError, plain
 from transactive.grid.limits import Limits, check_limits, excess, step_hours
 from transactive.grid.lindistflow import Linearisation, RadialNetwork, forward, linearise, radial
 from transactive.grid.model import Feeder, Injections, downstream
@@ -812,10 +812,18 @@ def _result(
     names = [s.feeder.bus_names[b] for b in buses]
     delta = pd.DataFrame(d[:, buses], index=s.time, columns=names)
     cost = float((x * o.cost).sum())
+    commitments = _commitments(o, x, buyer)
+    c = commitments
+    paid = c["committed_kw"] * (c["availability_price"] + c["price"] * c["duration_h"])
+    if abs(float(paid.sum()) - cost) > 1e-6 * (1.0 + abs(cost)):
+        raise BalanceError(
+            f"flexibility commit: the commitments are worth {float(paid.sum()):.6f}, the "
+            f"committed offers cost {cost:.6f}"
+        )
     return Commit(
         status=status,
         offers=offers,
-        commitments=_commitments(o, x, buyer),
+        commitments=commitments,
         delta_kw=delta,
         verification=_filtered(s, ac),
         cost=cost,
