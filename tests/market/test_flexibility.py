@@ -350,6 +350,15 @@ def test_not_enough_offers_is_infeasible_and_names_the_asks(case: Case) -> None:
     line_need = asks[asks["resource_id"] == LINE]["kw"].to_numpy()
     line_left = rem[rem["resource_id"] == LINE]["kw"].to_numpy()
     assert line_left == pytest.approx(line_need, rel=0.02)  # no offer helps the line at all
+    # without the asks table the commit still names them, as find_asks would (area "")
+    bare = commit(case.feeder, case.forecast, LIMITS, FLEX_ASKS.empty(), few, buyer="dso")
+    assert bare.status == "infeasible"
+    FLEX_ASKS.check(bare.remaining)
+    keys = ["resource_id", "interval_start", "direction"]
+    pd.testing.assert_frame_equal(
+        bare.remaining[keys].astype(str), rem[keys].astype(str), check_like=True
+    )
+    assert bare.remaining["kw"].to_numpy() == pytest.approx(rem["kw"].to_numpy())
 
 
 def test_partial_offers_leave_a_smaller_shortfall(case: Case) -> None:

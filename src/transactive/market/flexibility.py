@@ -827,7 +827,7 @@ def _result(
         delta_kw=delta,
         verification=_filtered(s, ac),
         cost=cost,
-        remaining=_remaining(s, asks, short),
+        remaining=_remaining(s, asks, short, buyer),
         rounds=rounds,
         max_error=max_gap,
     )
@@ -865,17 +865,37 @@ def _commitments(o: _Offers, x: FloatArray, buyer: str) -> pd.DataFrame:
     )
 
 
-def _remaining(s: _State, asks: pd.DataFrame, short: FloatArray | None) -> pd.DataFrame:
-    """The asks rows whose element and interval kept a shortfall (kw = shortfall, kW)."""
-    if short is None or asks.empty:
+def _remaining(s: _State, asks: pd.DataFrame, short: FloatArray | None, buyer: str) -> pd.DataFrame:
+    """The asks rows whose element and interval kept a shortfall (kw = shortfall, kW): the
+    caller's rows where ``asks`` has them, else rows made here as :func:`find_asks` would."""
+    if short is None:
         return FLEX_ASKS.empty()
     t, q = np.nonzero(short > _SHORT_TOL)
+    if t.size == 0:
+        return FLEX_ASKS.empty()
     res = np.asarray(_resource(s), dtype=object)
-    key = pd.MultiIndex.from_arrays([res[q], s.time[t]])
-    have = pd.MultiIndex.from_arrays(
+    need = pd.Series(short[t, q], index=pd.MultiIndex.from_arrays([res[q], s.time[t]]))
+    parts = []
+    if not asks.empty:
+        at = need.index.get_indexer(_keys(asks))
+        parts.append(asks[at >= 0])
+    area = str(asks["area"].iloc[0]) if not asks.empty and "area" in asks.columns else ""
+    own = _ask_rows(
+        s, area=area, buyer=buyer, node_id=buyer, price_ceiling=_ceiling(asks), design="",
+        market_id="", stage="flex-ask",
+    )  # fmt: skip
+    own_keys = _keys(own)
+    mine = need.index.get_indexer(own_keys) >= 0
+    if parts:
+        mine &= ~own_keys.isin(_keys(parts[0]))
+    parts.append(own[mine])
+    out = FLEX_ASKS.concat([p[FLEX_ASKS.names] for p in parts])
+    out["kw"] = need.reindex(_keys(out)).to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _keys(asks: pd.DataFrame) -> pd.MultiIndex:
+    """(resource_id, interval_start in UTC) of every ask row."""
+    return pd.MultiIndex.from_arrays(
         [asks["resource_id"].astype(str), pd.to_datetime(asks["interval_start"], utc=True)]
     )
-    at = key.get_indexer(have)
-    out = asks[at >= 0].copy()
-    out["kw"] = short[t, q][at[at >= 0]]
-    return out.reset_index(drop=True)
