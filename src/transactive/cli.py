@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from transactive.cli_journal import journal_app
+from transactive.cli_p2p import p2p_cmd
 from transactive.errors import InvalidInputError, TransactiveError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(journal_app, name="journal")
+app.command("p2p")(p2p_cmd)
 
 # The project's price band is transactive.core.units.DEFAULT_FLOOR / DEFAULT_CAP; it is read
 # when a command runs (importing it here would load numpy and pandas for `--help`).

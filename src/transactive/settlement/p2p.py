@@ -1,0 +1,119 @@
+"""Settlement lines of peer-to-peer trades (:mod:`transactive.market.p2p`).
+
+Per trade (a row of the trades table with ``kwh > 0``) two
+:data:`~transactive.core.records.SETTLEMENT` lines, both paid by the buyer:
+
+* ``p2p_energy``: kWh × the trade's price (currency/kWh), to the seller;
+* ``p2p_network``: kWh × the trade's network charge, to the DSO (no line where the charge
+  is 0).
+
+Each amount is rounded once to the minor unit (half to even, as every settlement line), so
+per trade the buyer pays exactly what the seller and the DSO receive, and the lines sum to
+zero over payers and payees by construction (:func:`p2p_balance` checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transactive.core.records import SETTLEMENT
+from transactive.errors import BalanceError, InvalidInputError
+from transactive.settlement.totals import minor_units
+
+P2P_CHARGES = ("p2p_energy", "p2p_network")
+_NEEDED = ("interval_start", "buyer", "seller", "buyer_order", "buyer_bus", "kwh", "price",
+           "network_charge")  # fmt: skip
+
+
+def p2p_lines(
+    trades: pd.DataFrame,
+    *,
+    dso: str,
+    currency: str,
+    duration_h: float,
+    design: str = "p2p",
+    market_id: str = "p2p",
+    resource: pd.Series | None = None,
+    node: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The ``p2p_energy`` and ``p2p_network`` lines of ``trades`` (module docstring).
+    ``resource`` / ``node`` (one per trade) name the buyer's meter and node; by default
+    the buyer's order id and bus. Raises InvalidInputError naming the first bad trade."""
+    missing = [c for c in _NEEDED if c not in trades.columns]
+    if missing:
+        raise InvalidInputError(f"p2p settlement: trades lack columns {missing}")
+    t = trades[trades["kwh"].to_numpy(dtype=float) > 0].reset_index(drop=True)
+    if t.empty:
+        return SETTLEMENT.empty()
+    kwh = t["kwh"].to_numpy(dtype=float)
+    price = t["price"].to_numpy(dtype=float)
+    charge = t["network_charge"].to_numpy(dtype=float)
+    for name, v in (("price", price), ("network_charge", charge), ("kwh", kwh)):
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InvalidInputError(
+                f"p2p settlement: trade {t['buyer_order'].iloc[i]} → "
+                f"{t['seller'].iloc[i]} has a non-finite {name}"
+            )
+    if (charge < 0).any():
+        raise InvalidInputError("p2p settlement: a network charge is negative")
+    res = t["buyer_order"] if resource is None else pd.Series(np.asarray(resource)[t.index])
+    nod = t["buyer_bus"] if node is None else pd.Series(np.asarray(node)[t.index])
+
+    def part(mask: np.ndarray, charge_name: str, unit: np.ndarray, payee: Any) -> pd.DataFrame:
+        n = int(mask.sum())
+        return SETTLEMENT.frame(
+            {
+                "design": design,
+                "market_id": market_id,
+                "stage": "p2p",
+                "interval_start": t["interval_start"].to_numpy()[mask],
+                "duration_h": np.full(n, float(duration_h)),
+                "participant_id": t["buyer"].to_numpy(dtype=str)[mask],
+                "resource_id": res.to_numpy(dtype=str)[mask],
+                "node_id": nod.to_numpy(dtype=str)[mask],
+                "charge": np.full(n, charge_name),
+                "quantity_kwh": kwh[mask],
+                "price": unit[mask],
+                "amount": minor_units(kwh[mask], unit[mask]),
+                "currency": np.full(n, currency),
+                "counterparty_id": payee if np.ndim(payee) == 0 else np.asarray(payee)[mask],
+                "quality": np.full(n, "measured"),
+            }
+        )
+
+    every = np.ones(len(t), dtype=bool)
+    return SETTLEMENT.concat(
+        [
+            part(every, "p2p_energy", price, t["seller"].to_numpy(dtype=str)),
+            part(charge > 0, "p2p_network", charge, dso),
+        ]
+    )
+
+
+def p2p_balance(lines: pd.DataFrame) -> dict[str, int]:
+    """Net receipts per participant of the p2p lines (minor units, + received), after
+    checking that every amount is the integer round-half-even(kWh × price × 100) of its
+    own line (the audit trail) and that they sum to zero; BalanceError otherwise."""
+    p = lines[lines["charge"].isin(P2P_CHARGES)]
+    if str(p["amount"].dtype) != "int64":
+        raise BalanceError(f"p2p settlement: amounts are {p['amount'].dtype}, not int64")
+    want = minor_units(p["quantity_kwh"].to_numpy(dtype=float), p["price"].to_numpy(dtype=float))
+    off = p["amount"].to_numpy() != want
+    if off.any():
+        r = p[off].iloc[0]
+        raise BalanceError(
+            f"p2p settlement: {r['charge']} line of {r['participant_id']} → "
+            f"{r['counterparty_id']} is {r['amount']}, not {r['quantity_kwh']} kWh × "
+            f"{r['price']} = {want[off][0]} minor units"
+        )
+    paid = p.groupby("participant_id", observed=True)["amount"].sum()
+    got = p.groupby("counterparty_id", observed=True)["amount"].sum()
+    net = got.sub(paid, fill_value=0).astype(np.int64)
+    if int(net.sum()) != 0:  # pragma: no cover - every line has a payer and a payee
+        raise BalanceError(f"p2p settlement does not balance: {int(net.sum())} minor units")
+    return {str(k): int(v) for k, v in net.items()}
