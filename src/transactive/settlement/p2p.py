@@ -31,17 +31,17 @@ _NEEDED = ("interval_start", "buyer", "seller", "buyer_order", "buyer_bus", "kwh
 def p2p_lines(
     trades: pd.DataFrame,
     *,
-    dso: str,
     currency: str,
-    duration_h: float,
+    dso: str | None = None,
+    duration_h: float | None = None,
     design: str = "p2p",
     market_id: str = "p2p",
-    resource: pd.Series | None = None,
-    node: pd.Series | None = None,
 ) -> pd.DataFrame:
     """The ``p2p_energy`` and ``p2p_network`` lines of ``trades`` (module docstring).
-    ``resource`` / ``node`` (one per trade) name the buyer's meter and node; by default
-    the buyer's order id and bus. Raises InvalidInputError naming the first bad trade."""
+    Columns of ``trades`` override the arguments where present: ``dso`` (payee of the
+    network charge), ``duration_h``, ``design``, ``buyer_node`` (the buyer's node; its
+    meter is ``meter:<node>``; default: the buyer's order id at the buyer's bus). Raises
+    InvalidInputError naming the first bad trade."""
     missing = [c for c in _NEEDED if c not in trades.columns]
     if missing:
         raise InvalidInputError(f"p2p settlement: trades lack columns {missing}")
@@ -61,18 +61,35 @@ def p2p_lines(
             )
     if (charge < 0).any():
         raise InvalidInputError("p2p settlement: a network charge is negative")
-    res = t["buyer_order"] if resource is None else pd.Series(np.asarray(resource)[t.index])
-    nod = t["buyer_bus"] if node is None else pd.Series(np.asarray(node)[t.index])
+    n_all = len(t)
+    if "buyer_node" in t.columns:
+        nod = t["buyer_node"].astype(str)
+        res = "meter:" + nod
+    else:
+        nod, res = t["buyer_bus"].astype(str), t["buyer_order"].astype(str)
+    payee = (
+        t["dso"].to_numpy(dtype=str) if "dso" in t.columns else np.full(n_all, dso, dtype=object)
+    )
+    if "dso" not in t.columns and dso is None:
+        raise InvalidInputError("p2p settlement: no DSO to pay the network charge to")
+    dur = (
+        t["duration_h"].to_numpy(dtype=float)
+        if "duration_h" in t.columns
+        else np.full(n_all, np.nan if duration_h is None else float(duration_h))
+    )
+    if not (np.isfinite(dur) & (dur > 0)).all():
+        raise InvalidInputError("p2p settlement: every trade needs a duration_h > 0")
+    des = t["design"].to_numpy(dtype=str) if "design" in t.columns else np.full(n_all, design)
 
     def part(mask: np.ndarray, charge_name: str, unit: np.ndarray, payee: Any) -> pd.DataFrame:
         n = int(mask.sum())
         return SETTLEMENT.frame(
             {
-                "design": design,
+                "design": des[mask],
                 "market_id": market_id,
                 "stage": "p2p",
                 "interval_start": t["interval_start"].to_numpy()[mask],
-                "duration_h": np.full(n, float(duration_h)),
+                "duration_h": dur[mask],
                 "participant_id": t["buyer"].to_numpy(dtype=str)[mask],
                 "resource_id": res.to_numpy(dtype=str)[mask],
                 "node_id": nod.to_numpy(dtype=str)[mask],
@@ -90,7 +107,7 @@ def p2p_lines(
     return SETTLEMENT.concat(
         [
             part(every, "p2p_energy", price, t["seller"].to_numpy(dtype=str)),
-            part(charge > 0, "p2p_network", charge, dso),
+            part(charge > 0, "p2p_network", charge, payee),
         ]
     )
 
@@ -117,3 +134,50 @@ def p2p_balance(lines: pd.DataFrame) -> dict[str, int]:
     if int(net.sum()) != 0:  # pragma: no cover - every line has a payer and a payee
         raise BalanceError(f"p2p settlement does not balance: {int(net.sum())} minor units")
     return {str(k): int(v) for k, v in net.items()}
+
+
+def retail_meter(meter: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    """``meter`` (:data:`~transactive.core.records.METER`) with the traded energy taken out
+    of the readings of the buyers' and sellers' nodes (``buyer_node`` / ``seller_node``,
+    same design and interval): what the retailer still settles. A trade is a position: if
+    the meter differs from it (a home traded what it planned, the devices did a little
+    else), the difference is the retailer's, at the node's price, either sign. A trade
+    without a meter reading raises InvalidInputError."""
+    t = trades[trades["kwh"].to_numpy(dtype=float) > 0]
+    if t.empty:
+        return meter
+    kwh = t["kwh"].to_numpy(dtype=float)
+    keys = pd.MultiIndex.from_arrays(
+        [
+            np.tile(t["design"].to_numpy(dtype=str), 2),
+            np.concatenate([t["buyer_node"].to_numpy(dtype=str),
+                            t["seller_node"].to_numpy(dtype=str)]),
+            times := np.tile(_ns(t["interval_start"]), 2),
+        ]
+    )  # fmt: skip
+    index = pd.MultiIndex.from_arrays(
+        [
+            meter["design"].astype(str).to_numpy(),
+            meter["node_id"].astype(str).to_numpy(),
+            _ns(meter["interval_start"]),
+        ]
+    )
+    at = index.get_indexer(keys)
+    if (at < 0).any():
+        k = int(np.argmax(at < 0))
+        raise InvalidInputError(
+            f"p2p settlement: trade at node {keys[k][1]} ({keys[k][0]}, "
+            f"{pd.Timestamp(int(times[k]), tz='UTC')}) has no meter reading"
+        )
+    traded = np.bincount(at, np.concatenate([kwh, -kwh]), len(meter))
+    net = meter["import_kwh"].to_numpy(dtype=float) - meter["export_kwh"].to_numpy(dtype=float)
+    left = net - traded
+    out = meter.copy()
+    out["import_kwh"] = np.clip(left, 0.0, None)
+    out["export_kwh"] = np.clip(-left, 0.0, None)
+    return out
+
+
+def _ns(col: pd.Series) -> np.ndarray:
+    """UTC instants as int64 ns."""
+    return np.asarray(pd.DatetimeIndex(pd.to_datetime(col, utc=True)).asi8)

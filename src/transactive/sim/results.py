@@ -27,6 +27,7 @@ SUMMARIES = (
     "violations",
     "kpis",
     "dlmp",
+    "trades",
     "value",
     "provenance",
     "weather",
@@ -112,6 +113,9 @@ class SimResults:
     #: What settling the records again needs (currency, baseline design, time zone, market
     #: grid, evaluated start, the scenario's settlement section): see :data:`RUN_FILE`.
     run: dict[str, object] = field(default_factory=dict)
+    #: Peer-to-peer trades (designs with a p2p stage; :mod:`transactive.designs.p2p`): one row
+    #: per matched pair and interval, kWh, price and network charge (currency/kWh).
+    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
         """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""
