@@ -85,3 +85,21 @@ def test_balance_detects_a_line_off_its_audit_trail() -> None:
     lines.loc[1, "amount"] = 61
     with pytest.raises(BalanceError, match=r"p2p_energy line of b1 → s1 is 61, not 3\.0 kWh"):
         p2p_balance(lines)
+
+
+def test_period_lines_keep_small_trades_charges() -> None:
+    """A day of 96 quarter-hour trades of 50 Wh at a 0.02 charge: per trade every network
+    line rounds to 0 cents; one line per period keeps the 9.6 cents (to 10)."""
+    n = 96
+    t = trades_of([0.05] * n, [0.1] * n, [0.02] * n).assign(
+        buyer="b0", seller="s0", buyer_order="meter-b0",
+        interval_start=pd.date_range("2026-07-01", periods=n, freq="15min", tz="UTC"),
+    )  # fmt: skip
+    per_trade = p2p_lines(t, dso="d", currency="EUR", duration_h=0.25)
+    assert int(per_trade[per_trade["charge"] == "p2p_network"]["amount"].sum()) == 0
+    day = p2p_lines(t, dso="d", currency="EUR", duration_h=0.25, period="day")
+    net = day[day["charge"] == "p2p_network"]
+    assert len(net) == 1 and int(net["amount"].iloc[0]) == 10
+    assert net["duration_h"].iloc[0] == 24.0 and net["quantity_kwh"].iloc[0] == pytest.approx(4.8)
+    assert p2p_balance(day) == {"b0": -58, "s0": 48, "d": 10}
+    SETTLEMENT.check(day)

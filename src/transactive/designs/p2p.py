@@ -63,7 +63,8 @@ class P2PTariff(FlatUncontrolled):
             offset += sec.n
         self.section = section
         dso = np.flatnonzero(tree.kind == Kind.DSO)
-        self.dso_of_area = {int(tree.area[d]): str(tree.owner[d]) for d in dso}
+        self.dso_of_area = np.empty(len(setting.feeders), dtype=object)
+        self.dso_of_area[tree.area[dso]] = tree.owner[dso].astype(str)
         self.charge = NetworkCharge("flat", float(sc.p2p.network_charge))
 
     def clear(
@@ -104,7 +105,7 @@ class P2PTariff(FlatUncontrolled):
             duration_h=dt,
             buyer_node=trades["buyer_order"],
             seller_node=trades["seller_order"],
-            dso=[self.dso_of_area[int(a)] for a in area],
+            dso=self.dso_of_area[area],
         )
         price = base.node_price.copy()
         exporting = np.zeros(tree.n, dtype=bool)

@@ -562,10 +562,15 @@ def _apply(
     frac: FloatArray, why: list[str], pair: IntArray, f: FloatArray, viol: IntArray, text: list[str]
 ) -> None:
     """Keep per pair the largest cut fraction and the violation it comes from."""
-    for k, fk, v in zip(pair, f, viol, strict=True):
-        if fk > frac[k]:
-            frac[k] = fk
-            why[k] = text[v]
+    order = np.argsort(f, kind="stable")  # the last write per pair is its largest cut
+    best = np.zeros(frac.size)
+    src = np.full(frac.size, -1, dtype=np.int64)
+    best[pair[order]] = f[order]
+    src[pair[order]] = viol[order]
+    better = np.flatnonzero(best > frac)
+    frac[better] = best[better]
+    for k in better:  # the curtailed pairs only
+        why[k] = text[src[k]]
 
 
 def _labels_of_time(o: Orders) -> list[str]:

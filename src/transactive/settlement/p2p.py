@@ -21,7 +21,7 @@ import pandas as pd
 
 from transactive.core.records import SETTLEMENT
 from transactive.errors import BalanceError, InvalidInputError
-from transactive.settlement.totals import minor_units
+from transactive.settlement.totals import minor_units, period_of
 
 P2P_CHARGES = ("p2p_energy", "p2p_network")
 _NEEDED = ("interval_start", "buyer", "seller", "buyer_order", "buyer_bus", "kwh", "price",
@@ -36,12 +36,17 @@ def p2p_lines(
     duration_h: float | None = None,
     design: str = "p2p",
     market_id: str = "p2p",
+    period: str | None = None,
 ) -> pd.DataFrame:
     """The ``p2p_energy`` and ``p2p_network`` lines of ``trades`` (module docstring).
     Columns of ``trades`` override the arguments where present: ``dso`` (payee of the
     network charge), ``duration_h``, ``design``, ``buyer_node`` (the buyer's node; its
-    meter is ``meter:<node>``; default: the buyer's order id at the buyer's bus). Raises
-    InvalidInputError naming the first bad trade."""
+    meter is ``meter:<node>``; default: the buyer's order id at the buyer's bus).
+    ``period`` (``whole``, ``month``, ``day``; None = a line per trade): one line per payer,
+    payee, resource and unit price over each settlement period instead, ``interval_start``
+    its first trade's interval and ``duration_h`` the span to the end of its last — as the
+    network lines do; rounding a 15-minute trade of a few Wh to the cent would lose the
+    charge. Raises InvalidInputError naming the first bad trade."""
     missing = [c for c in _NEEDED if c not in trades.columns]
     if missing:
         raise InvalidInputError(f"p2p settlement: trades lack columns {missing}")
@@ -104,11 +109,44 @@ def p2p_lines(
         )
 
     every = np.ones(len(t), dtype=bool)
-    return SETTLEMENT.concat(
+    lines = SETTLEMENT.concat(
         [
             part(every, "p2p_energy", price, t["seller"].to_numpy(dtype=str)),
             part(charge > 0, "p2p_network", charge, payee),
         ]
+    )
+    return lines if period is None else _per_period(lines, period)
+
+
+def _per_period(lines: pd.DataFrame, period: str) -> pd.DataFrame:
+    """Lines summed per design, settlement period, payer, payee, resource, node, charge and
+    unit price; each sum's amount rounded once."""
+    start = pd.DatetimeIndex(lines["interval_start"])
+    end = start + pd.to_timedelta(lines["duration_h"].to_numpy(dtype=float), unit="h")
+    keys = ["design", "market_id", "stage", "participant_id", "resource_id", "node_id",
+            "charge", "price", "currency", "counterparty_id", "quality"]  # fmt: skip
+    frame = lines[keys].assign(
+        _period=period_of(lines["interval_start"], period),
+        _start=start,
+        _end=end,
+        quantity_kwh=lines["quantity_kwh"],
+    )
+    g = frame.groupby([*keys, "_period"], observed=True, sort=False).agg(
+        quantity_kwh=("quantity_kwh", "sum"), first=("_start", "min"), last=("_end", "max")
+    )
+    g = g.reset_index()
+    qty = g["quantity_kwh"].to_numpy(dtype=float)
+    unit = g["price"].to_numpy(dtype=float)
+    hours = (g["last"] - g["first"]).dt.total_seconds().to_numpy() / 3600.0
+    return SETTLEMENT.frame(
+        {
+            **{k: g[k] for k in keys if k not in ("price",)},
+            "interval_start": g["first"],
+            "duration_h": hours,
+            "quantity_kwh": qty,
+            "price": unit,
+            "amount": minor_units(qty, unit),
+        }
     )
 
 

@@ -97,7 +97,7 @@ def settle(
         parts.append(network_lines(energy, meter, tree, requirement, rate, margin))
     parts.append(levy_lines(meter, tree, levies, currency))
     if trades is not None:
-        parts.append(p2p_lines(trades, currency=currency))
+        parts.append(p2p_lines(trades, currency=currency, period=period))
     del energy
     lines = SETTLEMENT.concat(parts, consume=True)  # the parts are ours: joined column by column
     del parts
