@@ -154,7 +154,7 @@ def test_money_balances_and_the_dso_keeps_its_requirement(res: SimResults) -> No
 def test_kpis(res: SimResults) -> None:
     k = res.kpis
     assert k.loc["p2p_volume_kwh", "bau-flat"] == 0.0
-    assert np.isnan(k.loc["p2p_mean_price_usd_per_kwh", "bau-flat"])
+    assert k.loc["p2p_mean_price_usd_per_kwh", "bau-flat"] == 0.0
     vol = k.loc["p2p_volume_kwh", "bau-p2p"]
     assert vol == pytest.approx(res.trades["kwh"].sum())
     assert FEED_IN <= k.loc["p2p_mean_price_usd_per_kwh", "bau-p2p"] <= FLAT - CHARGE

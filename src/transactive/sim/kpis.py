@@ -91,7 +91,7 @@ KPI_DOCS: dict[str, str] = {
     "wholesale_purchases_{cur}": "what the DSOs pay the wholesale market",
     "p2p_volume_kwh": "energy traded peer to peer between homes",
     "p2p_mean_price_{cur}_per_kwh": "kWh-weighted mean price sellers got peer to peer "
-    "(before the network charge; NaN without trades)",
+    "(before the network charge; 0 without trades)",
 }
 
 Better = Literal["lower", "higher"] | None
@@ -266,11 +266,11 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
 def p2p_kpis(trades: pd.DataFrame, cur: str) -> dict[str, float]:
     """P2P volume (kWh) and the kWh-weighted mean seller price of ``trades``."""
     if trades.empty:
-        return {"p2p_volume_kwh": 0.0, f"p2p_mean_price_{cur}_per_kwh": float("nan")}
+        return {"p2p_volume_kwh": 0.0, f"p2p_mean_price_{cur}_per_kwh": 0.0}
     kwh = trades["kwh"].to_numpy(dtype=float)
     price = np.nan_to_num(trades["price"].to_numpy(dtype=float))
     total = float(kwh.sum())
-    mean = float(np.dot(kwh, price) / total) if total > 0 else float("nan")
+    mean = float(np.dot(kwh, price) / total) if total > 0 else 0.0
     return {"p2p_volume_kwh": total, f"p2p_mean_price_{cur}_per_kwh": mean}
 
 
