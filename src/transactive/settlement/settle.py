@@ -47,6 +47,7 @@ from transactive.settlement.network_tariff import (
     network_lines,
     requirement_of,
 )
+from transactive.settlement.p2p import p2p_lines, retail_meter
 from transactive.settlement.totals import (
     MINOR,
     int_sums,
@@ -73,16 +74,21 @@ def settle(
     vat_percent: float = 0.0,
     vat_payee: str = "state",
     period: str = "whole",
+    trades: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Settlement lines (:data:`~transactive.core.records.SETTLEMENT`) of the evaluated
     period: energy (two-settled where the node has day-ahead awards) priced from the award
     records of the same design, node and interval, the network charges (rate design
     ``rate``) that make every DSO recover what it keeps in design ``baseline`` (None or
     absent: none), the ``levies`` on the homes' imports and ``vat_percent`` VAT per home
-    and ``period`` (``whole``, ``month``, ``day``). Raises
+    and ``period`` (``whole``, ``month``, ``day``). ``trades``: peer-to-peer trades
+    (:mod:`transactive.settlement.p2p`): their lines are added and the energy lines
+    settle only the metered energy less the traded. Raises
     :class:`~transactive.errors.BalanceError` when a reading has no price or money does
     not balance."""
-    energy = energy_lines(meter, awards, tree, currency)
+    retail = meter if trades is None else retail_meter(meter, trades)
+    energy = energy_lines(retail, awards, tree, currency)
+    del retail
     designs = {str(d) for d in energy["design"].unique()}
     parts, requirement = [energy], None
     if baseline is not None and baseline in designs:
@@ -90,6 +96,8 @@ def settle(
         requirement = requirement_of(margin, baseline)
         parts.append(network_lines(energy, meter, tree, requirement, rate, margin))
     parts.append(levy_lines(meter, tree, levies, currency))
+    if trades is not None:
+        parts.append(p2p_lines(trades, currency=currency, period=period))
     del energy
     lines = SETTLEMENT.concat(parts, consume=True)  # the parts are ours: joined column by column
     del parts

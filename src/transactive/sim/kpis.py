@@ -94,6 +94,9 @@ KPI_DOCS: dict[str, str] = {
     "unless it defers the upgrade; same on every design)",
     "deferral_value_{cur}": "the capacity auction's deferral NPV as an equal amount per year "
     "of the deferral (0 unless it defers; same on every design)",
+    "p2p_volume_kwh": "energy traded peer to peer between homes",
+    "p2p_mean_price_{cur}_per_kwh": "kWh-weighted mean price sellers got peer to peer "
+    "(before the network charge; 0 without trades)",
 }
 
 Better = Literal["lower", "higher"] | None
@@ -135,9 +138,13 @@ KPI_BETTER: dict[str, Better] = {
     "wholesale_purchases_{cur}": "lower",
     "capacity_procured_kw": None,
     "deferral_value_{cur}": "higher",
+    "p2p_volume_kwh": None,
+    "p2p_mean_price_{cur}_per_kwh": None,
 }
 
 _CATEGORY: dict[str, str] = {
+    "p2p_volume_kwh": "info",
+    "p2p_mean_price_{cur}_per_kwh": "info",
     "energy_import_kwh": "info",
     "energy_export_kwh": "info",
     "reverse_flow_h": "info",
@@ -260,8 +267,20 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             f"dso_revenue_{cur}": float(0.0 - t["net"][dso].sum()) if len(t) else 0.0,
             f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
             **capacity_kpis(results.capacity, cur),
+            **p2p_kpis(ev(_of(results.trades, name)), cur),
         }
     return pd.DataFrame(cols).reindex(kpi_names(cur))
+
+
+def p2p_kpis(trades: pd.DataFrame, cur: str) -> dict[str, float]:
+    """P2P volume (kWh) and the kWh-weighted mean seller price of ``trades``."""
+    if trades.empty:
+        return {"p2p_volume_kwh": 0.0, f"p2p_mean_price_{cur}_per_kwh": 0.0}
+    kwh = trades["kwh"].to_numpy(dtype=float)
+    price = np.nan_to_num(trades["price"].to_numpy(dtype=float))
+    total = float(kwh.sum())
+    mean = float(np.dot(kwh, price) / total) if total > 0 else 0.0
+    return {"p2p_volume_kwh": total, f"p2p_mean_price_{cur}_per_kwh": mean}
 
 
 def all_in_price(

@@ -27,6 +27,7 @@ SUMMARIES = (
     "violations",
     "kpis",
     "dlmp",
+    "trades",
     "value",
     "provenance",
     "weather",
@@ -116,6 +117,9 @@ class SimResults:
     #: The capacity auction before the run (:mod:`transactive.sim.capacity_stage`): offer
     #: rows and one decision row; empty without a ``[capacity]`` stage.
     capacity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Peer-to-peer trades (designs with a p2p stage; :mod:`transactive.designs.p2p`): one row
+    #: per matched pair and interval, kWh, price and network charge (currency/kWh).
+    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
         """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""

@@ -14,7 +14,7 @@ the previous power-flow step; meters are ideal (every reading ``measured``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -93,6 +93,7 @@ def run(
         vat_percent=sc.vat_percent,
         vat_payee=sc.vat_payee,
         period=sc.period,
+        trades=evaluated(tables["trades"], kpi_start) if len(tables["trades"]) else None,
     )
     participants = with_payees(participants_table(world), settlement)
     value = value_table(
@@ -133,6 +134,7 @@ def run(
         grid=tables["grid"],
         violations=tables["violations"],
         dlmp=tables["dlmp"],
+        trades=tables["trades"],
         kpi_start=kpi_start,
         timezone=scenario.timezone,
         seed=scenario.seed,
@@ -209,7 +211,7 @@ def scenario_parameters(scenario: Scenario) -> dict[str, object]:
 class DesignRun:
     """One design's tables (see :class:`~transactive.sim.results.SimResults`)."""
 
-    SUMMARIES = ("market", "grid", "violations", "dlmp")
+    SUMMARIES = ("market", "grid", "violations", "dlmp", "trades")
 
     design: str
     bids: pd.DataFrame
@@ -220,6 +222,7 @@ class DesignRun:
     grid: pd.DataFrame
     violations: pd.DataFrame
     dlmp: pd.DataFrame
+    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     grid_rows: list[dict[str, object]] = []
     violations: list[pd.DataFrame] = []
     dlmp: list[pd.DataFrame] = []
+    trades: list[pd.DataFrame] = []
     p_acc = np.zeros(bus_offset[-1])
     q_acc = np.zeros(bus_offset[-1])
     k_pf = sc.powerflow_every
@@ -417,6 +421,8 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
             )
         if clearing.dlmp is not None:
             dlmp.append(clearing.dlmp.assign(design=name, time=starts[t]))
+        if clearing.trades is not None and len(clearing.trades):
+            trades.append(clearing.trades)
         p_acc += np.bincount(gbus, weights=power, minlength=p_acc.size)
         q_acc += np.bincount(gbus, weights=q, minlength=q_acc.size)
         if (t + 1) % k_pf == 0:
@@ -464,6 +470,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         dlmp=_front(pd.concat(dlmp, ignore_index=True), ["design", "time", "area"])
         if dlmp
         else _empty_dlmp(),
+        trades=pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
     )
 
 

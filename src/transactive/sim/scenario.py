@@ -507,6 +507,20 @@ class LevyKey(_Model):
     )
 
 
+class P2P(_Model):
+    """Peer-to-peer trading inside each area (the p2p design, docs/p2p.md): homes with
+    surplus sell it to homes with demand, the rest goes to the retailer."""
+
+    feed_in: Num = _key(0.08, "What the retailer pays for a home's exported energy in the p2p "
+                        "design: the sellers' alternative.", unit="currency/kWh", ge=0)  # fmt: skip
+    network_charge: Num = _key(0.02, "Flat network charge per traded kWh, paid by the buyer to "
+                               "the DSO.", unit="currency/kWh", ge=0)  # fmt: skip
+    local_only_percent: Num = _key(20.0, "Share of homes that trade only inside their feeder "
+                                   "section (seeded draw).", unit="%", ge=0, le=100)  # fmt: skip
+    green_only_percent: Num = _key(20.0, "Share of homes that buy only from sellers with PV "
+                                   "(seeded draw).", unit="%", ge=0, le=100)  # fmt: skip
+
+
 class Settlement(_Model):
     """Settlement (:mod:`transactive.settlement`): the network rate design, levies, VAT and
     the settlement period the balance is checked over. The German default tariff (BDEW's
@@ -756,6 +770,7 @@ class Scenario(_Model):
     records: Records = _key(Records(), "Record tables kept.")
     settlement: Settlement = _key(Settlement(), "Settlement.")
     capacity: Capacity = _key(Capacity(), "Capacity / non-wires-alternative auction.")
+    p2p: P2P = _key(P2P(), "Peer-to-peer trading.")
 
     @model_validator(mode="before")
     @classmethod

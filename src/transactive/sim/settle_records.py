@@ -90,6 +90,7 @@ class Records:
     grid: pd.DataFrame | None
     settlement: pd.DataFrame | None
     temperature: pd.Series | None  # °C per interval start (UTC), from weather.parquet
+    trades: pd.DataFrame | None = None  # peer-to-peer trades (trades.parquet), if any
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,11 @@ def load_records(path: str | Path) -> Records:
                 w["temp_air_c"].to_numpy(dtype=float),
                 index=pd.DatetimeIndex(pd.to_datetime(w["time"], utc=True)),
             )
+    trades = _read_table(root, "trades") if (root / "trades.parquet").is_file() else None
     return Records(
-        root, run, tree, registry, messages, _read_table(root, "awards"), grid, own, temperature
-    )
+        root, run, tree, registry, messages, _read_table(root, "awards"), grid, own, temperature,
+        trades if trades is not None and len(trades) else None,
+    )  # fmt: skip
 
 
 def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settled:
@@ -217,6 +220,7 @@ def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settle
         vat_percent=sc.vat_percent,
         vat_payee=sc.vat_payee,
         period=sc.period,
+        trades=None if records.trades is None else evaluated(records.trades, start),
     )
     return Settled(
         records=records,
