@@ -1,0 +1,427 @@
+"""Flexibility ask and commit on a SimBench LV feeder with a forecast overload: the commit
+removes every violation in an AC power flow, costs no more than an independent MILP built
+on AC finite differences (scipy.optimize.milp) and than the best subset found by brute
+force, never commits an offer that creates a new violation, and reports infeasible and bad
+offers clearly."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from transactive.core.records import COMMITMENTS, FLEX_ASKS
+from transactive.errors import InvalidInputError
+from transactive.grid import Feeder, Limits, load_feeder
+from transactive.grid.limits import check_limits
+from transactive.grid.model import Injections, downstream, profile_injections
+from transactive.grid.powerflow import PowerFlow
+from transactive.market.flexibility import FlexOfferError, commit, find_asks
+
+FEEDER = "simbench:1-LV-rural2--0-sw"
+LIMITS = Limits(v_min_pu=0.9, v_max_pu=1.1)  # EN 50160 ±10 %
+MARGIN = 2.0
+#: The branch 'LV2.101 Line 53' feeds these buses; four of them get an evening load.
+HEAD = "LV2.101 Bus 16"
+HOT = ["LV2.101 Bus 1", "LV2.101 Bus 80", "LV2.101 Bus 12", "LV2.101 Bus 36"]
+OTHER = "LV2.101 Bus 55"  # in another branch: relieves the transformer only
+LINE = "branch:LV2.101 Line 53"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def feeder_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A fresh feeder cache directory, so the tests work on a clean machine."""
+    old = os.environ.get("TRANSACTIVE_CACHE_DIR")
+    os.environ["TRANSACTIVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("flex-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TRANSACTIVE_CACHE_DIR", None)
+    else:
+        os.environ["TRANSACTIVE_CACHE_DIR"] = old
+
+
+@dataclass(frozen=True)
+class Case:
+    feeder: Feeder
+    forecast: Injections
+    base: Injections  # the same hours without the added evening load
+
+
+@pytest.fixture(scope="module")
+def case() -> Case:
+    """Four 15-minute intervals of a January evening; 40–55 kW added at four buses below
+    Line 53 (scaled per interval) overload it in the first two intervals."""
+    f = load_feeder(FEEDER)
+    base = profile_injections(f, 96 * 10 + 68, 4)
+    p = base.p_kw.copy()
+    hot = [f.bus_index(b) for b in HOT]
+    p[:, hot] += np.array([[40.0, 45.0, 50.0, 55.0]]) * np.array([[1.0], [1.1], [0.9], [0.5]])
+    return Case(f, Injections(p, base.q_kvar, base.time), base)
+
+
+def row(
+    case: Case,
+    oid: str,
+    part: str,
+    bus: str,
+    t: int,
+    direction: str,
+    kw: float,
+    *,
+    rebound: bool = False,
+    av: float = 0.01,
+    price: float = 0.2,
+    aon: bool = False,
+) -> dict[str, object]:
+    """One FLEX_OFFERS-like row (the columns commit reads)."""
+    return {
+        "offer_id": oid,
+        "participant_id": part,
+        "bus": bus,
+        "interval_start": case.forecast.time[t],
+        "duration_h": 0.25,
+        "direction": direction,
+        "kw": kw,
+        "rebound": rebound,
+        "availability_price": av,
+        "price": price,
+        "all_or_none": aon,
+    }
+
+
+def offers_mixed(case: Case) -> pd.DataFrame:
+    """Six offers: below the overloaded line (some all-or-none, one with a rebound), one in
+    another branch, one 'down' offer."""
+    r = [
+        row(case, "o1", "agg1", HOT[3], 0, "up", 20),
+        row(case, "o1", "agg1", HOT[3], 1, "up", 20),
+        row(case, "o2", "agg2", HOT[2], 1, "up", 30, aon=True, price=0.1),
+        row(case, "o2", "agg2", HOT[2], 2, "down", 30, rebound=True, aon=True),
+        row(case, "o3", "agg1", OTHER, 1, "up", 40, price=0.05),
+        row(case, "o4", "agg3", HOT[1], 0, "up", 25, price=0.3),
+        row(case, "o4", "agg3", HOT[1], 1, "up", 25, price=0.3),
+        row(case, "o5", "agg2", HOT[0], 0, "up", 22, aon=True, price=0.25, av=0.02),
+        row(case, "o5", "agg2", HOT[0], 1, "up", 22, aon=True, price=0.25, av=0.02),
+        row(case, "o6", "agg3", HEAD, 0, "down", 10, price=0.01),
+    ]
+    return pd.DataFrame(r)
+
+
+def asks_of(case: Case, **kw: object) -> pd.DataFrame:
+    return find_asks(
+        case.feeder, case.forecast, LIMITS, area="a", buyer="dso", node_id="dso", price_ceiling=0.5,
+        **kw,  # type: ignore[arg-type]
+    ).table  # fmt: skip
+
+
+# --- asks ---------------------------------------------------------------------------------
+
+
+def test_asks_name_the_overload_and_its_kw_bring_it_to_the_margin(case: Case) -> None:
+    asks = find_asks(
+        case.feeder, case.forecast, LIMITS, area="a", buyer="dso", node_id="dso",
+        price_ceiling=0.5, market_id="flex:a",
+    )  # fmt: skip
+    t = asks.table
+    assert list(t.columns) == FLEX_ASKS.names
+    FLEX_ASKS.check(t)
+    line = t[t["resource_id"] == LINE]
+    assert len(line) == 2 and set(line["direction"]) == {"up"}
+    assert line["ask_id"].nunique() == 1  # one ask per element, one row per interval
+    assert not asks.violations.empty
+    assert set(asks.violations["element"]) >= {"LV2.101 Line 53"}
+    f = case.feeder
+    below = set(line["buses"].iloc[0].split(";"))
+    assert below == {f.bus_names[b] for b in downstream(f, HEAD)}
+    # the ask's kW, taken off the line's own bus, brings the AC loading to 100 − margin %
+    pf = PowerFlow(f)
+    br = f.branch_names.index("LV2.101 Line 53")
+    for _, r in line.iterrows():
+        t_i = case.forecast.time.get_loc(r["interval_start"])
+        p = case.forecast.p_kw[[t_i]].copy()
+        p[0, f.bus_index(HEAD)] -= r["kw"]
+        ac = pf.run(Injections(p, case.forecast.q_kvar[[t_i]]))
+        assert ac.loading_percent[0, br] == pytest.approx(100 - MARGIN, abs=0.3)
+        assert 5 < r["kw"] < 60  # a few tens of kW on a 187 kVA line
+
+
+def test_no_violations_commits_nothing(case: Case) -> None:
+    offers = offers_mixed(case)
+    c = commit(case.feeder, case.base, LIMITS, FLEX_ASKS.empty(), offers, buyer="dso")
+    assert c.status == "no-violations"
+    assert c.cost == 0 and not c.offers["committed"].any()
+    assert c.commitments.empty and c.verification.empty and c.remaining.empty
+    assert find_asks(
+        case.feeder, case.base, LIMITS, area="a", buyer="dso", node_id="dso", price_ceiling=0.5
+    ).table.empty
+
+
+# --- the commit ---------------------------------------------------------------------------
+
+
+def ac_effects(case: Case, offers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Independent sensitivities: the AC power flow of the forecast with each whole offer
+    added, minus the forecast's: loading (offers × T × branch, %) and voltage (pu), and the
+    cost of each offer, all from the offers table directly."""
+    f = case.feeder
+    ids = list(dict.fromkeys(offers["offer_id"]))
+    T = case.forecast.n_step
+    deltas = np.zeros((len(ids), T, f.n_bus))
+    for _, r in offers.iterrows():
+        k = ids.index(r["offer_id"])
+        t = case.forecast.time.get_loc(r["interval_start"])
+        sign = 1.0 if r["direction"] == "down" else -1.0
+        deltas[k, t, f.bus_index(r["bus"])] += sign * r["kw"]
+    pf = PowerFlow(f)
+    p = (case.forecast.p_kw[None] + deltas).reshape(-1, f.n_bus)
+    q = np.broadcast_to(case.forecast.q_kvar[None], deltas.shape).reshape(-1, f.n_bus)
+    ac = pf.run(Injections(p, q))
+    ac0 = pf.run(case.forecast)
+    load = np.nan_to_num(ac.loading_percent).reshape(len(ids), T, -1)
+    vm = np.nan_to_num(ac.vm_pu).reshape(len(ids), T, -1)
+    d_load = load - np.nan_to_num(ac0.loading_percent)[None]
+    d_vm = vm - np.nan_to_num(ac0.vm_pu)[None]
+    paid = ~offers["rebound"].to_numpy(dtype=bool)
+    cost_row = offers["kw"] * (offers["availability_price"] + offers["price"] * 0.25) * paid
+    cost = cost_row.groupby(offers["offer_id"], sort=False).sum().reindex(ids).to_numpy()
+    return d_load, d_vm, cost
+
+
+def independent_milp(case: Case, offers: pd.DataFrame) -> tuple[float, np.ndarray]:
+    """The commit as scipy's MILP on AC finite differences (linear in the fractions):
+    loading of each forecast-violated branch ≤ 100 − margin, every other branch ≤ 100,
+    voltages within the band."""
+    f = case.feeder
+    d_load, d_vm, cost = ac_effects(case, offers)
+    pf = PowerFlow(f)
+    ac0 = pf.run(case.forecast)
+    L0 = np.nan_to_num(ac0.loading_percent)
+    V0 = ac0.vm_pu
+    cap = np.where(L0 > 100, 100 - MARGIN, 100.0)
+    n = cost.size
+    A_l = d_load.reshape(n, -1).T
+    live = np.isfinite(V0).ravel()
+    A_v = d_vm.reshape(n, -1).T[live]
+    cons = [
+        LinearConstraint(A_l, -np.inf, (cap - L0).ravel()),
+        LinearConstraint(
+            A_v, LIMITS.v_min_pu - V0.ravel()[live], LIMITS.v_max_pu - V0.ravel()[live]
+        ),
+    ]
+    aon = offers.groupby("offer_id", sort=False)["all_or_none"].first().to_numpy(dtype=int)
+    res = milp(cost, constraints=cons, integrality=aon, bounds=Bounds(0, 1))
+    assert res.success, res.message
+    return float(res.fun), res.x
+
+
+def test_commit_removes_every_violation_at_no_more_than_an_independent_milp(case: Case) -> None:
+    offers = offers_mixed(case)
+    asks = asks_of(case)
+    c = commit(case.feeder, case.forecast, LIMITS, asks, offers, buyer="dso")
+    assert c.status == "committed"
+    assert c.verification.empty  # AC power flow of forecast + committed delta is clean
+    # and it is really so: an AC power flow made here from the delta table
+    p = case.forecast.p_kw.copy()
+    for bus in c.delta_kw.columns:
+        p[:, case.feeder.bus_index(bus)] += c.delta_kw[bus].to_numpy()
+    ac = PowerFlow(case.feeder).run(Injections(p, case.forecast.q_kvar, case.forecast.time))
+    assert check_limits(case.feeder, ac, LIMITS).empty
+    ref_cost, _ = independent_milp(case, offers)
+    # the reference is linear in the whole offers' AC effects and lands a little above the
+    # margin; the commit is AC-verified: within 1 % of it
+    assert c.cost <= ref_cost * 1.01
+    assert c.cost == pytest.approx(ref_cost, rel=0.01)
+    # money: the cost is the offers' cost, and the commitments' own prices give it back
+    assert c.cost == pytest.approx(c.offers["cost"].sum())
+    cm = c.commitments
+    COMMITMENTS.check(cm)
+    paid = (cm["committed_kw"] * (cm["availability_price"] + cm["price"] * cm["duration_h"])).sum()
+    assert paid == pytest.approx(c.cost)
+    assert set(cm["resource_id"]) == set(c.offers.loc[c.offers["committed"], "offer_id"])
+    assert (cm["buyer"] == "dso").all()
+    # o3 (another branch) cannot relieve Line 53 and o6 (down) only adds load: neither is taken
+    frac = c.offers.set_index("offer_id")["fraction"]
+    assert frac["o3"] == 0 and frac["o6"] == 0
+    assert ((frac == 0) | (frac == 1) | ~c.offers.set_index("offer_id")["all_or_none"]).all()
+
+
+def test_the_cheapest_offer_is_not_committed_when_its_rebound_overloads(case: Case) -> None:
+    """o7 is the cheapest way to relieve Line 53 in both intervals, but its payback in the
+    third interval (already at ~95 %) would overload the line: it must not be committed;
+    without its rebound it is."""
+    base = offers_mixed(case)
+    cheap = [
+        row(case, "o7", "agg9", HOT[3], 0, "up", 40, price=0.01, av=0.0, aon=True),
+        row(case, "o7", "agg9", HOT[3], 1, "up", 40, price=0.01, av=0.0, aon=True),
+        row(case, "o7", "agg9", HOT[3], 2, "down", 60, rebound=True, aon=True),
+    ]
+    with_rebound = pd.concat([base, pd.DataFrame(cheap)], ignore_index=True)
+    no_rebound = pd.concat([base, pd.DataFrame(cheap[:2])], ignore_index=True)
+    asks = asks_of(case)
+    c_free = commit(case.feeder, case.forecast, LIMITS, asks, no_rebound, buyer="dso")
+    assert c_free.status == "committed"
+    assert c_free.offers.set_index("offer_id").loc["o7", "committed"]
+    c = commit(case.feeder, case.forecast, LIMITS, asks, with_rebound, buyer="dso")
+    assert c.status == "committed" and c.verification.empty
+    assert not c.offers.set_index("offer_id").loc["o7", "committed"]
+    assert c.cost > c_free.cost
+    # the reason is real: with o7 alone added, the AC power flow shows a new violation
+    d_load, _, _ = ac_effects(case, pd.DataFrame(cheap))
+    L0 = np.nan_to_num(PowerFlow(case.feeder).run(case.forecast).loading_percent)
+    assert (L0[2] + d_load[0, 2] > 100).any() and (L0[2] <= 100).all()
+
+
+def test_a_cheap_shift_onto_a_weak_bus_is_not_committed(case: Case) -> None:
+    """o8 moves 80 kW from below Line 53 to the far end of the long branch (Bus 42): the
+    cheapest relief of the line, committed under a ±10 % band; under 0.95–1.05 pu it would
+    pull Bus 42 below 0.95 pu (a new violation), so it is not committed."""
+    f = case.feeder
+    far = "LV2.101 Bus 42"
+    o8 = [
+        row(case, "o8", "agg9", bus, t, d, 80, price=0.01, av=0.0, aon=True)
+        for t in (0, 1)
+        for bus, d in ((HOT[3], "up"), (far, "down"))
+    ]
+    offers = pd.concat([offers_mixed(case), pd.DataFrame(o8)], ignore_index=True)
+    wide = commit(f, case.forecast, LIMITS, asks_of(case), offers, buyer="dso")
+    assert wide.status == "committed" and wide.verification.empty
+    assert wide.offers.set_index("offer_id").loc["o8", "committed"]
+    narrow = Limits(v_min_pu=0.95, v_max_pu=1.05)
+    asks = find_asks(
+        f, case.forecast, narrow, area="a", buyer="dso", node_id="dso", price_ceiling=0.5
+    ).table
+    c = commit(f, case.forecast, narrow, asks, offers, buyer="dso")
+    assert c.status == "committed" and c.verification.empty
+    assert not c.offers.set_index("offer_id").loc["o8", "committed"]
+    assert c.cost > wide.cost
+    # the reason is real: o8 alone pulls Bus 42 under 0.95 pu in the AC power flow
+    _, d_vm, _ = ac_effects(case, pd.DataFrame(o8))
+    vm0 = PowerFlow(f).run(case.forecast).vm_pu
+    assert vm0.min() >= 0.95 and (vm0 + d_vm[0])[:2, f.bus_index(far)].max() < 0.95
+
+
+def test_brute_force_finds_no_cheaper_feasible_subset(case: Case) -> None:
+    """All-or-none offers only (a MILP): every subset cheaper than the commit fails the AC
+    check (a violation, or a forecast-violated element above 100 − margin %)."""
+    offers = offers_mixed(case).assign(all_or_none=True)
+    c = commit(case.feeder, case.forecast, LIMITS, asks_of(case), offers, buyer="dso")
+    assert c.status == "committed" and c.verification.empty
+    f = case.feeder
+    ids = list(dict.fromkeys(offers["offer_id"]))
+    d_cost = offers_cost(offers, ids)
+    pf = PowerFlow(f)
+    L0 = np.nan_to_num(pf.run(case.forecast).loading_percent)
+    cap = np.where(L0 > 100, 100 - MARGIN, 100.0)
+    T = case.forecast.n_step
+    subsets = list(itertools.product([0, 1], repeat=len(ids)))
+    deltas = np.zeros((len(subsets), T, f.n_bus))
+    row_k = offers["offer_id"].map({o: i for i, o in enumerate(ids)}).to_numpy()
+    row_t = case.forecast.time.get_indexer(offers["interval_start"])
+    row_b = np.array([f.bus_index(b) for b in offers["bus"]])
+    row_d = np.where(offers["direction"] == "down", 1.0, -1.0) * offers["kw"].to_numpy()
+    chosen = np.array(subsets)
+    for k, t, b, d in zip(row_k, row_t, row_b, row_d, strict=True):
+        deltas[:, t, b] += chosen[:, k] * d
+    p = (case.forecast.p_kw[None] + deltas).reshape(-1, f.n_bus)
+    q = np.broadcast_to(case.forecast.q_kvar[None], deltas.shape).reshape(-1, f.n_bus)
+    ac = pf.run(Injections(p, q))
+    load = np.nan_to_num(ac.loading_percent).reshape(len(subsets), T, -1)
+    vm = ac.vm_pu.reshape(len(subsets), T, -1)
+    ok_v = np.nan_to_num((vm >= LIMITS.v_min_pu) & (vm <= LIMITS.v_max_pu), nan=True)
+    feasible = (load <= cap[None]).all(axis=(1, 2)) & ok_v.reshape(len(subsets), -1).all(axis=1)
+    costs = chosen @ d_cost
+    assert feasible.any()
+    best = float(costs[feasible].min())
+    assert c.cost <= best + 1e-6
+    assert c.cost == pytest.approx(best, abs=1e-6)
+
+
+def offers_cost(offers: pd.DataFrame, ids: list[str]) -> np.ndarray:
+    paid = ~offers["rebound"].to_numpy(dtype=bool)
+    per_row = offers["kw"] * (offers["availability_price"] + offers["price"] * offers["duration_h"])
+    return (per_row * paid).groupby(offers["offer_id"]).sum().reindex(ids).to_numpy()
+
+
+def test_not_enough_offers_is_infeasible_and_names_the_asks(case: Case) -> None:
+    offers = offers_mixed(case)
+    few = offers[offers["offer_id"].isin(["o3", "o6"])]  # nothing below Line 53 reduces load
+    asks = asks_of(case)
+    c = commit(case.feeder, case.forecast, LIMITS, asks, few, buyer="dso")
+    assert c.status == "infeasible"
+    assert c.commitments.empty and not c.offers["committed"].any() and c.cost == 0
+    assert not c.verification.empty  # nothing committed: the forecast's violations stand
+    rem = c.remaining
+    assert LINE in set(rem["resource_id"])
+    assert (rem["kw"] > 0).all()
+    line_need = asks[asks["resource_id"] == LINE]["kw"].to_numpy()
+    line_left = rem[rem["resource_id"] == LINE]["kw"].to_numpy()
+    assert line_left == pytest.approx(line_need, rel=0.02)  # no offer helps the line at all
+
+
+def test_partial_offers_leave_a_smaller_shortfall(case: Case) -> None:
+    offers = offers_mixed(case)
+    only_o1 = offers[offers["offer_id"] == "o1"]
+    asks = asks_of(case)
+    c = commit(case.feeder, case.forecast, LIMITS, asks, only_o1, buyer="dso")
+    assert c.status == "infeasible"
+    line = c.remaining[c.remaining["resource_id"] == LINE]
+    need = asks[asks["resource_id"] == LINE].set_index("interval_start")["kw"]
+    left = line.set_index("interval_start")["kw"]
+    # o1 gives 20 kW at the line's far end: the second interval still lacks about need − 20
+    t1 = case.forecast.time[1]
+    assert left[t1] == pytest.approx(need[t1] - 20, abs=1.5)
+
+
+@settings(max_examples=8)
+@given(prices=st.lists(st.floats(0.0, 0.5), min_size=6, max_size=6))
+def test_any_prices_give_a_clean_commit_no_dearer_than_the_milp_on_ac_differences(
+    case: Case, prices: list[float]
+) -> None:
+    offers = offers_mixed(case)
+    price_of = dict(zip(["o1", "o2", "o3", "o4", "o5", "o6"], prices, strict=True))
+    offers["price"] = offers["offer_id"].map(price_of)
+    c = commit(case.feeder, case.forecast, LIMITS, asks_of(case), offers, buyer="dso")
+    assert c.status == "committed" and c.verification.empty
+    ref, _ = independent_milp(case, offers)
+    assert c.cost <= ref * 1.03 + 1e-3
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "needle"),
+    [
+        ("bus", "no such bus", "no such bus"),
+        ("interval_start", pd.Timestamp("2030-01-01T00:00Z"), "not an interval of the forecast"),
+        ("kw", -5.0, "≥ 0"),
+        ("all_or_none", True, "differs between the rows"),
+        ("direction", "sideways", "up | down"),
+        ("duration_h", 1.0, "0.25 h"),
+    ],
+)
+def test_bad_offers_name_offer_and_column(
+    case: Case, column: str, value: object, needle: str
+) -> None:
+    offers = offers_mixed(case)
+    offers.loc[1, column] = value  # second row of o1
+    with pytest.raises(FlexOfferError) as err:
+        commit(case.feeder, case.forecast, LIMITS, asks_of(case), offers, buyer="dso")
+    msg = str(err.value)
+    assert "'o1'" in msg and f"'{column}'" in msg and needle in msg
+    assert err.value.row == 1 and err.value.column == column
+    assert isinstance(err.value, InvalidInputError)
+
+
+def test_missing_offer_column_is_named(case: Case) -> None:
+    offers = offers_mixed(case).drop(columns=["price"])
+    with pytest.raises(InvalidInputError, match="price"):
+        commit(case.feeder, case.forecast, LIMITS, asks_of(case), offers, buyer="dso")
