@@ -95,12 +95,17 @@ KPI_DOCS: dict[str, str] = {
     "flex_delivered_kwh": "flexibility delivered against the baseline, at most the commitment "
     "(the paid utilisation energy)",
     "flex_cost_{cur}": "what the DSOs pay for flexibility: availability + utilisation − penalties",
-    "flex_cost_per_kwh_{cur}": "the DSOs' flexibility cost per kWh of relief delivered",
+    "flex_cost_per_kwh_{cur}": "the DSOs' flexibility cost per kWh of relief delivered (0 when "
+    "none was delivered)",
     "violations_avoided_h": "area-hours with a violation in the day-ahead forecast of the inner "
-    "design minus area-hours with a violation in the run (flexibility designs; NaN otherwise)",
+    "design minus area-hours with a violation in the run (flexibility designs; 0 otherwise)",
 }
 
-KPI_DOCS.update(MARKET_POWER_KPIS)  # market-power measures (transactive.sim.market_power)
+#: The market-power measures of :mod:`transactive.sim.market_power` a run reports: every one
+#: but the residual supply indices (undefined without sellers or demand, so not a KPI every
+#: design has); an HHI is 0 where nobody sells.
+MARKET_POWER = {k: v for k, v in MARKET_POWER_KPIS.items() if not k.endswith("_rsi_min")}
+KPI_DOCS.update(MARKET_POWER)
 
 Better = Literal["lower", "higher"] | None
 
@@ -145,7 +150,7 @@ KPI_BETTER: dict[str, Better] = {
     "flex_cost_{cur}": "lower",
     "flex_cost_per_kwh_{cur}": "lower",
     "violations_avoided_h": "higher",
-    **MARKET_POWER_BETTER,
+    **{k: MARKET_POWER_BETTER[k] for k in MARKET_POWER},
 }
 
 _CATEGORY: dict[str, str] = {
@@ -165,7 +170,7 @@ _CATEGORY: dict[str, str] = {
     "flex_asked_kwh": "info",
     "flex_committed_kwh": "info",
     "flex_delivered_kwh": "info",
-    **dict.fromkeys(MARKET_POWER_KPIS, "market power"),
+    **dict.fromkeys(MARKET_POWER, "market power"),
 }
 
 #: Violation kind of the check table → its duration KPI.
@@ -461,7 +466,7 @@ def flexibility_kpis(
         )
         avoided = asked_h - realised_h
     else:
-        avoided = float("nan")
+        avoided = 0.0
     return {
         "flex_asked_kwh": float((asks["kw"] * asks["duration_h"]).sum()) if len(asks) else 0.0,
         "flex_committed_kwh": float((com["committed_kw"] * com["duration_h"]).sum())
@@ -469,7 +474,7 @@ def flexibility_kpis(
         else 0.0,
         "flex_delivered_kwh": delivered,
         f"flex_cost_{cur}": cost,
-        f"flex_cost_per_kwh_{cur}": cost / delivered if delivered > 0 else float("nan"),
+        f"flex_cost_per_kwh_{cur}": cost / delivered if delivered > 0 else 0.0,
         "violations_avoided_h": avoided,
     }
 
@@ -486,6 +491,7 @@ def market_power(results: SimResults, design: str) -> dict[str, float]:
     if design.endswith("+flex-strategic"):
         truthful = _of(offers, design.removesuffix("-strategic"))
         history = truthful if len(truthful) else None
-    return market_power_kpis(
+    got = market_power_kpis(
         ev(results.bids), offers, ev(results.flex_asks), design, history=history
     )
+    return {k: float(np.nan_to_num(got[k])) for k in MARKET_POWER}

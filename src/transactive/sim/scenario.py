@@ -573,8 +573,8 @@ class Flexibility(_Model):
     against a baseline and settled."""
 
     designs: tuple[str, ...] = _key(
-        ("bau-flat",),
-        "Inner designs that get a flexibility variant (added to `designs` when missing).",
+        description="Inner designs that get a flexibility variant (added to `designs` when "
+        "missing).",
         bounds="each a registered design, unique",
         min_length=1,
     )
@@ -664,7 +664,7 @@ def _baseline_design(v: str | None, info: ValidationInfo) -> str | None:
 
 def _add_variants(raw: dict[str, Any], flex: dict[str, Any]) -> None:
     """Append the flexibility variants of ``[flexibility].designs`` that ``designs`` lacks."""
-    inner = flex.get("designs", ["bau-flat"])
+    inner = flex.get("designs")
     if not isinstance(inner, list) or not all(isinstance(d, str) for d in inner):
         return  # the schema reports it
     suffixes = ["+flex"] + (["+flex-strategic"] if isinstance(flex.get("strategic"), dict) else [])
