@@ -34,6 +34,7 @@ paid by the DSO.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,19 +42,21 @@ import numpy as np
 import pandas as pd
 
 from transactive.core.curves import FloatArray
-from transactive.core.records import COMMITMENTS, FLEX_ASKS, FLEX_OFFERS
+from transactive.core.records import COMMITMENTS, FLEX_ASKS, FLEX_OFFERS, SETTLEMENT
 from transactive.designs.base import Design, Stage
 from transactive.designs.flexibility import Flexible
 from transactive.grid.model import Injections
 from transactive.market.flex_offers import Offers, Portfolio, battery_offers
 from transactive.market.flexibility import commit, find_asks
-from transactive.nodes.tree import Kind
+from transactive.nodes.tree import Kind, Tree
+from transactive.settlement import check_balance
 from transactive.settlement.baselines import History, Window, get_baseline
 from transactive.settlement.flex import flex_lines
 from transactive.sim.world import World
 
 if TYPE_CHECKING:
     from transactive.sim.runner import ForecastDay
+    from transactive.sim.scenario import Flexibility
 
 #: Columns of the orders table (the commit's result per offer, one row per offer and day).
 ORDER_COLUMNS = (
@@ -74,15 +77,13 @@ ORDER_COLUMNS = (
 @dataclass(frozen=True)
 class FlexDay:
     """One day's flexibility market of one design: asks, offers, commitments, orders (see the
-    module docstring), ``forecast_kwh`` the forecast baseline net kWh of each commitment row
-    and ``delta_kw`` the committed change of every device's power per interval (kW,
-    + import, ``(T, devices)``)."""
+    module docstring) and ``delta_kw`` the committed change of every device's power per
+    interval (kW, + import, ``(T, devices)``)."""
 
     asks: pd.DataFrame
     offers: pd.DataFrame
     commitments: pd.DataFrame
     orders: pd.DataFrame
-    forecast_kwh: FloatArray
     delta_kw: FloatArray
 
 
@@ -114,7 +115,6 @@ def flex_step(
     dt = sc.intervals.hours
     delta = np.zeros((t2 - t0, dev.n))
     parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("asks", "offers", "com", "orders")}
-    base_kwh: list[FloatArray] = []
     agg = f"agg:{sc.aggregator.name}"
     for a, (feeder, area) in enumerate(zip(world.feeders, world.area_names, strict=True)):
         in_area = np.flatnonzero(dev.area == a)
@@ -156,9 +156,7 @@ def flex_step(
         )  # fmt: skip
         frac = _fractions(result.offers)
         parts["orders"].append(_orders(result.offers, result.status, design.name, area, starts))
-        com, kwh = _commitments(offers.table, frac, dso, day.node_kw, tree.id, starts, dt)
-        parts["com"].append(com)
-        base_kwh.append(kwh)
+        parts["com"].append(_commitments(offers.table, frac, dso))
         act = offers.activation
         f = act["offer_id"].map(frac).fillna(0.0).to_numpy(dtype=float)
         np.add.at(delta, (act["interval"].to_numpy(), act["device"].to_numpy()), f * act["kw"])
@@ -167,7 +165,6 @@ def flex_step(
         offers=FLEX_OFFERS.concat(parts["offers"]),
         commitments=COMMITMENTS.concat(parts["com"]),
         orders=pd.concat(parts["orders"], ignore_index=True) if parts["orders"] else empty_orders(),
-        forecast_kwh=np.concatenate(base_kwh) if base_kwh else np.zeros(0),
         delta_kw=delta,
     )
 
@@ -277,22 +274,12 @@ def _orders(
     return out.reindex(columns=list(ORDER_COLUMNS))
 
 
-def _commitments(
-    offers: pd.DataFrame,
-    frac: pd.Series,
-    buyer: str,
-    node_kw: FloatArray,
-    node_ids: np.ndarray,
-    starts: pd.DatetimeIndex,
-    dt: float,
-) -> tuple[pd.DataFrame, FloatArray]:
-    """COMMITMENTS of the committed offers (non-rebound rows × fraction) and each row's
-    forecast baseline net kWh of its node (``node_kw``: forecast node power per interval of
-    ``starts``, tree order)."""
+def _commitments(offers: pd.DataFrame, frac: pd.Series, buyer: str) -> pd.DataFrame:
+    """COMMITMENTS of the committed offers: their non-rebound rows × the fraction."""
     f = offers["offer_id"].astype(str).map(frac).fillna(0.0).to_numpy(dtype=float)
     rows = ~offers["rebound"].to_numpy(dtype=bool) & (f > 0)
     o = offers[rows]
-    com = COMMITMENTS.frame(
+    return COMMITMENTS.frame(
         {
             **{c: o[c].to_numpy() for c in COMMITMENTS.names[:8]},
             "direction": o["direction"].to_numpy(),
@@ -302,23 +289,17 @@ def _commitments(
             "buyer": buyer,
         }
     )
-    pos = pd.Index(np.asarray(node_ids, dtype=str)).get_indexer(o["node_id"].astype(str))
-    t = starts.get_indexer(pd.DatetimeIndex(o["interval_start"]))
-    return com, np.nan_to_num(node_kw[t, pos]) * dt
 
 
 def delivery_baselines(
-    commitments: pd.DataFrame,
-    forecast_kwh: FloatArray,
-    meter: pd.DataFrame,
-    timezone: str,
-    baseline: str,
+    commitments: pd.DataFrame, meter: pd.DataFrame, timezone: str, baseline: str
 ) -> FloatArray:
     """The baseline net kWh of every commitment (module docstring): the registry's
     ``baseline`` on the committed meters' readings of the commitment's design, per event
-    window (a run of consecutive committed intervals of one meter and local day); the
-    forecast baseline ``forecast_kwh`` where the registry gives none."""
-    out = np.asarray(forecast_kwh, dtype=float).copy()
+    window (a run of consecutive committed intervals of one meter and local day); where the
+    registry gives none, the meter's net reading of the interval just before the window
+    (0 before the first reading)."""
+    out = np.full(len(commitments), np.nan)
     if commitments.empty:
         return out
     model = get_baseline(baseline)
@@ -355,8 +336,22 @@ def delivery_baselines(
             dur = c["duration_h"].to_numpy(dtype=float)[here]
             ok = np.isfinite(kw)
             out[here[ok]] = kw[ok] * dur[ok]
+            if not ok.all():
+                out[here[~ok]] = _reading_before(m, c.iloc[here[0]])
         del run
     return out
+
+
+def _reading_before(meter: pd.DataFrame, commitment: pd.Series) -> float:
+    """Net kWh the commitment's meter read in the interval before the commitment's event
+    window starts (0 if it has none)."""
+    mine = meter[(meter["resource_id"].astype(str) == str(commitment["resource_id"])).to_numpy()]
+    t = pd.DatetimeIndex(mine["interval_start"])
+    before = mine[(t < commitment["interval_start"]).to_numpy()]
+    if before.empty:
+        return 0.0
+    last = before.iloc[int(np.argmax(pd.DatetimeIndex(before["interval_start"]).asi8))]
+    return float(last["import_kwh"] - last["export_kwh"])
 
 
 def _local_day_slot(
@@ -370,20 +365,33 @@ def _local_day_slot(
     return day.astype(np.int64), slot.astype(np.int64)
 
 
-def flex_settlement(
+def settle_flex(
+    lines: pd.DataFrame,
     commitments: pd.DataFrame,
-    forecast_kwh: FloatArray,
     meter: pd.DataFrame,
-    scenario: object,
+    tree: Tree,
+    *,
+    flexibility: Flexibility,
+    timezone: str,
+    currency: str,
+    evaluated_start: pd.Timestamp,
+    payees: Collection[str] = (),
+    period: str = "whole",
 ) -> pd.DataFrame:
-    """The flexibility settlement lines (:func:`~transactive.settlement.flex.flex_lines`) of
-    the ``commitments`` against the ``meter`` readings and their delivery baselines."""
-    from transactive.sim.scenario import Scenario
-
-    assert isinstance(scenario, Scenario) and scenario.flexibility is not None
-    fx = scenario.flexibility
-    base = delivery_baselines(commitments, forecast_kwh, meter, scenario.timezone, fx.baseline)
-    return flex_lines(
-        commitments.reset_index(drop=True), meter, base, fx.tolerance_percent,
-        fx.penalty_factor, currency=scenario.market.currency,
-    )  # fmt: skip
+    """The settlement ``lines`` plus the flexibility lines
+    (:func:`~transactive.settlement.flex.flex_lines`) of the ``commitments`` from
+    ``evaluated_start`` on, against the ``meter`` readings and their delivery baselines
+    (:func:`delivery_baselines`); money must still balance (the zero-sum check: the DSO
+    pays flexibility out of its own margin). Used by the runner and by settling a run's
+    records again."""
+    c = COMMITMENTS.frame({k: commitments[k] for k in COMMITMENTS.names})
+    c = c[np.asarray(pd.DatetimeIndex(c["interval_start"]) >= evaluated_start)]
+    c = c.reset_index(drop=True)
+    if c.empty:
+        return lines
+    fx = flexibility
+    base = delivery_baselines(c, meter, timezone, fx.baseline)
+    flex = flex_lines(c, meter, base, fx.tolerance_percent, fx.penalty_factor, currency=currency)
+    out = SETTLEMENT.concat([lines, flex])
+    check_balance(out, tree, None, payees=payees, period=period)
+    return out

@@ -30,7 +30,6 @@ from transactive.core.records import (
     FLEX_ASKS,
     FLEX_OFFERS,
     METER,
-    SETTLEMENT,
     Schema,
 )
 from transactive.der.base import Context, EnergyReport, make_context
@@ -47,14 +46,14 @@ from transactive.grid.results import PowerFlowResult
 from transactive.nodes.tables import tree_table
 from transactive.nodes.tree import Kind
 from transactive.nodes.wholesale import PriceSeries
-from transactive.settlement import Levy, check_balance, day_ahead_price, settle, value_table
+from transactive.settlement import Levy, day_ahead_price, settle, value_table
 from transactive.settlement.meter_data import MarketGrid, registry_table
 from transactive.sim.flexibility import (
     FlexDay,
     empty_orders,
-    flex_settlement,
     flex_step,
     forecast_stage,
+    settle_flex,
 )
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
@@ -121,8 +120,12 @@ def run(
     )
     flex = [f for r in runs for f in r.flex]
     commitments = COMMITMENTS.concat([f.commitments for f in flex])
-    if len(commitments):
-        settlement = _with_flex_lines(settlement, commitments, flex, meter, scenario, tree)
+    if len(commitments) and scenario.flexibility is not None:
+        settlement = settle_flex(
+            settlement, commitments, meter, tree, flexibility=scenario.flexibility,
+            timezone=scenario.timezone, currency=scenario.market.currency,
+            evaluated_start=kpi_start, payees=_payees(scenario), period=sc.period,
+        )  # fmt: skip
     participants = with_payees(participants_table(world), settlement)
     value = value_table(
         settlement,
@@ -165,9 +168,7 @@ def run(
         flex_asks=FLEX_ASKS.concat([f.asks for f in flex]),
         flex_offers=FLEX_OFFERS.concat([f.offers for f in flex]),
         commitments=commitments,
-        flex_orders=pd.concat([f.orders for f in flex], ignore_index=True)
-        if flex
-        else empty_orders(),
+        flex_orders=_orders([f.orders for f in flex]),
         kpi_start=kpi_start,
         timezone=scenario.timezone,
         seed=scenario.seed,
@@ -178,28 +179,16 @@ def run(
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
 
 
-def _with_flex_lines(
-    settlement: pd.DataFrame,
-    commitments: pd.DataFrame,
-    flex: list[FlexDay],
-    meter: pd.DataFrame,
-    scenario: Scenario,
-    tree: Any,
-) -> pd.DataFrame:
-    """The run's settlement plus the flexibility lines of the commitments in the evaluated
-    period (:func:`~transactive.sim.flexibility.flex_settlement`); money must still balance
-    (the zero-sum check: the DSO pays flexibility out of its own margin)."""
-    forecast_kwh = np.concatenate([f.forecast_kwh for f in flex])
-    t = pd.DatetimeIndex(commitments["interval_start"])
-    keep = np.asarray(t >= pd.Timestamp(scenario.start))
-    lines = flex_settlement(commitments[keep], forecast_kwh[keep], meter, scenario)
-    if lines.empty:
-        return settlement
-    out = SETTLEMENT.concat([settlement, lines])
+def _orders(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The flexibility orders of every day (empty days left out)."""
+    filled = [p for p in parts if len(p)]
+    return pd.concat(filled, ignore_index=True) if filled else empty_orders()
+
+
+def _payees(scenario: Scenario) -> set[str]:
+    """Payees of the run's levies and VAT outside the tree."""
     sc = scenario.settlement
-    payees = {lv.payee for lv in sc.levies} | ({sc.vat_payee} if sc.vat_percent else set())
-    check_balance(out, tree, None, payees=payees, period=sc.period)
-    return out
+    return {lv.payee for lv in sc.levies} | ({sc.vat_payee} if sc.vat_percent else set())
 
 
 def run_info(scenario: Scenario) -> dict[str, object]:
@@ -218,6 +207,9 @@ def run_info(scenario: Scenario) -> dict[str, object]:
             "n_intervals": scenario.intervals.n,
         },
         "settlement": scenario.settlement.model_dump(mode="json"),
+        "flexibility": scenario.flexibility.model_dump(mode="json")
+        if scenario.flexibility is not None
+        else None,
     }
 
 
