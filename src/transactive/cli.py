@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from transactive.cli_flex import flex_cmd
 from transactive.cli_journal import journal_app
 from transactive.errors import InvalidInputError, TransactiveError
 
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(journal_app, name="journal")
+app.command("flex")(flex_cmd)
 
 # The project's price band is transactive.core.units.DEFAULT_FLOOR / DEFAULT_CAP; it is read
 # when a command runs (importing it here would load numpy and pandas for `--help`).

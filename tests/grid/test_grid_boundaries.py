@@ -35,7 +35,7 @@ def test_power_grid_model_only_in_powerflow() -> None:
 
 
 def test_highspy_only_in_the_market_lp() -> None:
-    assert _importers("highspy") == {"market/_network_lp.py"}
+    assert _importers("highspy") == {"market/_network_lp.py", "market/_flex_milp.py"}
 
 
 def test_grid_modules_form_no_import_cycle() -> None:

@@ -7,8 +7,6 @@ offers clearly."""
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,18 +32,6 @@ HEAD = "LV2.101 Bus 16"
 HOT = ["LV2.101 Bus 1", "LV2.101 Bus 80", "LV2.101 Bus 12", "LV2.101 Bus 36"]
 OTHER = "LV2.101 Bus 55"  # in another branch: relieves the transformer only
 LINE = "branch:LV2.101 Line 53"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def feeder_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A fresh feeder cache directory, so the tests work on a clean machine."""
-    old = os.environ.get("TRANSACTIVE_CACHE_DIR")
-    os.environ["TRANSACTIVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("flex-cache"))
-    yield
-    if old is None:
-        os.environ.pop("TRANSACTIVE_CACHE_DIR", None)
-    else:
-        os.environ["TRANSACTIVE_CACHE_DIR"] = old
 
 
 @dataclass(frozen=True)
@@ -364,6 +350,15 @@ def test_not_enough_offers_is_infeasible_and_names_the_asks(case: Case) -> None:
     line_need = asks[asks["resource_id"] == LINE]["kw"].to_numpy()
     line_left = rem[rem["resource_id"] == LINE]["kw"].to_numpy()
     assert line_left == pytest.approx(line_need, rel=0.02)  # no offer helps the line at all
+    # without the asks table the commit still names them, as find_asks would (area "")
+    bare = commit(case.feeder, case.forecast, LIMITS, FLEX_ASKS.empty(), few, buyer="dso")
+    assert bare.status == "infeasible"
+    FLEX_ASKS.check(bare.remaining)
+    keys = ["resource_id", "interval_start", "direction"]
+    pd.testing.assert_frame_equal(
+        bare.remaining[keys].astype(str), rem[keys].astype(str), check_like=True
+    )
+    assert bare.remaining["kw"].to_numpy() == pytest.approx(rem["kw"].to_numpy())
 
 
 def test_partial_offers_leave_a_smaller_shortfall(case: Case) -> None:
@@ -425,3 +420,95 @@ def test_missing_offer_column_is_named(case: Case) -> None:
     offers = offers_mixed(case).drop(columns=["price"])
     with pytest.raises(InvalidInputError, match="price"):
         commit(case.feeder, case.forecast, LIMITS, asks_of(case), offers, buyer="dso")
+
+
+def test_an_offer_above_the_price_ceiling_is_not_eligible(case: Case) -> None:
+    """o1 is needed at its price 0.2; with a ceiling of 0.15 it is out and the commit
+    cannot relieve the line (the other offers below it are dearer than 0.15 too)."""
+    offers = offers_mixed(case)
+    asks = asks_of(case)
+    ok = commit(case.feeder, case.forecast, LIMITS, asks, offers, buyer="dso")
+    assert ok.offers["within_ceiling"].all()
+    low = asks.assign(price_ceiling=0.15)
+    c = commit(case.feeder, case.forecast, LIMITS, low, offers, buyer="dso")
+    within = c.offers.set_index("offer_id")["within_ceiling"]
+    assert within.to_dict() == {"o1": False, "o2": True, "o3": True, "o4": False,
+                                "o5": False, "o6": True}  # fmt: skip
+    assert c.status == "infeasible"
+    assert not c.offers.loc[~c.offers["within_ceiling"], "committed"].any()
+
+
+def test_overvoltage_and_reverse_flow_ask_for_down(case: Case) -> None:
+    """Midday export: 150 kW of generation at the far end of the long branch raises its
+    voltage over 1.05 pu and exports through the substation; the asks are 'down' (more
+    import) at the buses below, and a down offer there (a battery charging) removes it."""
+    f = case.feeder
+    far = "LV2.101 Bus 42"
+    p = case.base.p_kw.copy()[:2]
+    p[:, f.bus_index(far)] -= 150.0
+    fc = Injections(p, case.base.q_kvar[:2], case.base.time[:2])
+    band = Limits(v_min_pu=0.95, v_max_pu=1.05)
+    kw = {"area": "a", "buyer": "dso", "node_id": "dso", "price_ceiling": 0.5}
+    asks = find_asks(f, fc, band, **kw, reverse_flow=True).table  # type: ignore[arg-type]
+    kinds = set(asks["reason"].str.split(" ").str[0])
+    assert {"overvoltage", "reverse_flow"} <= kinds
+    assert set(asks["direction"]) == {"down"}
+    over = asks[asks["reason"].str.startswith("overvoltage")]
+    assert f"bus:{far}" in set(over["resource_id"])
+    branch = {f.bus_names[b] for b in downstream(f, "LV2.101 Bus 68")}
+    assert all(set(b.split(";")) <= branch for b in over["buses"])
+    rev = asks[asks["reason"].str.startswith("reverse_flow")]
+    assert len(rev["buses"].iloc[0].split(";")) == f.n_bus  # the whole feeder
+    no_rev = find_asks(f, fc, band, **kw).table  # type: ignore[arg-type]
+    assert not no_rev["reason"].str.startswith("reverse_flow").any()
+    offers = pd.DataFrame(
+        [row(case, "bat", "agg1", far, t, "down", 120, price=0.05) for t in (0, 1)]
+        + [row(case, "ev", "agg2", HEAD, t, "down", 60, price=0.01) for t in (0, 1)]
+    )
+    c = commit(f, fc, band, asks, offers, buyer="dso", reverse_flow=True)
+    assert c.status == "committed" and c.verification.empty
+    frac = c.offers.set_index("offer_id")["fraction"]
+    assert frac["bat"] > 0  # only the battery at the far end lowers its voltage enough
+    assert (c.delta_kw.to_numpy() >= 0).all()  # down = more import
+
+
+def test_a_single_interval_needs_its_duration(case: Case) -> None:
+    f = case.feeder
+    one = Injections(case.forecast.p_kw[1:2], case.forecast.q_kvar[1:2], case.forecast.time[1:2])
+    kw = {"area": "a", "buyer": "dso", "node_id": "dso", "price_ceiling": 0.5}
+    with pytest.raises(InvalidInputError, match="duration_h"):
+        find_asks(f, one, LIMITS, **kw)  # type: ignore[arg-type]
+    asks = find_asks(f, one, LIMITS, **kw, duration_h=0.25).table  # type: ignore[arg-type]
+    assert (asks["duration_h"] == 0.25).all() and LINE in set(asks["resource_id"])
+    offers = offers_mixed(case)
+    offers = offers[offers["interval_start"] == case.forecast.time[1]]
+    c = commit(f, one, LIMITS, asks, offers, buyer="dso", duration_h=0.25)
+    assert c.status == "committed" and c.verification.empty
+    with pytest.raises(InvalidInputError, match="step"):
+        commit(f, case.forecast, LIMITS, asks, offers, buyer="dso", duration_h=1.0)
+
+
+@settings(max_examples=6)
+@given(keep=st.lists(st.booleans(), min_size=6, max_size=6), scale=st.floats(0.5, 4.0))
+def test_more_offers_never_cost_more_and_prices_scale_the_cost(
+    case: Case, keep: list[bool], scale: float
+) -> None:
+    """Economic properties of the least-cost commit: a superset of the offers costs no more
+    (within the AC refit's tolerance), and scaling every price scales the cost."""
+    offers = offers_mixed(case)
+    asks = asks_of(case)
+    full = commit(case.feeder, case.forecast, LIMITS, asks, offers, buyer="dso")
+    ids = [o for o, k in zip(["o1", "o2", "o3", "o4", "o5", "o6"], keep, strict=True) if k]
+    sub = commit(
+        case.feeder, case.forecast, LIMITS, asks, offers[offers["offer_id"].isin(ids)], buyer="dso"
+    )
+    if sub.status == "committed":
+        assert full.cost <= sub.cost * 1.005 + 1e-9
+    else:
+        assert sub.status == "infeasible"
+    dear = offers.assign(
+        price=offers["price"] * scale, availability_price=offers["availability_price"] * scale
+    )
+    wide = asks.assign(price_ceiling=asks["price_ceiling"] * scale)
+    c = commit(case.feeder, case.forecast, LIMITS, wide, dear, buyer="dso")
+    assert c.cost == pytest.approx(full.cost * scale, rel=1e-6)

@@ -1,7 +1,8 @@
 """The flexibility commit on HiGHS: one LP (or MILP when some offers are all-or-none) over
 the offers' fractions, the only place :mod:`transactive.market.flexibility` touches highspy.
 
-Columns: one fraction ``x_o ∈ [0, 1]`` per offer (integer where ``integer``), then one
+Columns: one fraction ``x_o ∈ [0, 1]`` per offer (integer where ``integer``; 0 where not
+``allowed``), then one
 shortfall column ``s_k ≥ 0`` per soft row when ``soft`` is given. Rows: ``lo ≤ A x + B s ≤ hi``
 where ``B`` puts ``soft_sign[k]`` at row ``soft_row[k]``. Objective: ``cost · x`` or, in the
 shortfall phase (``minimise_shortfall=True``), ``Σ s`` (kW) only.
@@ -51,11 +52,16 @@ def solve(
     soft_row: IntArray | None = None,
     soft_sign: FloatArray | None = None,
     minimise_shortfall: bool = False,
+    allowed: BoolArray | None = None,
 ) -> Solution:
-    """Solve the commit model described in the module docstring (MILP if any ``integer``)."""
+    """Solve the commit model described in the module docstring (MILP if any ``integer``);
+    offers not ``allowed`` are held at 0."""
     n = int(cost.size)
     m = int(A.shape[0])
     k = 0 if soft_row is None else int(soft_row.size)
+    if n + k == 0:  # nothing to choose: feasible iff 0 satisfies every row
+        ok = bool(np.all(lo <= 1e-9) and np.all(hi >= -1e-9))
+        return Solution(OPTIMAL if ok else INFEASIBLE, np.zeros(0), np.zeros(0), 0.0)
     if k:
         assert soft_row is not None and soft_sign is not None
         B = sp.csr_matrix((soft_sign, (soft_row, np.arange(k))), shape=(m, k))
@@ -69,7 +75,8 @@ def solve(
     obj = np.concatenate([np.zeros(n) if minimise_shortfall else cost, np.ones(k)])
     lp.col_cost_ = obj
     lp.col_lower_ = np.zeros(n + k)
-    lp.col_upper_ = np.concatenate([np.ones(n), np.full(k, highspy.kHighsInf)])
+    top = np.ones(n) if allowed is None else np.where(allowed, 1.0, 0.0)
+    lp.col_upper_ = np.concatenate([top, np.full(k, highspy.kHighsInf)])
     lp.row_lower_ = np.where(np.isfinite(lo), lo, -highspy.kHighsInf)
     lp.row_upper_ = np.where(np.isfinite(hi), hi, highspy.kHighsInf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from transactive.core.records import COMMITMENTS, FLEX_ASKS
-from transactive.errors import InvalidInputError, plain
+from transactive.errors import BalanceError, InvalidInputError, plain
 from transactive.grid.limits import Limits, check_limits, excess, step_hours
 from transactive.grid.lindistflow import Linearisation, RadialNetwork, forward, linearise, radial
 from transactive.grid.model import Feeder, Injections, downstream
@@ -89,6 +89,8 @@ OFFER_COLUMNS = (
 THERMAL, VOLTAGE, REVERSE = 0, 1, 2
 #: Fraction below which an offer counts as not committed.
 _X_TOL = 1e-7
+#: A linear row broken by more than this (kW or pu²) joins the model.
+_ROW_TOL = 1e-6
 #: Shortfall (kW) below which an ask counts as met.
 _SHORT_TOL = 1e-6
 #: Extra tightening per verification round: loading points (%), pu, kW.
@@ -122,7 +124,7 @@ class Asks:
 @dataclass(frozen=True)
 class Commit:
     """The commit (see the module docstring): ``status``, ``offers`` (one row per offer:
-    offer_id, participant_id, all_or_none, fraction, committed, availability_cost,
+    offer_id, participant_id, all_or_none, within_ceiling, fraction, committed, availability_cost,
     utilisation_cost, cost in currency), ``commitments`` (COMMITMENTS rows), ``delta_kw``
     (committed change of net import, interval × offer bus, kW, + import), ``verification``
     (check_limits rows of the AC power flow of forecast + delta; empty = clean), ``cost``
@@ -182,7 +184,12 @@ class _State:
 
 
 def _assess(
-    feeder: Feeder, forecast: Injections, limits: Limits, reverse_flow: bool, margin: float
+    feeder: Feeder,
+    forecast: Injections,
+    limits: Limits,
+    reverse_flow: bool,
+    margin: float,
+    duration_h: float | None,
 ) -> _State:
     """AC power flow of the forecast, its linearisation and the monitored quantities."""
     if forecast.p_kw.shape[1] != feeder.n_bus:
@@ -192,9 +199,7 @@ def _assess(
         )
     if not isinstance(forecast.time, pd.DatetimeIndex) or forecast.time.tz is None:
         raise InvalidInputError("forecast needs UTC interval starts (Injections.time)")
-    dt = step_hours(forecast.time) if len(forecast.time) > 1 else float("nan")
-    if len(forecast.time) > 1 and not np.isfinite(dt):
-        raise InvalidInputError("forecast intervals must be evenly spaced")
+    dt = _interval_hours(forecast.time, duration_h)
     if not 0 <= margin < 50:
         raise InvalidInputError(f"margin_percent must be within 0 … 50, got {margin}")
     net = radial(feeder)
@@ -391,7 +396,26 @@ def _ask_rows(
 
 
 def _duration(s: _State) -> float:
-    return s.dt if np.isfinite(s.dt) else 0.25
+    return s.dt
+
+
+def _interval_hours(time: pd.DatetimeIndex, duration_h: float | None) -> float:
+    """The forecast's interval length (h): its step, or ``duration_h`` (required for a
+    single interval, else it must equal the step)."""
+    if len(time) == 0:
+        raise InvalidInputError("forecast has no intervals")
+    step = step_hours(time)
+    if len(time) > 1 and not np.isfinite(step):
+        raise InvalidInputError("forecast intervals must be evenly spaced")
+    if duration_h is None:
+        if len(time) == 1:
+            raise InvalidInputError("a single-interval forecast needs duration_h (h)")
+        return step
+    if not (np.isfinite(duration_h) and duration_h > 0):
+        raise InvalidInputError(f"duration_h must be > 0, got {duration_h}")
+    if len(time) > 1 and abs(duration_h - step) > 1e-9:
+        raise InvalidInputError(f"duration_h {duration_h} h ≠ the forecast's step {step} h")
+    return float(duration_h)
 
 
 def _reasons(s: _State, t: IntArray, q: IntArray) -> list[str]:
@@ -424,14 +448,16 @@ def find_asks(
     margin_percent: float = 2.0,
     reverse_flow: bool = False,
     stage: str = "flex-ask",
+    duration_h: float | None = None,
 ) -> Asks:
     """The asks of the forecast (kW, currency/kWh; see the module docstring): the AC power
     flow of ``forecast`` (net load per bus, kW/kvar, UTC intervals), one ask per violated
     element and direction with one row per interval. ``price_ceiling`` (currency/kWh) is
-    copied to every row; ``buyer`` (the DSO) is each row's participant."""
+    copied to every row; ``buyer`` (the DSO) is each row's participant; ``duration_h``: the
+    interval length, needed only for a single-interval forecast."""
     if not np.isfinite(price_ceiling) or price_ceiling < 0:
         raise InvalidInputError(f"price_ceiling must be finite and ≥ 0, got {price_ceiling}")
-    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent)
+    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent, duration_h)
     table = _ask_rows(
         s, area=area, buyer=buyer, node_id=node_id, price_ceiling=price_ceiling,
         design=design, market_id=market_id, stage=stage,
@@ -461,6 +487,7 @@ class _Offers:
     aon: BoolArray
     availability_cost: FloatArray
     utilisation_cost: FloatArray
+    max_price: FloatArray  # highest utilisation price of the paid rows (currency/kWh)
 
     @property
     def n(self) -> int:
@@ -545,10 +572,12 @@ def _offers(s: _State, offers: pd.DataFrame) -> _Offers:
     av_cost = np.bincount(codes, weights=np.where(paid, avail * kw, 0.0), minlength=n)
     ut_cost = np.bincount(codes, weights=np.where(paid, price * kw * dur, 0.0), minlength=n)
     sign = np.where(direction.to_numpy() == "down", 1.0, -1.0)
+    top = np.zeros(n)
+    np.maximum.at(top, codes, np.where(paid, price, 0.0))
     return _Offers(
         df, [str(x) for x in uniq], codes, t.astype(np.int64), pos.astype(np.int64),
         e.astype(np.int64), sign, kw, rebound, [str(x) for x in part[first_row]], aon,
-        av_cost.astype(np.float64), ut_cost.astype(np.float64),
+        av_cost.astype(np.float64), ut_cost.astype(np.float64), top,
     )  # fmt: skip
 
 
@@ -610,17 +639,21 @@ def commit(
     margin_percent: float = 2.0,
     reverse_flow: bool = False,
     max_rounds: int = 5,
+    duration_h: float | None = None,
 ) -> Commit:
     """Commit the least-cost offers that remove the forecast's violations and create none
     (see the module docstring). ``asks``: the FLEX_ASKS table of :func:`find_asks` (names
-    the remaining asks); ``offers``: FLEX_OFFERS rows (at least :data:`OFFER_COLUMNS`; bad
-    rows raise :class:`FlexOfferError`); ``buyer``: the DSO, buyer of every commitment."""
+    the remaining asks; an offer whose utilisation price is above the highest
+    ``price_ceiling`` of the asks is not eligible); ``offers``: FLEX_OFFERS rows (at least
+    :data:`OFFER_COLUMNS`; bad rows raise :class:`FlexOfferError`); ``buyer``: the DSO,
+    buyer of every commitment; ``duration_h`` as in :func:`find_asks`."""
     if max_rounds < 1:
         raise InvalidInputError(f"max_rounds must be ≥ 1, got {max_rounds}")
-    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent)
+    s = _assess(feeder, forecast, limits, reverse_flow, margin_percent, duration_h)
     o = _offers(s, offers)
     if not s.viol.any():
         return _result(s, o, "no-violations", np.zeros(o.n), s.ac, asks, None, 0, 0.0, buyer)
+    allowed = o.max_price <= _ceiling(asks) + 1e-12
     A = _matrix(s, o)
     X0 = s.X0.ravel()
     corr = s.corr0.copy()
@@ -628,14 +661,15 @@ def commit(
     ac = s.ac
     best: tuple[FloatArray, PowerFlowResult, float] | None = None
     refined = False
+    active = np.zeros(X0.size, dtype=bool)
+    active[soft] = True
     for rnd in range(1, max_rounds + 1):
         lo, hi = (b.ravel() for b in _bounds(s, corr))
-        rows = _binding_rows(A, X0, lo, hi, soft)
-        sol = _flex_milp.solve(o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows])
+        sol = _solve_rows(o, A, X0, lo, hi, active, allowed=allowed)
         if sol.status != _flex_milp.OPTIMAL and best is not None:
             break  # the refined model lost the solution: keep the verified one
         if sol.status == _flex_milp.INFEASIBLE:
-            short = _shortfall(s, o, A, X0, lo, hi, rows, soft)
+            short = _shortfall(s, o, A, X0, lo, hi, active, soft, allowed)
             return _result(s, o, "infeasible", np.zeros(o.n), s.ac, asks, short, rnd, 0.0, buyer)
         if sol.status != _flex_milp.OPTIMAL:
             return _result(s, o, sol.status, np.zeros(o.n), s.ac, asks, None, rnd, 0.0, buyer)
@@ -673,15 +707,48 @@ def _push(s: _State) -> FloatArray:
     return out
 
 
-def _binding_rows(
-    A: sp.csr_matrix, X0: FloatArray, lo: FloatArray, hi: FloatArray, soft: IntArray
-) -> IntArray:
-    """Rows that some choice of fractions in [0, 1] can bring to a bound, plus ``soft``."""
+def _ceiling(asks: pd.DataFrame) -> float:
+    """The highest price ceiling of the asks (currency/kWh; inf without asks)."""
+    if asks.empty or "price_ceiling" not in asks.columns:
+        return float("inf")
+    return float(pd.to_numeric(asks["price_ceiling"]).max())
+
+
+def _solve_rows(
+    o: _Offers,
+    A: sp.csr_matrix,
+    X0: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    active: BoolArray,
+    *,
+    soft: IntArray | None = None,
+    soft_sign: FloatArray | None = None,
+    minimise_shortfall: bool = False,
+    allowed: BoolArray | None = None,
+) -> _flex_milp.Solution:
+    """Solve with the rows in ``active`` only, adding every row (of those some fractions in
+    [0, 1] can bring to a bound) that the solution breaks, until it breaks none: constraint
+    generation on the linear model, so the rows that never bind stay out. ``active`` is
+    updated in place (it keeps the rows for the next round); ``soft`` rows must be in it."""
     up = np.asarray(A.maximum(0).sum(axis=1)).ravel()
     down = np.asarray(A.minimum(0).sum(axis=1)).ravel()
     reach = (X0 + up > hi - 1e-9) | (X0 + down < lo + 1e-9)
-    reach[soft] = True
-    return np.flatnonzero(reach)
+    while True:
+        rows = np.flatnonzero(active)
+        at = None if soft is None else np.searchsorted(rows, soft)
+        sol = _flex_milp.solve(
+            o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows],
+            soft_row=at, soft_sign=soft_sign, minimise_shortfall=minimise_shortfall,
+            allowed=allowed,
+        )  # fmt: skip
+        if sol.status != _flex_milp.OPTIMAL:
+            return sol
+        X = X0 + A @ sol.x
+        broken = reach & ~active & ((X > hi + _ROW_TOL) | (X < lo - _ROW_TOL))
+        if not broken.any():
+            return sol
+        active |= broken
 
 
 def _shortfall(
@@ -691,18 +758,18 @@ def _shortfall(
     X0: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
-    rows: IntArray,
+    active: BoolArray,
     soft: IntArray,
+    allowed: BoolArray,
 ) -> FloatArray:
     """Smallest total shortfall (kW at each violated element's own bus) over the offers,
     per soft row (T × M, 0 elsewhere); all of it when even that problem has no solution."""
     t, q = np.divmod(soft, s.M)
     sigma = _self_response(s, t, q)
     side = s.viol.ravel()[soft].astype(np.float64)
-    at = np.searchsorted(rows, soft)
-    sol = _flex_milp.solve(
-        o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows],
-        soft_row=at, soft_sign=-side * sigma, minimise_shortfall=True,
+    sol = _solve_rows(
+        o, A, X0, lo, hi, active, soft=soft, soft_sign=-side * sigma, minimise_shortfall=True,
+        allowed=allowed,
     )  # fmt: skip
     out = np.zeros(s.T * s.M)
     if sol.status == _flex_milp.OPTIMAL:
@@ -732,6 +799,7 @@ def _result(
             "offer_id": o.ids,
             "participant_id": o.participant,
             "all_or_none": o.aon,
+            "within_ceiling": o.max_price <= _ceiling(asks) + 1e-12,
             "fraction": x,
             "committed": on,
             "availability_cost": x * o.availability_cost,
@@ -744,14 +812,22 @@ def _result(
     names = [s.feeder.bus_names[b] for b in buses]
     delta = pd.DataFrame(d[:, buses], index=s.time, columns=names)
     cost = float((x * o.cost).sum())
+    commitments = _commitments(o, x, buyer)
+    c = commitments
+    paid = c["committed_kw"] * (c["availability_price"] + c["price"] * c["duration_h"])
+    if abs(float(paid.sum()) - cost) > 1e-6 * (1.0 + abs(cost)):
+        raise BalanceError(
+            f"flexibility commit: the commitments are worth {float(paid.sum()):.6f}, the "
+            f"committed offers cost {cost:.6f}"
+        )
     return Commit(
         status=status,
         offers=offers,
-        commitments=_commitments(o, x, buyer),
+        commitments=commitments,
         delta_kw=delta,
         verification=_filtered(s, ac),
         cost=cost,
-        remaining=_remaining(s, asks, short),
+        remaining=_remaining(s, asks, short, buyer),
         rounds=rounds,
         max_error=max_gap,
     )
@@ -789,17 +865,37 @@ def _commitments(o: _Offers, x: FloatArray, buyer: str) -> pd.DataFrame:
     )
 
 
-def _remaining(s: _State, asks: pd.DataFrame, short: FloatArray | None) -> pd.DataFrame:
-    """The asks rows whose element and interval kept a shortfall (kw = shortfall, kW)."""
-    if short is None or asks.empty:
+def _remaining(s: _State, asks: pd.DataFrame, short: FloatArray | None, buyer: str) -> pd.DataFrame:
+    """The asks rows whose element and interval kept a shortfall (kw = shortfall, kW): the
+    caller's rows where ``asks`` has them, else rows made here as :func:`find_asks` would."""
+    if short is None:
         return FLEX_ASKS.empty()
     t, q = np.nonzero(short > _SHORT_TOL)
+    if t.size == 0:
+        return FLEX_ASKS.empty()
     res = np.asarray(_resource(s), dtype=object)
-    key = pd.MultiIndex.from_arrays([res[q], s.time[t]])
-    have = pd.MultiIndex.from_arrays(
+    need = pd.Series(short[t, q], index=pd.MultiIndex.from_arrays([res[q], s.time[t]]))
+    parts = []
+    if not asks.empty:
+        at = need.index.get_indexer(_keys(asks))
+        parts.append(asks[at >= 0])
+    area = str(asks["area"].iloc[0]) if not asks.empty and "area" in asks.columns else ""
+    own = _ask_rows(
+        s, area=area, buyer=buyer, node_id=buyer, price_ceiling=_ceiling(asks), design="",
+        market_id="", stage="flex-ask",
+    )  # fmt: skip
+    own_keys = _keys(own)
+    mine = need.index.get_indexer(own_keys) >= 0
+    if parts:
+        mine &= ~own_keys.isin(_keys(parts[0]))
+    parts.append(own[mine])
+    out = FLEX_ASKS.concat([p[FLEX_ASKS.names] for p in parts])
+    out["kw"] = need.reindex(_keys(out)).to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _keys(asks: pd.DataFrame) -> pd.MultiIndex:
+    """(resource_id, interval_start in UTC) of every ask row."""
+    return pd.MultiIndex.from_arrays(
         [asks["resource_id"].astype(str), pd.to_datetime(asks["interval_start"], utc=True)]
     )
-    at = key.get_indexer(have)
-    out = asks[at >= 0].copy()
-    out["kw"] = short[t, q][at[at >= 0]]
-    return out.reset_index(drop=True)
