@@ -20,6 +20,7 @@ from transactive.market.monitoring import (
     energy_supply,
     flex_supply,
     offer_flags,
+    pivotal_offer_flags,
     psi_frequency,
 )
 
@@ -273,3 +274,25 @@ def test_missing_capability_names_the_resource() -> None:
         offer_flags(truthful(), CAPABILITY.drop("x/hp"))
     with pytest.raises(InvalidInputError, match=r"factor 0\.5"):
         offer_flags(truthful(), CAPABILITY, factor=0.5)
+
+
+def test_a_pivotal_provider_pricing_at_the_ceiling_is_flagged_without_history() -> None:
+    a = asks([{"ask_id": "a1", "t": t, "kw": 20.0, "price_ceiling": 0.4} for t in range(3)])
+    rows = [
+        {"offer_id": f"v{t}", "who": "v", "t": t, "kw": 15.0, "price": p}
+        for t, p in enumerate((0.38, 0.37, 0.40))
+    ] + [{"offer_id": "w2", "who": "w", "t": 2, "kw": 25.0, "price": 0.39}]
+    # t0, t1: v alone cannot cover the ask, pivotal and near the ceiling (≥ 0.9 · 0.4);
+    # t2: w's 25 kW cover it without v (v not pivotal), v's 15 kW do not without w
+    f = pivotal_offer_flags(offers(rows), a)
+    assert f[["offer_id", "rule"]].values.tolist() == [
+        ["v0", "pivotal_near_ceiling"],
+        ["v1", "pivotal_near_ceiling"],
+        ["w2", "pivotal_near_ceiling"],
+    ]
+    assert f["threshold"].tolist() == pytest.approx([0.36] * 3)
+    assert f["value"].tolist() == pytest.approx([0.38, 0.37, 0.39])
+    assert offer_flags(offers(rows), None).empty  # its own history sees nothing unusual
+    assert pivotal_offer_flags(truthful(), asks([{"ask_id": "a1", "t": 0, "kw": 5.0}])).empty
+    with pytest.raises(InvalidInputError, match="ceiling_share 0"):
+        pivotal_offer_flags(offers(rows), a, ceiling_share=0.0)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
@@ -128,6 +128,7 @@ def brute_pivotal(
     return out, pivotal
 
 
+@settings(max_examples=60)  # each example runs the monitoring and a brute force
 @given(book=books(), markup=st.sampled_from([0.0, 0.3, 1.0]), withhold=st.sampled_from([0.0, 40.0]))
 def test_properties(
     book: tuple[pd.DataFrame, pd.DataFrame], markup: float, withhold: float

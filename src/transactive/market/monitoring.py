@@ -346,6 +346,45 @@ def flex_supply(offers: pd.DataFrame, asks: pd.DataFrame) -> tuple[pd.DataFrame,
     return supply, demand
 
 
+def pivotal_rows(rel: pd.DataFrame, asks: pd.DataFrame) -> np.ndarray:
+    """Per row of :func:`ask_offers` ``rel``: whether its participant is pivotal for the
+    ask in that interval (offers more than :data:`MIN_KW` there, and the other participants'
+    rows serving the ask add up to less than its kW)."""
+    key = [rel["ask_id"], rel["interval_start"]]
+    kw = rel["kw"]
+    total = kw.groupby(key, sort=False).transform("sum").to_numpy(float)
+    own = kw.groupby([*key, rel["participant_id"]], sort=False).transform("sum").to_numpy(float)
+    need = pd.DataFrame(
+        {
+            "ask_id": asks["ask_id"].astype(str).to_numpy(),
+            "interval_start": asks["interval_start"].to_numpy(),
+            "need": asks["kw"].to_numpy(float),
+        }
+    )
+    cols = ["ask_id", "interval_start"]
+    ask_kw = rel[cols].merge(need, on=cols, how="left")["need"].to_numpy(float)
+    return np.asarray((own > MIN_KW) & (total - own < ask_kw))
+
+
+def pivotal_offer_flags(
+    offers: pd.DataFrame, asks: pd.DataFrame, *, ceiling_share: float = 0.9
+) -> pd.DataFrame:
+    """Flags (rule ``pivotal_near_ceiling``, columns as :func:`offer_flags`) of the offer
+    rows whose participant is pivotal for an ask they serve and whose cost per kWh is at
+    least ``ceiling_share`` of the ask's ``price_ceiling`` — the conduct a pivotal seller
+    shows when it prices towards the cap, found without any price history."""
+    if not (np.isfinite(ceiling_share) and 0.0 < ceiling_share <= 1.0):
+        raise InvalidInputError(f"pivotal_offer_flags: ceiling_share {ceiling_share} not in (0, 1]")
+    rel = ask_offers(offers, asks)
+    o = offers.reset_index(drop=True).iloc[rel["row"].to_numpy()].reset_index(drop=True)
+    cost = _cost(o)
+    threshold = ceiling_share * rel["price_ceiling"].to_numpy(float)
+    hit = pivotal_rows(rel, asks) & (cost >= threshold)
+    out = _flag(o, "pivotal_near_ceiling", cost, threshold, hit, "currency/kWh")
+    out = out.drop_duplicates(["offer_id", "interval_start"])
+    return out.sort_values(["offer_id", "interval_start"], ignore_index=True)
+
+
 def _check_asks(asks: pd.DataFrame) -> None:
     """One row per ask and interval; kW ≥ 0 and ceilings finite."""
     dup = asks.duplicated(["ask_id", "interval_start"]).to_numpy(bool)

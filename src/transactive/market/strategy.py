@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from transactive.errors import InvalidInputError
-from transactive.market.monitoring import ask_offers
+from transactive.market.monitoring import ask_offers, pivotal_rows
 
 
 def strategic_offers(
@@ -71,20 +71,8 @@ def pivotal_ceiling(
     """Per offer row (``n_rows`` of them): the lowest ceiling (currency/kWh) of the asks
     for which ``participant`` is pivotal and the row serves, NaN where there is none.
     ``rel``: :func:`~transactive.market.monitoring.ask_offers` of the offers and ``asks``."""
-    key = ["ask_id", "interval_start"]
     mine = (rel["participant_id"] == participant).to_numpy(bool)
-    total = rel.groupby(key, sort=False)["kw"].transform("sum").to_numpy(float)
-    own = rel["kw"].where(mine, 0.0).groupby([rel[k] for k in key], sort=False).transform("sum")
-    need = pd.DataFrame(
-        {
-            "ask_id": asks["ask_id"].astype(str).to_numpy(),
-            "interval_start": asks["interval_start"].to_numpy(),
-            "need": asks["kw"].to_numpy(float),
-        }
-    )
-    ask_kw = rel[key].merge(need, on=key, how="left")["need"].to_numpy(float)
-    others = total - own.to_numpy(float)
-    pivotal = mine & (own.to_numpy(float) > 0) & (others < ask_kw)
+    pivotal = mine & pivotal_rows(rel, asks)
     out = np.full(n_rows, np.nan)
     if pivotal.any():
         low = rel[pivotal].groupby("row")["price_ceiling"].min()

@@ -13,7 +13,8 @@ measures of :mod:`transactive.market.monitoring`:
   for flexibility, one market per ask and interval, the share over the intervals with an
   ask (NaN / 0 / NaN without asks or offers);
 * ``flagged_offers``: distinct flexibility offers flagged by
-  :func:`~transactive.market.monitoring.offer_flags` (0 without offers).
+  :func:`~transactive.market.monitoring.offer_flags` or
+  :func:`~transactive.market.monitoring.pivotal_offer_flags` (0 without offers).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from transactive.market.monitoring import (
     energy_supply,
     flex_supply,
     offer_flags,
+    pivotal_offer_flags,
 )
 
 #: KPI name → one-line meaning, in report order.
@@ -42,8 +44,8 @@ MARKET_POWER_KPIS: dict[str, str] = {
     "flex_pivotal_share": "share of intervals with asks in which some ask has a pivotal "
     "flexibility provider",
     "flex_rsi_min": "lowest residual supply index of the offers serving an ask",
-    "flagged_offers": "flexibility offers flagged (beyond capability, withheld, or priced far "
-    "above their history or peers)",
+    "flagged_offers": "flexibility offers flagged (beyond capability, withheld, priced far "
+    "above their history or peers, or near the ceiling by a pivotal provider)",
 }
 
 #: Which way is better for each KPI of :data:`MARKET_POWER_KPIS` (the entries
@@ -77,7 +79,7 @@ def market_power_kpis(
     offers = _of(flex_offers, design) if len(flex_offers) else FLEX_OFFERS.empty()
     asks = _of(flex_asks, design) if len(flex_asks) else FLEX_ASKS.empty()
     flex = concentration(*flex_supply(offers, asks))
-    flags = offer_flags(offers, capability_kw, history) if len(offers) else None
+    flagged = _flagged(offers, asks, capability_kw, history)
     return {
         "energy_hhi_max": _max(energy["hhi"]),
         "energy_pivotal_share": _pivotal_share(energy),
@@ -85,8 +87,21 @@ def market_power_kpis(
         "flex_hhi_max": _max(flex["hhi"]),
         "flex_pivotal_share": _pivotal_share(flex),
         "flex_rsi_min": _min(flex["rsi_min"]),
-        "flagged_offers": float(flags["offer_id"].nunique()) if flags is not None else 0.0,
+        "flagged_offers": float(flagged),
     }
+
+
+def _flagged(
+    offers: pd.DataFrame,
+    asks: pd.DataFrame,
+    capability_kw: pd.Series | None,
+    history: pd.DataFrame | None,
+) -> int:
+    """Number of distinct offers flagged by either screen."""
+    if offers.empty:
+        return 0
+    screens = (offer_flags(offers, capability_kw, history), pivotal_offer_flags(offers, asks))
+    return len(set().union(*(f["offer_id"] for f in screens)))
 
 
 def _of(df: pd.DataFrame, design: str) -> pd.DataFrame:
