@@ -277,7 +277,9 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             else 0.0,
             f"aggregator_revenue_{cur}": float(0.0 - t["net"][agg].sum()) if len(t) else 0.0,
             f"dso_revenue_{cur}": float(0.0 - t["net"][dso].sum()) if len(t) else 0.0,
-            f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
+            f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) - _dso_flex_paid(lines, name)
+            if len(t)
+            else 0.0,
             **flexibility_kpis(results, name, lines, v, pf_hours),
             **market_power(results, name),
         }
@@ -495,3 +497,13 @@ def market_power(results: SimResults, design: str) -> dict[str, float]:
         ev(results.bids), offers, ev(results.flex_asks), design, history=history
     )
     return {k: float(np.nan_to_num(got[k])) for k in MARKET_POWER}
+
+
+def _dso_flex_paid(lines: pd.DataFrame, design: str) -> float:
+    """What the DSOs paid for flexibility in ``design`` (availability and utilisation lines,
+    currency): part of their payments, not of their wholesale purchases."""
+    if lines.empty:
+        return 0.0
+    mine = _of(lines, design)
+    paid = mine["charge"].astype(str).isin(["flex_availability", "flex_utilisation"])
+    return float(mine["amount"][paid.to_numpy(dtype=bool)].sum()) / MINOR
