@@ -13,7 +13,7 @@ import transactive.sim.runner as runner
 from transactive.core.curves import concat, quantity_at
 from transactive.designs.base import Setting
 from transactive.designs.flexibility import Flexible
-from transactive.designs.registry import design_class, is_design, split_variant
+from transactive.designs.registry import design_class, is_design, names, split_variant
 from transactive.designs.tariff import FlatUncontrolled
 from transactive.errors import InvalidInputError
 from transactive.nodes.tree import roll_up
@@ -33,6 +33,7 @@ def test_the_registry_resolves_flexibility_variants() -> None:
     assert split_variant("bau-tou+flex-strategic") == ("bau-tou", "+flex-strategic")
     assert is_design("grand-central+flex") and not is_design("nope+flex")
     assert not is_design("bau-flat+flex+flex")
+    assert not any("+" in n for n in names())  # variants are not registered designs
     for bad in ("nope+flex", "bau-flat+flex+flex", "+flex"):
         with pytest.raises(InvalidInputError, match="unknown design"):
             design_class(bad)

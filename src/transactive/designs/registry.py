@@ -34,6 +34,8 @@ def names() -> tuple[str, ...]:
 #: ``<design>+flex`` adds the DSO's day-ahead flexibility ask-bid-commit to ``<design>``,
 #: ``<design>+flex-strategic`` the same with a strategic aggregator.
 FLEX_SUFFIXES = ("+flex", "+flex-strategic")
+#: Flexibility variants built so far (kept apart: :func:`names` lists registered designs only).
+_VARIANTS: dict[str, type[Design]] = {}
 
 
 def split_variant(name: str) -> tuple[str, str]:
@@ -62,10 +64,12 @@ def design_class(name: str) -> type[Design]:
     """The class registered as ``name``."""
     entry = _REGISTRY.get(name)
     inner, suffix = split_variant(name)
+    if entry is None and name in _VARIANTS:
+        return _VARIANTS[name]
     if entry is None and suffix and inner in _REGISTRY and "+" not in inner:
         from transactive.designs.flexibility import variant
 
-        entry = _REGISTRY[name] = variant(
+        entry = _VARIANTS[name] = variant(
             design_class(inner), strategic=suffix.endswith("-strategic")
         )
         return entry
