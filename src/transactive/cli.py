@@ -433,10 +433,11 @@ def _chosen_designs(design: list[str] | None) -> tuple[str, ...] | None:
     """The ``--design`` options, each a registered design, or None (the scenario's)."""
     if not design:
         return None
+    from transactive.designs.registry import is_design
     from transactive.designs.registry import names as design_names
 
     for name in design:
-        if name not in design_names():
+        if not is_design(name):
             raise InvalidInputError(
                 f"--design: unknown {name!r} (choose from {', '.join(design_names())})"
             )

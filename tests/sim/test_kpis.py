@@ -337,7 +337,14 @@ def test_every_kpi_has_a_direction_and_a_category_and_the_table_its_shape() -> N
     assert set(KPI_BETTER) == set(KPI_DOCS)
     assert all(v in ("lower", "higher", None) for v in KPI_BETTER.values())
     cats = {name: kpi_category(name) for name in kpi_names("EUR")}
-    assert set(cats.values()) == {"grid", "synchronisation", "comfort", "money", "info"}
+    assert set(cats.values()) == {
+        "grid",
+        "synchronisation",
+        "comfort",
+        "money",
+        "info",
+        "market power",
+    }
     for name, cat in cats.items():
         info_money = name.endswith("revenue_eur") or name.startswith(("mean_price", "max_price"))
         assert (kpi_better(name) is None) == (cat == "info" or info_money)

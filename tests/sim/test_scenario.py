@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from transactive.core.units import DEFAULT_CAP
+from transactive.designs.registry import is_design
 from transactive.designs.registry import names as design_names
 from transactive.errors import InvalidInputError
 from transactive.sim import scenario_docs
@@ -70,7 +71,7 @@ def test_examples_parse(path: Path) -> None:
     assert sc.name == path.stem
     assert len(sc.areas) >= 1
     assert sc.areas[0].feeder.startswith("simbench:")
-    assert sc.designs and set(sc.designs) <= set(design_names())
+    assert sc.designs and all(is_design(d) for d in sc.designs)
     assert sc.intervals.n * sc.market_interval_min == (sc.end - sc.run_start) / timedelta(minutes=1)
     assert sc.run_start == sc.start - timedelta(days=sc.warmup_days)
 
@@ -291,9 +292,10 @@ def test_every_problem_is_listed_one_per_line() -> None:
             "de-try-06, de-try-07, de-try-08, de-try-09, de-try-10, de-try-11, de-try-12, "
             "de-try-13, de-try-14, de-try-15)",
             "my.toml: 'colour': unknown key (expected one of aggregator, areas, baseline, "
-            "capacity, der, designs, dso, end, feeder, forecast, grid, homes, homes_per_load, "
-            "market, market_interval_min, name, p2p, paradigms, powerflow_interval_min, "
-            "records, region, seed, seeds, settlement, start, tariff, timezone, warmup_days, "
+            "capacity, der, designs, dso, end, feeder, flexibility, forecast, grid, homes, "
+            "homes_per_load, market, market_interval_min, name, p2p, paradigms, "
+            "powerflow_interval_min, records, region, seed, seeds, settlement, start, tariff, "
+            "timezone, warmup_days, "
             "weather_site, wholesale)",
         ]
     )

@@ -43,6 +43,7 @@ import pandas as pd
 from transactive.settlement import participant_totals
 from transactive.settlement.totals import MINOR
 from transactive.sim.capacity_stage import capacity_kpis
+from transactive.sim.market_power import MARKET_POWER_BETTER, MARKET_POWER_KPIS, market_power_kpis
 from transactive.sim.results import SimResults
 
 #: A price fall counts for ``rebound_kw`` when it is at least this fraction of the evaluated
@@ -97,7 +98,22 @@ KPI_DOCS: dict[str, str] = {
     "p2p_volume_kwh": "energy traded peer to peer between homes",
     "p2p_mean_price_{cur}_per_kwh": "kWh-weighted mean price sellers got peer to peer "
     "(before the network charge; 0 without trades)",
+    "flex_asked_kwh": "flexibility the DSOs asked for a day ahead (asks × interval length)",
+    "flex_committed_kwh": "flexibility the DSOs committed (commitments, rebound not counted)",
+    "flex_delivered_kwh": "flexibility delivered against the baseline, at most the commitment "
+    "(the paid utilisation energy)",
+    "flex_cost_{cur}": "what the DSOs pay for flexibility: availability + utilisation − penalties",
+    "flex_cost_per_kwh_{cur}": "the DSOs' flexibility cost per kWh of relief delivered (0 when "
+    "none was delivered)",
+    "violations_avoided_h": "area-hours with a violation in the day-ahead forecast of the inner "
+    "design minus area-hours with a violation in the run (flexibility designs; 0 otherwise)",
 }
+
+#: The market-power measures of :mod:`transactive.sim.market_power` a run reports: every one
+#: but the residual supply indices (undefined without sellers or demand, so not a KPI every
+#: design has); an HHI is 0 where nobody sells.
+MARKET_POWER = {k: v for k, v in MARKET_POWER_KPIS.items() if not k.endswith("_rsi_min")}
+KPI_DOCS.update(MARKET_POWER)
 
 Better = Literal["lower", "higher"] | None
 
@@ -140,6 +156,13 @@ KPI_BETTER: dict[str, Better] = {
     "deferral_value_{cur}": "higher",
     "p2p_volume_kwh": None,
     "p2p_mean_price_{cur}_per_kwh": None,
+    "flex_asked_kwh": None,
+    "flex_committed_kwh": None,
+    "flex_delivered_kwh": None,
+    "flex_cost_{cur}": "lower",
+    "flex_cost_per_kwh_{cur}": "lower",
+    "violations_avoided_h": "higher",
+    **{k: MARKET_POWER_BETTER[k] for k in MARKET_POWER},
 }
 
 _CATEGORY: dict[str, str] = {
@@ -159,6 +182,10 @@ _CATEGORY: dict[str, str] = {
     "curtailed_pv_kwh": "comfort",
     "curtailed_load_kwh": "comfort",
     "capacity_procured_kw": "info",
+    "flex_asked_kwh": "info",
+    "flex_committed_kwh": "info",
+    "flex_delivered_kwh": "info",
+    **dict.fromkeys(MARKET_POWER, "market power"),
 }
 
 #: Violation kind of the check table → its duration KPI.
@@ -202,8 +229,8 @@ def kpi_better(name: str) -> Better:
 
 
 def kpi_category(name: str) -> str:
-    """``grid``, ``synchronisation``, ``comfort`` (comfort and service), ``money`` or ``info``
-    (no better direction) for KPI ``name`` (currency resolved)."""
+    """``grid``, ``synchronisation``, ``comfort`` (comfort and service), ``money``, ``market
+    power`` or ``info`` (no better direction) for KPI ``name`` (currency resolved)."""
     key = kpi_template(name)
     if key in _CATEGORY:
         return _CATEGORY[key]
@@ -265,7 +292,11 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             else 0.0,
             f"aggregator_revenue_{cur}": float(0.0 - t["net"][agg].sum()) if len(t) else 0.0,
             f"dso_revenue_{cur}": float(0.0 - t["net"][dso].sum()) if len(t) else 0.0,
-            f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) if len(t) else 0.0,
+            f"wholesale_purchases_{cur}": float(t["paid"][dso].sum()) - _dso_flex_paid(lines, name)
+            if len(t)
+            else 0.0,
+            **flexibility_kpis(results, name, lines, v, pf_hours),
+            **market_power(results, name),
             **capacity_kpis(results.capacity, cur),
             **p2p_kpis(ev(_of(results.trades, name)), cur),
         }
@@ -427,3 +458,80 @@ def _comfort_mean(dispatch: pd.DataFrame, kind: pd.Series, device: str) -> float
     mine = (kind == device).to_numpy(dtype=bool)
     n = int(dispatch["resource_id"][mine].nunique())
     return float(dispatch["comfort_dev_kh"][mine].sum()) / n if n else 0.0
+
+
+def flexibility_kpis(
+    results: SimResults,
+    design: str,
+    lines: pd.DataFrame,
+    violations: pd.DataFrame,
+    pf_hours: float,
+) -> dict[str, float]:
+    """The flexibility KPIs of ``design`` over the evaluated period (see :data:`KPI_DOCS`):
+    from its asks and commitments, its flexibility settlement ``lines`` (the evaluated
+    settlement) and its realised ``violations``. ``violations_avoided_h`` compares area-hours:
+    the (area, interval) pairs with an ask (a forecast violation) times the interval length,
+    less the (area, power-flow step) pairs with a violation times the step length."""
+    cur = results.currency.lower()
+    asks = results.evaluated(_of(results.flex_asks, design))
+    com = results.evaluated(_of(results.commitments, design))
+    flex = _of(lines, design)
+    flex = flex[flex["charge"].astype(str).str.startswith("flex_").to_numpy(dtype=bool)]
+    paid = flex["amount"].to_numpy(dtype=np.int64)
+    by_dso = flex["charge"].astype(str).to_numpy() != "flex_penalty"
+    cost = float(paid[by_dso].sum() - paid[~by_dso].sum()) / MINOR
+    util = flex["charge"].astype(str).to_numpy() == "flex_utilisation"
+    delivered = float(flex["quantity_kwh"].to_numpy(dtype=float)[util].sum())
+    is_flex = "+flex" in design
+    if is_flex:
+        asked_h = float(
+            asks[["area", "interval_start", "duration_h"]]
+            .drop_duplicates(["area", "interval_start"])["duration_h"]
+            .sum()
+        )
+        realised_h = (
+            float(violations[["area", "time"]].drop_duplicates().shape[0]) * pf_hours
+            if len(violations)
+            else 0.0
+        )
+        avoided = asked_h - realised_h
+    else:
+        avoided = 0.0
+    return {
+        "flex_asked_kwh": float((asks["kw"] * asks["duration_h"]).sum()) if len(asks) else 0.0,
+        "flex_committed_kwh": float((com["committed_kw"] * com["duration_h"]).sum())
+        if len(com)
+        else 0.0,
+        "flex_delivered_kwh": delivered,
+        f"flex_cost_{cur}": cost,
+        f"flex_cost_per_kwh_{cur}": cost / delivered if delivered > 0 else 0.0,
+        "violations_avoided_h": avoided,
+    }
+
+
+def market_power(results: SimResults, design: str) -> dict[str, float]:
+    """The market-power KPIs of ``design`` (:func:`~transactive.sim.market_power.
+    market_power_kpis`) over the evaluated period. The offers of a strategic variant
+    (``…+flex-strategic``) are screened against the truthful variant's offers of the same
+    run (``…+flex``) as the aggregator's competitive history, when the run has it; every
+    other design's against its own."""
+    ev = results.evaluated
+    offers = ev(results.flex_offers)
+    history = None
+    if design.endswith("+flex-strategic"):
+        truthful = _of(offers, design.removesuffix("-strategic"))
+        history = truthful if len(truthful) else None
+    got = market_power_kpis(
+        ev(results.bids), offers, ev(results.flex_asks), design, history=history
+    )
+    return {k: float(np.nan_to_num(got[k])) for k in MARKET_POWER}
+
+
+def _dso_flex_paid(lines: pd.DataFrame, design: str) -> float:
+    """What the DSOs paid for flexibility in ``design`` (availability and utilisation lines,
+    currency): part of their payments, not of their wholesale purchases."""
+    if lines.empty:
+        return 0.0
+    mine = _of(lines, design)
+    paid = mine["charge"].astype(str).isin(["flex_availability", "flex_utilisation"])
+    return float(mine["amount"][paid.to_numpy(dtype=bool)].sum()) / MINOR

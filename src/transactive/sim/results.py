@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from transactive.core.records import COMMITMENTS, FLEX_ASKS, FLEX_OFFERS
 from transactive.settlement.totals import MINOR
 
 if TYPE_CHECKING:
@@ -33,11 +34,15 @@ SUMMARIES = (
     "weather",
     "capacity",
 )
+#: The flexibility market's tables (empty without a flexibility design): asks, offers and
+#: commitments (schemas in :mod:`transactive.core.records`) and the orders (the commit's
+#: result per offer, :data:`transactive.sim.flexibility.ORDER_COLUMNS`).
+FLEX_TABLES = ("flex_asks", "flex_offers", "commitments", "flex_orders")
 #: The structure settlement needs besides the records: the node tree (``nodes``, see
 #: :mod:`transactive.nodes.tables`) and the meter registry (``meters``: public keys,
 #: participants, nodes, capacities), as parquet and CSV.
 STRUCTURE = ("nodes", "meters")
-TABLES = RECORDS + SUMMARIES + STRUCTURE
+TABLES = RECORDS + SUMMARIES + STRUCTURE + FLEX_TABLES
 #: The signed meter messages, one JSON document per line (:func:`write_tables`).
 READINGS_FILE = "readings.jsonl"
 #: What settling the records again needs to know about the run (:func:`run_info`).
@@ -120,6 +125,11 @@ class SimResults:
     #: Peer-to-peer trades (designs with a p2p stage; :mod:`transactive.designs.p2p`): one row
     #: per matched pair and interval, kWh, price and network charge (currency/kWh).
     trades: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The flexibility market (:data:`FLEX_TABLES`): asks, offers, commitments, orders.
+    flex_asks: pd.DataFrame = field(default_factory=FLEX_ASKS.empty)
+    flex_offers: pd.DataFrame = field(default_factory=FLEX_OFFERS.empty)
+    commitments: pd.DataFrame = field(default_factory=COMMITMENTS.empty)
+    flex_orders: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def evaluated(self, df: pd.DataFrame, column: str = "interval_start") -> pd.DataFrame:
         """The rows of ``df`` inside the evaluated period (``column`` ≥ :attr:`kpi_start`)."""

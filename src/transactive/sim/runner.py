@@ -22,12 +22,23 @@ import numpy as np
 import pandas as pd
 
 from transactive.core.curves import Curves, FloatArray, concat
-from transactive.core.records import AWARDS, BIDS, DISPATCH, METER, Schema
+from transactive.core.records import (
+    AWARDS,
+    BIDS,
+    COMMITMENTS,
+    DISPATCH,
+    FLEX_ASKS,
+    FLEX_OFFERS,
+    METER,
+    Schema,
+)
 from transactive.der.base import Context, EnergyReport, make_context
 from transactive.der.fleet import Fleet
 from transactive.der.weather import Weather
 from transactive.designs.base import Clearing, Design, Setting, Stage
+from transactive.designs.flexibility import Flexible
 from transactive.designs.registry import design_class
+from transactive.errors import InvalidInputError
 from transactive.grid.limits import check_limits
 from transactive.grid.model import Feeder, Injections
 from transactive.grid.powerflow import PowerFlow
@@ -38,6 +49,13 @@ from transactive.nodes.wholesale import PriceSeries
 from transactive.settlement import Levy, day_ahead_price, settle, value_table
 from transactive.settlement.meter_data import MarketGrid, registry_table
 from transactive.sim.capacity_stage import capacity_table
+from transactive.sim.flexibility import (
+    FlexDay,
+    empty_orders,
+    flex_step,
+    forecast_stage,
+    settle_flex,
+)
 from transactive.sim.forecast import day_ahead_weather, forecast_fleet, real_time_prices
 from transactive.sim.kpis import compute_kpis
 from transactive.sim.metering import read_meters
@@ -66,6 +84,13 @@ def run(
 ) -> SimResults:
     """Run every design of ``scenario`` (or the given subset) on the same world."""
     chosen = designs or scenario.designs
+    wanted = scenario.flexibility.variants() if scenario.flexibility is not None else ()
+    for name in chosen:
+        if "+flex" in name and name not in wanted:
+            raise InvalidInputError(
+                f"design {name!r} needs its inner design in the scenario's [flexibility] designs"
+                + ("" if name.endswith("+flex") else " and a [flexibility.strategic] table")
+            )
     world = build_world(scenario)
     setting = make_setting(world)
     built = [design_class(name)(setting) for name in chosen]
@@ -95,6 +120,14 @@ def run(
         period=sc.period,
         trades=evaluated(tables["trades"], kpi_start) if len(tables["trades"]) else None,
     )
+    flex = [f for r in runs for f in r.flex]
+    commitments = COMMITMENTS.concat([f.commitments for f in flex])
+    if len(commitments) and scenario.flexibility is not None:
+        settlement = settle_flex(
+            settlement, commitments, meter, tree, flexibility=scenario.flexibility,
+            timezone=scenario.timezone, currency=scenario.market.currency,
+            evaluated_start=kpi_start, payees=_payees(scenario), period=sc.period,
+        )  # fmt: skip
     participants = with_payees(participants_table(world), settlement)
     value = value_table(
         settlement,
@@ -135,6 +168,10 @@ def run(
         violations=tables["violations"],
         dlmp=tables["dlmp"],
         trades=tables["trades"],
+        flex_asks=FLEX_ASKS.concat([f.asks for f in flex]),
+        flex_offers=FLEX_OFFERS.concat([f.offers for f in flex]),
+        commitments=commitments,
+        flex_orders=_orders([f.orders for f in flex]),
         kpi_start=kpi_start,
         timezone=scenario.timezone,
         seed=scenario.seed,
@@ -144,6 +181,18 @@ def run(
         capacity=capacity_table(world, tables["grid"]),
     )
     return replace(res, kpis=compute_kpis(res, scenario.intervals.hours * scenario.powerflow_every))
+
+
+def _orders(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The flexibility orders of every day (empty days left out)."""
+    filled = [p for p in parts if len(p)]
+    return pd.concat(filled, ignore_index=True) if filled else empty_orders()
+
+
+def _payees(scenario: Scenario) -> set[str]:
+    """Payees of the run's levies and VAT outside the tree."""
+    sc = scenario.settlement
+    return {lv.payee for lv in sc.levies} | ({sc.vat_payee} if sc.vat_percent else set())
 
 
 def run_info(scenario: Scenario) -> dict[str, object]:
@@ -162,6 +211,9 @@ def run_info(scenario: Scenario) -> dict[str, object]:
             "n_intervals": scenario.intervals.n,
         },
         "settlement": scenario.settlement.model_dump(mode="json"),
+        "flexibility": scenario.flexibility.model_dump(mode="json")
+        if scenario.flexibility is not None
+        else None,
     }
 
 
@@ -223,6 +275,7 @@ class DesignRun:
     violations: pd.DataFrame
     dlmp: pd.DataFrame
     trades: pd.DataFrame = field(default_factory=pd.DataFrame)
+    flex: tuple[FlexDay, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -334,19 +387,35 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     q_acc = np.zeros(bus_offset[-1])
     k_pf = sc.powerflow_every
     stage: Stage = design.stages[-1]
-    day_starts = _day_starts(sc) if design.two_settlement else np.zeros(0, dtype=np.int64)
+    flexible = isinstance(design, Flexible)
+    day_starts = (
+        _day_starts(sc) if design.two_settlement or flexible else np.zeros(0, dtype=np.int64)
+    )
+    flex_days: list[FlexDay] = []
+    flex_tail = round(sc.flexibility.rebound_h / dt) if flexible and sc.flexibility else 0
     da_weather = day_ahead_weather(world.weather, sc.forecast, sc.seed)
     for t in range(iv.n):
         v_all = np.concatenate(v_bus)
         if t in day_starts:
             t1 = int(day_starts[day_starts > t][0]) if (day_starts > t).any() else iv.n
-            da_kw, da_price = _day_ahead(
-                world, design, fleets, t, t1, da_weather, v_all[gbus], utc_offset_h
-            )
-            for j in range(t, t1):
-                da = {"design": name, "stage": "day-ahead", "interval_start": starts.values[j],
-                      "duration_h": dt}  # fmt: skip
-                node_rows(rec["awards"], da, da_kw[j - t], da_price[j - t], "cleared")
+            if flexible:
+                assert isinstance(design, Flexible)
+                inner, inner_stage = forecast_stage(design)
+                t2 = min(t1 + flex_tail, iv.n)  # the forecast runs on for the rebound
+                ahead = forecast_day(
+                    world, inner, inner_stage, fleets, t, t2, da_weather, v_all[gbus],
+                    utc_offset_h, keep_fleets=True,
+                )  # fmt: skip
+                flex_days.append(flex_step(world, design, ahead, t, t1, t2))
+                design.schedule(t, flex_days[-1].delta_kw)
+            if design.two_settlement:
+                da_kw, da_price = _day_ahead(
+                    world, design, fleets, t, t1, da_weather, v_all[gbus], utc_offset_h
+                )
+                for j in range(t, t1):
+                    da = {"design": name, "stage": "day-ahead", "interval_start": starts.values[j],
+                          "duration_h": dt}  # fmt: skip
+                    node_rows(rec["awards"], da, da_kw[j - t], da_price[j - t], "cleared")
         ctxs = _contexts(
             world, t, design.forecast(t), world.weather, v_all[gbus], float(utc_offset_h[t])
         )
@@ -471,6 +540,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         if dlmp
         else _empty_dlmp(),
         trades=pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
+        flex=tuple(flex_days),
     )
 
 
@@ -518,6 +588,59 @@ def _step(
     return out, reports
 
 
+@dataclass(frozen=True)
+class ForecastDay:
+    """A day as the day-ahead forecast sees it (:func:`forecast_day`): per interval, every
+    node's position (kW) and price (currency/kWh), shape ``(T, nodes)``, every device's
+    power (kW, + consume) and reactive power (kvar), ``(T, devices)``, and — when kept — the
+    forecast fleets at every interval start and at the end (``T + 1`` lists)."""
+
+    node_kw: FloatArray
+    node_price: FloatArray
+    device_kw: FloatArray
+    device_q: FloatArray
+    fleets: tuple[tuple[Fleet, ...], ...] = ()
+
+
+def forecast_day(
+    world: World,
+    design: Design,
+    stage: Stage,
+    fleets: list[Fleet],
+    t0: int,
+    t1: int,
+    weather: Weather,
+    voltage: FloatArray,
+    utc_offset_h: FloatArray,
+    *,
+    keep_fleets: bool = False,
+) -> ForecastDay:
+    """Intervals ``t0 … t1 − 1`` as the day-ahead forecast sees them: a copy of the devices,
+    as the forecast sees them (:func:`~transactive.sim.forecast.forecast_fleet`), is stepped
+    through the day with the forecast ``weather`` and cleared by ``design``'s ``stage``. The
+    devices themselves do not move."""
+    sc = world.scenario
+    n, n_dev = world.plan.tree.n, world.devices.n
+    kw, price = np.full((t1 - t0, n), np.nan), np.full((t1 - t0, n), np.nan)
+    dkw, dq = np.zeros((t1 - t0, n_dev)), np.zeros((t1 - t0, n_dev))
+    day = int(sc.intervals.starts[t0].value // (86400 * 10**9))
+    ahead = [forecast_fleet(f, sc.forecast, sc.seed, day, i) for i, f in enumerate(fleets)]
+    kept = [tuple(ahead)] if keep_fleets else []
+    for t in range(t0, t1):
+        ctxs = _contexts(world, t, design.forecast(t), weather, voltage, float(utc_offset_h[t]))
+        bids = [f.bid(c) for f, c in zip(ahead, ctxs, strict=True)]
+        clearing = design.clear(t, stage, concat(bids), partial(_uncontrolled, world, ahead, ctxs))
+        ahead, reports = _step(ahead, ctxs, bids, clearing, world.devices.slices)
+        kw[t - t0], price[t - t0] = clearing.node_kw, clearing.node_price
+        for sl, rep in zip(world.devices.slices, reports, strict=True):
+            dkw[t - t0, sl] = rep.power_kw
+            if "q_kvar" in rep.extra:
+                dq[t - t0, sl] = rep.extra["q_kvar"]
+        if keep_fleets:
+            kept.append(tuple(ahead))
+    return ForecastDay(kw, price, dkw, dq, tuple(kept))
+
+
 def _day_ahead(
     world: World,
     design: Design,
@@ -528,25 +651,11 @@ def _day_ahead(
     voltage: FloatArray,
     utc_offset_h: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """The day-ahead stage of intervals ``t0 … t1 − 1``: a copy of the devices, as the
-    forecast sees them (:func:`~transactive.sim.forecast.forecast_fleet`), is stepped through
-    the day with the forecast ``weather`` and cleared by the design's day-ahead stage; the
-    result is every node's position (kW) and day-ahead price per interval, shape
-    ``(t1 − t0, nodes)``. The devices themselves do not move."""
-    sc = world.scenario
-    n = world.plan.tree.n
-    kw, price = np.full((t1 - t0, n), np.nan), np.full((t1 - t0, n), np.nan)
-    day = int(sc.intervals.starts[t0].value // (86400 * 10**9))
-    ahead = [forecast_fleet(f, sc.forecast, sc.seed, day, i) for i, f in enumerate(fleets)]
-    for t in range(t0, t1):
-        ctxs = _contexts(world, t, design.forecast(t), weather, voltage, float(utc_offset_h[t]))
-        bids = [f.bid(c) for f, c in zip(ahead, ctxs, strict=True)]
-        clearing = design.clear(
-            t, "day-ahead", concat(bids), partial(_uncontrolled, world, ahead, ctxs)
-        )
-        ahead, _ = _step(ahead, ctxs, bids, clearing, world.devices.slices)
-        kw[t - t0], price[t - t0] = clearing.node_kw, clearing.node_price
-    return kw, price
+    """The day-ahead stage of intervals ``t0 … t1 − 1`` (:func:`forecast_day` under the
+    design's day-ahead stage): every node's position (kW) and day-ahead price per interval,
+    shape ``(t1 − t0, nodes)``."""
+    day = forecast_day(world, design, "day-ahead", fleets, t0, t1, weather, voltage, utc_offset_h)
+    return day.node_kw, day.node_price
 
 
 def _day_starts(sc: Scenario) -> np.ndarray:

@@ -51,6 +51,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from transactive.core.units import DEFAULT_CAP, DEFAULT_FLOOR
+from transactive.designs.registry import is_design
 from transactive.designs.registry import names as design_names
 from transactive.errors import InvalidInputError
 
@@ -71,6 +72,7 @@ __all__ = [
     "Capacity",
     "Der",
     "Dso",
+    "Flexibility",
     "Forecast",
     "GridLimits",
     "Homes",
@@ -654,6 +656,105 @@ class Capacity(_Model):
         return self
 
 
+class Strategic(_Model):
+    """The strategic aggregator (issue 12, market power): where it is pivotal for an ask, it
+    marks its offers up towards the ask's price ceiling and withholds part of them
+    (:func:`transactive.market.strategy.strategic_offers`)."""
+
+    markup: Num = _key(
+        0.8,
+        "Share of the gap between its truthful price and the ask's price ceiling it adds "
+        "(0: truthful, 1: bid the ceiling).",
+        ge=0,
+        le=1,
+    )
+    withhold_percent: Num = _key(
+        0.0, "Share of its offered kW it withholds where pivotal.", unit="%", ge=0, le=100
+    )
+
+
+class Flexibility(_Model):
+    """Flexibility ask-bid-commit (issue 12; docs/flexibility.md, "In the simulator"): each
+    listed design gets a variant `<design>+flex` (and `<design>+flex-strategic` with
+    `[flexibility.strategic]`) in which, each local day ahead, the DSO forecasts its grid,
+    asks for flexibility where it finds violations, the aggregator offers its batteries'
+    flexibility around their forecast schedule (with the rebound), the DSO commits the
+    least-cost set, and in real time the committed batteries deliver; delivery is measured
+    against a baseline and settled."""
+
+    designs: tuple[str, ...] = _key(
+        description="Inner designs that get a flexibility variant (added to `designs` when "
+        "missing).",
+        bounds="each a registered design, unique",
+        min_length=1,
+    )
+    price_ceiling: Num = _key(
+        1.0, "The most the DSO pays per kWh of flexibility (utilisation).", unit="currency/kWh",
+        gt=0,
+    )  # fmt: skip
+    availability_price: Num = _key(
+        0.002, "The aggregator's availability price per committed kW and interval.",
+        unit="currency/kW", ge=0,
+    )  # fmt: skip
+    margin_percent: Num = _key(
+        5.0, "The DSO asks for enough to bring each violated element this far inside its "
+        "limit (forecast error, linearisation).", unit="%", ge=0, lt=50,
+    )  # fmt: skip
+    reverse_flow: Annotated[bool, Strict()] = _key(
+        False, "Ask for flexibility against reverse flow at the substation too."
+    )
+    baseline: Annotated[str, StringConstraints(min_length=1)] = _key(
+        "meter-before-meter-after",
+        "Baseline of the settlement.baselines registry delivery is measured against. "
+        "`meter-before-meter-after` needs no prior days, so it works from the first day of a "
+        "one-week run after one warm-up day (day-matching baselines need 5–10 prior days).",
+    )
+    tolerance_percent: Num = _key(
+        10.0, "Delivery within this share below the commitment is not penalised.", unit="%",
+        ge=0, le=100,
+    )  # fmt: skip
+    penalty_factor: Num = _key(
+        1.5, "Penalty per kWh of shortfall, times the utilisation price.", ge=0
+    )
+    rebound_h: Num = _key(
+        8.0, "Hours after an activation over which a battery's rebound (payback) is spread "
+        "(the day-ahead forecast runs on this far into the next day for it).",
+        unit="h", gt=0, le=24,
+    )  # fmt: skip
+    strategic: Strategic | None = _key(
+        None, "The strategic aggregator (`{ markup = 0.8, withhold_percent = 0 }`); unset: "
+        "no strategic variant."
+    )  # fmt: skip
+
+    @field_validator("designs")
+    @classmethod
+    def _inner(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, d in enumerate(v):
+            if d not in design_names() or "+" in d:
+                raise _fail(
+                    str(i), "unknown inner design '{design}' (choose from {known})",
+                    design=d, known=", ".join(n for n in design_names() if "+" not in n),
+                )  # fmt: skip
+        if len(set(v)) != len(v):
+            raise _fail("", "designs must be unique, got {v}", v=list(v))
+        return v
+
+    @field_validator("baseline")
+    @classmethod
+    def _known_baseline(cls, v: str) -> str:
+        from transactive.settlement.baselines import baseline_names
+
+        if v not in baseline_names():
+            raise _fail("", "unknown baseline '{name}' (choose from {known})",
+                        name=v, known=", ".join(baseline_names()))  # fmt: skip
+        return v
+
+    def variants(self) -> tuple[str, ...]:
+        """The flexibility variants of the inner designs."""
+        suffixes = ("+flex", "+flex-strategic") if self.strategic is not None else ("+flex",)
+        return tuple(f"{d}{s}" for d in self.designs for s in suffixes)
+
+
 # --- the scenario ----------------------------------------------------------------------------
 
 
@@ -669,6 +770,16 @@ def _baseline_design(v: str | None, info: ValidationInfo) -> str | None:
         raise _fail("", "'{design}' is not one of `designs` ({known})",
                     design=v, known=", ".join(designs))  # fmt: skip
     return v
+
+
+def _add_variants(raw: dict[str, Any], flex: dict[str, Any]) -> None:
+    """Append the flexibility variants of ``[flexibility].designs`` that ``designs`` lacks."""
+    inner = flex.get("designs")
+    if not isinstance(inner, list) or not all(isinstance(d, str) for d in inner):
+        return  # the schema reports it
+    suffixes = ["+flex"] + (["+flex-strategic"] if isinstance(flex.get("strategic"), dict) else [])
+    extra = [f"{d}{s}" for d in inner for s in suffixes]
+    raw["designs"] = [*raw["designs"], *[d for d in extra if d not in raw["designs"]]]
 
 
 @lru_cache(maxsize=1)
@@ -771,6 +882,9 @@ class Scenario(_Model):
     settlement: Settlement = _key(Settlement(), "Settlement.")
     capacity: Capacity = _key(Capacity(), "Capacity / non-wires-alternative auction.")
     p2p: P2P = _key(P2P(), "Peer-to-peer trading.")
+    flexibility: Flexibility | None = _key(
+        None, "Flexibility ask-bid-commit (`[flexibility]`); unset: none."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -793,9 +907,23 @@ class Scenario(_Model):
             raw["designs"] = raw.pop("paradigms")
             if isinstance(info.context, dict):  # messages name the key as written
                 info.context["designs_key"] = "paradigms"
+        flex = raw.get("flexibility")
+        if isinstance(flex, dict) and isinstance(raw.get("designs"), list):
+            _add_variants(raw, flex)
         if "name" not in raw:
             raw["name"] = Path(str((info.context or {}).get("source", "scenario"))).stem
         return raw
+
+    @model_validator(mode="after")
+    def _flex_variants(self) -> Scenario:
+        wanted = set(self.flexibility.variants()) if self.flexibility is not None else set()
+        for i, d in enumerate(self.designs):
+            if "+flex" in d and d not in wanted:
+                raise _fail(
+                    f"designs.{i}", "'{design}' needs its inner design in [flexibility].designs "
+                    "(and `-strategic` a [flexibility.strategic] table)", design=d,
+                )  # fmt: skip
+        return self
 
     @field_validator("start", "end")
     @classmethod
@@ -836,7 +964,7 @@ class Scenario(_Model):
     def _known_designs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         seen: set[str] = set()
         for i, d in enumerate(v):
-            if d not in design_names():
+            if not is_design(d):
                 raise _fail(
                     str(i), "unknown design '{design}' (choose from {known})",
                     design=d, known=", ".join(design_names()),

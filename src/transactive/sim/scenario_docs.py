@@ -93,6 +93,10 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
         args = get_args(annotation)
         if len(args) == 2 and args[1] is Ellipsis:
             return _model_of(args[0])
+    if get_origin(annotation) in (Union, types.UnionType):  # an optional table
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            return _model_of(inner[0])
     return None
 
 

@@ -45,8 +45,9 @@ from transactive.settlement.meter_data import (
 )
 from transactive.settlement.monitor import Monitoring, losses_from_grid, monitor
 from transactive.settlement.vee import estimate, validate
+from transactive.sim.flexibility import settle_flex
 from transactive.sim.results import READINGS_FILE, RUN_FILE, evaluated
-from transactive.sim.scenario import Settlement
+from transactive.sim.scenario import Flexibility, Settlement
 
 #: Default placebo event window for the baseline scores: 17:00–20:00 local, the evening
 #: peak that distribution flexibility is called for.
@@ -75,6 +76,7 @@ class RunInfo(BaseModel):
     evaluated_start: AwareDatetime
     market: MarketInfo
     settlement: Settlement
+    flexibility: Flexibility | None = None  # the [flexibility] section, if the run had one
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Records:
     settlement: pd.DataFrame | None
     temperature: pd.Series | None  # °C per interval start (UTC), from weather.parquet
     trades: pd.DataFrame | None = None  # peer-to-peer trades (trades.parquet), if any
+    commitments: pd.DataFrame | None = None  # flexibility commitments, if any
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,10 @@ def load_records(path: str | Path) -> Records:
                 index=pd.DatetimeIndex(pd.to_datetime(w["time"], utc=True)),
             )
     trades = _read_table(root, "trades") if (root / "trades.parquet").is_file() else None
+    com = _read_table(root, "commitments") if (root / "commitments.parquet").is_file() else None
     return Records(
         root, run, tree, registry, messages, _read_table(root, "awards"), grid, own, temperature,
-        trades if trades is not None and len(trades) else None,
+        trades if trades is not None and len(trades) else None, com,
     )  # fmt: skip
 
 
@@ -222,6 +226,13 @@ def settle_records(records: Records, baseline: str = "caiso-10-of-10") -> Settle
         period=sc.period,
         trades=None if records.trades is None else evaluated(records.trades, start),
     )
+    if records.commitments is not None and len(records.commitments) and run.flexibility:
+        lines = settle_flex(
+            lines, records.commitments, evaluated(meter, start), records.tree,
+            flexibility=run.flexibility, timezone=run.timezone, currency=run.currency,
+            evaluated_start=start, period=sc.period,
+            payees={lv.payee for lv in sc.levies} | ({sc.vat_payee} if sc.vat_percent else set()),
+        )  # fmt: skip
     return Settled(
         records=records,
         meter=meter,
