@@ -5,6 +5,7 @@ out, comfort deviation from a known temperature path, a direction for every KPI.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from transactive.der.base import WeatherSample
 from transactive.sim.kpis import (
     KPI_BETTER,
     KPI_DOCS,
+    STAGE_KPIS,
     compute_kpis,
     kpi_better,
     kpi_category,
@@ -23,6 +25,7 @@ from transactive.sim.kpis import (
     max_ramp_kw,
     peak_to_average,
     rebound_kw,
+    run_kpi_names,
 )
 from transactive.sim.results import SimResults
 
@@ -353,5 +356,10 @@ def test_every_kpi_has_a_direction_and_a_category_and_the_table_its_shape() -> N
     with pytest.raises(KeyError, match="not a KPI"):
         kpi_category("thermal_overloads")
     grid, viol = _grid_and_violations(15)
-    table = compute_kpis(_results(grid, viol), pf_hours=0.25)
-    assert list(table.index) == kpi_names("EUR") and list(table.columns) == ["d"]
+    res = _results(grid, viol)
+    table = compute_kpis(res, pf_hours=0.25)
+    stage_rows = {k.format(cur="eur") for keys in STAGE_KPIS.values() for k in keys}
+    assert list(table.index) == [k for k in kpi_names("EUR") if k not in stage_rows]
+    assert list(table.columns) == ["d"]
+    flex = replace(res, designs=("d", "d+flex"))  # a flexibility variant brings its rows
+    assert "flex_cost_eur" in run_kpi_names(flex) and "p2p_volume_kwh" not in run_kpi_names(flex)

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from transactive.designs.registry import split_variant
 from transactive.settlement import participant_totals
 from transactive.settlement.totals import MINOR
 from transactive.sim.capacity_stage import capacity_kpis
@@ -300,7 +301,48 @@ def compute_kpis(results: SimResults, pf_hours: float) -> pd.DataFrame:
             **capacity_kpis(results.capacity, cur),
             **p2p_kpis(ev(_of(results.trades, name)), cur),
         }
-    return pd.DataFrame(cols).reindex(kpi_names(cur))
+    return pd.DataFrame(cols).reindex(run_kpi_names(results))
+
+
+#: KPIs of the optional stages, shown only when the run has the stage (a week without a
+#: capacity auction, trades or a flexibility variant would otherwise carry rows of zeros).
+STAGE_KPIS: dict[str, tuple[str, ...]] = {
+    "capacity": ("capacity_procured_kw", "deferral_value_{cur}"),
+    "p2p": ("p2p_volume_kwh", "p2p_mean_price_{cur}_per_kwh"),
+    "flexibility": (
+        "flex_asked_kwh",
+        "flex_committed_kwh",
+        "flex_delivered_kwh",
+        "flex_cost_{cur}",
+        "flex_cost_per_kwh_{cur}",
+        "violations_avoided_h",
+        "flex_hhi_max",
+        "flex_pivotal_share",
+        "flagged_offers",
+    ),
+}
+
+
+def stages_run(results: SimResults) -> set[str]:
+    """The optional stages of :data:`STAGE_KPIS` the run has: ``capacity`` (a capacity auction
+    table), ``p2p`` (any peer-to-peer trade), ``flexibility`` (a flexibility variant)."""
+    run = set()
+    if len(results.capacity):
+        run.add("capacity")
+    if len(results.trades):
+        run.add("p2p")
+    if any(split_variant(d)[1] for d in results.designs):
+        run.add("flexibility")
+    return run
+
+
+def run_kpi_names(results: SimResults) -> list[str]:
+    """The KPI names of a run, in report order: every KPI but those of optional stages the
+    run does not have (:func:`stages_run`)."""
+    have = stages_run(results)
+    drop = {k for stage, keys in STAGE_KPIS.items() if stage not in have for k in keys}
+    cur = results.currency.lower()
+    return [k.format(cur=cur) for k in KPI_DOCS if k not in drop]
 
 
 def p2p_kpis(trades: pd.DataFrame, cur: str) -> dict[str, float]:
