@@ -392,13 +392,17 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
         _day_starts(sc) if design.two_settlement or flexible else np.zeros(0, dtype=np.int64)
     )
     flex_days: list[FlexDay] = []
+    flex_open = pd.Timestamp(sc.start)
     flex_tail = round(sc.flexibility.rebound_h / dt) if flexible and sc.flexibility else 0
     da_weather = day_ahead_weather(world.weather, sc.forecast, sc.seed)
     for t in range(iv.n):
         v_all = np.concatenate(v_bus)
         if t in day_starts:
             t1 = int(day_starts[day_starts > t][0]) if (day_starts > t).any() else iv.n
-            if flexible:
+            # The flexibility market opens with the evaluated period: an activation in the
+            # warm-up would be unpaid (warm-up money is excluded) while its rebound, bought in
+            # the evaluated period, would be charged to the aggregator.
+            if flexible and starts[t] >= flex_open:
                 assert isinstance(design, Flexible)
                 inner, inner_stage = forecast_stage(design)
                 t2 = min(t1 + flex_tail, iv.n)  # the forecast runs on for the rebound
