@@ -251,6 +251,14 @@ def flex_cmd(
         bool,
         typer.Option("--reverse-flow", help="Export at the substation is a violation."),
     ] = False,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="Where the offers cannot remove every violation, commit the least-cost set of "
+            "least total shortfall (status partial) instead of nothing.",
+        ),
+    ] = False,
     area: Annotated[str, typer.Option("--area", help="DSO area of the asks.")] = "area",
     buyer: Annotated[str, typer.Option("--buyer", help="The DSO (buyer) participant.")] = "dso",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
@@ -281,7 +289,7 @@ def flex_cmd(
         try:
             result = commit(
                 grid, fc, limits, asks.table, table, buyer=buyer, margin_percent=margin,
-                reverse_flow=reverse_flow,
+                reverse_flow=reverse_flow, partial=partial,
             )  # fmt: skip
         except FlexOfferError as exc:
             col = _FILE_COLUMN.get(exc.column, exc.column)

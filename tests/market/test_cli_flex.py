@@ -73,6 +73,26 @@ def test_a_tight_band_without_enough_offers_is_infeasible(tmp_path: Path) -> Non
     assert {x["resource_id"] for x in doc["remaining"]} >= {"branch:LV2.101 Line 53"}
 
 
+def test_partial_buys_the_reachable_relief(tmp_path: Path) -> None:
+    few = tmp_path / "few.csv"
+    lines = OFFERS.read_text().splitlines()
+    few.write_text("\n".join([lines[0]] + [x for x in lines[1:] if x.startswith("o3,")]) + "\n")
+    r = cli("flex", FEEDER, FORECAST, few, "--json", "--partial", *BAND)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "partial" and doc["cost"] > 0
+    assert {c["resource_id"] for c in doc["commitments"]} == {"o3"}  # relieves the trafo
+    assert {x["resource_id"] for x in doc["remaining"]} >= {"branch:LV2.101 Line 53"}
+    assert "branch:MV1.101-LV2.101-Trafo 1" not in {x["resource_id"] for x in doc["remaining"]}
+    ver = doc["verification"]
+    assert 0 < doc["violations_after"] < doc["violations_before"]
+    assert "MV1.101-LV2.101-Trafo 1" not in {v["element"] for v in ver}
+    # every remaining violation was in the forecast and is not worse: reduced, none new
+    assert all(v["magnitude"] <= v["forecast_magnitude"] + 1e-9 for v in ver)
+    tables = cli("flex", FEEDER, FORECAST, few, "--partial", *BAND)
+    assert tables.returncode == 0 and "status: partial" in tables.stdout
+
+
 def _edit(tmp_path: Path, src: Path, line: int, old: str, new: str) -> Path:
     rows = src.read_text().splitlines()
     assert old in rows[line - 1]

@@ -5,7 +5,9 @@ Columns: one fraction ``x_o ∈ [0, 1]`` per offer (integer where ``integer``; 0
 ``allowed``), then one
 shortfall column ``s_k ≥ 0`` per soft row when ``soft`` is given. Rows: ``lo ≤ A x + B s ≤ hi``
 where ``B`` puts ``soft_sign[k]`` at row ``soft_row[k]``. Objective: ``cost · x`` or, in the
-shortfall phase (``minimise_shortfall=True``), ``Σ s`` (kW) only.
+shortfall phase (``minimise_shortfall=True``), ``Σ s`` (kW) only. ``soft_cap`` bounds each
+``s_k`` above (kW); ``shortfall_cap`` adds the row ``Σ s ≤ shortfall_cap`` and drops ``Σ s``
+from the objective (the cost phase of the lexicographic partial commit).
 
 Internal to :mod:`transactive.market.flexibility`.
 """
@@ -53,6 +55,8 @@ def solve(
     soft_sign: FloatArray | None = None,
     minimise_shortfall: bool = False,
     allowed: BoolArray | None = None,
+    soft_cap: FloatArray | None = None,
+    shortfall_cap: float | None = None,
 ) -> Solution:
     """Solve the commit model described in the module docstring (MILP if any ``integer``);
     offers not ``allowed`` are held at 0."""
@@ -68,15 +72,23 @@ def solve(
         M = sp.hstack([A, B], format="csc")
     else:
         M = sp.csc_matrix(A)
+    if k and shortfall_cap is not None:  # one more row: Σ s ≤ shortfall_cap
+        total = sp.csr_matrix(np.concatenate([np.zeros(n), np.ones(k)])[None, :])
+        M = sp.vstack([M, total], format="csc")
+        lo = np.append(lo, -np.inf)
+        hi = np.append(hi, shortfall_cap)
+        m += 1
     M.sum_duplicates()
     lp = highspy.HighsLp()
     lp.num_col_ = n + k
     lp.num_row_ = m
-    obj = np.concatenate([np.zeros(n) if minimise_shortfall else cost, np.ones(k)])
+    s_cost = np.zeros(k) if shortfall_cap is not None else np.ones(k)
+    obj = np.concatenate([np.zeros(n) if minimise_shortfall else cost, s_cost])
     lp.col_cost_ = obj
     lp.col_lower_ = np.zeros(n + k)
     top = np.ones(n) if allowed is None else np.where(allowed, 1.0, 0.0)
-    lp.col_upper_ = np.concatenate([top, np.full(k, highspy.kHighsInf)])
+    s_top = np.full(k, highspy.kHighsInf) if soft_cap is None else np.maximum(soft_cap, 0.0)
+    lp.col_upper_ = np.concatenate([top, s_top])
     lp.row_lower_ = np.where(np.isfinite(lo), lo, -highspy.kHighsInf)
     lp.row_upper_ = np.where(np.isfinite(hi), hi, highspy.kHighsInf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise

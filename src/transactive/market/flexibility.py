@@ -36,8 +36,21 @@ the forecast (AC loading is the larger of both ends, the linear one the parent e
 Status: ``committed``; ``no-violations`` (nothing to buy); ``infeasible`` (the offers
 cannot remove every violation: nothing is committed and ``remaining`` lists the asks with
 their shortfall in kW, from a second solve that minimises the total shortfall);
+``partial`` (only with ``partial=True``, when the full cover is infeasible: see below);
 ``unverified`` (a violation remained after ``max_rounds``: the last commit is returned);
 or HiGHS's own status text.
+
+*Partial commit* (``partial=True``): each violated row gets a shortfall ``s_k`` (kW at the
+element's own bus) with ``0 ≤ s_k ≤`` its whole need, so no violated quantity may get worse
+than in the forecast; the rows of every other element stay hard (no new violation). Two
+solves, lexicographic: first ``min Σ s``, then the least cost with ``Σ s ≤ optimum + 1e-6 kW``.
+The AC power flow verifies with the same tightening rounds: a *new* violation tightens its
+row; a forecast violation that got *worse* in AC tightens its cap. ``remaining`` lists the
+asks still short (``kw`` = shortfall, linear model). ``verification`` then holds the
+remaining violations; its column ``forecast_magnitude`` is the same element's, interval's and
+kind's magnitude in the forecast (NaN for a violation the forecast did not have): a row is
+*reduced* where ``magnitude ≤ forecast_magnitude`` and *new* where ``forecast_magnitude`` is
+NaN (a ``partial`` result has none of these). Nothing useful to buy: ``infeasible``.
 """
 
 from __future__ import annotations
@@ -95,6 +108,10 @@ _ROW_TOL = 1e-6
 _SHORT_TOL = 1e-6
 #: Extra tightening per verification round: loading points (%), pu, kW.
 _PUSH = (0.05, 2e-4, 0.1)
+#: A forecast violation counts as worse beyond this (loading points, pu, kW).
+_WORSE = (1e-3, 1e-6, 1e-3)
+#: Slack on the optimal total shortfall in the cost phase of a partial commit (kW).
+_LEXI_TOL = 1e-6
 #: A linear value this close to its bound counts as at the bound (kW, pu², kW).
 _NEAR = (0.5, 1e-4, 0.5)
 
@@ -317,11 +334,15 @@ def _self_response(s: _State, t: IntArray, q: IntArray) -> FloatArray:
 
 
 def _filtered(s: _State, ac: PowerFlowResult) -> pd.DataFrame:
-    """check_limits rows of ``ac``; reverse flow only where it is a violation here."""
+    """check_limits rows of ``ac``; reverse flow only where it is a violation here; with
+    ``forecast_magnitude`` the same row's magnitude in the forecast (NaN: not violated)."""
     v = check_limits(s.feeder, ac, s.limits)
     if not s.reverse_flow:
         v = v[v["kind"] != "reverse_flow"].reset_index(drop=True)
-    return v
+    f = check_limits(s.feeder, s.ac, s.limits)
+    key = ["time", "element", "kind"]
+    before = f[[*key, "magnitude"]].rename(columns={"magnitude": "forecast_magnitude"})
+    return v.merge(before, on=key, how="left", validate="one_to_one")
 
 
 # --- asks -----------------------------------------------------------------------------------
@@ -640,13 +661,16 @@ def commit(
     reverse_flow: bool = False,
     max_rounds: int = 5,
     duration_h: float | None = None,
+    partial: bool = False,
 ) -> Commit:
     """Commit the least-cost offers that remove the forecast's violations and create none
     (see the module docstring). ``asks``: the FLEX_ASKS table of :func:`find_asks` (names
     the remaining asks; an offer whose utilisation price is above the highest
     ``price_ceiling`` of the asks is not eligible); ``offers``: FLEX_OFFERS rows (at least
     :data:`OFFER_COLUMNS`; bad rows raise :class:`FlexOfferError`); ``buyer``: the DSO,
-    buyer of every commitment; ``duration_h`` as in :func:`find_asks`."""
+    buyer of every commitment; ``duration_h`` as in :func:`find_asks`; ``partial``: where
+    the offers cannot remove every violation, commit the least-cost set that minimises the
+    total shortfall (status ``partial``) instead of nothing."""
     if max_rounds < 1:
         raise InvalidInputError(f"max_rounds must be ≥ 1, got {max_rounds}")
     s = _assess(feeder, forecast, limits, reverse_flow, margin_percent, duration_h)
@@ -668,6 +692,10 @@ def commit(
         sol = _solve_rows(o, A, X0, lo, hi, active, allowed=allowed)
         if sol.status != _flex_milp.OPTIMAL and best is not None:
             break  # the refined model lost the solution: keep the verified one
+        if sol.status == _flex_milp.INFEASIBLE and partial:
+            return _commit_partial(
+                s, o, A, forecast, corr, active, soft, allowed, asks, buyer, rnd, max_rounds
+            )
         if sol.status == _flex_milp.INFEASIBLE:
             short = _shortfall(s, o, A, X0, lo, hi, active, soft, allowed)
             return _result(s, o, "infeasible", np.zeros(o.n), s.ac, asks, short, rnd, 0.0, buyer)
@@ -702,6 +730,115 @@ def commit(
     return _result(s, o, "unverified", x, ac, asks, None, max_rounds, error, buyer)
 
 
+def _commit_partial(
+    s: _State,
+    o: _Offers,
+    A: sp.csr_matrix,
+    forecast: Injections,
+    corr: FloatArray,
+    active: BoolArray,
+    soft: IntArray,
+    allowed: BoolArray,
+    asks: pd.DataFrame,
+    buyer: str,
+    first: int,
+    max_rounds: int,
+) -> Commit:
+    """The partial commit (module docstring), from round ``first`` with the tightening
+    ``corr`` and rows ``active`` the full commit reached."""
+    X0 = s.X0.ravel()
+    t, q = np.divmod(soft, s.M)
+    sigma = _self_response(s, t, q)
+    side = s.viol.ravel()[soft].astype(np.float64)
+    kind = s.kind[q]
+    # X units per unit of excess (loading points, pu, kW) and the extra push per round
+    scale = np.where(kind == THERMAL, s.S_ref[t, q] / 100.0, np.where(kind == VOLTAGE, 2.0, 1.0))
+    scale = np.nan_to_num(scale, nan=1.0)
+    ex0 = _excess_q(s, s.ac).ravel()[soft]
+    worse_tol = np.asarray(_WORSE)[kind]
+    nw = np.zeros(soft.size)  # how much each soft quantity must improve on the forecast (X)
+    x, ac, error = np.zeros(o.n), s.ac, 0.0
+    short = np.zeros(s.T * s.M)
+    best: tuple[FloatArray, PowerFlowResult, float, FloatArray] | None = None
+    refined = False
+    for rnd in range(first, max_rounds + 1):
+        lo, hi = (b.ravel() for b in _bounds(s, corr))
+        bound = np.where(side > 0, hi[soft], lo[soft])
+        cap = (side * (X0[soft] - bound) - nw) / sigma
+        sign = -side * sigma
+        least = _solve_rows(
+            o, A, X0, lo, hi, active, soft=soft, soft_sign=sign, allowed=allowed, soft_cap=cap,
+            minimise_shortfall=True,
+        )  # fmt: skip
+        if least.status != _flex_milp.OPTIMAL:
+            return _result(s, o, least.status, np.zeros(o.n), s.ac, asks, None, rnd, 0.0, buyer)
+        floor = float(least.s.sum())
+        sol = _solve_rows(
+            o, A, X0, lo, hi, active, soft=soft, soft_sign=sign, allowed=allowed, soft_cap=cap,
+            shortfall_cap=floor + _LEXI_TOL,
+        )  # fmt: skip
+        if sol.status != _flex_milp.OPTIMAL:
+            sol = least
+        if best is not None and float(sol.s.sum()) > float(best[3].sum()) + _LEXI_TOL:
+            break  # the refit lost shortfall: keep the verified commit
+        x = sol.x
+        short = np.zeros(s.T * s.M)
+        short[soft] = np.where(sol.s > 10 * _LEXI_TOL, sol.s, 0.0)  # the slack is no shortfall
+        if not (x > _X_TOL).any():  # nothing helps: as without partial
+            return _result(
+                s, o, "infeasible", x, s.ac, asks, short.reshape(s.T, s.M), rnd, 0.0, buyer
+            )
+        ac = s.pf.run(Injections(forecast.p_kw + _delta(s, o, x), forecast.q_kvar, forecast.time))
+        X = (X0 + A @ x).reshape(s.T, s.M)
+        gap = _measured_gap(s, ac, X)
+        error = float(np.abs(np.where(s.kind == THERMAL, gap - corr, 0.0)).max(initial=0.0))
+        ac_viol = _violated(s, ac)
+        new = (ac_viol != 0) & (s.viol == 0)
+        ex = _excess_q(s, ac).ravel()[soft]
+        worse = ex > ex0 + worse_tol
+        if not new.any() and not worse.any():
+            if best is None or float(o.cost @ x) < float(o.cost @ best[0]) - 1e-9:
+                best = (x, ac, error, short)
+            if refined:
+                break
+            # clean: refit the rows at their bound to the AC values there, try once more
+            lo2, hi2 = (b.reshape(s.T, s.M) for b in (lo, hi))
+            tol = np.asarray(_NEAR)[s.kind][None, :]
+            near_hi, near_lo = X > hi2 - tol, X < lo2 + tol
+            side_b = np.where(s.kind[None, :] == THERMAL, 1.0, np.where(near_hi, 1.0, -1.0))
+            corr = np.where(near_hi | near_lo, gap + side_b * _push(s), corr)
+            refined = True
+            continue
+        if best is not None:
+            break
+        side_new = np.where(s.kind[None, :] == THERMAL, 1.0, ac_viol.astype(np.float64))
+        corr = np.where(new, gap + side_new * _push(s), corr)
+        push = np.asarray(_PUSH)[kind]
+        nw = np.where(worse, nw + (ex - ex0 + push) * scale, nw)
+    if best is not None:
+        x, ac, error, short = best
+        return _result(s, o, "partial", x, ac, asks, short.reshape(s.T, s.M), rnd, error, buyer)
+    return _result(
+        s, o, "unverified", x, ac, asks, short.reshape(s.T, s.M), max_rounds, error, buyer
+    )
+
+
+def _excess_q(s: _State, ac: PowerFlowResult) -> FloatArray:
+    """How far every monitored quantity is beyond its limit in ``ac`` (T × M: loading
+    points, pu, kW; 0 within)."""
+    ex = excess(s.feeder, ac.vm_pu, ac.loading_percent, ac.source_p_kw, s.limits)
+    th = np.where(s.kind == THERMAL, s.element, 0)
+    vb = np.where(s.kind == VOLTAGE, s.element, 0)
+    rb = np.where(s.kind == REVERSE, s.element, 0)
+    rev = ex.reverse[:, rb] if ex.reverse.size else np.zeros(s.X0.shape)
+    out: FloatArray = np.where(
+        s.kind == THERMAL,
+        (ex.line + ex.trafo)[:, th],
+        np.where(s.kind == VOLTAGE, (ex.undervoltage + ex.overvoltage)[:, vb], rev),
+    )
+    return out
+
+
 def _push(s: _State) -> FloatArray:
     out: FloatArray = np.asarray(_PUSH)[s.kind][None, :]
     return out
@@ -726,6 +863,8 @@ def _solve_rows(
     soft_sign: FloatArray | None = None,
     minimise_shortfall: bool = False,
     allowed: BoolArray | None = None,
+    soft_cap: FloatArray | None = None,
+    shortfall_cap: float | None = None,
 ) -> _flex_milp.Solution:
     """Solve with the rows in ``active`` only, adding every row (of those some fractions in
     [0, 1] can bring to a bound) that the solution breaks, until it breaks none: constraint
@@ -740,7 +879,7 @@ def _solve_rows(
         sol = _flex_milp.solve(
             o.cost, o.aon, A[rows], lo[rows] - X0[rows], hi[rows] - X0[rows],
             soft_row=at, soft_sign=soft_sign, minimise_shortfall=minimise_shortfall,
-            allowed=allowed,
+            allowed=allowed, soft_cap=soft_cap, shortfall_cap=shortfall_cap,
         )  # fmt: skip
         if sol.status != _flex_milp.OPTIMAL:
             return sol

@@ -15,7 +15,9 @@ Per DSO area:
    schedule (:func:`~transactive.market.flex_offers.battery_offers`), in the strategic
    variant passed through :func:`~transactive.market.strategy.strategic_offers`;
 4. **commit**: :func:`~transactive.market.flexibility.commit` — the least-cost set that
-   removes the violations and creates none (AC-verified).
+   removes the violations and creates none (AC-verified); with ``partial=True``, so that a
+   day with a violation no offer can reach still buys the relief that helps elsewhere
+   (status ``partial``: the least-cost set of least total shortfall, no new violation).
 
 The committed fraction of each offer times its per-battery activation is the change of
 device power the variant adds in real time. Records: the asks (FLEX_ASKS), offers
@@ -152,7 +154,7 @@ def flex_step(
         parts["offers"].append(offers.table)
         result = commit(
             feeder, forecast, sc.limits, asks.table, offers.table, buyer=dso,
-            margin_percent=fx.margin_percent, reverse_flow=fx.reverse_flow,
+            margin_percent=fx.margin_percent, reverse_flow=fx.reverse_flow, partial=True,
         )  # fmt: skip
         frac = _fractions(result.offers)
         parts["orders"].append(_orders(result.offers, result.status, design.name, area, starts))
