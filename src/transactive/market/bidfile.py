@@ -113,21 +113,7 @@ def read_bids(path: str | Path, floor: float, cap: float) -> BidFile:
         raise InvalidInputError(f"need a finite price floor < cap, got floor={floor}, cap={cap}")
     name = str(path)
     check_bid_path(path)
-    header, header_line, rows, lines = _read_rows(Path(path), name)
-
-    cols = [c.strip() for c in header]
-    for k, c in enumerate(cols):
-        if c not in REQUIRED + OPTIONAL:
-            expected = ", ".join(REQUIRED + OPTIONAL)
-            raise BidFileError(name, header_line, c, f"unknown column (expected {expected})")
-        if c in cols[:k]:
-            raise BidFileError(name, header_line, c, "column given twice")
-    for c in REQUIRED:
-        if c not in cols:
-            raise BidFileError(name, header_line, None, f"missing column '{c}'")
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
-    text = {c: [v.strip() for v in col] for c, col in zip(cols, columns, strict=True)}
-    t = _Table(name, np.asarray(lines, dtype=np.int64), text)
+    t, _ = read_table(Path(path), name, REQUIRED, OPTIONAL)
 
     ids = np.array(t.text["bid_id"], dtype=str)
     t.fail(ids == "", "bid_id", "empty bid id")
@@ -147,16 +133,16 @@ def read_bids(path: str | Path, floor: float, cap: float) -> BidFile:
 
     starts: list[datetime] | None = None
     interval = np.zeros(len(ids), dtype=np.int64)
-    if "interval" in cols:
+    if "interval" in t.text:
         interval, starts = t.intervals("interval")
 
     bus = None
-    if "bus" in cols:
+    if "bus" in t.text:
         bus = np.array(t.text["bus"], dtype=str)
         t.fail(bus == "", "bus", "empty bus name")
 
     owner = None
-    if "owner" in cols:
+    if "owner" in t.text:
         given = np.array(t.text["owner"], dtype=str)
         owner = np.where(given == "", ids, given)
 
@@ -179,9 +165,31 @@ def read_bids(path: str | Path, floor: float, cap: float) -> BidFile:
     return BidFile(book, t.line, bus, price_taking, name)
 
 
+def read_table(
+    path: Path, name: str, required: tuple[str, ...], optional: tuple[str, ...]
+) -> tuple[Table, int]:
+    """A CSV file's rows as stripped text per column, with the file line of each row, and the
+    header's line; the header must name every ``required`` column, no unknown one and none
+    twice (errors name the file, line and column)."""
+    header, header_line, rows, lines = _read_rows(path, name)
+    cols = [c.strip() for c in header]
+    for k, c in enumerate(cols):
+        if c not in required + optional:
+            expected = ", ".join(required + optional)
+            raise BidFileError(name, header_line, c, f"unknown column (expected {expected})")
+        if c in cols[:k]:
+            raise BidFileError(name, header_line, c, "column given twice")
+    for c in required:
+        if c not in cols:
+            raise BidFileError(name, header_line, None, f"missing column '{c}'")
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+    text = {c: [v.strip() for v in col] for c, col in zip(cols, columns, strict=True)}
+    return Table(name, np.asarray(lines, dtype=np.int64), text), header_line
+
+
 @dataclass(frozen=True, slots=True)
-class _Table:
-    """The cells of a bid file by column (stripped text) and the line of every row."""
+class Table:
+    """The cells of a CSV input file by column (stripped text) and the line of every row."""
 
     name: str
     line: NDArray[np.int64]

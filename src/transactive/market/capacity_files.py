@@ -54,7 +54,7 @@ from pydantic import (
 )
 
 from transactive.errors import InvalidInputError
-from transactive.market.bidfile import BidFileError, _read_rows, _Table
+from transactive.market.bidfile import BidFileError, read_table
 from transactive.market.capacity import (
     DEFAULT_RISK_THRESHOLD,
     WEEKDAYS,
@@ -252,23 +252,10 @@ _YES = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": 
 def read_offers(path: str | Path) -> tuple[Offers, np.ndarray]:
     """Read and validate an offers file: the offers and the file line of each."""
     name = str(path)
-    header, header_line, rows, lines = _read_rows(Path(path), name)
-    cols = [c.strip() for c in header]
-    for k, c in enumerate(cols):
-        if c not in REQUIRED + OPTIONAL:
-            expected = ", ".join(REQUIRED + OPTIONAL)
-            raise BidFileError(name, header_line, c, f"unknown column (expected {expected})")
-        if c in cols[:k]:
-            raise BidFileError(name, header_line, c, "column given twice")
-    for c in REQUIRED:
-        if c not in cols:
-            raise BidFileError(name, header_line, None, f"missing column '{c}'")
-    if not rows:
+    t, header_line = read_table(Path(path), name, REQUIRED, OPTIONAL)
+    if not len(t.line):
         raise BidFileError(name, header_line, None, "no offers (only a header)")
-    columns = list(zip(*rows, strict=True))
-    text = {c: [v.strip() for v in col] for c, col in zip(cols, columns, strict=True)}
-    t = _Table(name, np.asarray(lines, dtype=np.int64), text)
-    n = len(rows)
+    text, n = t.text, len(t.line)
 
     def required_number(c: str, rule: str, bad: Any) -> np.ndarray:
         x = t.numbers(c)

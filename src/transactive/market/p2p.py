@@ -40,7 +40,7 @@ from transactive.grid.limits import Limits, check_limits, excess
 from transactive.grid.model import Feeder, Injections, feeder_sections
 from transactive.grid.powerflow import PowerFlow
 from transactive.market._p2p_lp import solve_assignment
-from transactive.market.bidfile import BidFileError, _read_rows, _Table
+from transactive.market.bidfile import read_table
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -680,21 +680,8 @@ def read_orders(path: str | Path, feeder: Feeder | None = None, duration_h: floa
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"{p}: no such order file")
-    header, header_line, rows, lines = _read_rows(p, name)
-    cols = [c.strip() for c in header]
-    for k, c in enumerate(cols):
-        if c not in REQUIRED + OPTIONAL:
-            expected = ", ".join(REQUIRED + OPTIONAL)
-            raise BidFileError(name, header_line, c, f"unknown column (expected {expected})")
-        if c in cols[:k]:
-            raise BidFileError(name, header_line, c, "column given twice")
-    for c in REQUIRED:
-        if c not in cols:
-            raise BidFileError(name, header_line, None, f"missing column '{c}'")
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
-    text = {c: [v.strip() for v in col] for c, col in zip(cols, columns, strict=True)}
-    t = _Table(name, np.asarray(lines, dtype=np.int64), text)
-    n = len(lines)
+    t, _ = read_table(p, name, REQUIRED, OPTIONAL)
+    text, n = t.text, len(t.line)
 
     def col(c: str) -> StrArray:
         return np.array(text.get(c, [""] * n), dtype=str).reshape(n)
@@ -727,10 +714,10 @@ def read_orders(path: str | Path, feeder: Feeder | None = None, duration_h: floa
     bus = col("bus")
     starts: list[datetime] | None = None
     interval = np.zeros(n, dtype=np.int64)
-    if "interval" in cols:
+    if "interval" in t.text:
         interval, starts = t.intervals("interval")
     section = np.full(n, -1, dtype=np.int64)
-    if "section" in cols:
+    if "section" in t.text:
         sec = col("section")
         codes, _ = pd.factorize(pd.Index(sec))
         section = np.where(sec == "", -1, codes).astype(np.int64)
@@ -738,7 +725,7 @@ def read_orders(path: str | Path, feeder: Feeder | None = None, duration_h: floa
         t.fail(bus == "", "bus", "empty bus (every order needs its bus with --feeder)")
         pos = pd.Index(feeder.bus_names).get_indexer(pd.Index(bus))
         t.fail(pos < 0, "bus", f"unknown bus '{{value}}' on feeder {feeder.name!r}")
-        if "section" not in cols:
+        if "section" not in t.text:
             section = feeder_sections(feeder).section_of_bus[pos].astype(np.int64)
     no_place = flags["local_only"] & (section < 0) & (bus == "")
     t.fail(no_place, "local_only", "local_only needs a bus or a section to be local to")
