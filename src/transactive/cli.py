@@ -22,6 +22,7 @@ from transactive.cli_capacity import capacity_cmd
 from transactive.cli_flex import flex_cmd
 from transactive.cli_journal import journal_app
 from transactive.cli_p2p import p2p_cmd
+from transactive.cli_service import admin_app, serve_cmd
 from transactive.errors import InvalidInputError, TransactiveError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ app.add_typer(journal_app, name="journal")
 app.command("capacity")(capacity_cmd)
 app.command("flex")(flex_cmd)
 app.command("p2p")(p2p_cmd)
+app.command("serve")(serve_cmd)
+app.add_typer(admin_app, name="admin")
 
 # The project's price band is transactive.core.units.DEFAULT_FLOOR / DEFAULT_CAP; it is read
 # when a command runs (importing it here would load numpy and pandas for `--help`).

@@ -1,0 +1,120 @@
+"""`transactive serve` (the live market service) and `transactive admin` (its identities).
+
+Like :mod:`transactive.cli`, only the standard library and typer load at start-up.
+Exit codes: 0 done, 2 bad input (the message names the option or file), 1 a failure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from transactive.errors import InvalidInputError
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db", help="Database URL: sqlite:///FILE (default) or postgresql://USER@HOST/DB."
+    ),
+]
+DEFAULT_DB = "sqlite:///transactive.db"
+
+admin_app = typer.Typer(
+    help="Manage the service's parties and OAuth2 clients.", no_args_is_help=True
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def serve_cmd(
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario TOML whose area the market serves.")
+    ] = None,
+    demo: Annotated[
+        Path | None,
+        typer.Option(help="Run a simulated area of HTTP clients on an accelerated clock."),
+    ] = None,
+) -> None:
+    """Start the market service (HTTP API; OpenAPI at /docs and /openapi.json)."""
+    try:
+        from transactive.service.config import ServiceConfig
+        from transactive.service.db import normalise_url
+
+        normalise_url(db)
+        config = ServiceConfig(db_url=db, scenario=scenario)
+        import uvicorn
+
+        from transactive.service.app import create_app
+
+        app = create_app(config)
+    except InvalidInputError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"transactive market service on http://{host}:{port}  (database: {db})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@admin_app.command("create-client")
+def create_client_cmd(
+    role: Annotated[str, typer.Option(help="participant, aggregator, dso, tso, auditor or admin.")],
+    party: Annotated[str, typer.Option(help="Party id (created if it does not exist).")],
+    name: Annotated[str | None, typer.Option(help="Party name (default: the id).")] = None,
+    area: Annotated[str | None, typer.Option(help="The party's area (required for a DSO).")] = None,
+    aggregator: Annotated[
+        str | None, typer.Option(help="Aggregator whose portfolio a participant joins.")
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Create a client (and its party); prints JSON with the secret, shown only once."""
+    try:
+        from datetime import UTC, datetime
+
+        from transactive.service.db import open_database
+        from transactive.service.identity import create_client, create_party
+        from transactive.service.models import Party
+
+        database = open_database(db)
+        try:
+            with database.sessions() as s:
+                now = datetime.now(UTC)
+                existing = s.get(Party, party)
+                if existing is None:
+                    create_party(
+                        s,
+                        party_id=party,
+                        name=name or party,
+                        role=role,
+                        area=area,
+                        aggregator_id=aggregator,
+                        now=now,
+                    )
+                elif existing.role != role:
+                    raise InvalidInputError(
+                        f"--party {party!r}: exists with role {existing.role!r}, not {role!r}"
+                    )
+                c = create_client(s, party, now)
+                s.commit()
+        finally:
+            database.dispose()
+    except InvalidInputError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        json.dumps(
+            {
+                "client_id": c.client_id,
+                "client_secret": c.client_secret,
+                "party_id": c.party_id,
+                "role": c.role,
+            }
+        )
+    )

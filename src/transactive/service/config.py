@@ -1,0 +1,66 @@
+"""The service configuration: one validated schema, built once at the edge (CLI or tests)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+DEFAULT_DB = "sqlite:///transactive.db"
+
+
+class Limits(BaseModel):
+    """Per-client request limits (429 with Retry-After beyond them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests_per_s: float = Field(default=200.0, gt=0, description="Sustained requests per second.")
+    burst: int = Field(default=400, ge=1, description="Requests allowed in a burst above the rate.")
+    max_body_bytes: int = Field(
+        default=8_000_000, ge=1024, description="Largest request body, bytes."
+    )
+    max_batch_bids: int = Field(
+        default=100_000, ge=1, description="Most bids in one batch request."
+    )
+
+
+class ServiceConfig(BaseModel):
+    """Everything the service needs; passed down as a typed value, never re-defaulted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_url: str = Field(
+        default=DEFAULT_DB, description="SQLAlchemy URL (sqlite:///FILE or postgresql://…)."
+    )
+    scenario: Path | None = Field(
+        default=None,
+        description="Scenario TOML whose area(s) the market serves (default: built-in).",
+    )
+    token_ttl_s: int = Field(
+        default=3600, ge=60, le=86_400, description="Access-token lifetime, s."
+    )
+    issuer: str = Field(default="transactive", description="JWT 'iss' claim.")
+    limits: Limits = Field(default_factory=Limits)
+    clock_start: AwareDatetime | None = Field(
+        default=None,
+        description="Market time at start-up for an accelerated clock (None: wall clock).",
+    )
+    clock_speed: float = Field(
+        default=1.0, gt=0, description="Market seconds per wall-clock second."
+    )
+    scheduler: bool = Field(
+        default=True, description="Run the gate-closure scheduler in the process."
+    )
+    sessions_ahead: int = Field(
+        default=8, ge=1, le=10_000, description="Market intervals opened ahead of the clock."
+    )
+    gate_closure_s: int = Field(
+        default=300,
+        ge=0,
+        description="Gate closure, s before the interval starts (real-time stage).",
+    )
+
+    def at(self, when: datetime) -> ServiceConfig:
+        """A copy whose accelerated clock starts at ``when``."""
+        return self.model_copy(update={"clock_start": when})

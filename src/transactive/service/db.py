@@ -1,0 +1,100 @@
+"""Database engines and migrations: SQLite (embedded, the default) or PostgreSQL by URL.
+
+``open_database`` creates the engine, brings the schema to the newest Alembic revision and
+returns a session factory. SQLite runs in WAL mode with ``synchronous=FULL``, so a commit
+that returned survives ``kill -9`` and power loss; PostgreSQL is durable by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from transactive.errors import InvalidInputError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """The URL with the driver this package ships (psycopg 3 for PostgreSQL)."""
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInputError(f"--db {url!r}: not a database URL ({exc})") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername not in ("sqlite", "postgresql+psycopg"):
+        raise InvalidInputError(
+            f"--db {url!r}: unsupported database '{u.drivername}' (use sqlite:///FILE or "
+            "postgresql://USER@HOST/DB)"
+        )
+    return u.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (see :func:`normalise_url`), tuned for the service."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        u = make_url(url)
+        if u.database and u.database != ":memory:":
+            parent = Path(u.database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise InvalidInputError(f"--db {url!r}: folder {parent} does not exist")
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # SQLite's own transaction handling defers BEGIN; take the write lock at BEGIN so
+        # that concurrent writers queue instead of failing with "database is locked".
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest revision (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass(frozen=True)
+class Database:
+    """An open database: the engine and its session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, upgrade: bool = True) -> Database:
+    """Open (and by default migrate) the database at ``url``."""
+    engine = make_engine(url)
+    if upgrade:
+        migrate(engine)
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))

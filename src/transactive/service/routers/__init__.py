@@ -1,0 +1,1 @@
+"""Thin HTTP routers over the service layer; each module is one resource family."""
