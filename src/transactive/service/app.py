@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from transactive import __version__
 from transactive.service import problems
+from transactive.service.area import load_market
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import open_database
@@ -34,13 +35,14 @@ problem documents."""
 
 def build_services(config: ServiceConfig) -> Services:
     """Open the database (migrated) and load the keys: the state every request uses."""
+    market = load_market(config.scenario)  # bad scenario: ScenarioError before any I/O
     db = open_database(config.db_url)
     with db.sessions() as s:
         jwt_key = service_key(s, "jwt")
         journal_key = service_key(s, "journal")
     clock = Clock(config.clock_start, config.clock_speed)
     signer = TokenSigner(jwt_key, config.issuer, config.token_ttl_s)
-    return Services(config, db, clock, signer, journal_key)
+    return Services(config, db, clock, signer, journal_key, market)
 
 
 def create_app(config: ServiceConfig, services: Services | None = None) -> FastAPI:

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from transactive.service.area import Market
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import Database
@@ -30,6 +31,7 @@ class Services:
     clock: Clock
     signer: TokenSigner
     journal_key: Ed25519PrivateKey
+    market: Market
     extras: dict[str, Any] = field(default_factory=dict)  # components started by the app
 
     def now(self) -> datetime:
