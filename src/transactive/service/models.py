@@ -264,6 +264,15 @@ class TreeHead(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
 
 
+class JournalNode(Base):
+    """A complete Merkle subtree of 2^level leaves (level ≥ 1), keyed by its in-order
+    position ``index·2^(level+1) + 2^level − 1``; leaves themselves are in journal_leaves."""
+
+    __tablename__ = "journal_nodes"
+    node: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
 # --- metering and settlement ------------------------------------------------------------
 
 

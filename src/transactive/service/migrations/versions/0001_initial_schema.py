@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 12:33:15.537316
+Create Date: 2026-12-02 12:40:18.229835
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def upgrade() -> None:
     with op.batch_alter_table("journal_leaves", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_journal_leaves_party_id"), ["party_id"], unique=False)
 
+    op.create_table(
+        "journal_nodes",
+        sa.Column("node", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("node", name=op.f("pk_journal_nodes")),
+    )
     op.create_table(
         "market_sessions",
         sa.Column("id", sa.String(length=120), nullable=False),
@@ -412,6 +418,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_market_sessions_gate_closure"))
 
     op.drop_table("market_sessions")
+    op.drop_table("journal_nodes")
     with op.batch_alter_table("journal_leaves", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_journal_leaves_party_id"))
 
