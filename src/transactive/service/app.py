@@ -14,18 +14,20 @@ from typing import Any
 from fastapi import FastAPI
 
 from transactive import __version__
-from transactive.service import problems
+from transactive.service import problems, scheduler
 from transactive.service.area import load_market
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import open_database
 from transactive.service.deps import Services, _TokenCache
 from transactive.service.routers import auth, parties
+from transactive.service.routers import sessions as sessions_router
 from transactive.service.security import TokenSigner, service_key
 
 #: (start, stop) pairs run in the lifespan; a start gets the Services and returns a handle.
 Component = tuple[Callable[[Services], Awaitable[Any]], Callable[[Any], Awaitable[None]]]
 COMPONENTS: list[Component] = []
+COMPONENTS.append((scheduler.start, scheduler.stop))  # gate closures (config.scheduler)
 
 DESCRIPTION = """A live transactive energy market: participants register resources, bid until
 gate closure, read awards, prices and dispatch, post signed meter readings and are settled.
@@ -74,6 +76,7 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     problems.install(app)
     app.include_router(auth.router)
     app.include_router(parties.router)
+    app.include_router(sessions_router.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and database check")
     def healthz() -> dict[str, str]:
