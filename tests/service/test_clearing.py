@@ -410,3 +410,17 @@ def test_scheduler_clears_sessions_on_an_accelerated_clock(live: Api) -> None:
         assert s.scalar(select(func.count()).select_from(JournalLeaf)) >= 2
         # The sessions ahead keep being opened as the clock runs.
         assert s.scalar(select(func.count()).select_from(MarketSession)) >= 3
+
+
+def test_award_records_are_the_journals_canonical_json() -> None:
+    bid = ["a:real-time:20260701T1200Z:p1:b1", 'odd "id" ü\n', "x"]
+    party = ["p1", "ß", "p1"]
+    kw, price, amount = [1.5, -0.0, 1e-300], [0.1, 3.0, -0.5], [0.0375, -0.0, 5e-301]
+    got = clearing.award_records("s:1", bid, party, kw, price, amount)
+    want = [
+        journal.canonical(
+            {"bid": b, "party_id": p, "award_kw": k, "price": pr, "amount": m, "session_id": "s:1"}
+        )
+        for b, p, k, pr, m in zip(bid, party, kw, price, amount, strict=True)
+    ]
+    assert got == want
