@@ -388,9 +388,20 @@ def test_scheduler_clears_sessions_on_an_accelerated_clock(live: Api) -> None:
         ensure_sessions(s, svc.market, svc.config, svc.now())
         s.commit()
     bus = sorted(svc.market.areas[area].buses)[2]
-    live.party("p0", "participant", area=area)
-    insert_bids(live, first, [{"party_id": "p0", "side": "buy", "price": 0.5,
-                               "quantity_kw": 4.0, "bus": bus}])  # fmt: skip
+    p0 = live.party("p0", "participant", area=area)
+    r = live.post(
+        f"/v1/sessions/{first}/bids",
+        p0,
+        json={"bid_id": "ev", "side": "buy", "price": 0.5, "quantity_kw": 4.0, "bus": bus},
+    )
+    assert r.status_code == 201, r.text
+    r = live.post(
+        f"/v1/sessions/{first}/bids/batch",
+        p0,
+        json={"bids": [{"bid_id": "pv", "side": "sell", "price": 0.01, "quantity_kw": 1.5,
+                        "bus": bus}]},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
     deadline = time.monotonic() + 30
     status = "open"
     while time.monotonic() < deadline:
@@ -403,13 +414,23 @@ def test_scheduler_clears_sessions_on_an_accelerated_clock(live: Api) -> None:
     assert status == "cleared"
     with svc.db.sessions() as s:
         m = s.get(MarketSession, first)
-        assert m is not None and m.n_bids == 1 and m.cleared_at is not None
+        assert m is not None and m.n_bids == 2 and m.cleared_at is not None
         assert m.cleared_at >= m.gate_closure
-        kw = s.scalars(select(Award.award_kw).where(Award.session_id == first)).one()
-        assert kw == pytest.approx(4.0)
+        kw = s.scalars(
+            select(Award.award_kw).where(Award.session_id == first).order_by(Award.bid_seq)
+        ).all()
+        assert kw == pytest.approx([4.0, -1.5])
         assert s.scalar(select(func.count()).select_from(JournalLeaf)) >= 2
         # The sessions ahead keep being opened as the clock runs.
         assert s.scalar(select(func.count()).select_from(MarketSession)) >= 3
+    late = live.post(
+        f"/v1/sessions/{first}/bids",
+        p0,
+        json={"bid_id": "late", "side": "buy", "price": 0.5, "quantity_kw": 1.0, "bus": bus},
+    )
+    assert late.status_code == 409
+    mine = live.get(f"/v1/sessions/{first}/awards", p0).json()
+    assert [a["bid_id"] for a in mine] == [f"{first}:p0:ev", f"{first}:p0:pv"]
 
 
 def test_award_records_are_the_journals_canonical_json() -> None:
