@@ -445,3 +445,30 @@ def test_award_records_are_the_journals_canonical_json() -> None:
         for b, p, k, pr, m in zip(bid, party, kw, price, amount, strict=True)
     ]
     assert got == want
+
+
+def test_auction_with_a_saturated_substation_pays_it_the_clearing_price(db_url: str) -> None:
+    cfg = ServiceConfig(
+        db_url=db_url, scheduler=False, clock_start=NOW, stages=("day-ahead",), substation_kw=5.0
+    )
+    for api in make_api(cfg):
+        svc = api.services
+        m = open_sessions(api, "day-ahead")[0]
+        who = parties(api, 2)
+        insert_bids(
+            api,
+            m.id,
+            [
+                {"party_id": who[0], "side": "sell", "price": 0.05, "quantity_kw": 20.0},
+                {"party_id": who[1], "side": "buy", "price": 0.40, "quantity_kw": 2.0},
+            ],
+        )
+        with svc.db.sessions() as s:
+            out = clearing.clear_session(s, svc, m.id)
+            paid = s.scalars(select(func.sum(Award.amount))).one()
+        # Supply 20 kW at 0.05 meets 2 kW of demand and 5 kW of substation export: the price
+        # is the seller's, below the substation's 0.30, and the substation pays that price.
+        assert out.price == pytest.approx(0.05)
+        assert out.substation_import_kw == pytest.approx(-5.0)
+        assert paid == pytest.approx(-0.05 * 5.0 * m.duration_s / 3600)
+        assert out.merchandising_surplus == 0.0

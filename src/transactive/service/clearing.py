@@ -17,7 +17,8 @@ network clearing they are the engine's price-taking bids (cut only at the value 
 load). Bids without a bus sit at the feeder's first source bus.
 
 Money (currency per interval; ``+`` pays, ``−`` receives): every bid pays its price × award
-kW × interval hours; the substation receives ``substation_price × import``; the DSO keeps
+kW × interval hours; the substation receives the clearing price (auction) or its own price
+(network) × import; the DSO keeps
 the merchandising surplus (congestion and loss rent, 0 in the auction). The three sum to
 zero, checked from per-bid and per-bus sums on every clearing (``BalanceError`` otherwise).
 
@@ -293,10 +294,13 @@ def money(
     session: MarketSession, result: Result, substation_price: float
 ) -> tuple[FloatArray, float]:
     """Per-bid amounts (currency, + pays) and the merchandising surplus; raises BalanceError
-    unless bids + substation − surplus sum to zero (per-bid vs per-bus sums)."""
+    unless bids + substation − surplus sum to zero (per-bid vs per-bus sums). The substation
+    is paid the clearing price in an auction (it is one of its bids), its own price under
+    network clearing (the slack price)."""
     h = session.duration_s / 3600.0
     amount = result.award_price * result.award_kw * h
-    sub_amount = -substation_price * result.substation_import_kw * h
+    paid = result.price if session.clearing == "auction" and result.price is not None else None
+    sub_amount = -(substation_price if paid is None else paid) * result.substation_import_kw * h
     if session.clearing == "network":
         surplus = float((result.bus_price * result.bus_net_kw).sum() * h) + sub_amount
     else:
