@@ -105,11 +105,11 @@ def test_concurrent_retries_with_one_key_write_one_bid(iapi: Api) -> None:
 def test_idempotent_retry_after_gate_closure_returns_the_stored_answer(
     config: ServiceConfig,
 ) -> None:
-    gate = datetime.now(UTC) + timedelta(seconds=2)  # wall clock: the gate passes in the test
-    for api in make_api(config):
-        sid = "area:real-time:20990101T0000Z"
-        add_session(api, sid, gate)
+    for api in make_api(config):  # the wall clock: the gate passes during the test
         h1 = api.party("h1", "participant", area="area")
+        sid = "area:real-time:20990101T0000Z"
+        gate = datetime.now(UTC) + timedelta(seconds=1)
+        add_session(api, sid, gate)
         hdr = {**h1, "Idempotency-Key": "late-retry"}
         first = api.client.post(f"/v1/sessions/{sid}/bids", headers=hdr, json=block("a"))
         assert first.status_code == 201

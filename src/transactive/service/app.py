@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from transactive import __version__
-from transactive.service import problems
+from transactive.service import problems, scheduler
 from transactive.service.area import load_market
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
@@ -24,12 +24,14 @@ from transactive.service.intake import start_writer, stop_writer
 from transactive.service.routers import auth, parties
 from transactive.service.routers import bids as bids_router
 from transactive.service.routers import journal as journal_router
+from transactive.service.routers import sessions as sessions_router
 from transactive.service.security import TokenSigner, service_key
 
 #: (start, stop) pairs run in the lifespan; a start gets the Services and returns a handle.
 Component = tuple[Callable[[Services], Awaitable[Any]], Callable[[Any], Awaitable[None]]]
 COMPONENTS: list[Component] = []
 COMPONENTS.append((start_writer, stop_writer))
+COMPONENTS.append((scheduler.start, scheduler.stop))  # gate closures (config.scheduler)
 
 DESCRIPTION = """A live transactive energy market: participants register resources, bid until
 gate closure, read awards, prices and dispatch, post signed meter readings and are settled.
@@ -80,6 +82,7 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     app.include_router(parties.router)
     app.include_router(bids_router.router)
     app.include_router(journal_router.router)
+    app.include_router(sessions_router.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and database check")
     def healthz() -> dict[str, str]:

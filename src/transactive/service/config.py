@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -59,6 +60,25 @@ class ServiceConfig(BaseModel):
         default=300,
         ge=0,
         description="Gate closure, s before the interval starts (real-time stage).",
+    )
+
+    stages: tuple[Literal["day-ahead", "real-time", "flexibility"], ...] = Field(
+        default=("real-time",),
+        description="Market stages the scheduler opens sessions for (day-ahead: auction, "
+        "gate closure 12:00 local the day before; real-time, flexibility: network clearing).",
+    )
+    substation_price: float = Field(
+        default=0.30,
+        allow_inf_nan=False,
+        description="Price of energy at the substation, currency/kWh: the slack price of "
+        "network clearing and the substation's bid in the auction.",
+    )
+    substation_kw: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Auction: kW the substation sells (and buys) at substation_price; None = "
+        "the substation transformers' rating, 0 = no substation bid (local auction only).",
     )
 
     def at(self, when: datetime) -> ServiceConfig:

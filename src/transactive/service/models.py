@@ -163,6 +163,10 @@ class MarketSession(Base):
     result_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     cleared_at: Mapped[datetime | None]
+    # cycle: the substation's side of a cleared session (currency/kWh, kW, currency)
+    substation_price: Mapped[float | None] = mapped_column(Float)
+    substation_import_kw: Mapped[float | None] = mapped_column(Float)
+    merchandising_surplus: Mapped[float | None] = mapped_column(Float)
 
 
 class Bid(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 12:34:59.628426
+Create Date: 2026-12-02 12:40:18.229835
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ def upgrade() -> None:
         sa.Column(
             "cleared_at", transactive.service.models.UtcDateTime(timezone=True), nullable=True
         ),
+        sa.Column("substation_price", sa.Float(), nullable=True),
+        sa.Column("substation_import_kw", sa.Float(), nullable=True),
+        sa.Column("merchandising_surplus", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_market_sessions")),
         sa.UniqueConstraint(
             "area", "stage", "interval_start", name=op.f("uq_market_sessions_area")

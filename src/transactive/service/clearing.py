@@ -1,0 +1,506 @@
+"""Gate-closure clearing of a market session with the engine's own code.
+
+:func:`clear_session` reads the session's bids in ``seq`` order (one SELECT of columns into
+numpy arrays), builds the engine's book and clears it:
+
+* ``auction`` sessions (day-ahead): :func:`transactive.market.auction.clear`, the uniform-
+  price double auction, with the substation as one more bid: it sells up to
+  ``substation_kw`` at ``substation_price`` (and buys as much at that price: export), so a
+  one-sided book still clears; ``substation_kw = 0`` leaves the local auction alone.
+* ``network`` sessions (real-time, flexibility): :func:`transactive.market.network.
+  clear_network` on the area's feeder at the substation price (the slack price), with the
+  scenario's grid limits and loss iterations; block bids of equal bus, side, price and
+  price-taking flag are aggregated before the LP and their award is shared pro rata.
+
+Price-taking bids (no price) buy at the cap / sell at the floor, as in bid files; under
+network clearing they are the engine's price-taking bids (cut only at the value of lost
+load). Bids without a bus sit at the feeder's first source bus.
+
+Money (currency per interval; ``+`` pays, ``−`` receives): every bid pays its price × award
+kW × interval hours; the substation receives ``substation_price × import``; the DSO keeps
+the merchandising surplus (congestion and loss rent, 0 in the auction). The three sum to
+zero, checked from per-bid and per-bus sums on every clearing (``BalanceError`` otherwise).
+
+Everything a clearing writes — awards (bulk), bus prices, the session's result, the journal
+records (``session:{id}`` and one ``award:{id}:{seq}`` per bid) and a signed tree head — is
+written in ONE transaction, so an interrupted job leaves nothing behind and its re-run gives
+the identical ``result_hash`` (hashed content is sorted and holds no time). A cleared
+session is never cleared again: :func:`clear_session` returns the stored result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from transactive.core.curves import Curves
+from transactive.errors import BalanceError, InvalidInputError
+from transactive.market.auction import book_from_curves, clear
+from transactive.service import journal
+from transactive.service.models import Award, Bid, BusPrice, Job, MarketSession
+from transactive.service.sessions import queue_clearing
+
+if TYPE_CHECKING:
+    from transactive.service.deps import Services
+
+FloatArray = NDArray[np.float64]
+#: Relative tolerance of the money balance (of the money moved, plus a micro-cent).
+MONEY_RTOL = 1e-9
+
+
+class ClearingError(InvalidInputError):
+    """A session that cannot be cleared (unknown, still open, or the engine refused it)."""
+
+
+@dataclass(frozen=True)
+class BidArrays:
+    """A session's bids in ``seq`` order: numpy columns and the book's curves."""
+
+    seq: NDArray[np.int64]
+    public_id: list[str]
+    party: NDArray[np.str_]
+    bus: list[str | None]
+    price_taking: NDArray[np.bool_]
+    is_block: NDArray[np.bool_]
+    block_kw: FloatArray  # signed (+ buy, − sell); 0 for curves
+    block_price: FloatArray  # effective price (cap / floor when price-taking); NaN for curves
+    curves: Curves
+
+    @property
+    def n(self) -> int:
+        return int(self.seq.size)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A computed clearing, before it is written."""
+
+    status: str
+    price: float | None
+    quantity_kw: float
+    award_kw: FloatArray  # per bid, + bought / − sold
+    award_price: FloatArray  # per bid, currency/kWh
+    bus_names: list[str]
+    bus_price: FloatArray
+    bus_net_kw: FloatArray
+    substation_import_kw: float
+
+
+def read_bids(s: Session, session: MarketSession) -> BidArrays:
+    """The session's bids as arrays (one SELECT of the needed columns, in ``seq`` order)."""
+    rows = s.execute(
+        select(
+            Bid.seq,
+            Bid.id,
+            Bid.party_id,
+            Bid.side,
+            Bid.price,
+            Bid.quantity_kw,
+            Bid.curve,
+            Bid.bus,
+            Bid.price_taking,
+        )
+        .where(Bid.session_id == session.id)
+        .order_by(Bid.seq)
+    ).all()
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+    seq = np.fromiter(cols[0], dtype=np.int64, count=n)
+    side = np.array(cols[3], dtype=object)
+    price = np.array(cols[4], dtype=np.float64)  # None -> NaN
+    qty = np.array(cols[5], dtype=np.float64)
+    curve_cells: tuple[Any, ...] = cols[6]
+    is_block = np.array([c is None for c in curve_cells], dtype=bool)
+    flagged = np.array(cols[8], dtype=bool)
+    is_buy = side == "buy"
+    price_taking = is_block & (flagged | np.isnan(price))
+    eff = np.where(price_taking, np.where(is_buy, session.cap, session.floor), price)
+    eff = np.where(is_block, eff, np.nan)
+    signed = np.where(is_block, np.where(is_buy, qty, -qty), 0.0)
+    curves = _ragged(is_block, eff, signed, curve_cells)
+    return BidArrays(
+        seq=seq,
+        public_id=[str(x) for x in cols[1]],
+        party=np.array(cols[2], dtype=str),
+        bus=list(cols[7]),
+        price_taking=price_taking,
+        is_block=is_block,
+        block_kw=np.nan_to_num(signed),
+        block_price=eff,
+        curves=curves,
+    )
+
+
+def _ragged(
+    is_block: NDArray[np.bool_], price: FloatArray, kw: FloatArray, cells: tuple[Any, ...]
+) -> Curves:
+    """One curve per bid: a block (two breakpoints at its price) or its curve's points."""
+    n = is_block.size
+    counts = np.full(n, 2, dtype=np.int64)
+    pts = [np.asarray(c["points"], dtype=np.float64).reshape(-1, 2) for c in cells if c]
+    curve_at = np.flatnonzero(~is_block)
+    if curve_at.size:
+        counts[curve_at] = [p.shape[0] for p in pts]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    P = np.empty(offsets[-1])
+    Q = np.empty(offsets[-1])
+    b = offsets[:-1][is_block]
+    P[b] = P[b + 1] = price[is_block]
+    Q[b] = np.maximum(kw[is_block], 0.0)
+    Q[b + 1] = np.minimum(kw[is_block], 0.0)
+    if curve_at.size:
+        pos = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in curve_at])
+        allp = np.concatenate(pts)
+        P[pos], Q[pos] = allp[:, 0], allp[:, 1]
+    return Curves(P, Q, offsets)
+
+
+def substation_kw(services: Services, area: str, book_kw: float) -> float:
+    """kW the substation trades in an auction: the configured figure, else the substation
+    transformers' rating, else (no finite rating) the whole book's size."""
+    if services.config.substation_kw is not None:
+        return float(services.config.substation_kw)
+    rating = float(services.market.areas[area].feeder.substation_rating_kva)
+    return rating if np.isfinite(rating) else book_kw
+
+
+def clear_auction(services: Services, session: MarketSession, bids: BidArrays) -> Result:
+    """Clear ``bids`` as a uniform-price double auction with the substation's bid."""
+    floor, cap = session.floor, session.cap
+    lam = float(np.clip(services.config.substation_price, floor, cap))
+    q = bids.curves.quantity
+    size = float(np.abs(q).sum()) + 1.0
+    sub = substation_kw(services, session.area, size)
+    curves = bids.curves
+    ids = bids.seq
+    owner = bids.party
+    if sub > 0:  # the substation: sells above lam, buys (export) below it
+        curves = _append_curve(curves, np.array([lam, lam]), np.array([sub, -sub]))
+        ids = np.append(ids, -1)
+        owner = np.append(owner, "substation")
+    book = book_from_curves(ids, curves, owner=owner)
+    res = clear(book, floor, cap)
+    price = float(res.price[0])
+    traded = not np.isnan(price)
+    awards = res.awards[: bids.n] if traded else np.zeros(bids.n)
+    sub_award = float(res.awards[bids.n]) if (sub > 0 and traded) else 0.0
+    award_price = np.full(bids.n, price if traded else lam)
+    return Result(
+        status=str(res.status[0]),
+        price=price if traded else None,
+        quantity_kw=float(res.quantity[0]),
+        award_kw=awards,
+        award_price=award_price,
+        bus_names=[],
+        bus_price=np.zeros(0),
+        bus_net_kw=np.zeros(0),
+        substation_import_kw=-sub_award,
+    )
+
+
+def _append_curve(curves: Curves, price: FloatArray, quantity: FloatArray) -> Curves:
+    return Curves(
+        np.concatenate([curves.price, price]),
+        np.concatenate([curves.quantity, quantity]),
+        np.append(curves.offsets, curves.offsets[-1] + price.size),
+    )
+
+
+def clear_on_network(services: Services, session: MarketSession, bids: BidArrays) -> Result:
+    """Clear ``bids`` on the area's feeder (DLMPs); equal blocks aggregated before the LP."""
+    from transactive.market.network import clear_network
+
+    area = services.market.areas[session.area]
+    feeder = area.feeder
+    names = feeder.bus_names
+    index = {b: i for i, b in enumerate(names)}
+    slack = int(feeder.source_buses[0])
+    try:
+        bus = np.array([slack if b is None else index[b] for b in bids.bus], dtype=np.int64)
+    except KeyError as exc:
+        raise ClearingError(f"session {session.id}: bid at unknown bus {exc}") from None
+    # Aggregate blocks by (bus, price-taking, side, price); curves stay one group each.
+    blk = np.flatnonzero(bids.is_block)
+    crv = np.flatnonzero(~bids.is_block)
+    key = np.column_stack(
+        [
+            bus[blk].astype(np.float64),
+            bids.price_taking[blk].astype(np.float64),
+            np.sign(bids.block_kw[blk]),
+            bids.block_price[blk],
+        ]
+    )
+    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    g_kw = np.bincount(inv, weights=bids.block_kw[blk], minlength=uniq.shape[0])
+    n_g = uniq.shape[0]
+    group_curves = Curves(
+        np.repeat(uniq[:, 3], 2),
+        np.column_stack([np.maximum(g_kw, 0.0), np.minimum(g_kw, 0.0)]).ravel(),
+        np.arange(0, 2 * n_g + 1, 2, dtype=np.int64),
+    )
+    from transactive.core.curves import concat, select
+
+    curves = concat([group_curves, select(bids.curves, crv)])
+    g_bus = np.concatenate([uniq[:, 0].astype(np.int64), bus[crv]])
+    g_pt = np.concatenate([uniq[:, 1] > 0, np.zeros(crv.size, dtype=bool)])
+    book = book_from_curves(np.arange(n_g + crv.size), curves)
+    sc = services.market.scenario
+    lam = float(np.clip(services.config.substation_price, session.floor, session.cap))
+    res = clear_network(
+        feeder,
+        book,
+        g_bus,
+        lam,
+        limits=sc.limits,
+        loss_iterations=sc.dso.loss_iterations,
+        price_taking=g_pt,
+        interval_hours=session.duration_s / 3600.0,
+    )
+    status = str(res.status[0])
+    if status == "infeasible":
+        raise ClearingError(f"session {session.id}: the network cannot be cleared (infeasible)")
+    award = np.zeros(bids.n)
+    g_award = res.awards[:n_g]
+    share = np.divide(bids.block_kw[blk], g_kw[inv], out=np.zeros(blk.size), where=g_kw[inv] != 0.0)
+    award[blk] = g_award[inv] * share
+    award[crv] = res.awards[n_g:]
+    dlmp = res.dlmp[0]
+    priced = np.clip(np.where(np.isnan(dlmp), lam, dlmp), session.floor, session.cap)
+    live = np.flatnonzero(~np.isnan(dlmp))
+    net_kw = np.asarray(np.bincount(bus, weights=award, minlength=len(names)), dtype=np.float64)
+    return Result(
+        status=status,
+        price=lam,
+        quantity_kw=float(np.maximum(award, 0.0).sum()),
+        award_kw=award,
+        award_price=priced[bus],
+        bus_names=[names[i] for i in live],
+        bus_price=priced[live],
+        bus_net_kw=net_kw[live],
+        substation_import_kw=float(res.substation_import_kw[0]),
+    )
+
+
+def money(
+    session: MarketSession, result: Result, substation_price: float
+) -> tuple[FloatArray, float]:
+    """Per-bid amounts (currency, + pays) and the merchandising surplus; raises BalanceError
+    unless bids + substation − surplus sum to zero (per-bid vs per-bus sums)."""
+    h = session.duration_s / 3600.0
+    amount = result.award_price * result.award_kw * h
+    sub_amount = -substation_price * result.substation_import_kw * h
+    if session.clearing == "network":
+        surplus = float((result.bus_price * result.bus_net_kw).sum() * h) + sub_amount
+    else:
+        surplus = 0.0
+    total = float(amount.sum()) + sub_amount - surplus
+    scale = float(np.abs(amount).sum()) + abs(sub_amount) + 1e-6
+    if abs(total) > MONEY_RTOL * scale:
+        raise BalanceError(
+            f"session {session.id}: bids {amount.sum()} + substation {sub_amount} "
+            f"- surplus {surplus} = {total} (not zero)"
+        )
+    return amount, surplus
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def clear_session(s: Session, services: Services, session_id: str) -> MarketSession:
+    """Clear session ``session_id`` (see the module docstring) and commit; a cleared
+    session is returned as stored. Raises ClearingError for an unknown session or one whose
+    gate has not closed, and whatever the engine raises for a book it refuses."""
+    now = services.now()
+    session = s.get(MarketSession, session_id)
+    if session is None:
+        raise ClearingError(f"session {session_id!r} not found")
+    if session.status == "cleared":
+        return session
+    if session.status == "open":
+        if now < session.gate_closure:
+            raise ClearingError(f"session {session_id}: gate closure not reached")
+    bids = read_bids(s, session)
+    s.rollback()  # end the read: the engine runs outside any write lock
+
+    session = _locked(s, session_id)
+    if session.status == "cleared":  # another worker finished first
+        return session
+    if bids.n == 0:
+        result = Result(
+            "no-bids", None, 0.0, np.zeros(0), np.zeros(0), [], np.zeros(0), np.zeros(0), 0.0
+        )
+    elif session.clearing == "auction":
+        result = clear_auction(services, session, bids)
+    else:
+        result = clear_on_network(services, session, bids)
+    lam = float(np.clip(services.config.substation_price, session.floor, session.cap))
+    amount, surplus = money(session, result, lam)
+    _write(s, session, bids, result, amount, surplus, lam, services, now)
+    s.commit()
+    return session
+
+
+def _locked(s: Session, session_id: str) -> MarketSession:
+    """The session row, locked for update (PostgreSQL; SQLite's BEGIN IMMEDIATE locks)."""
+    q = select(MarketSession).where(MarketSession.id == session_id).with_for_update()
+    session = s.scalars(q.execution_options(populate_existing=True)).one()
+    return session
+
+
+def records(
+    session: MarketSession,
+    bids: BidArrays,
+    result: Result,
+    amounts: list[float],
+    surplus: float,
+    lam: float,
+) -> tuple[bytes, list[bytes]]:
+    """The journal bodies of a clearing: the session record (its SHA-256 is the
+    ``result_hash``; it holds the hash of every award body, no time) and one per award."""
+    sid = session.id
+    party = bids.party.tolist()
+    award_kw = result.award_kw.tolist()
+    award_price = result.award_price.tolist()
+    award_bodies = [
+        journal.canonical(
+            {"bid": b, "party_id": p, "award_kw": a, "price": pr, "amount": m, "session_id": sid}
+        )
+        for b, p, a, pr, m in zip(
+            bids.public_id, party, award_kw, award_price, amounts, strict=True
+        )
+    ]
+    digest = hashlib.sha256()
+    for body in award_bodies:
+        digest.update(hashlib.sha256(body).digest())
+    record = {
+        "session_id": sid,
+        "area": session.area,
+        "stage": session.stage,
+        "interval_start": session.interval_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": session.duration_s,
+        "clearing": session.clearing,
+        "status": result.status,
+        "price": result.price,
+        "quantity_kw": result.quantity_kw,
+        "n_bids": bids.n,
+        "substation_price": lam,
+        "substation_import_kw": result.substation_import_kw,
+        "merchandising_surplus": surplus,
+        "bus_prices": [
+            [b, pr, kw]
+            for b, pr, kw in sorted(
+                zip(
+                    result.bus_names,
+                    result.bus_price.tolist(),
+                    result.bus_net_kw.tolist(),
+                    strict=True,
+                )
+            )
+        ],
+        "awards_sha256": digest.hexdigest(),
+    }
+    return journal.canonical(record), award_bodies
+
+
+def _write(
+    s: Session,
+    session: MarketSession,
+    bids: BidArrays,
+    result: Result,
+    amount: FloatArray,
+    surplus: float,
+    lam: float,
+    services: Services,
+    now: datetime,
+) -> None:
+    """Awards, bus prices, journal records, the session's result and the job: one
+    transaction (the caller commits)."""
+    sid = session.id
+    s.execute(delete(BusPrice).where(BusPrice.session_id == sid))
+    s.execute(delete(Award).where(Award.session_id == sid))
+    award_kw = result.award_kw.tolist()
+    award_price = result.award_price.tolist()
+    amounts = amount.tolist()
+    seq = bids.seq.tolist()
+    party = bids.party.tolist()
+    _bulk(
+        s,
+        "awards",
+        ("bid_seq", "session_id", "party_id", "award_kw", "price", "amount"),
+        [
+            (q, sid, p, a, pr, m)
+            for q, p, a, pr, m in zip(seq, party, award_kw, award_price, amounts, strict=True)
+        ],
+    )
+    _bulk(
+        s,
+        "bus_prices",
+        ("session_id", "bus", "price", "net_kw"),
+        [
+            (sid, b, pr, kw)
+            for b, pr, kw in zip(
+                result.bus_names,
+                result.bus_price.tolist(),
+                result.bus_net_kw.tolist(),
+                strict=True,
+            )
+        ],
+    )
+    body, award_bodies = records(session, bids, result, amounts, surplus, lam)
+    result_hash = _hash(body)
+    entries: list[tuple[str, str, str | None, bytes]] = [(f"session:{sid}", "session", None, body)]
+    entries.extend(
+        (f"award:{sid}:{q}", "award", p, b)
+        for q, p, b in zip(seq, party, award_bodies, strict=True)
+    )
+    journal.append(s, entries)
+    journal.sign_head(s, services.journal_key, now)
+    s.execute(
+        update(MarketSession)
+        .where(MarketSession.id == sid)
+        .values(
+            status="cleared",
+            price=result.price,
+            quantity_kw=result.quantity_kw,
+            result_status=result.status,
+            n_bids=bids.n,
+            result_hash=result_hash,
+            cleared_at=now,
+            substation_price=lam,
+            substation_import_kw=result.substation_import_kw,
+            merchandising_surplus=surplus,
+        )
+    )
+    queue_clearing(s, [sid], now)
+    s.execute(
+        update(Job)
+        .where(Job.kind == "clear", Job.key == sid)
+        .values(status="done", finished_at=now, result_hash=result_hash, error=None)
+    )
+    s.flush()
+    s.refresh(session)
+
+
+def _bulk(s: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` into ``table``: COPY on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
+    conn = s.connection()
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+        return
+    marks = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
