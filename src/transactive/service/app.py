@@ -20,14 +20,18 @@ from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import open_database
 from transactive.service.deps import Services, _TokenCache
+from transactive.service.intake import start_writer, stop_writer
 from transactive.service.limits import LimitsMiddleware
 from transactive.service.routers import auth, parties
+from transactive.service.routers import bids as bids_router
+from transactive.service.routers import journal as journal_router
 from transactive.service.routers import sessions as sessions_router
 from transactive.service.security import TokenSigner, service_key
 
 #: (start, stop) pairs run in the lifespan; a start gets the Services and returns a handle.
 Component = tuple[Callable[[Services], Awaitable[Any]], Callable[[Any], Awaitable[None]]]
 COMPONENTS: list[Component] = []
+COMPONENTS.append((start_writer, stop_writer))
 COMPONENTS.append((scheduler.start, scheduler.stop))  # gate closures (config.scheduler)
 
 DESCRIPTION = """A live transactive energy market: participants register resources, bid until
@@ -81,6 +85,8 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     openapi.install(app)
     app.include_router(auth.router)
     app.include_router(parties.router)
+    app.include_router(bids_router.router)
+    app.include_router(journal_router.router)
     app.include_router(sessions_router.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and database check")

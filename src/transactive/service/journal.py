@@ -50,7 +50,7 @@ def canonical(obj: Any) -> bytes:
         raise InvalidInputError(f"not representable as canonical JSON: {exc}") from None
 
 
-def _lock(s: Session) -> None:
+def lock(s: Session) -> None:
     """Take the journal's append lock for the rest of the caller's transaction."""
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK})
@@ -104,7 +104,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
     a duplicate ``record_id`` raises the database's IntegrityError."""
     if not entries:
         return []
-    _lock(s)
+    lock(s)
     n, m = tree_size(s), len(entries)
     bodies = [e[3] for e in entries]
     leaves = merkle.leaf_hashes(bodies)  # (m, 32) uint8
@@ -182,7 +182,7 @@ def consistency_proof(s: Session, old: int, new: int) -> list[bytes]:
 def sign_head(s: Session, key: Ed25519PrivateKey, now: datetime) -> TreeHead:
     """Sign and store the head of the current tree (size, root, ``now``); if that size is
     already signed, the stored head is returned (its signature stays valid)."""
-    _lock(s)
+    lock(s)
     size = tree_size(s)
     existing = s.get(TreeHead, size)
     if existing is not None:
