@@ -14,13 +14,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from transactive import __version__
-from transactive.service import problems, scheduler
+from transactive.service import openapi, problems, scheduler
 from transactive.service.area import load_market
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import open_database
 from transactive.service.deps import Services, _TokenCache
 from transactive.service.intake import start_writer, stop_writer
+from transactive.service.limits import LimitsMiddleware
 from transactive.service.routers import area as area_router
 from transactive.service.routers import auth, parties
 from transactive.service.routers import bids as bids_router
@@ -82,6 +83,10 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     app.state.services = svc
     app.state.token_cache = _TokenCache()
     problems.install(app)
+    app.add_middleware(
+        LimitsMiddleware, limits=svc.config.limits, token_cache=app.state.token_cache
+    )
+    openapi.install(app)
     app.include_router(auth.router)
     app.include_router(parties.router)
     app.include_router(bids_router.router)
