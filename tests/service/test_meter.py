@@ -197,3 +197,28 @@ def test_reads_are_filtered_by_tenancy_and_time(api: Api) -> None:
     rec = api.get(f"/v1/journal/records/meter:m0:{T0.strftime(Z)}", other)
     assert rec.status_code in (403, 404)
     assert journal.canonical({"b": 1, "a": [1]}) == b'{"a":[1],"b":1}'
+
+
+def test_control_characters_and_extreme_times_are_422_not_5xx(api: Api) -> None:
+    who, _key, area = _setup(api)
+    for t in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:45:00-01:00", "1969-12-31T23:45:00Z"):
+        r = api.post(
+            "/v1/meter-readings",
+            who,
+            json={"readings": [{**reading("m0", T0, 1, 0), "interval_start": t}]},
+        )
+        assert r.status_code == 422, (t, r.text)
+        assert api.get("/v1/meter-readings", who, params={"start": t}).status_code == 422
+    r = api.post("/v1/meter-readings", who, json={"readings": [reading("m\x00", T0, 1, 0)]})
+    assert r.status_code == 422
+    assert api.get("/v1/meter-readings", who, params={"resource_id": "a\x00"}).status_code == 422
+    assert api.get("/v1/resources/a%00b", who).status_code == 422
+    bus = api.services.market.areas[area].feeder.bus_names[0]
+    body = {"id": "r9", "kind": "meter", "area": area, "bus": bus, "name": "x\x00y"}
+    assert api.post("/v1/resources", who, json=body).status_code == 422
+    assert (
+        api.post("/v1/resources", who, json={**body, "name": "ok", "party_id": "p\x00"}).status_code
+        == 422
+    )
+    assert api.get("/v1/invoices/x%00y", who).status_code == 422
+    assert api.get("/v1/settlement-runs/x%00y", who).status_code == 422

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from transactive.service import journal, tenancy
 from transactive.service.models import MeterReading, Resource
 from transactive.service.problems import ApiError, FieldError
-from transactive.service.resources import decode_bytes, parse_public_key
+from transactive.service.resources import PLAIN, decode_bytes, parse_public_key
 from transactive.service.security import Principal
 
 #: Largest Wh in one interval (a 1 TW meter for a day): beyond it the value is nonsense.
@@ -35,16 +35,34 @@ MAX_WH = 10**15
 MAX_BATCH = 10_000
 
 
+def _utc(t: datetime) -> datetime:
+    """``t`` in UTC; only years 1970–2999 (epoch seconds, database range)."""
+    try:
+        u = t.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("time out of range") from None
+    if not 1970 <= u.year <= 2999:
+        raise ValueError("time out of range (years 1970-2999)")
+    return u
+
+
+#: A tz-aware time, normalised to UTC, in a sane range.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
 class ReadingIn(BaseModel):
     """One interval reading of a resource's meter."""
 
-    resource_id: str = Field(min_length=1, max_length=64)
-    interval_start: AwareDatetime
+    resource_id: str = Field(min_length=1, max_length=64, pattern=PLAIN)
+    interval_start: UtcTime
     duration_s: int = Field(strict=True, ge=1, le=86_400, description="Interval, s.")
     import_wh: int = Field(strict=True, ge=0, le=MAX_WH, description="Energy imported, Wh.")
     export_wh: int = Field(strict=True, ge=0, le=MAX_WH, description="Energy exported, Wh.")
     signature: str | None = Field(
-        None, max_length=200, description="Ed25519 over signed_bytes (hex or base64)."
+        None,
+        max_length=200,
+        pattern=PLAIN,
+        description="Ed25519 over signed_bytes (hex or base64).",
     )
 
 

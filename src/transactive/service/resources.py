@@ -29,20 +29,29 @@ from transactive.service.security import Principal
 KINDS: tuple[str, ...] = ("meter", *sorted(DEVICE_TYPES))
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
+#: Text without NUL or other control characters (PostgreSQL text cannot hold NUL).
+PLAIN = r"^[^\x00-\x1f\x7f]*$"
 
 
 class ResourceIn(BaseModel):
     """A resource to register; ``party_id`` defaults to the caller."""
 
     id: str = Field(pattern=ID_PATTERN, description="Unique resource id.")
-    party_id: str | None = Field(None, max_length=64, description="Owner (default: caller).")
-    kind: str = Field(max_length=32, description=f"One of {', '.join(KINDS)}.")
-    name: str = Field("", max_length=200)
-    area: str = Field(min_length=1, max_length=64)
-    bus: str = Field(min_length=1, max_length=100, description="A bus of the area's feeder.")
-    node: str | None = Field(None, max_length=100)
+    party_id: str | None = Field(
+        None, max_length=64, pattern=PLAIN, description="Owner (default: caller)."
+    )
+    kind: str = Field(max_length=32, pattern=PLAIN, description=f"One of {', '.join(KINDS)}.")
+    name: str = Field("", max_length=200, pattern=PLAIN)
+    area: str = Field(min_length=1, max_length=64, pattern=PLAIN)
+    bus: str = Field(
+        min_length=1, max_length=100, pattern=PLAIN, description="A bus of the area's feeder."
+    )
+    node: str | None = Field(None, max_length=100, pattern=PLAIN)
     public_key: str | None = Field(
-        None, max_length=200, description="Ed25519 public key (32 bytes, hex or base64)."
+        None,
+        max_length=200,
+        pattern=PLAIN,
+        description="Ed25519 public key (32 bytes, hex or base64).",
     )
     capacity_kw: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime
 
 from transactive.service.deps import DB, Svc, require
 from transactive.service.metering import (
     BatchOut,
     ReadingBatch,
     ReadingOut,
+    UtcTime,
     list_readings,
     post_readings,
 )
 from transactive.service.problems import ERRORS
+from transactive.service.resources import PLAIN
 from transactive.service.security import Principal
 
 router = APIRouter(tags=["metering"])
@@ -48,9 +49,9 @@ def post_meter_readings(
 def get_meter_readings(
     db: DB,
     p: Reader,
-    resource_id: Annotated[str | None, Query(max_length=64)] = None,
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
+    resource_id: Annotated[str | None, Query(max_length=64, pattern=PLAIN)] = None,
+    start: Annotated[UtcTime | None, Query()] = None,
+    end: Annotated[UtcTime | None, Query()] = None,
     offset: Annotated[int, Query(ge=0, le=10**12)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[ReadingOut]:

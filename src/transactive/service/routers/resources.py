@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from transactive.service.deps import DB, Svc, require
 from transactive.service.problems import ERRORS
 from transactive.service.resources import (
+    PLAIN,
     ResourceIn,
     ResourceOut,
     get_resource,
@@ -43,8 +44,8 @@ def post_resource(body: ResourceIn, db: DB, svc: Svc, p: Writer) -> ResourceOut:
 def get_resources(
     db: DB,
     p: Reader,
-    party_id: Annotated[str | None, Query(max_length=64)] = None,
-    area: Annotated[str | None, Query(max_length=64)] = None,
+    party_id: Annotated[str | None, Query(max_length=64, pattern=PLAIN)] = None,
+    area: Annotated[str | None, Query(max_length=64, pattern=PLAIN)] = None,
     offset: Annotated[int, Query(ge=0, le=10**12)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[ResourceOut]:
@@ -57,5 +58,7 @@ def get_resources(
     responses=ERRORS,
     summary="One resource",
 )
-def get_one(resource_id: Annotated[str, Path(max_length=64)], db: DB, p: Reader) -> ResourceOut:
+def get_one(
+    resource_id: Annotated[str, Path(max_length=64, pattern=PLAIN)], db: DB, p: Reader
+) -> ResourceOut:
     return get_resource(db, p, resource_id)

@@ -10,14 +10,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, exists, select, true
 from sqlalchemy.orm import Session
 
 from transactive.service import tenancy
 from transactive.service.deps import DB, Svc, require
+from transactive.service.metering import UtcTime
 from transactive.service.models import Invoice, SettlementLine, SettlementRun
 from transactive.service.problems import ERRORS, ApiError
+from transactive.service.resources import PLAIN
 from transactive.service.security import Principal
 from transactive.service.settling import settle_period
 
@@ -26,14 +28,14 @@ Runner = Annotated[Principal, Depends(require("settlement:run"))]
 Reader = Annotated[Principal, Depends(require("settlement:read"))]
 Offset = Annotated[int, Query(ge=0, le=10**12)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
-RunId = Annotated[str, Path(max_length=120)]
+RunId = Annotated[str, Path(max_length=120, pattern=PLAIN)]
 WRITE_ERRORS = {**ERRORS, 409: ERRORS[422] | {"description": "Conflict"}}
 
 
 class RunIn(BaseModel):
-    area: str = Field(min_length=1, max_length=64)
-    period_start: AwareDatetime
-    period_end: AwareDatetime
+    area: str = Field(min_length=1, max_length=64, pattern=PLAIN)
+    period_start: UtcTime
+    period_end: UtcTime
 
 
 class RunOut(BaseModel):
@@ -121,7 +123,7 @@ def post_run(body: RunIn, response: Response, db: DB, svc: Svc, p: Runner) -> Ru
 def list_runs(
     db: DB,
     p: Reader,
-    area: Annotated[str | None, Query(max_length=64)] = None,
+    area: Annotated[str | None, Query(max_length=64, pattern=PLAIN)] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> list[RunOut]:
@@ -149,7 +151,7 @@ def get_lines(
     run_id: RunId,
     db: DB,
     p: Reader,
-    party_id: Annotated[str | None, Query(max_length=64)] = None,
+    party_id: Annotated[str | None, Query(max_length=64, pattern=PLAIN)] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> list[LineOut]:
@@ -188,8 +190,8 @@ def _invoice_out(x: Invoice) -> InvoiceOut:
 def list_invoices(
     db: DB,
     p: Reader,
-    run_id: Annotated[str | None, Query(max_length=120)] = None,
-    party_id: Annotated[str | None, Query(max_length=64)] = None,
+    run_id: Annotated[str | None, Query(max_length=120, pattern=PLAIN)] = None,
+    party_id: Annotated[str | None, Query(max_length=64, pattern=PLAIN)] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> list[InvoiceOut]:
@@ -205,7 +207,9 @@ def list_invoices(
 @router.get(
     "/v1/invoices/{invoice_id}", response_model=InvoiceOut, responses=ERRORS, summary="One invoice"
 )
-def get_invoice(invoice_id: Annotated[str, Path(max_length=160)], db: DB, p: Reader) -> InvoiceOut:
+def get_invoice(
+    invoice_id: Annotated[str, Path(max_length=160, pattern=PLAIN)], db: DB, p: Reader
+) -> InvoiceOut:
     x = db.get(Invoice, invoice_id)
     if x is None or not tenancy.may_read(db, p, x.party_id):
         raise ApiError(404, f"no invoice {invoice_id!r}")
