@@ -103,80 +103,97 @@ def largest_remainder_cents(totals: FloatArray, names: list[str]) -> IntArray:
 def compute_lines(
     awards: dict[str, Any], readings: dict[str, Any], prices: dict[int, tuple[str, float]], dso: str
 ) -> tuple[Lines, int]:
-    """Energy, imbalance and counterparty lines (vectorised over awards and readings).
+    """Energy, imbalance and counterparty lines (vectorised over awards and readings:
+    integer group codes, ``np.unique`` and ``np.bincount``).
 
     ``awards``: arrays party, session, t (interval start, epoch s), h (duration, hours),
     award_kw, price; ``readings``: party, t, net_kwh; ``prices``: interval start → (session
     id, imbalance price). Returns the lines and the number of unpriced readings."""
-    a_party = np.asarray(awards["party"], dtype=object)
-    a_sess = np.asarray(awards["session"], dtype=object)
+    a_party = np.asarray(awards["party"], dtype=str)
+    r_party = np.asarray(readings["party"], dtype=str)
+    names, pcode = np.unique(np.concatenate([a_party, r_party]), return_inverse=True)
+    a_pc, r_pc = pcode[: a_party.size], pcode[a_party.size :]
     a_kwh = np.asarray(awards["award_kw"], dtype=float) * np.asarray(awards["h"], dtype=float)
     a_amt = a_kwh * np.asarray(awards["price"], dtype=float)
     parts: list[Lines] = []
     if a_party.size:
-        keys = np.array([f"{p}\x00{s}" for p, s in zip(a_party, a_sess, strict=True)])
-        uk, inv = np.unique(keys, return_inverse=True)
-        kwh = _sum(inv, a_kwh, uk.size)
-        amt = _sum(inv, a_amt, uk.size)
-        ps = [str(k).split("\x00") for k in uk]
+        sess, a_sc = np.unique(np.asarray(awards["session"], dtype=str), return_inverse=True)
+        uk, inv = np.unique(a_pc * sess.size + a_sc, return_inverse=True)
+        kwh, amt = _sum(inv, a_kwh, uk.size), _sum(inv, a_amt, uk.size)
         with np.errstate(invalid="ignore", divide="ignore"):
             price = np.where(kwh != 0, amt / kwh, np.nan)
-        parts.append(
-            Lines([p for p, _ in ps], [s for _, s in ps], ["energy"] * uk.size, kwh, price, amt)
-        )
-        us, sinv = np.unique(a_sess.astype(str), return_inverse=True)
+        n = uk.size
         parts.append(
             Lines(
-                [dso] * us.size,
-                [str(x) for x in us],
-                ["energy_counterparty"] * us.size,
-                -_sum(sinv, a_kwh, us.size),
-                np.full(us.size, np.nan),
-                -_sum(sinv, a_amt, us.size),
+                names[uk // sess.size].tolist(),
+                sess[uk % sess.size].tolist(),
+                ["energy"] * n,
+                kwh,
+                price,
+                amt,
             )
         )
-    r_party = np.asarray(readings["party"], dtype=object)
-    r_t = np.asarray(readings["t"], dtype=np.int64)
-    r_kwh = np.asarray(readings["net_kwh"], dtype=float)
-    priced = np.array([int(t) in prices for t in r_t], dtype=bool)
-    unpriced = int((~priced).sum())
-    r_party, r_t, r_kwh = r_party[priced], r_t[priced], r_kwh[priced]
-    if r_party.size:
-        keys = np.array([f"{p}\x00{t}" for p, t in zip(r_party, r_t, strict=True)])
-        uk, inv = np.unique(keys, return_inverse=True)
-        metered = _sum(inv, r_kwh, uk.size)
-        # awarded kWh of the same (party, interval), all stages
-        a_keys = np.array(
-            [f"{p}\x00{t}" for p, t in zip(a_party, np.asarray(awards["t"]), strict=True)]
-        )
-        awarded = np.zeros(uk.size)
-        if a_keys.size:
-            pos = np.minimum(np.searchsorted(uk, a_keys), uk.size - 1)
-            hit = uk[pos] == a_keys
-            awarded = _sum(pos[hit], a_kwh[hit], uk.size)
-        ps = [str(k).split("\x00") for k in uk]
-        t_of = [int(t) for _, t in ps]
-        price = np.array([prices[t][1] for t in t_of], dtype=float)
-        sess = [prices[t][0] for t in t_of]
-        imb = metered - awarded
-        amt = imb * price
-        parts.append(
-            Lines([p for p, _ in ps], list(sess), ["imbalance"] * uk.size, imb, price, amt)
-        )
-        us, sinv = np.unique(np.array(sess, dtype=str), return_inverse=True)
         parts.append(
             Lines(
-                [dso] * us.size,
-                [str(x) for x in us],
-                ["imbalance_counterparty"] * us.size,
-                -_sum(sinv, imb, us.size),
-                np.full(us.size, np.nan),
-                -_sum(sinv, amt, us.size),
+                [dso] * sess.size,
+                sess.tolist(),
+                ["energy_counterparty"] * sess.size,
+                -_sum(a_sc, a_kwh, sess.size),
+                np.full(sess.size, np.nan),
+                -_sum(a_sc, a_amt, sess.size),
+            )
+        )
+    pt = np.array(sorted(prices), dtype=np.int64)  # priced interval starts
+    p_price = np.array([prices[int(x)][1] for x in pt], dtype=float)
+    p_sess = np.array([prices[int(x)][0] for x in pt], dtype=object)
+
+    def tcode(ts: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        ts = np.asarray(ts, dtype=np.int64)
+        if pt.size == 0:
+            return np.zeros(ts.size, np.int64), np.zeros(ts.size, bool)
+        i = np.minimum(np.searchsorted(pt, ts), pt.size - 1)
+        return i.astype(np.int64), pt[i] == ts
+
+    r_tc, priced = tcode(readings["t"])
+    unpriced = int((~priced).sum())
+    if priced.any():
+        r_kwh = np.asarray(readings["net_kwh"], dtype=float)[priced]
+        uk, inv = np.unique(r_pc[priced] * pt.size + r_tc[priced], return_inverse=True)
+        metered = _sum(inv, r_kwh, uk.size)
+        awarded = np.zeros(uk.size)
+        if a_party.size:
+            a_tc, a_ok = tcode(awards["t"])
+            a_key = a_pc * pt.size + a_tc
+            pos = np.minimum(np.searchsorted(uk, a_key), uk.size - 1)
+            hit = a_ok & (uk[pos] == a_key)
+            awarded = _sum(pos[hit], a_kwh[hit], uk.size)
+        tc = uk % pt.size
+        imb = metered - awarded
+        amt = imb * p_price[tc]
+        parts.append(
+            Lines(
+                names[uk // pt.size].tolist(),
+                p_sess[tc].tolist(),
+                ["imbalance"] * uk.size,
+                imb,
+                p_price[tc],
+                amt,
+            )
+        )
+        used = np.unique(tc)
+        parts.append(
+            Lines(
+                [dso] * used.size,
+                p_sess[used].tolist(),
+                ["imbalance_counterparty"] * used.size,
+                -_sum(tc, imb, pt.size)[used],
+                np.full(used.size, np.nan),
+                -_sum(tc, amt, pt.size)[used],
             )
         )
     lines = Lines(
-        [p for x in parts for p in x.party],
-        [q for x in parts for q in x.session],
+        [str(p) for x in parts for p in x.party],
+        [None if q is None else str(q) for x in parts for q in x.session],
         [k for x in parts for k in x.kind],
         np.concatenate([x.kwh for x in parts]) if parts else np.zeros(0),
         np.concatenate([x.price for x in parts]) if parts else np.zeros(0),
