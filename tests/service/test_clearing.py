@@ -253,7 +253,9 @@ def test_reclear_and_interrupted_clearing_give_the_same_result_hash(
         with svc.db.sessions() as s, pytest.raises(RuntimeError):
             clearing.clear_session(s, svc, m.id)
     with svc.db.sessions() as s:
-        assert s.get(MarketSession, m.id).status != "cleared"  # type: ignore[union-attr]
+        assert s.get(MarketSession, m.id).status == "closed"  # type: ignore[union-attr]
+        pending = s.scalars(select(Job.status).where(Job.key == m.id)).one()
+        assert pending == "pending"  # the scheduler would resume it
         assert s.scalar(select(func.count()).select_from(Award)) == 0
         assert s.scalar(select(func.count()).select_from(JournalLeaf)) == 0
 
@@ -369,12 +371,12 @@ def test_scheduler_fails_a_bad_session_and_resumes_interrupted_jobs(api: Api) ->
 
 @pytest.fixture
 def live(db_url: str) -> Iterator[Api]:
-    # 40 market seconds per wall second: the first gate (12:10) closes 3 s after start.
+    # 24 market seconds per wall second: the first gate (12:10) closes 5 s after start.
     cfg = ServiceConfig(
         db_url=db_url,
         scheduler=True,
         clock_start=datetime(2026, 7, 1, 12, 8, tzinfo=UTC),
-        clock_speed=40.0,
+        clock_speed=24.0,
         sessions_ahead=2,
     )
     yield from make_api(cfg)
