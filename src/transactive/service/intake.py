@@ -177,7 +177,13 @@ def commit_items(s: Session, prep: Prepared, now: datetime) -> list[BidOut]:
                 "journal_index": first + j,
             }
         )
-    seqs = s.scalars(insert(Bid).returning(Bid.seq, sort_by_parameter_order=True), rows).all()
+    s.execute(insert(Bid.__table__), rows)  # Core executemany: batched, no per-row RETURNING
+    ids = [r["id"] for r in rows]
+    seq_of: dict[str, int] = {}
+    for lo in range(0, len(ids), _CHUNK):
+        q = select(Bid.id, Bid.seq).where(Bid.id.in_(ids[lo : lo + _CHUNK]))
+        seq_of.update((i, int(q_)) for i, q_ in s.execute(q))
+    seqs = [seq_of[i] for i in ids]
     stamp = now.isoformat().replace("+00:00", "Z")
     entries: list[tuple[str, str, str | None, bytes]] = []
     outs: list[BidOut] = []

@@ -109,7 +109,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
     bodies = [e[3] for e in entries]
     leaves = merkle.leaf_hashes(bodies)  # (m, 32) uint8
     s.execute(
-        insert(JournalLeaf),
+        insert(JournalLeaf.__table__),
         [
             {
                 "idx": n + j,
@@ -143,7 +143,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
         )
         row = parents
     if new_nodes:
-        s.execute(insert(JournalNode), new_nodes)
+        s.execute(insert(JournalNode.__table__), new_nodes)
     return list(range(n, n + m))
 
 
