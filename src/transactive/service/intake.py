@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from transactive.service import idempotency, journal, tenancy
 from transactive.service.bid_schemas import BidIn, BidOut, check_bids, public_id
 from transactive.service.deps import Services
-from transactive.service.models import Bid, MarketSession, Resource
+from transactive.service.models import Base, Bid, MarketSession, Resource
 from transactive.service.problems import ApiError, FieldError
 from transactive.service.security import Principal
 
@@ -177,7 +177,8 @@ def commit_items(s: Session, prep: Prepared, now: datetime) -> list[BidOut]:
                 "journal_index": first + j,
             }
         )
-    s.execute(insert(Bid.__table__), rows)  # Core executemany: batched, no per-row RETURNING
+    # Core executemany: batched (the ORM with RETURNING runs one INSERT per row on SQLite)
+    s.execute(insert(Base.metadata.tables["bids"]), rows)
     ids = [r["id"] for r in rows]
     seq_of: dict[str, int] = {}
     for lo in range(0, len(ids), _CHUNK):

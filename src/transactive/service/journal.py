@@ -30,7 +30,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from transactive.errors import InvalidInputError
-from transactive.service.models import JournalLeaf, JournalNode, TreeHead
+from transactive.service.models import Base, JournalLeaf, JournalNode, TreeHead
 from transactive.settlement import merkle
 from transactive.settlement.journal import node_keys, public_bytes, sign_tree_head
 
@@ -109,7 +109,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
     bodies = [e[3] for e in entries]
     leaves = merkle.leaf_hashes(bodies)  # (m, 32) uint8
     s.execute(
-        insert(JournalLeaf.__table__),
+        insert(Base.metadata.tables["journal_leaves"]),
         [
             {
                 "idx": n + j,
@@ -143,7 +143,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
         )
         row = parents
     if new_nodes:
-        s.execute(insert(JournalNode.__table__), new_nodes)
+        s.execute(insert(Base.metadata.tables["journal_nodes"]), new_nodes)
     return list(range(n, n + m))
 
 
