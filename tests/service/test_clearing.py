@@ -369,12 +369,13 @@ def test_scheduler_fails_a_bad_session_and_resumes_interrupted_jobs(api: Api) ->
 
 @pytest.fixture
 def live(db_url: str) -> Iterator[Api]:
-    # 40 market seconds per wall second: the first gate (12:10) closes 3 s after start.
+    # 10 market seconds per wall second: the first gate (12:10) closes 12 s after start,
+    # time enough to sign in and bid on a loaded machine.
     cfg = ServiceConfig(
         db_url=db_url,
         scheduler=True,
         clock_start=datetime(2026, 7, 1, 12, 8, tzinfo=UTC),
-        clock_speed=40.0,
+        clock_speed=10.0,
         sessions_ahead=2,
     )
     yield from make_api(cfg)
@@ -388,10 +389,21 @@ def test_scheduler_clears_sessions_on_an_accelerated_clock(live: Api) -> None:
         ensure_sessions(s, svc.market, svc.config, svc.now())
         s.commit()
     bus = sorted(svc.market.areas[area].buses)[2]
-    live.party("p0", "participant", area=area)
-    insert_bids(live, first, [{"party_id": "p0", "side": "buy", "price": 0.5,
-                               "quantity_kw": 4.0, "bus": bus}])  # fmt: skip
-    deadline = time.monotonic() + 30
+    p0 = live.party("p0", "participant", area=area)
+    r = live.post(
+        f"/v1/sessions/{first}/bids",
+        p0,
+        json={"bid_id": "ev", "side": "buy", "price": 0.5, "quantity_kw": 4.0, "bus": bus},
+    )
+    assert r.status_code == 201, r.text
+    r = live.post(
+        f"/v1/sessions/{first}/bids/batch",
+        p0,
+        json={"bids": [{"bid_id": "pv", "side": "sell", "price": 0.01, "quantity_kw": 1.5,
+                        "bus": bus}]},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 60
     status = "open"
     while time.monotonic() < deadline:
         with svc.db.sessions() as s:
@@ -403,10 +415,61 @@ def test_scheduler_clears_sessions_on_an_accelerated_clock(live: Api) -> None:
     assert status == "cleared"
     with svc.db.sessions() as s:
         m = s.get(MarketSession, first)
-        assert m is not None and m.n_bids == 1 and m.cleared_at is not None
+        assert m is not None and m.n_bids == 2 and m.cleared_at is not None
         assert m.cleared_at >= m.gate_closure
-        kw = s.scalars(select(Award.award_kw).where(Award.session_id == first)).one()
-        assert kw == pytest.approx(4.0)
+        kw = s.scalars(
+            select(Award.award_kw).where(Award.session_id == first).order_by(Award.bid_seq)
+        ).all()
+        assert kw == pytest.approx([4.0, -1.5])
         assert s.scalar(select(func.count()).select_from(JournalLeaf)) >= 2
         # The sessions ahead keep being opened as the clock runs.
         assert s.scalar(select(func.count()).select_from(MarketSession)) >= 3
+    late = live.post(
+        f"/v1/sessions/{first}/bids",
+        p0,
+        json={"bid_id": "late", "side": "buy", "price": 0.5, "quantity_kw": 1.0, "bus": bus},
+    )
+    assert late.status_code == 409
+    mine = live.get(f"/v1/sessions/{first}/awards", p0).json()
+    assert [a["bid_id"] for a in mine] == [f"{first}:p0:ev", f"{first}:p0:pv"]
+
+
+def test_award_records_are_the_journals_canonical_json() -> None:
+    bid = ["a:real-time:20260701T1200Z:p1:b1", 'odd "id" ü\n', "x"]
+    party = ["p1", "ß", "p1"]
+    kw, price, amount = [1.5, -0.0, 1e-300], [0.1, 3.0, -0.5], [0.0375, -0.0, 5e-301]
+    got = clearing.award_records("s:1", bid, party, kw, price, amount)
+    want = [
+        journal.canonical(
+            {"bid": b, "party_id": p, "award_kw": k, "price": pr, "amount": m, "session_id": "s:1"}
+        )
+        for b, p, k, pr, m in zip(bid, party, kw, price, amount, strict=True)
+    ]
+    assert got == want
+
+
+def test_auction_with_a_saturated_substation_pays_it_the_clearing_price(db_url: str) -> None:
+    cfg = ServiceConfig(
+        db_url=db_url, scheduler=False, clock_start=NOW, stages=("day-ahead",), substation_kw=5.0
+    )
+    for api in make_api(cfg):
+        svc = api.services
+        m = open_sessions(api, "day-ahead")[0]
+        who = parties(api, 2)
+        insert_bids(
+            api,
+            m.id,
+            [
+                {"party_id": who[0], "side": "sell", "price": 0.05, "quantity_kw": 20.0},
+                {"party_id": who[1], "side": "buy", "price": 0.40, "quantity_kw": 2.0},
+            ],
+        )
+        with svc.db.sessions() as s:
+            out = clearing.clear_session(s, svc, m.id)
+            paid = s.scalars(select(func.sum(Award.amount))).one()
+        # Supply 20 kW at 0.05 meets 2 kW of demand and 5 kW of substation export: the price
+        # is the seller's, below the substation's 0.30, and the substation pays that price.
+        assert out.price == pytest.approx(0.05)
+        assert out.substation_import_kw == pytest.approx(-5.0)
+        assert paid == pytest.approx(-0.05 * 5.0 * m.duration_s / 3600)
+        assert out.merchandising_surplus == 0.0

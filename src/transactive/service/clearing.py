@@ -17,7 +17,8 @@ network clearing they are the engine's price-taking bids (cut only at the value 
 load). Bids without a bus sit at the feeder's first source bus.
 
 Money (currency per interval; ``+`` pays, ``−`` receives): every bid pays its price × award
-kW × interval hours; the substation receives ``substation_price × import``; the DSO keeps
+kW × interval hours; the substation receives the clearing price (auction) or its own price
+(network) × import; the DSO keeps
 the merchandising surplus (congestion and loss rent, 0 in the auction). The three sum to
 zero, checked from per-bid and per-bus sums on every clearing (``BalanceError`` otherwise).
 
@@ -31,6 +32,8 @@ session is never cleared again: :func:`clear_session` returns the stored result.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,7 +47,7 @@ from transactive.core.curves import Curves
 from transactive.errors import BalanceError, InvalidInputError
 from transactive.market.auction import book_from_curves, clear
 from transactive.service import journal
-from transactive.service.models import Award, Bid, BusPrice, Job, MarketSession
+from transactive.service.models import Award, BusPrice, Job, MarketSession
 from transactive.service.sessions import queue_clearing
 
 if TYPE_CHECKING:
@@ -95,28 +98,25 @@ class Result:
 
 def read_bids(s: Session, session: MarketSession) -> BidArrays:
     """The session's bids as arrays (one SELECT of the needed columns, in ``seq`` order)."""
-    rows = s.execute(
-        select(
-            Bid.seq,
-            Bid.id,
-            Bid.party_id,
-            Bid.side,
-            Bid.price,
-            Bid.quantity_kw,
-            Bid.curve,
-            Bid.bus,
-            Bid.price_taking,
+    conn = s.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:  # the driver's own tuples: no per-row type processing
+        cur.execute(
+            "SELECT seq, id, party_id, side, price, quantity_kw, curve, bus, price_taking "
+            f"FROM bids WHERE session_id = {mark} ORDER BY seq",
+            (session.id,),
         )
-        .where(Bid.session_id == session.id)
-        .order_by(Bid.seq)
-    ).all()
+        rows = cur.fetchall()
+    finally:
+        cur.close()
     n = len(rows)
     cols = list(zip(*rows, strict=True)) if rows else [()] * 9
     seq = np.fromiter(cols[0], dtype=np.int64, count=n)
     side = np.array(cols[3], dtype=object)
     price = np.array(cols[4], dtype=np.float64)  # None -> NaN
     qty = np.array(cols[5], dtype=np.float64)
-    curve_cells: tuple[Any, ...] = cols[6]
+    curve_cells = tuple(json.loads(c) if isinstance(c, str) else c for c in cols[6])
     is_block = np.array([c is None for c in curve_cells], dtype=bool)
     flagged = np.array(cols[8], dtype=bool)
     is_buy = side == "buy"
@@ -294,10 +294,13 @@ def money(
     session: MarketSession, result: Result, substation_price: float
 ) -> tuple[FloatArray, float]:
     """Per-bid amounts (currency, + pays) and the merchandising surplus; raises BalanceError
-    unless bids + substation − surplus sum to zero (per-bid vs per-bus sums)."""
+    unless bids + substation − surplus sum to zero (per-bid vs per-bus sums). The substation
+    is paid the clearing price in an auction (it is one of its bids), its own price under
+    network clearing (the slack price)."""
     h = session.duration_s / 3600.0
     amount = result.award_price * result.award_kw * h
-    sub_amount = -substation_price * result.substation_import_kw * h
+    paid = result.price if session.clearing == "auction" and result.price is not None else None
+    sub_amount = -(substation_price if paid is None else paid) * result.substation_import_kw * h
     if session.clearing == "network":
         surplus = float((result.bus_price * result.bus_net_kw).sum() * h) + sub_amount
     else:
@@ -357,6 +360,40 @@ def _locked(s: Session, session_id: str) -> MarketSession:
     return session
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._:@-]*")
+
+
+def _json_str(v: str) -> str:
+    return f'"{v}"' if _PLAIN.fullmatch(v) else json.dumps(v, ensure_ascii=False)
+
+
+def award_records(
+    sid: str,
+    bid: list[str],
+    party: list[str],
+    award_kw: list[float],
+    price: list[float],
+    amount: list[float],
+) -> list[bytes]:
+    """The canonical JSON (:func:`journal.canonical`) of every award record, formatted
+    directly (sorted keys, float repr; ~10x faster than ``json.dumps`` per record)."""
+    if not (np.isfinite(np.asarray(award_kw)).all() and np.isfinite(np.asarray(amount)).all()):
+        raise BalanceError(f"session {sid}: non-finite award or amount")
+    s = _json_str(sid)
+    names = {p: _json_str(p) for p in set(party)}
+    out = [
+        f'{{"amount":{m!r},"award_kw":{a!r},"bid":{_json_str(b)},"party_id":{names[p]},'
+        f'"price":{pr!r},"session_id":{s}}}'.encode()
+        for b, p, a, pr, m in zip(bid, party, award_kw, price, amount, strict=True)
+    ]
+    if out:  # the fast format is the canonical one (checked on the first record)
+        ref = {"amount": amount[0], "award_kw": award_kw[0], "bid": bid[0],
+               "party_id": party[0], "price": price[0], "session_id": sid}  # fmt: skip
+        if journal.canonical(ref) != out[0]:
+            raise BalanceError(f"session {sid}: award record is not canonical JSON")
+    return out
+
+
 def records(
     session: MarketSession,
     bids: BidArrays,
@@ -371,14 +408,7 @@ def records(
     party = bids.party.tolist()
     award_kw = result.award_kw.tolist()
     award_price = result.award_price.tolist()
-    award_bodies = [
-        journal.canonical(
-            {"bid": b, "party_id": p, "award_kw": a, "price": pr, "amount": m, "session_id": sid}
-        )
-        for b, p, a, pr, m in zip(
-            bids.public_id, party, award_kw, award_price, amounts, strict=True
-        )
-    ]
+    award_bodies = award_records(sid, bids.public_id, party, award_kw, award_price, amounts)
     digest = hashlib.sha256()
     for body in award_bodies:
         digest.update(hashlib.sha256(body).digest())
