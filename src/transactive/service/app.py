@@ -22,10 +22,14 @@ from transactive.service.db import open_database
 from transactive.service.deps import Services, _TokenCache
 from transactive.service.intake import start_writer, stop_writer
 from transactive.service.limits import LimitsMiddleware
+from transactive.service.routers import area as area_router
 from transactive.service.routers import auth, parties
 from transactive.service.routers import bids as bids_router
 from transactive.service.routers import journal as journal_router
+from transactive.service.routers import meter as meter_router
+from transactive.service.routers import resources as resources_router
 from transactive.service.routers import sessions as sessions_router
+from transactive.service.routers import settlement as settlement_router
 from transactive.service.security import TokenSigner, service_key
 
 #: (start, stop) pairs run in the lifespan; a start gets the Services and returns a handle.
@@ -88,6 +92,10 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     app.include_router(bids_router.router)
     app.include_router(journal_router.router)
     app.include_router(sessions_router.router)
+    app.include_router(area_router.router)
+    app.include_router(resources_router.router)
+    app.include_router(meter_router.router)
+    app.include_router(settlement_router.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and database check")
     def healthz() -> dict[str, str]:
