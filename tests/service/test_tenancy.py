@@ -59,6 +59,19 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/v1/journal/head"): "journal",
     ("GET", "/v1/journal/records/{record_id}"): "one",
     ("GET", "/v1/journal/consistency"): "journal",
+    ("GET", "/v1/areas"): "market",
+    ("GET", "/v1/areas/{area}"): "market",
+    ("POST", "/v1/resources"): "act",
+    ("GET", "/v1/resources"): "rows",
+    ("GET", "/v1/resources/{resource_id}"): "one",
+    ("POST", "/v1/meter-readings"): "act",
+    ("GET", "/v1/meter-readings"): "rows",
+    ("POST", "/v1/settlement-runs"): "act",
+    ("GET", "/v1/settlement-runs"): "rows",
+    ("GET", "/v1/settlement-runs/{run_id}"): "one",
+    ("GET", "/v1/settlement-runs/{run_id}/lines"): "rows",
+    ("GET", "/v1/invoices"): "rows",
+    ("GET", "/v1/invoices/{invoice_id}"): "one",
 }
 
 
@@ -96,6 +109,8 @@ class World:
     area: str
     cleared: str  # a cleared session: bids (and awards) of alice, bob, eve
     open: str  # an open session: bids of alice, bob (by agg) and eve
+    run: str = ""  # a settlement run of the area (by its DSO)
+    period: dict[str, str] | None = None  # its period
 
     def get(self, role: str, path: str, **kw: Any) -> Any:
         return self.api.client.get(path, headers=self.who[role], **kw)
@@ -149,7 +164,9 @@ def world(world_db: str) -> Iterator[World]:
             ensure_sessions(s, svc.market, svc.config, NOW - timedelta(hours=1))
             s.commit()
             rows = list(s.scalars(select(MarketSession).order_by(MarketSession.interval_start)))
-        cleared = next(m.id for m in rows if m.gate_closure <= NOW)
+        first = next(m for m in rows if m.gate_closure <= NOW)
+        cleared = first.id
+        t0 = first.interval_start.replace(tzinfo=UTC)
         opened = next(m.id for m in rows if m.gate_closure > NOW + timedelta(minutes=5))
         bus = sorted(svc.market.areas[area].buses)[3]
         with svc.db.sessions() as s:
@@ -185,6 +202,25 @@ def world(world_db: str) -> Iterator[World]:
         for role, party in (("alice", "alice"), ("agg", "bob"), ("eve", "eve")):
             r = w.post(role, f"/v1/sessions/{opened}/bids", json={**bid, "party_id": party})
             assert r.status_code == 201, r.text
+            res = {"id": f"r-{party}", "party_id": party, "kind": "meter", "area": area}
+            r = w.post(role, "/v1/resources", json={**res, "bus": bus})
+            assert r.status_code == 201, r.text
+            reading = {
+                "resource_id": f"r-{party}",
+                "interval_start": t0.isoformat(),
+                "duration_s": 900,
+                "import_wh": 100,
+                "export_wh": 0,
+            }
+            r = w.post(role, "/v1/meter-readings", json={"readings": [reading]})
+            assert r.status_code == 201, r.text
+        w.period = {
+            "period_start": t0.isoformat(),
+            "period_end": (t0 + timedelta(seconds=first.duration_s)).isoformat(),
+        }
+        r = w.post("dso", "/v1/settlement-runs", json={"area": area, **w.period})
+        assert r.status_code in (200, 201), r.text
+        w.run = r.json()["id"]
         yield w
 
 
@@ -315,6 +351,76 @@ def test_bids_for_others_are_refused_and_write_nothing(world: World) -> None:
     assert w.post("agg", url, json={**bid, "party_id": "bob"}).status_code == 201
 
 
+def test_resources_and_meter_readings(world: World) -> None:
+    w = world
+    for path in ("/v1/resources", "/v1/meter-readings"):
+        seen = _filtered(w, path)
+        assert seen["alice"] == {"alice"} and seen["agg"] == {"bob"}, path
+        assert seen["dso"] == BIDDERS and seen["dso2"] == seen["tso"] == set(), path
+        assert seen["aud"] == seen["root"] == BIDDERS, path
+    for role in ROLES:
+        r = w.get(role, "/v1/resources/r-alice")
+        ok = role in ("alice", "dso", "aud", "root")
+        assert r.status_code in ((200,) if ok else (403, 404)), (role, r.text)
+    bus = sorted(w.api.services.market.areas[w.area].buses)[3]
+    res = {"kind": "meter", "area": w.area, "bus": bus}
+    reading = {
+        "interval_start": "2026-07-01T11:15:00Z",
+        "duration_s": 900,
+        "import_wh": 5,
+        "export_wh": 0,
+    }
+    for role in ROLES:
+        for party in ("alice", "bob"):
+            if (role, party) in (("alice", "alice"), ("agg", "bob")):
+                continue
+            body = {**res, "id": f"z-{role}-{party}", "party_id": party}
+            r = w.post(role, "/v1/resources", json=body)
+            assert r.status_code in (403, 404), (role, party, r.text)
+            m = w.post(
+                role,
+                "/v1/meter-readings",
+                json={"readings": [{**reading, "resource_id": f"r-{party}"}]},
+            )
+            assert m.status_code in (403, 404, 422), (role, party, m.text)  # "not yours"
+    assert len(w.get("root", "/v1/resources").json()) == 3
+    assert len(w.get("root", "/v1/meter-readings").json()) == 3
+
+
+def test_areas_and_settlement(world: World) -> None:
+    w = world
+    for role in ROLES:
+        assert w.get(role, "/v1/areas").status_code == 200, role
+        a = w.get(role, f"/v1/areas/{w.area}")
+        assert a.status_code == 200, role
+        assert (a.json()["buses"] is None) == (role == "tso"), role
+    assert w.period is not None
+    for role in ("alice", "eve", "agg", "dso2", "tso", "aud"):
+        r = w.post(role, "/v1/settlement-runs", json={"area": w.area, **w.period})
+        assert r.status_code == 403, (role, r.text)
+    for role in ROLES:
+        if role == "tso":  # no settlement:read
+            assert w.get(role, "/v1/invoices").status_code == 403
+            continue
+        inv = w.get(role, "/v1/invoices").json()
+        lines = w.get(role, f"/v1/settlement-runs/{w.run}/lines")
+        run = w.get(role, f"/v1/settlement-runs/{w.run}")
+        runs = {x["id"] for x in w.get(role, "/v1/settlement-runs").json()}
+        mine = _parties(inv)
+        if role in ("dso2",):
+            assert mine == set() and runs == set() and run.status_code == 404, role
+            assert lines.status_code == 404 or _parties(lines.json()) == set(), role
+            continue
+        assert run.status_code == 200 and w.run in runs, role
+        assert _parties(lines.json()) <= mine | ({"dso"} if role != "alice" else set()), role
+        expect = {"alice": {"alice"}, "eve": {"eve"}, "agg": {"bob"}}.get(role)
+        if expect is not None:
+            assert mine == expect, (role, mine)
+        for x in w.get("root", "/v1/invoices").json():
+            one = w.get(role, f"/v1/invoices/{x['id']}")
+            assert one.status_code == (200 if x["party_id"] in mine else 404), (role, x)
+
+
 #: The test that proves each non-public route (a new route needs an entry).
 PROBED = {
     ("GET", "/v1/me"): test_party_reads,
@@ -340,6 +446,19 @@ PROBED = {
     ("GET", "/v1/journal/head"): test_journal_is_public_to_journal_readers,
     ("GET", "/v1/journal/records/{record_id}"): test_one_partys_rows,
     ("GET", "/v1/journal/consistency"): test_journal_is_public_to_journal_readers,
+    ("GET", "/v1/areas"): test_areas_and_settlement,
+    ("GET", "/v1/areas/{area}"): test_areas_and_settlement,
+    ("POST", "/v1/resources"): test_resources_and_meter_readings,
+    ("GET", "/v1/resources"): test_resources_and_meter_readings,
+    ("GET", "/v1/resources/{resource_id}"): test_resources_and_meter_readings,
+    ("POST", "/v1/meter-readings"): test_resources_and_meter_readings,
+    ("GET", "/v1/meter-readings"): test_resources_and_meter_readings,
+    ("POST", "/v1/settlement-runs"): test_areas_and_settlement,
+    ("GET", "/v1/settlement-runs"): test_areas_and_settlement,
+    ("GET", "/v1/settlement-runs/{run_id}"): test_areas_and_settlement,
+    ("GET", "/v1/settlement-runs/{run_id}/lines"): test_areas_and_settlement,
+    ("GET", "/v1/invoices"): test_areas_and_settlement,
+    ("GET", "/v1/invoices/{invoice_id}"): test_areas_and_settlement,
 }
 
 
