@@ -7,6 +7,9 @@ Exit codes: 0 done, 2 bad input (the message names the option or file), 1 a fail
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -54,14 +57,32 @@ def serve_cmd(
         normalise_url(db)
         config = ServiceConfig(db_url=db, scenario=scenario)
         import uvicorn
+        from sqlalchemy.exc import DBAPIError
 
         from transactive.service.app import create_app
 
-        app = create_app(config)
+        try:
+            app = create_app(config)
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise _fail(f"--db {db!r}: cannot open the database ({reason})") from None
     except InvalidInputError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"transactive market service on http://{host}:{port}  (database: {db})", err=True)
+    _quiet_stdout()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found at
+    # start-up; with this one installed the process exits 0 after a clean shutdown.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _quiet_stdout() -> None:
+    """Send file descriptor 1 to stderr: a C library's (solver's) prints never reach stdout."""
+    sys.stdout.flush()
+    try:
+        os.dup2(sys.stderr.fileno(), 1)
+    except (OSError, ValueError):  # no real file descriptors (embedded): nothing to redirect
+        pass
 
 
 @admin_app.command("create-client")
