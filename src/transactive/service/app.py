@@ -14,17 +14,22 @@ from typing import Any
 from fastapi import FastAPI
 
 from transactive import __version__
-from transactive.service import problems, scheduler
+from transactive.service import openapi, problems, scheduler
 from transactive.service.area import load_market
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import open_database
 from transactive.service.deps import Services, _TokenCache
 from transactive.service.intake import start_writer, stop_writer
+from transactive.service.limits import LimitsMiddleware
+from transactive.service.routers import area as area_router
 from transactive.service.routers import auth, parties
 from transactive.service.routers import bids as bids_router
 from transactive.service.routers import journal as journal_router
+from transactive.service.routers import meter as meter_router
+from transactive.service.routers import resources as resources_router
 from transactive.service.routers import sessions as sessions_router
+from transactive.service.routers import settlement as settlement_router
 from transactive.service.security import TokenSigner, service_key
 
 #: (start, stop) pairs run in the lifespan; a start gets the Services and returns a handle.
@@ -78,11 +83,19 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     app.state.services = svc
     app.state.token_cache = _TokenCache()
     problems.install(app)
+    app.add_middleware(
+        LimitsMiddleware, limits=svc.config.limits, token_cache=app.state.token_cache
+    )
+    openapi.install(app)
     app.include_router(auth.router)
     app.include_router(parties.router)
     app.include_router(bids_router.router)
     app.include_router(journal_router.router)
     app.include_router(sessions_router.router)
+    app.include_router(area_router.router)
+    app.include_router(resources_router.router)
+    app.include_router(meter_router.router)
+    app.include_router(settlement_router.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and database check")
     def healthz() -> dict[str, str]:

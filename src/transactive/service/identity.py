@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -15,27 +16,20 @@ from transactive.service.models import ROLES, Client, Party
 from transactive.service.security import Principal, hash_secret, new_secret, secret_ok
 
 #: What each role may do; a token carries a subset (the ``scope`` asked for at /v1/token).
+#: A participant's and an aggregator's scopes (an aggregator acts for its portfolio).
+PARTICIPANT_SCOPES = frozenset(
+    {
+        "market:read",
+        "market:bid",
+        "resources:write",
+        "meter:write",
+        "settlement:read",
+        "journal:read",
+    }
+)
 SCOPES: dict[str, frozenset[str]] = {
-    "participant": frozenset(
-        {
-            "market:read",
-            "market:bid",
-            "resources:write",
-            "meter:write",
-            "settlement:read",
-            "journal:read",
-        }
-    ),
-    "aggregator": frozenset(
-        {
-            "market:read",
-            "market:bid",
-            "resources:write",
-            "meter:write",
-            "settlement:read",
-            "journal:read",
-        }
-    ),
+    "participant": PARTICIPANT_SCOPES,
+    "aggregator": PARTICIPANT_SCOPES,
     "dso": frozenset({"market:read", "settlement:read", "settlement:run", "journal:read"}),
     "tso": frozenset({"market:read"}),
     "auditor": frozenset({"market:read", "settlement:read", "journal:read"}),
@@ -97,17 +91,30 @@ def create_party(
     return party
 
 
-def create_client(db: Session, party_id: str, now: datetime) -> NewClient:
-    """Add an OAuth2 client for ``party_id`` (not committed) with a fresh secret."""
+def new_credentials() -> tuple[str, str]:
+    """A fresh client secret and its argon2 hash (~50 ms of CPU: call it outside a
+    database transaction, then pass it to :func:`create_client`)."""
+    secret = new_secret()
+    return secret, hash_secret(secret)
+
+
+def create_client(
+    db: Session, party_id: str, now: datetime, credentials: tuple[str, str] | None = None
+) -> NewClient:
+    """Add an OAuth2 client for ``party_id`` (not committed) with a fresh secret.
+
+    ``credentials`` (from :func:`new_credentials`) lets the caller hash the secret before
+    its transaction starts; by default it is made here.
+    """
     party = db.get(Party, party_id)
     if party is None:
         raise InvalidInputError(f"party {party_id!r}: no such party")
-    secret = new_secret()
+    secret, secret_hash = credentials or new_credentials()
     client_id = f"{party_id}-{uuid.uuid4().hex[:8]}"
     db.add(
         Client(
             client_id=client_id,
-            secret_hash=hash_secret(secret),
+            secret_hash=secret_hash,
             party_id=party_id,
             scopes=" ".join(sorted(SCOPES[party.role])),
             disabled=False,
@@ -132,7 +139,7 @@ def authenticate(
     """The principal of a client whose secret matches; ``scope`` narrows its scopes."""
     client = db.get(Client, client_id)
     # Hash even for an unknown client, so timing does not reveal which ids exist.
-    hashed = client.secret_hash if client is not None else _DUMMY_HASH
+    hashed = client.secret_hash if client is not None else _dummy_hash()
     ok = secret_ok(client_secret, hashed)
     if client is None or not ok or client.disabled:
         raise AuthError("invalid_client", "unknown client or wrong secret")
@@ -156,4 +163,7 @@ def portfolio(db: Session, aggregator_id: str) -> list[str]:
     return list(db.scalars(select(Party.id).where(Party.aggregator_id == aggregator_id)))
 
 
-_DUMMY_HASH = hash_secret("not-a-real-secret")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown clients, made on first use (not at import)."""
+    return hash_secret("not-a-real-secret")

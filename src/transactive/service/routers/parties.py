@@ -12,7 +12,7 @@ from sqlalchemy import select
 from transactive.errors import InvalidInputError
 from transactive.service import tenancy
 from transactive.service.deps import DB, Caller, Svc, require
-from transactive.service.identity import create_client, create_party
+from transactive.service.identity import create_client, create_party, new_credentials
 from transactive.service.models import Party
 from transactive.service.problems import ERRORS, ApiError
 from transactive.service.security import Principal
@@ -97,9 +97,10 @@ def post_party(body: PartyIn, db: DB, svc: Svc, _: Admin) -> PartyOut:
     summary="Create a client for a party (admin)",
 )
 def post_client(party_id: Id, db: DB, svc: Svc, _: Admin) -> ClientOut:
+    credentials = new_credentials()  # argon2 before the transaction: no lock held while hashing
     if db.get(Party, party_id) is None:
         raise ApiError(404, f"party {party_id!r} not found")
-    c = create_client(db, party_id, svc.now())
+    c = create_client(db, party_id, svc.now(), credentials)
     db.commit()
     return ClientOut(
         client_id=c.client_id, client_secret=c.client_secret, party_id=c.party_id, role=c.role
