@@ -228,11 +228,11 @@ def _drive(
     settle_every = max(1, round(settle_h * 3600 / interval_s))
     # the service may have started slower than the clock runs: begin with the first
     # interval whose session still takes bids (earlier ones run off the market)
-    t_first = _first_open(op, sc, n_iv)
+    t_first = _first_open(op, sc, sc.intervals.n)
     if t_first:
         res.notes.append(f"started late: the first {t_first} intervals ran off the market")
     period_start = sc.intervals.starts[t_first].to_pydatetime().astimezone(UTC)
-    for t in range(n_iv):
+    for t in range(min(t_first + n_iv, sc.intervals.n)):
         skip = t < t_first
         start = sc.intervals.starts[t].to_pydatetime().astimezone(UTC)
         sid = f"{area}:real-time:{start:%Y%m%dT%H%MZ}"
@@ -341,7 +341,7 @@ def _first_open(op: Client, sc: Any, n_iv: int) -> int:
         if firsts:
             first = min(firsts)
             if first > starts[-1]:
-                raise RuntimeError("the service's clock ran past the demo's intervals")
+                raise RuntimeError("the service's clock ran past the scenario's intervals")
             return next(i for i, x in enumerate(starts) if x >= first)
         time.sleep(0.05)
     raise RuntimeError("no open session in 120 s")
