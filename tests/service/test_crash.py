@@ -38,12 +38,15 @@ def _port() -> int:
 def _start(db_url: str, port: int) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("transactive")
     cmd = [str(exe), "serve", "--db", db_url, "--port", str(port)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _up(port: int, timeout_s: float = 60.0) -> None:
+def _up(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
     t_end = time.monotonic() + timeout_s
     while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"server exited {proc.returncode}: {err[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
                 return
@@ -65,7 +68,7 @@ def test_sigkill_during_intake_loses_and_duplicates_nothing(db_url: str) -> None
         s.commit()
     port = _port()
     proc = _start(db_url, port)
-    _up(port)
+    _up(port, proc)
     client = Client(
         f"http://127.0.0.1:{port}", c.client_id, c.client_secret,
         retry=Retry(attempts=400, backoff_s=0.02, max_backoff_s=0.1), timeout_s=5.0,
@@ -104,7 +107,7 @@ def test_sigkill_during_intake_loses_and_duplicates_nothing(db_url: str) -> None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             proc = _start(db_url, port)
-            _up(port)
+            _up(port, proc)
         time.sleep(0.5)
     finally:
         stop.set()

@@ -19,7 +19,7 @@ def test_short_demo_clears_and_balances() -> None:
     exe = Path(sys.executable).with_name("transactive")
     cmd = [str(exe), "serve", "--demo",
            str(ROOT / "examples" / "service-demo.toml"),
-           "--hours", "2", "--speed", "2", "--homes", "4", "--exit"]  # fmt: skip
+           "--hours", "2", "--speed", "1", "--homes", "4", "--exit"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=280, env=os.environ.copy())
     assert r.returncode == 0, r.stderr[-3000:]
     assert "demo: service on http://127.0.0.1:" in r.stderr

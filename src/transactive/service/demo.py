@@ -228,10 +228,33 @@ def _drive(
     settle_every = max(1, round(settle_h * 3600 / interval_s))
     # the service may have started slower than the clock runs: begin with the first
     # interval whose session still takes bids (earlier ones run off the market)
-    t_first = _first_open(op, sc, sc.intervals.n)
+    t_first = _first_open(op, sc, sc.intervals.n) + 2  # two intervals to spare
     if t_first:
         res.notes.append(f"started late: the first {t_first} intervals ran off the market")
     period_start = sc.intervals.starts[t_first].to_pydatetime().astimezone(UTC)
+
+    def after(t: int, start: datetime, home_kw: Any, since: datetime, last: bool) -> datetime:
+        """Meter readings of interval ``t`` and, every ``settle_h``, a settlement run;
+        returns the start of the period not yet settled."""
+        if not metering:
+            return since
+        for i in range(n_homes):
+            wh = round(float(home_kw[i]) * dt_h * 1000)
+            reading = {
+                "resource_id": f"meter-{i}",
+                "interval_start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                "duration_s": interval_s,
+                "import_wh": max(wh, 0),
+                "export_wh": max(-wh, 0),
+            }
+            clients[_party(i)].meter_readings([reading], key=keys[i], idempotency_key=f"m:{i}:{t}")
+        end = start + timedelta(seconds=interval_s)
+        if last or (t + 1 - t_first) % settle_every == 0:
+            _settle(op, area, since, end, res, say)
+            return end
+        return since
+
+    pending: tuple[int, datetime, Any] | None = None
     for t in range(min(t_first + n_iv, sc.intervals.n)):
         skip = t < t_first
         start = sc.intervals.starts[t].to_pydatetime().astimezone(UTC)
@@ -269,6 +292,9 @@ def _drive(
                 if not res.late:
                     say(f"demo: late for {sid}: {exc}")
                 res.late += len(bids)
+        if pending is not None:
+            period_start = after(*pending, period_start, False)
+            pending = None
         session = (
             {"status": "skipped", "price": None}
             if skip
@@ -292,37 +318,21 @@ def _drive(
             power[sl] = rep.power_kw
         fleets = new
         home_kw = np.bincount(dev.home[on_market], weights=power[on_market], minlength=n_homes)
-        energy += home_kw * dt_h
-        res.sessions_cleared += session["status"] == "cleared"
-        if first_head is None:
-            first_head = op.journal_head()
-        res.intervals += not skip
         if skip:
             continue
-        if metering:
-            for i in range(n_homes):
-                wh = round(float(home_kw[i]) * dt_h * 1000)
-                reading = {
-                    "resource_id": f"meter-{i}",
-                    "interval_start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
-                    "duration_s": interval_s,
-                    "import_wh": max(wh, 0),
-                    "export_wh": max(-wh, 0),
-                }
-                clients[_party(i)].meter_readings(
-                    [reading], key=keys[i], idempotency_key=f"m:{i}:{t}"
-                )
+        energy += home_kw * dt_h
+        res.sessions_cleared += session["status"] == "cleared"
+        res.intervals += 1
+        if first_head is None:
+            first_head = op.journal_head()
         say(
             f"demo: {start:%Y-%m-%d %H:%M}Z {session['status']} price "
             f"{price:.4f}/kWh, {sum(map(len, book.values()))} bids, "
             f"homes {home_kw.sum():+.1f} kW"
         )
-        if metering and (t + 1) % settle_every == 0:
-            end = start + timedelta(seconds=interval_s)
-            _settle(op, area, period_start, end, res, say)
-            period_start = end
-    if metering and period_start < start + timedelta(seconds=interval_s):
-        _settle(op, area, period_start, start + timedelta(seconds=interval_s), res, say)
+        pending = (t, start, home_kw)  # metered after the next interval's bids are in
+    if pending is not None:
+        period_start = after(*pending, period_start, True)
     days = res.intervals * dt_h / 24.0
     res.kwh_home_day = float(energy.mean() / days) if n_homes and days else 0.0
     _check_journal(op, first_head, res)
