@@ -71,7 +71,7 @@ def test_sigkill_during_intake_loses_and_duplicates_nothing(db_url: str) -> None
     _up(port, proc)
     client = Client(
         f"http://127.0.0.1:{port}", c.client_id, c.client_secret,
-        retry=Retry(attempts=400, backoff_s=0.02, max_backoff_s=0.1), timeout_s=5.0,
+        retry=Retry(attempts=5000, backoff_s=0.02, max_backoff_s=0.2), timeout_s=5.0,
     )  # fmt: skip
     sessions = client.sessions(status="open", limit=100)
     sid = max(sessions, key=lambda x: str(x["gate_closure"]))["id"]  # far from its gate
