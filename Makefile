@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench format clean
+.PHONY: demo test lint typecheck pytest bench bench-service format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+bench-service: $(STAMP)  # service load on loopback, SQLite and PostgreSQL (60 s each)
+	$(BIN)/python benchmarks/service_load.py --seconds 60
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -48,8 +48,23 @@ def serve_cmd(
         Path | None,
         typer.Option(help="Run a simulated area of HTTP clients on an accelerated clock."),
     ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.01, max=100.0, help="--demo: market intervals per second.")
+    ] = 1.0,
+    hours: Annotated[
+        float, typer.Option(min=0.25, max=24.0 * 366, help="--demo: simulated hours.")
+    ] = 24.0,
+    homes: Annotated[
+        int, typer.Option(min=1, max=10_000, help="--demo: homes that are HTTP clients.")
+    ] = 20,
+    exit_: Annotated[
+        bool, typer.Option("--exit", help="--demo: stop after --hours (else keep serving).")
+    ] = False,
 ) -> None:
     """Start the market service (HTTP API; OpenAPI at /docs and /openapi.json)."""
+    if demo is not None:
+        _demo(demo, None if db == DEFAULT_DB else db, speed, hours, homes, exit_)
+        return
     try:
         from transactive.service.config import ServiceConfig
         from transactive.service.db import normalise_url
@@ -83,6 +98,25 @@ def _quiet_stdout() -> None:
         os.dup2(sys.stderr.fileno(), 1)
     except (OSError, ValueError):  # no real file descriptors (embedded): nothing to redirect
         pass
+
+
+def _demo(
+    scenario: Path, db: str | None, speed: float, hours: float, homes: int, exit_: bool
+) -> None:
+    """`serve --demo`: the live demo (transactive.service.demo); summary on stdout."""
+    import time
+
+    from transactive.service.demo import run_demo, summary
+
+    try:
+        res = run_demo(scenario, db_url=db, speed=speed, hours=hours, homes=homes)
+    except InvalidInputError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(summary(res))
+    if not exit_:
+        typer.echo("demo done; Ctrl-C to stop", err=True)
+        while True:
+            time.sleep(3600)
 
 
 @admin_app.command("create-client")
