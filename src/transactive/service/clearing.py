@@ -116,7 +116,9 @@ def read_bids(s: Session, session: MarketSession) -> BidArrays:
     side = np.array(cols[3], dtype=object)
     price = np.array(cols[4], dtype=np.float64)  # None -> NaN
     qty = np.array(cols[5], dtype=np.float64)
-    curve_cells = tuple(json.loads(c) if isinstance(c, str) else c for c in cols[6])
+    curve_cells = tuple(  # SQLite hands JSON over as text ("null" for a block)
+        (None if c == "null" else json.loads(c)) if isinstance(c, str) else c for c in cols[6]
+    )
     is_block = np.array([c is None for c in curve_cells], dtype=bool)
     flagged = np.array(cols[8], dtype=bool)
     is_buy = side == "buy"
@@ -329,15 +331,18 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
         raise ClearingError(f"session {session_id!r} not found")
     if session.status == "cleared":
         return session
-    if session.status == "open":
-        if now < session.gate_closure:
-            raise ClearingError(f"session {session_id}: gate closure not reached")
-    bids = read_bids(s, session)
-    s.rollback()  # end the read: the engine runs outside any write lock
-
+    if session.status == "open" and now < session.gate_closure:
+        raise ClearingError(f"session {session_id}: gate closure not reached")
+    # Read under the row lock (a bid transaction in flight commits first), close the gate
+    # and queue the job in the same commit: a crash from here on is resumed by the scheduler.
     session = _locked(s, session_id)
     if session.status == "cleared":  # another worker finished first
         return session
+    if session.status == "open":
+        session.status = "closed"
+        queue_clearing(s, [session_id], now)
+    bids = read_bids(s, session)
+    s.commit()  # the engine runs outside any transaction (SQLite: outside the write lock)
     if bids.n == 0:
         result = Result(
             "no-bids", None, 0.0, np.zeros(0), np.zeros(0), [], np.zeros(0), np.zeros(0), 0.0
@@ -346,6 +351,9 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
         result = clear_auction(services, session, bids)
     else:
         result = clear_on_network(services, session, bids)
+    session = _locked(s, session_id)
+    if session.status == "cleared":  # another worker finished first
+        return session
     lam = float(np.clip(services.config.substation_price, session.floor, session.cap))
     amount, surplus = money(session, result, lam)
     _write(s, session, bids, result, amount, surplus, lam, services, now)

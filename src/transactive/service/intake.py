@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from transactive.service import idempotency, journal, tenancy
 from transactive.service.bid_schemas import BidIn, BidOut, check_bids, public_id
 from transactive.service.deps import Services
-from transactive.service.models import Bid, MarketSession, Resource
+from transactive.service.models import Base, Bid, MarketSession, Resource
 from transactive.service.problems import ApiError, FieldError
 from transactive.service.security import Principal
 
@@ -177,7 +177,14 @@ def commit_items(s: Session, prep: Prepared, now: datetime) -> list[BidOut]:
                 "journal_index": first + j,
             }
         )
-    seqs = s.scalars(insert(Bid).returning(Bid.seq, sort_by_parameter_order=True), rows).all()
+    # Core executemany: batched (the ORM with RETURNING runs one INSERT per row on SQLite)
+    s.execute(insert(Base.metadata.tables["bids"]), rows)
+    ids = [r["id"] for r in rows]
+    seq_of: dict[str, int] = {}
+    for lo in range(0, len(ids), _CHUNK):
+        q = select(Bid.id, Bid.seq).where(Bid.id.in_(ids[lo : lo + _CHUNK]))
+        seq_of.update((i, int(q_)) for i, q_ in s.execute(q))
+    seqs = [seq_of[i] for i in ids]
     stamp = now.isoformat().replace("+00:00", "Z")
     entries: list[tuple[str, str, str | None, bytes]] = []
     outs: list[BidOut] = []
