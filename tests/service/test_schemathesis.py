@@ -84,7 +84,7 @@ def test_generated_requests_conform(fuzz_api: Api) -> None:
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             try:
                 case.validate_response(response, checks=CHECKS)
-            except Exception as exc:  # every failure is reported below
+            except (Exception, BaseExceptionGroup) as exc:  # every failure is reported below
                 failures.append(f"{role} {op.label}: {str(exc)[:800]}")
 
         run()
@@ -95,3 +95,18 @@ def test_generated_requests_conform(fuzz_api: Api) -> None:
     assert not failures, "\n\n".join(failures)
     assert count >= 1000, count
     assert any(c < 300 for c in statuses) and any(400 <= c < 500 for c in statuses), statuses
+
+
+def test_the_checks_can_fail(api: Api) -> None:
+    """A response the document does not describe is reported (the checks above are live)."""
+    doc = api.client.app.openapi()
+    doc["paths"]["/v1/me"]["get"]["responses"].pop("401")
+    schema = schemathesis.openapi.from_dict(doc)
+    op = schema["/v1/me"]["GET"]
+    case = op.Case()
+    response = api.client.get("/v1/me")  # no token: 401, now undocumented
+    assert response.status_code == 401
+    with pytest.raises(BaseException) as info:  # schemathesis raises a FailureGroup
+        case.validate_response(response, checks=CHECKS)
+    parts = [info.value, *getattr(info.value, "exceptions", ())]
+    assert any("Undocumented status code" in str(x) for x in parts), parts
