@@ -35,6 +35,13 @@ class ApiError(Exception):
         self.status = status
         self.body = body
         detail = body.get("detail") if isinstance(body, dict) else body
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, list) and errors:  # name the culprits (field-level 422)
+            detail = f"{detail}: " + "; ".join(
+                f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}"
+                for e in errors[:5]
+                if isinstance(e, dict)
+            )
         super().__init__(f"HTTP {status}: {detail}")
 
 

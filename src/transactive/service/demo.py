@@ -166,7 +166,7 @@ def run_demo(
     try:
         _wait_up(url, proc)
         say(f"demo: service on {url} ({url_db}), {n_homes} homes, {n_iv} intervals")
-        return _drive(world, url, creds, n_homes, n_iv, interval_s, settle_h, say)
+        return _drive(world, url, creds, n_homes, n_iv, interval_s, settle_h, 1.0 / speed, say)
     finally:
         proc.terminate()
         try:
@@ -174,6 +174,22 @@ def run_demo(
         except subprocess.TimeoutExpired:
             proc.kill()
         tmp.cleanup()
+
+
+def _post_reading(
+    client: Client, reading: dict[str, Any], key: Ed25519PrivateKey, ikey: str, wall_s: float
+) -> None:
+    """Post one signed reading once its interval has ended on the service's clock (the
+    meter reads at the interval's end; the client's clock is only near the server's)."""
+    for _ in range(20):
+        try:
+            client.meter_readings([reading], key=key, idempotency_key=ikey)
+            return
+        except ApiError as exc:
+            if exc.status != 422 or "has not ended" not in str(exc):
+                raise
+            time.sleep(wall_s / 4)
+    raise RuntimeError(f"reading {reading['resource_id']}: its interval never ended")
 
 
 def _drive(
@@ -184,6 +200,7 @@ def _drive(
     n_iv: int,
     interval_s: int,
     settle_h: float,
+    wall_interval_s: float,
     say: Log,
 ) -> DemoResult:
     """The clients' loop over the intervals (see the module docstring)."""
@@ -247,7 +264,7 @@ def _drive(
                 "import_wh": max(wh, 0),
                 "export_wh": max(-wh, 0),
             }
-            clients[_party(i)].meter_readings([reading], key=keys[i], idempotency_key=f"m:{i}:{t}")
+            _post_reading(clients[_party(i)], reading, keys[i], f"m:{i}:{t}", wall_interval_s)
         end = start + timedelta(seconds=interval_s)
         if last or (t + 1 - t_first) % settle_every == 0:
             _settle(op, area, since, end, res, say)
