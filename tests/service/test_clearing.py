@@ -6,6 +6,7 @@ on an accelerated clock; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from sqlalchemy import func, insert, select
 
 from conftest import Api, make_api
 from transactive.core.curves import Curves, concat
+from transactive.errors import BalanceError
 from transactive.market.auction import book_from_blocks, book_from_curves, clear
 from transactive.market.network import clear_network
 from transactive.service import clearing, journal, scheduler
@@ -268,8 +270,25 @@ def test_reclear_and_interrupted_clearing_give_the_same_result_hash(
             select(JournalLeaf).where(JournalLeaf.record_id == f"session:{m.id}")
         ).one()
         job = s.scalars(select(Job).where(Job.key == m.id)).one()
+        awards = s.execute(
+            select(Bid.id, Award.party_id, Award.award_kw, Award.amount)
+            .join(Bid, Bid.seq == Award.bid_seq)
+            .order_by(Award.bid_seq)
+        ).all()
+        per_party = s.scalars(select(JournalLeaf).where(JournalLeaf.kind == "awards")).all()
     assert first.result_hash == again.result_hash == hashlib.sha256(leaf.body).hexdigest()
     assert n_awards == 42 and job.status == "done" and job.result_hash == first.result_hash
+    # One journal record per party holds exactly its awards, as stored.
+    assert sorted(r.record_id for r in per_party) == [f"awards:{m.id}:{p}" for p in sorted(who)]
+    journaled = {
+        (b, d["party_id"], k, a)
+        for d in (json.loads(r.body) for r in per_party)
+        for b, k, a in zip(d["bid"], d["award_kw"], d["amount"], strict=True)
+    }
+    assert journaled == {tuple(r) for r in awards}
+    in_order = sorted(per_party, key=lambda r: r.party_id or "")
+    digest = hashlib.sha256(b"".join(hashlib.sha256(r.body).digest() for r in in_order))
+    assert json.loads(leaf.body)["awards_sha256"] == digest.hexdigest()
     # Recomputing from the stored bids gives the identical record, bit for bit.
     with svc.db.sessions() as s:
         session = s.get(MarketSession, m.id)
@@ -278,7 +297,7 @@ def test_reclear_and_interrupted_clearing_give_the_same_result_hash(
         res = clearing.clear_on_network(svc, session, bids)
         lam = svc.config.substation_price
         amount, surplus = clearing.money(session, res, lam)
-        body, _ = clearing.records(session, bids, res, amount.tolist(), surplus, lam)
+        body, _ = clearing.records(session, bids, res, amount, surplus, lam)
     assert hashlib.sha256(body).hexdigest() == first.result_hash
 
 
@@ -443,18 +462,23 @@ def test_scheduler_clears_sessions_on_an_accelerated_clock(live: Api) -> None:
     assert [a["bid_id"] for a in mine] == [f"{first}:p0:ev", f"{first}:p0:pv"]
 
 
-def test_award_records_are_the_journals_canonical_json() -> None:
-    bid = ["a:real-time:20260701T1200Z:p1:b1", 'odd "id" ü\n', "x"]
-    party = ["p1", "ß", "p1"]
-    kw, price, amount = [1.5, -0.0, 1e-300], [0.1, 3.0, -0.5], [0.0375, -0.0, 5e-301]
-    got = clearing.award_records("s:1", bid, party, kw, price, amount)
-    want = [
-        journal.canonical(
-            {"bid": b, "party_id": p, "award_kw": k, "price": pr, "amount": m, "session_id": "s:1"}
-        )
-        for b, p, k, pr, m in zip(bid, party, kw, price, amount, strict=True)
-    ]
-    assert got == want
+def test_party_records_hold_each_award_once_in_its_partys_canonical_record() -> None:
+    bid = ["s:1:p1:b1", 's:1:ß:odd "id" ü', "s:1:p1:x", "s:1:a:y"]
+    party = np.array(["p1", "ß", "p1", "a"])
+    kw, price = np.array([1.5, -0.0, 1e-300, -2.0]), np.array([0.1, 3.0, -0.5, 0.2])
+    amount = kw * price * 0.25
+    got = clearing.party_records("s:1", bid, party, kw, price, amount)
+    assert [p for p, _ in got] == ["a", "p1", "ß"]  # party order
+    docs = {p: json.loads(b) for p, b in got}
+    assert all(journal.canonical(docs[p]) == b for p, b in got)  # canonical JSON
+    assert docs["p1"] == {
+        "session_id": "s:1", "party_id": "p1", "bid": ["s:1:p1:b1", "s:1:p1:x"],
+        "award_kw": [1.5, 1e-300], "price": [0.1, -0.5], "amount": [amount[0], amount[2]],
+    }  # fmt: skip
+    seen = sorted(b for d in docs.values() for b in d["bid"])
+    assert seen == sorted(bid)
+    with pytest.raises(BalanceError, match="non-finite"):
+        clearing.party_records("s:1", bid, party, kw, price, amount * np.nan)
 
 
 def test_auction_with_a_saturated_substation_pays_it_the_clearing_price(db_url: str) -> None:

@@ -7,13 +7,14 @@ that returned survives ``kill -9`` and power loss; PostgreSQL is durable by defa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transactive.errors import InvalidInputError
@@ -98,3 +99,29 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
     if upgrade:
         migrate(engine)
     return Database(engine, sessionmaker(engine, expire_on_commit=False))
+
+
+def bulk_insert(
+    s: Session, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` of plain values (ints, floats, text, bytes, None) into ``table`` in the
+    caller's transaction: ``COPY … FROM STDIN`` on PostgreSQL, the driver's executemany on
+    SQLite (SQLAlchemy's per-row parameter processing costs more than the insert itself)."""
+    if not rows:
+        return
+    conn = s.connection()
+    cols = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        import psycopg
+
+        raw: Any = conn.connection.driver_connection
+        stmt = f"COPY {table} ({cols}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(stmt) as cp:
+                for r in rows:
+                    cp.write_row(r)
+        except psycopg.IntegrityError as exc:  # as SQLAlchemy raises it for an INSERT
+            raise IntegrityError(stmt, None, exc) from exc
+        return
+    marks = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)

@@ -30,6 +30,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from transactive.errors import InvalidInputError
+from transactive.service.db import bulk_insert
 from transactive.service.models import JournalLeaf, JournalNode, TreeHead
 from transactive.settlement import merkle
 from transactive.settlement.journal import node_keys, public_bytes, sign_tree_head
@@ -98,15 +99,6 @@ def _frontier(n: int) -> list[tuple[int, int]]:
     return merkle.subtree_keys(0, n) if n else []
 
 
-def _bulk(s: Session, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """``INSERT`` rows of plain values (ints, text, bytes) with the driver's executemany:
-    SQLAlchemy's per-row parameter processing costs more than the insert itself."""
-    conn = s.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    cols, marks = ", ".join(columns), ", ".join([mark] * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
-
-
 def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) -> list[int]:
     """Append ``(record_id, kind, party_id, body)`` leaves inside the caller's transaction;
     returns their leaf indices. Leaves and the new complete subtrees are bulk-inserted;
@@ -117,7 +109,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
     n, m = tree_size(s), len(entries)
     bodies = [e[3] for e in entries]
     leaves = merkle.leaf_hashes(bodies)  # (m, 32) uint8
-    _bulk(
+    bulk_insert(
         s,
         "journal_leaves",
         ("idx", "record_id", "kind", "party_id", "leaf_hash", "body"),
@@ -145,7 +137,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
         new_nodes.extend((int(k), parents[j].tobytes()) for j, k in enumerate(keys.tolist()))
         row = parents
     if new_nodes:
-        _bulk(s, "journal_nodes", ("node", "hash"), new_nodes)
+        bulk_insert(s, "journal_nodes", ("node", "hash"), new_nodes)
     return list(range(n, n + m))
 
 
