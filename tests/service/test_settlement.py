@@ -93,8 +93,6 @@ def add_award(s: Session, sid: str, party: str, kw: float, price: float) -> None
     s.add(
         Award(
             bid_seq=b.seq,
-            session_id=sid,
-            party_id=party,
             award_kw=kw,
             price=price,
             amount=kw * 0.25 * price,

@@ -48,7 +48,7 @@ from transactive.errors import BalanceError, InvalidInputError
 from transactive.market.auction import book_from_curves, clear
 from transactive.service import journal
 from transactive.service.db import bulk_insert
-from transactive.service.models import Award, BusPrice, Job, MarketSession
+from transactive.service.models import Award, Bid, BusPrice, Job, MarketSession
 from transactive.service.sessions import queue_clearing
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class BidArrays:
     """A session's bids in ``seq`` order: numpy columns and the book's curves."""
 
     seq: NDArray[np.int64]
-    public_id: list[str]
+    bid_id: list[str]  # the party's own ids (the public id is ``{session}:{party}:{bid_id}``)
     party: NDArray[np.str_]
     bus: list[str | None]
     price_taking: NDArray[np.bool_]
@@ -97,58 +97,68 @@ class Result:
     substation_import_kw: float
 
 
-def read_bids(s: Session, session: MarketSession) -> BidArrays:
-    """The session's bids as arrays (one SELECT of the needed columns, in ``seq`` order)."""
+def read_bids(s: Session, session: MarketSession, *, with_bus: bool = True) -> BidArrays:
+    """The session's bids as arrays, in ``seq`` order: one SELECT of the plain columns (the
+    driver's own tuples, no per-row type processing) and one of the curves (curve bids only:
+    ``side`` is NULL). ``with_bus=False`` skips the bus column (an auction has no use for
+    it; ``bus`` is then all None)."""
     conn = s.connection()
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:  # the driver's own tuples: no per-row type processing
+    bus_col = "bus" if with_bus else "NULL"
+    try:
         cur.execute(
-            "SELECT seq, id, party_id, side, price, quantity_kw, "
-            "CASE WHEN side IS NULL THEN curve END, bus, price_taking "
+            "SELECT seq, bid_id, party_id, CASE side WHEN 'buy' THEN 1 WHEN 'sell' THEN -1 "
+            f"ELSE 0 END, price, quantity_kw, price_taking, {bus_col} "
             f"FROM bids WHERE session_id = {mark} ORDER BY seq",
             (session.id,),
         )
         rows = cur.fetchall()
+        cur.execute(
+            f"SELECT curve FROM bids WHERE session_id = {mark} AND side IS NULL ORDER BY seq",
+            (session.id,),
+        )
+        curve_rows = cur.fetchall()
     finally:
         cur.close()
     n = len(rows)
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     seq = np.fromiter(cols[0], dtype=np.int64, count=n)
-    side = np.array(cols[3], dtype=object)
+    sign = np.fromiter(cols[3], dtype=np.float64, count=n)
     price = np.array(cols[4], dtype=np.float64)  # None -> NaN
     qty = np.array(cols[5], dtype=np.float64)
-    curve_cells = tuple(  # SQLite hands JSON over as text ("null" for a block)
-        (None if c == "null" else json.loads(c)) if isinstance(c, str) else c for c in cols[6]
-    )
-    is_block = np.array([c is None for c in curve_cells], dtype=bool)
-    flagged = np.array(cols[8], dtype=bool)
-    is_buy = side == "buy"
+    flagged = np.array(cols[6], dtype=bool)
+    is_block = sign != 0.0
+    cells = [json.loads(c) if isinstance(c, str) else c for (c,) in curve_rows]  # SQLite: text
+    if len(cells) != int(n - is_block.sum()):
+        raise ClearingError(f"session {session.id}: bids changed while they were read")
     price_taking = is_block & (flagged | np.isnan(price))
-    eff = np.where(price_taking, np.where(is_buy, session.cap, session.floor), price)
+    eff = np.where(price_taking, np.where(sign > 0, session.cap, session.floor), price)
     eff = np.where(is_block, eff, np.nan)
-    signed = np.where(is_block, np.where(is_buy, qty, -qty), 0.0)
-    curves = _ragged(is_block, eff, signed, curve_cells)
+    signed = np.where(is_block, sign * np.nan_to_num(qty), 0.0)
+    curves = _ragged(is_block, eff, signed, cells)
+    party = np.array(cols[2], dtype=str)
     return BidArrays(
         seq=seq,
-        public_id=[str(x) for x in cols[1]],
-        party=np.array(cols[2], dtype=str),
+        bid_id=list(cols[1]),
+        party=party,
         bus=list(cols[7]),
         price_taking=price_taking,
         is_block=is_block,
-        block_kw=np.nan_to_num(signed),
+        block_kw=signed,
         block_price=eff,
         curves=curves,
     )
 
 
 def _ragged(
-    is_block: NDArray[np.bool_], price: FloatArray, kw: FloatArray, cells: tuple[Any, ...]
+    is_block: NDArray[np.bool_], price: FloatArray, kw: FloatArray, cells: list[Any]
 ) -> Curves:
-    """One curve per bid: a block (two breakpoints at its price) or its curve's points."""
+    """One curve per bid: a block (two breakpoints at its price) or its curve's points
+    (``cells``: the curve bids' stored curves, in order)."""
     n = is_block.size
     counts = np.full(n, 2, dtype=np.int64)
-    pts = [np.asarray(c["points"], dtype=np.float64).reshape(-1, 2) for c in cells if c]
+    pts = [np.asarray(c["points"], dtype=np.float64).reshape(-1, 2) for c in cells]
     curve_at = np.flatnonzero(~is_block)
     if curve_at.size:
         counts[curve_at] = [p.shape[0] for p in pts]
@@ -343,7 +353,7 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
     if session.status == "open":
         session.status = "closed"
         queue_clearing(s, [session_id], now)
-    bids = read_bids(s, session)
+    bids = read_bids(s, session, with_bus=session.clearing != "auction")
     s.commit()  # the engine runs outside any transaction (SQLite: outside the write lock)
     if bids.n == 0:
         result = Result(
@@ -380,9 +390,10 @@ def party_records(
 ) -> list[tuple[str, bytes]]:
     """One journal record per party of the session, in party order: ``(party_id, body)``,
     the body the canonical JSON (:func:`journal.canonical`) of the party's awards as
-    columns in bid ``seq`` order: ``{"amount": [...], "award_kw": [...], "bid": [public
-    ids], "party_id", "price": [...], "session_id"}`` (currency, kW, currency/kWh). A party
-    proves all its awards of a session with one inclusion proof."""
+    columns in bid ``seq`` order: ``{"amount": [...], "award_kw": [...], "bid": [bid_id,
+    ...], "party_id", "price": [...], "session_id"}`` (currency, kW, currency/kWh; a bid's
+    public id is ``{session_id}:{party_id}:{bid_id}``). A party proves all its awards of a
+    session with one inclusion proof."""
     if not (np.isfinite(award_kw).all() and np.isfinite(amount).all()):
         raise BalanceError(f"session {sid}: non-finite award or amount")
     if party.size == 0:
@@ -420,7 +431,7 @@ def records(
     awards record, no time) and the :func:`party_records`."""
     sid = session.id
     per_party = party_records(
-        sid, bids.public_id, bids.party, result.award_kw, result.award_price, amount
+        sid, bids.bid_id, bids.party, result.award_kw, result.award_price, amount
     )
     digest = hashlib.sha256()
     for _, body in per_party:
@@ -470,20 +481,16 @@ def _write(
     transaction (the caller commits)."""
     sid = session.id
     s.execute(delete(BusPrice).where(BusPrice.session_id == sid))
-    s.execute(delete(Award).where(Award.session_id == sid))
+    s.execute(delete(Award).where(Award.bid_seq.in_(select(Bid.seq).where(Bid.session_id == sid))))
     award_kw = result.award_kw.tolist()
     award_price = result.award_price.tolist()
     amounts = amount.tolist()
     seq = bids.seq.tolist()
-    party = bids.party.tolist()
     bulk_insert(
         s,
         "awards",
-        ("bid_seq", "session_id", "party_id", "award_kw", "price", "amount"),
-        [
-            (q, sid, p, a, pr, m)
-            for q, p, a, pr, m in zip(seq, party, award_kw, award_price, amounts, strict=True)
-        ],
+        ("bid_seq", "award_kw", "price", "amount"),
+        list(zip(seq, award_kw, award_price, amounts, strict=True)),
     )
     bulk_insert(
         s,

@@ -38,6 +38,7 @@ from transactive.service import journal
 from transactive.service.deps import Services
 from transactive.service.models import (
     Award,
+    Bid,
     Invoice,
     MarketSession,
     MeterReading,
@@ -234,8 +235,9 @@ def _fetch(
             if m.stage == stage and m.price is not None and np.isfinite(m.price):
                 prices[int(m.interval_start.timestamp())] = (m.id, float(m.price))
     rows = s.execute(
-        select(Award.party_id, Award.session_id, Award.award_kw, Award.price)
-        .where(Award.session_id.in_(list(cleared)))
+        select(Bid.party_id, Bid.session_id, Award.award_kw, Award.price)
+        .join(Bid, Bid.seq == Award.bid_seq)
+        .where(Bid.session_id.in_(list(cleared)))
         .order_by(Award.bid_seq)
     ).all()
     awards: dict[str, Any] = {

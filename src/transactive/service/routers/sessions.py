@@ -173,9 +173,9 @@ def list_awards(
 ) -> list[AwardOut]:
     _session(db, session_id)
     q = (
-        select(Bid.id, Award.party_id, Award.award_kw, Award.price, Award.amount)
+        select(Bid.id, Bid.party_id, Award.award_kw, Award.price, Award.amount)
         .join(Bid, Bid.seq == Award.bid_seq)
-        .where(Award.session_id == session_id, tenancy.readable(p, Award.party_id))
+        .where(Bid.session_id == session_id, tenancy.readable(p, Bid.party_id))
         .order_by(Award.bid_seq)
         .offset(offset)
         .limit(limit)
@@ -242,8 +242,9 @@ def get_dispatch(
             MarketSession.duration_s,
             kw,
         )
-        .join(MarketSession, MarketSession.id == Award.session_id)
-        .where(Award.party_id == who)
+        .join(Bid, Bid.seq == Award.bid_seq)
+        .join(MarketSession, MarketSession.id == Bid.session_id)
+        .where(Bid.party_id == who)
     )
     if start is not None:
         q = q.where(MarketSession.interval_start >= start)
