@@ -47,7 +47,7 @@ from transactive.core.curves import Curves
 from transactive.errors import BalanceError, InvalidInputError
 from transactive.market.auction import book_from_curves, clear
 from transactive.service import journal
-from transactive.service.db import bulk_insert
+from transactive.service.db import bulk_insert, bulk_insert_arrays
 from transactive.service.models import Award, Bid, BusPrice, Job, MarketSession
 from transactive.service.sessions import queue_clearing
 
@@ -482,15 +482,15 @@ def _write(
     sid = session.id
     s.execute(delete(BusPrice).where(BusPrice.session_id == sid))
     s.execute(delete(Award).where(Award.bid_seq.in_(select(Bid.seq).where(Bid.session_id == sid))))
-    award_kw = result.award_kw.tolist()
-    award_price = result.award_price.tolist()
-    amounts = amount.tolist()
-    seq = bids.seq.tolist()
-    bulk_insert(
+    bulk_insert_arrays(
         s,
         "awards",
-        ("bid_seq", "award_kw", "price", "amount"),
-        list(zip(seq, award_kw, award_price, amounts, strict=True)),
+        {
+            "bid_seq": bids.seq,
+            "award_kw": result.award_kw,
+            "price": result.award_price,
+            "amount": amount,
+        },
     )
     bulk_insert(
         s,
