@@ -129,6 +129,9 @@ def bulk_insert_arrays(s: Session, table: str, columns: dict[str, NDArray[Any]])
     as the caller checks): PostgreSQL gets one binary ``COPY`` built by numpy (no Python
     object per value; columns ``bigint`` / ``double precision``), SQLite an executemany."""
     arrays = [np.asarray(a) for a in columns.values()]
+    for name, a in zip(columns, arrays, strict=True):
+        if a.dtype.kind not in "if" or a.dtype.itemsize != 8:
+            raise TypeError(f"{table}.{name}: {a.dtype} is not int64/float64")
     n = arrays[0].size if arrays else 0
     if n == 0:
         return
@@ -141,8 +144,6 @@ def bulk_insert_arrays(s: Session, table: str, columns: dict[str, NDArray[Any]])
         return
     fields: list[tuple[str, str]] = [("n", ">i2")]
     for j, a in enumerate(arrays):
-        if a.dtype.kind not in "if" or a.dtype.itemsize != 8:
-            raise TypeError(f"{table}.{list(columns)[j]}: {a.dtype} is not int64/float64")
         fields += [(f"len{j}", ">i4"), (f"v{j}", ">i8" if a.dtype.kind == "i" else ">f8")]
     rec = np.empty(n, dtype=np.dtype(fields))
     rec["n"] = len(arrays)
