@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
 from conftest import Api, make_api
@@ -21,7 +23,7 @@ from transactive.core.curves import Curves, concat
 from transactive.errors import BalanceError
 from transactive.market.auction import book_from_blocks, book_from_curves, clear
 from transactive.market.network import clear_network
-from transactive.service import clearing, journal, scheduler
+from transactive.service import book, clearing, journal, scheduler
 from transactive.service.config import ServiceConfig
 from transactive.service.models import Award, Bid, BusPrice, Job, JournalLeaf, MarketSession
 from transactive.service.sessions import ensure_sessions, session_id
@@ -294,7 +296,7 @@ def test_reclear_and_interrupted_clearing_give_the_same_result_hash(
     with svc.db.sessions() as s:
         session = s.get(MarketSession, m.id)
         assert session is not None
-        bids = clearing.read_bids(s, session)
+        bids = book.read_bids(s, session)
         res = clearing.clear_on_network(svc, session, bids)
         lam = svc.config.substation_price
         amount, surplus = clearing.money(session, res, lam)
@@ -510,3 +512,25 @@ def test_auction_with_a_saturated_substation_pays_it_the_clearing_price(db_url: 
         assert out.substation_import_kw == pytest.approx(-5.0)
         assert paid == pytest.approx(-0.05 * 5.0 * m.duration_s / 3600)
         assert out.merchandising_surplus == 0.0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.booleans(),
+            st.sampled_from([-1.0, 1.0]),
+            st.sampled_from([0.1, 0.2, -0.5, 3.0]),
+        ),
+        max_size=60,
+    )
+)
+def test_unique_rows_equals_numpy_unique(rows: list[tuple[int, bool, float, float]]) -> None:
+    key = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    got, inv = clearing._unique_rows(key)
+    if key.shape[0] == 0:
+        assert got.shape == (0, 4) and inv.size == 0
+        return
+    want, want_inv = np.unique(key, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(inv, want_inv.ravel())

@@ -1,7 +1,8 @@
 """Gate-closure clearing of a market session with the engine's own code.
 
-:func:`clear_session` reads the session's bids in ``seq`` order (one SELECT of columns into
-numpy arrays), builds the engine's book and clears it:
+:func:`clear_session` takes the session's bids in ``seq`` order as numpy arrays
+(:mod:`transactive.service.book`: read ahead by the scheduler, the tail at gate closure),
+builds the engine's book and clears it:
 
 * ``auction`` sessions (day-ahead): :func:`transactive.market.auction.clear`, the uniform-
   price double auction, with the substation as one more bid: it sells up to
@@ -33,10 +34,9 @@ session is never cleared again: :func:`clear_session` returns the stored result.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +47,7 @@ from transactive.core.curves import Curves
 from transactive.errors import BalanceError, InvalidInputError
 from transactive.market.auction import book_from_curves, clear
 from transactive.service import journal
+from transactive.service.book import BidArrays
 from transactive.service.db import bulk_insert, bulk_insert_arrays
 from transactive.service.models import Award, Bid, BusPrice, Job, MarketSession
 from transactive.service.sessions import queue_clearing
@@ -64,25 +65,6 @@ class ClearingError(InvalidInputError):
 
 
 @dataclass(frozen=True)
-class BidArrays:
-    """A session's bids in ``seq`` order: numpy columns and the book's curves."""
-
-    seq: NDArray[np.int64]
-    bid_id: list[str]  # the party's own ids (the public id is ``{session}:{party}:{bid_id}``)
-    party: NDArray[np.str_]
-    bus: list[str | None]
-    price_taking: NDArray[np.bool_]
-    is_block: NDArray[np.bool_]
-    block_kw: FloatArray  # signed (+ buy, − sell); 0 for curves
-    block_price: FloatArray  # effective price (cap / floor when price-taking); NaN for curves
-    curves: Curves
-
-    @property
-    def n(self) -> int:
-        return int(self.seq.size)
-
-
-@dataclass(frozen=True)
 class Result:
     """A computed clearing, before it is written."""
 
@@ -95,86 +77,6 @@ class Result:
     bus_price: FloatArray
     bus_net_kw: FloatArray
     substation_import_kw: float
-
-
-def read_bids(s: Session, session: MarketSession, *, with_bus: bool = True) -> BidArrays:
-    """The session's bids as arrays, in ``seq`` order: one SELECT of the plain columns (the
-    driver's own tuples, no per-row type processing) and one of the curves (curve bids only:
-    ``side`` is NULL). ``with_bus=False`` skips the bus column (an auction has no use for
-    it; ``bus`` is then all None)."""
-    conn = s.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    bus_col = "bus" if with_bus else "NULL"
-    try:
-        cur.execute(
-            "SELECT seq, bid_id, party_id, CASE side WHEN 'buy' THEN 1 WHEN 'sell' THEN -1 "
-            f"ELSE 0 END, price, quantity_kw, price_taking, {bus_col} "
-            f"FROM bids WHERE session_id = {mark} ORDER BY seq",
-            (session.id,),
-        )
-        rows = cur.fetchall()
-        cur.execute(
-            f"SELECT curve FROM bids WHERE session_id = {mark} AND side IS NULL ORDER BY seq",
-            (session.id,),
-        )
-        curve_rows = cur.fetchall()
-    finally:
-        cur.close()
-    n = len(rows)
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-    seq = np.fromiter(cols[0], dtype=np.int64, count=n)
-    sign = np.fromiter(cols[3], dtype=np.float64, count=n)
-    price = np.array(cols[4], dtype=np.float64)  # None -> NaN
-    qty = np.array(cols[5], dtype=np.float64)
-    flagged = np.array(cols[6], dtype=bool)
-    is_block = sign != 0.0
-    cells = [json.loads(c) if isinstance(c, str) else c for (c,) in curve_rows]  # SQLite: text
-    if len(cells) != int(n - is_block.sum()):
-        raise ClearingError(f"session {session.id}: bids changed while they were read")
-    price_taking = is_block & (flagged | np.isnan(price))
-    eff = np.where(price_taking, np.where(sign > 0, session.cap, session.floor), price)
-    eff = np.where(is_block, eff, np.nan)
-    signed = np.where(is_block, sign * np.nan_to_num(qty), 0.0)
-    curves = _ragged(is_block, eff, signed, cells)
-    party = np.array(cols[2], dtype=str)
-    return BidArrays(
-        seq=seq,
-        bid_id=list(cols[1]),
-        party=party,
-        bus=list(cols[7]),
-        price_taking=price_taking,
-        is_block=is_block,
-        block_kw=signed,
-        block_price=eff,
-        curves=curves,
-    )
-
-
-def _ragged(
-    is_block: NDArray[np.bool_], price: FloatArray, kw: FloatArray, cells: list[Any]
-) -> Curves:
-    """One curve per bid: a block (two breakpoints at its price) or its curve's points
-    (``cells``: the curve bids' stored curves, in order)."""
-    n = is_block.size
-    counts = np.full(n, 2, dtype=np.int64)
-    pts = [np.asarray(c["points"], dtype=np.float64).reshape(-1, 2) for c in cells]
-    curve_at = np.flatnonzero(~is_block)
-    if curve_at.size:
-        counts[curve_at] = [p.shape[0] for p in pts]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    P = np.empty(offsets[-1])
-    Q = np.empty(offsets[-1])
-    b = offsets[:-1][is_block]
-    P[b] = P[b + 1] = price[is_block]
-    Q[b] = np.maximum(kw[is_block], 0.0)
-    Q[b + 1] = np.minimum(kw[is_block], 0.0)
-    if curve_at.size:
-        pos = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in curve_at])
-        allp = np.concatenate(pts)
-        P[pos], Q[pos] = allp[:, 0], allp[:, 1]
-    return Curves(P, Q, offsets)
 
 
 def substation_kw(services: Services, area: str, book_kw: float) -> float:
@@ -252,8 +154,7 @@ def clear_on_network(services: Services, session: MarketSession, bids: BidArrays
             bids.block_price[blk],
         ]
     )
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
-    inv = inv.ravel()
+    uniq, inv = _unique_rows(key)
     g_kw = np.bincount(inv, weights=bids.block_kw[blk], minlength=uniq.shape[0])
     n_g = uniq.shape[0]
     group_curves = Curves(
@@ -302,6 +203,20 @@ def clear_on_network(services: Services, session: MarketSession, bids: BidArrays
         bus_net_kw=net_kw[live],
         substation_import_kw=float(res.substation_import_kw[0]),
     )
+
+
+def _unique_rows(key: FloatArray) -> tuple[FloatArray, NDArray[np.intp]]:
+    """``np.unique(key, axis=0, return_inverse=True)`` (rows in lexicographic order) by a
+    lexsort of the columns: ~20x faster on 100,000 rows of finite floats."""
+    if key.shape[0] == 0:
+        return key, np.zeros(0, dtype=np.intp)
+    order = np.lexsort(key.T[::-1])
+    ks = key[order]
+    new = np.ones(ks.shape[0], dtype=bool)
+    new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
+    inv = np.empty(ks.shape[0], dtype=np.intp)
+    inv[order] = np.cumsum(new) - 1
+    return ks[new], inv
 
 
 def money(
@@ -353,7 +268,7 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
     if session.status == "open":
         session.status = "closed"
         queue_clearing(s, [session_id], now)
-    bids = read_bids(s, session, with_bus=session.clearing != "auction")
+    bids = services.books.take(s, session)  # read ahead by the scheduler, or all now
     s.commit()  # the engine runs outside any transaction (SQLite: outside the write lock)
     if bids.n == 0:
         result = Result(

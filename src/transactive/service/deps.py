@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from transactive.service.area import Market
+from transactive.service.book import BookCache
 from transactive.service.clock import Clock
 from transactive.service.config import ServiceConfig
 from transactive.service.db import Database
@@ -32,6 +33,7 @@ class Services:
     signer: TokenSigner
     journal_key: Ed25519PrivateKey
     market: Market
+    books: BookCache = field(default_factory=BookCache)  # bids read ahead of gate closure
     extras: dict[str, Any] = field(default_factory=dict)  # components started by the app
 
     def now(self) -> datetime:

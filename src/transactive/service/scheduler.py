@@ -4,7 +4,9 @@ Every ``TICK_S`` wall seconds (the market clock may run faster: every tick reads
 tick opens the sessions ahead of the clock (:func:`~transactive.service.sessions.
 ensure_sessions`), closes those past gate closure and queues their clearing jobs
 (:func:`~transactive.service.sessions.close_due`), then runs the due jobs one by one in a
-worker thread (``asyncio.to_thread``), so the event loop keeps answering requests.
+worker thread (``asyncio.to_thread``), so the event loop keeps answering requests, and
+last reads ahead the bids of the sessions about to close (:func:`prefetch`), so that a
+clearing reads only the bids of its last tick.
 
 Jobs are rows of ``jobs``: a job is marked ``running`` (attempts + 1) in its own commit
 before it runs, and ``done`` in the clearing's own transaction. After a crash the next start
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
@@ -35,6 +38,8 @@ TICK_S = 0.2
 MAX_ATTEMPTS = 3
 #: Jobs run per tick at most (the rest wait for the next tick).
 JOBS_PER_TICK = 32
+#: Wall seconds before gate closure from which a session's bids are read ahead.
+PREFETCH_S = 30.0
 
 
 def tick(svc: Services) -> list[str]:
@@ -50,7 +55,24 @@ def tick(svc: Services) -> list[str]:
         key = run_job(svc, job_id)
         if key is not None:
             done.append(key)
+    prefetch(svc)
     return done
+
+
+def prefetch(svc: Services) -> int:
+    """Read ahead the bids of the open sessions whose gate closes within ``PREFETCH_S``
+    wall seconds (:class:`transactive.service.book.BookCache`); returns bids held."""
+    horizon = svc.now() + timedelta(seconds=PREFETCH_S * svc.clock.speed)
+    with svc.db.sessions() as s:
+        due = s.scalars(
+            select(MarketSession).where(
+                MarketSession.status == "open", MarketSession.gate_closure <= horizon
+            )
+        ).all()
+        svc.books.keep_only({m.id for m in due})
+        held = sum(svc.books.prefetch(s, m) for m in due)
+        s.rollback()  # read only
+    return held
 
 
 def due_jobs(svc: Services) -> list[int]:
