@@ -105,18 +105,25 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
 
 
 def bulk_insert(
-    s: Session, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    s: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    pg_types: Sequence[str] | None = None,
 ) -> None:
     """Insert ``rows`` of plain values (ints, floats, text, bytes, None) into ``table`` in the
-    caller's transaction: ``COPY … FROM STDIN`` on PostgreSQL, the driver's executemany on
-    SQLite (SQLAlchemy's per-row parameter processing costs more than the insert itself)."""
+    caller's transaction: ``COPY … FROM STDIN`` on PostgreSQL (binary, when the columns'
+    ``pg_types`` are given: no text escaping of bytes), the driver's executemany on SQLite
+    (SQLAlchemy's per-row parameter processing costs more than the insert itself)."""
     if not rows:
         return
     conn = s.connection()
     cols = ", ".join(columns)
     if conn.dialect.name == "postgresql":
-        stmt = f"COPY {table} ({cols}) FROM STDIN"
-        with _copying(conn, stmt) as cp:
+        binary = " (FORMAT BINARY)" if pg_types is not None else ""
+        with _copying(conn, f"COPY {table} ({cols}) FROM STDIN{binary}") as cp:
+            if pg_types is not None:
+                cp.set_types(list(pg_types))
             for r in rows:
                 cp.write_row(r)
         return

@@ -117,6 +117,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
             (n + j, rid, kind, party, leaves[j].tobytes(), body)
             for j, (rid, kind, party, body) in enumerate(entries)
         ],
+        pg_types=("int8", "text", "text", "text", "bytea", "bytea"),
     )
     old = dict(zip(_frontier(n), DbNodes(s).nodes(_frontier(n)), strict=True))
     new_nodes: list[tuple[int, bytes]] = []
@@ -137,7 +138,7 @@ def append(s: Session, entries: Sequence[tuple[str, str, str | None, bytes]]) ->
         new_nodes.extend((int(k), parents[j].tobytes()) for j, k in enumerate(keys.tolist()))
         row = parents
     if new_nodes:
-        bulk_insert(s, "journal_nodes", ("node", "hash"), new_nodes)
+        bulk_insert(s, "journal_nodes", ("node", "hash"), new_nodes, ("int8", "bytea"))
     return list(range(n, n + m))
 
 
