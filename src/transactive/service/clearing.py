@@ -270,14 +270,7 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
         queue_clearing(s, [session_id], now)
     bids = services.books.take(s, session)  # read ahead by the scheduler, or all now
     s.commit()  # the engine runs outside any transaction (SQLite: outside the write lock)
-    if bids.n == 0:
-        result = Result(
-            "no-bids", None, 0.0, np.zeros(0), np.zeros(0), [], np.zeros(0), np.zeros(0), 0.0
-        )
-    elif session.clearing == "auction":
-        result = clear_auction(services, session, bids)
-    else:
-        result = clear_on_network(services, session, bids)
+    result = run_engine(services, session, bids)
     session = _locked(s, session_id)
     if session.status == "cleared":  # another worker finished first
         return session
@@ -286,6 +279,26 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
     _write(s, session, bids, result, amount, surplus, lam, services, now)
     s.commit()
     return session
+
+
+def run_engine(services: Services, session: MarketSession, bids: BidArrays) -> Result:
+    """The session's clearing method on ``bids`` (no database access)."""
+    if bids.n == 0:
+        return Result(
+            "no-bids", None, 0.0, np.zeros(0), np.zeros(0), [], np.zeros(0), np.zeros(0), 0.0
+        )
+    if session.clearing == "auction":
+        return clear_auction(services, session, bids)
+    return clear_on_network(services, session, bids)
+
+
+def result_hash(services: Services, session: MarketSession, bids: BidArrays) -> str:
+    """The ``result_hash`` a clearing of ``bids`` stores (computed here, nothing written):
+    an independent re-computation to compare a stored result with."""
+    result = run_engine(services, session, bids)
+    lam = float(np.clip(services.config.substation_price, session.floor, session.cap))
+    amount, surplus = money(session, result, lam)
+    return _hash(records(session, bids, result, amount, surplus, lam)[0])
 
 
 def _locked(s: Session, session_id: str) -> MarketSession:
