@@ -107,6 +107,9 @@ def _demo(
     summary alone on stdout; exit 1 if the demo's own checks fail."""
     import time
 
+    import httpx
+
+    from transactive.service.client import ApiError
     from transactive.service.demo import DemoResult, run_demo, stdout_to_stderr, summary
 
     with stdout_to_stderr() as out:
@@ -122,6 +125,9 @@ def _demo(
             res = run_demo(scenario, db_url=db, speed=speed, hours=hours, homes=homes, on_done=done)
         except InvalidInputError as exc:
             raise _fail(str(exc)) from None
+        except (RuntimeError, ApiError, OSError, httpx.TransportError) as exc:  # service gone
+            typer.echo(f"error: the demo stopped: {exc}", err=True)
+            raise typer.Exit(1) from None
     failed = res.failures()
     if failed:
         typer.echo(f"error: the demo failed its checks: {'; '.join(failed)}", err=True)

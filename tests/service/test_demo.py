@@ -102,3 +102,18 @@ def test_held_clock_stands_still_until_released() -> None:
 def test_more_hours_than_the_scenario_is_refused_naming_the_option() -> None:
     with pytest.raises(InvalidInputError, match=r"--hours 25: the scenario .* covers 24 h"):
         run_demo(SCENARIO, hours=25)
+
+
+def test_a_database_that_holds_parties_is_refused(tmp_path: Path) -> None:
+    from transactive.service.db import open_database
+    from transactive.service.identity import create_party
+
+    url = f"sqlite:///{tmp_path / 'used.db'}"
+    db = open_database(url)
+    with db.sessions() as s:
+        now = datetime.now(UTC)
+        create_party(s, party_id="x", name="x", role="tso", area=None, aggregator_id=None, now=now)
+        s.commit()
+    db.dispose()
+    with pytest.raises(InvalidInputError, match=r"--db .*used\.db.*already holds parties"):
+        run_demo(SCENARIO, db_url=url, hours=1)

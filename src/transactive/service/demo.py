@@ -263,8 +263,11 @@ def run_demo(
     (``speed`` market intervals per wall second) with the first ``homes`` homes of its first
     area as HTTP clients; returns the figures (see the module docstring). ``on_done`` is
     called with them while the service still runs (e.g. to keep serving)."""
+    from sqlalchemy import func, select
+
     from transactive.service.db import open_database
     from transactive.service.identity import create_client, create_party
+    from transactive.service.models import Party
     from transactive.sim.scenario import load_scenario
     from transactive.sim.world import build_world, select_homes
 
@@ -314,6 +317,12 @@ def run_demo(
     now = datetime.now(UTC)
     agg = sc.aggregator.name
     with db.sessions() as s:
+        if s.scalar(select(func.count()).select_from(Party)):
+            db.dispose()
+            raise InvalidInputError(
+                f"--db {db_url!r}: the database already holds parties; the demo needs an "
+                "empty one (leave out --db for a temporary file)"
+            )
         for pid, role, ar, ag in [
             ("operator", "admin", None, None),
             (f"dso-{area}", "dso", area, None),
@@ -702,7 +711,8 @@ class _Driver:
         forecast price); returns the energy per meter over the interval (kWh, + import)."""
         dev, sid = self.dev, self.sid(t)
         award = np.zeros(dev.n)
-        parties = sorted(bids.accepted)
+        # a failed session awards nothing: every device runs it off the market
+        parties = sorted(bids.accepted) if session["status"] == "cleared" else []
         rows = self._all(lambda p: self.clients[p].awards(sid), parties)
         for party, mine in zip(parties, rows, strict=True):
             for a in mine:
