@@ -44,8 +44,9 @@ def test_a_simulated_day_clears_every_session_and_balances_to_the_cent() -> None
     assert r.returncode == 0, r.stderr[-3000:]
     # stdout: the summary and nothing else (progress and any library's prints: stderr)
     lines = r.stdout.strip().splitlines()
-    assert [x for x in lines if not x.startswith(SUMMARY)] == [], r.stdout
-    assert len(lines) == len(SUMMARY), r.stdout
+    behind = "the clients fell behind the clock"  # a loaded machine: said, not failed
+    assert [x for x in lines if not x.startswith((*SUMMARY, behind))] == [], r.stdout
+    assert [p for p in SUMMARY if any(x.startswith(p) for x in lines)] == list(SUMMARY)
     assert "demo: service on http://127.0.0.1:" in r.stderr
     hourly = re.findall(r"demo: 2016-07-12 (\d\d):00Z price", r.stderr)
     assert hourly == [f"{h:02d}" for h in range(24)], r.stderr[-3000:]

@@ -619,9 +619,7 @@ class _Driver:
             f"{self.res.currency}/kWh, {sum(x.bids for x in st)} bids, late "
             f"{sum(x.late for x in st)}, homes {sum(x.home_kwh for x in st):+.1f} kWh, "
             f"{self.agg} {sum(x.agg_kwh for x in st):+.1f} kWh; cleared "
-            f"≤ {max(x.lag_s for x in st):.2f} s after the gate, bids in "
-            + (f"≥ {slack:.2f} s before it" if np.isfinite(slack) else "before the clock")
-            + settled
+            f"≤ {max(x.lag_s for x in st):.2f} s after the gate, bids in {_slack(slack)}" + settled
         )
 
     def _register(self, meter: str) -> None:
@@ -868,9 +866,8 @@ def summary(res: DemoResult) -> str:
         if band
         else f"no typical range for region {res.region!r}"
     )
-    bal = "n/a" if res.balance is None else f"{abs(res.balance):.2f}"
+    bal = "n/a" if res.balance is None else f"{round(res.balance, 2) + 0.0:.2f}"
     first = f"{res.first:%Y-%m-%d %H:%M}Z" if res.first else "?"
-    slack = f"{res.min_slack_s:.2f} s" if np.isfinite(res.min_slack_s) else "n/a"
     lines = [
         f"live demo {res.scenario}: {res.intervals} intervals of {res.interval_min:g} min "
         f"from {first} at {res.speed:g} interval(s)/s; {res.homes} homes, "
@@ -878,8 +875,8 @@ def summary(res: DemoResult) -> str:
         f"sessions cleared: {res.sessions_cleared}/{res.intervals}",
         f"bids accepted: {res.bids}; behind the clock: {res.late_intervals} interval(s), "
         f"{res.late_bids} late bids",
-        f"timing: cleared ≤ {res.max_clear_lag_s:.2f} s after the gate; bids in ≥ {slack} "
-        "before the next gate",
+        f"timing: cleared ≤ {res.max_clear_lag_s:.2f} s after the gate; the next bids in "
+        f"{_slack(res.min_slack_s)}",
         f"meter readings: {res.readings} signed",
         f"kWh/home/day: {imp - exp:.2f} net (import {imp:.2f}, export {exp:.2f}); {typical}",
         f"settlement runs: {res.settlement_runs}, invoices: {res.invoices}, "
@@ -890,4 +887,18 @@ def summary(res: DemoResult) -> str:
         + ("verified" if res.consistent else "NOT verified"),
         *res.notes,
     ]
+    if res.late_intervals:
+        lines.append(
+            f"the clients fell behind the clock in {res.late_intervals} interval(s): "
+            "lower --speed or --homes on this machine"
+        )
     return "\n".join(lines)
+
+
+def _slack(s: float) -> str:
+    """Wall seconds between bids and their gate, in words."""
+    if not np.isfinite(s):
+        return "before the clock started"
+    if s >= 0:
+        return f"≥ {s:.2f} s before their gate"
+    return f"up to {-s:.2f} s after their gate (behind the clock)"
