@@ -678,7 +678,8 @@ class _Driver:
     def _wait_status(self, sid: str, want: set[str], timeout_s: float) -> dict[str, Any]:
         """Poll the session until its status is in ``want`` (404: not opened yet)."""
         t_end = time.monotonic() + timeout_s
-        pause = min(0.02, self.wall_s / 20)
+        # every poll takes SQLite's write lock (BEGIN IMMEDIATE): not too often
+        pause = min(0.03, self.wall_s / 15)
         while True:
             try:
                 s = self.op.session(sid)
@@ -694,7 +695,7 @@ class _Driver:
     def _wait_cleared(self, t: int) -> dict[str, Any]:
         """Session ``t`` once cleared (or failed), polled from its gate closure on."""
         gate = self.gate(t)
-        _sleep_until(gate)
+        _sleep_until(gate + min(0.05, self.wall_s / 10))  # no clearing is that quick
         s = self._wait_status(self.sid(t), {"cleared", "failed"}, 120.0 + 10 * self.wall_s)
         st = self.step(t)
         st.lag_s = max(0.0, time.monotonic() - gate)
