@@ -103,20 +103,35 @@ def _quiet_stdout() -> None:
 def _demo(
     scenario: Path, db: str | None, speed: float, hours: float, homes: int, exit_: bool
 ) -> None:
-    """`serve --demo`: the live demo (transactive.service.demo); summary on stdout."""
+    """`serve --demo`: the live demo (transactive.service.demo); progress on stderr, the
+    summary alone on stdout; exit 1 if the demo's own checks fail."""
     import time
 
-    from transactive.service.demo import run_demo, summary
+    import httpx
 
-    try:
-        res = run_demo(scenario, db_url=db, speed=speed, hours=hours, homes=homes)
-    except InvalidInputError as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(summary(res))
-    if not exit_:
-        typer.echo("demo done; Ctrl-C to stop", err=True)
-        while True:
-            time.sleep(3600)
+    from transactive.service.client import ApiError
+    from transactive.service.demo import DemoResult, run_demo, stdout_to_stderr, summary
+
+    with stdout_to_stderr() as out:
+
+        def done(res: DemoResult) -> None:
+            print(summary(res), file=out, flush=True)
+            if not exit_ and not res.failures():
+                typer.echo("demo done; the service keeps running, Ctrl-C to stop", err=True)
+                while True:
+                    time.sleep(3600)
+
+        try:
+            res = run_demo(scenario, db_url=db, speed=speed, hours=hours, homes=homes, on_done=done)
+        except InvalidInputError as exc:
+            raise _fail(str(exc)) from None
+        except (RuntimeError, ApiError, OSError, httpx.TransportError) as exc:  # service gone
+            typer.echo(f"error: the demo stopped: {exc}", err=True)
+            raise typer.Exit(1) from None
+    failed = res.failures()
+    if failed:
+        typer.echo(f"error: the demo failed its checks: {'; '.join(failed)}", err=True)
+        raise typer.Exit(1)
 
 
 @admin_app.command("create-client")

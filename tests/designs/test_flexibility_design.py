@@ -69,7 +69,7 @@ def test_clear_adds_the_committed_change_within_the_device_limits(setting) -> No
     design = flexible(s)
     inner = FlatUncontrolled(s)
     fleets = list(world.devices.fleets)
-    ctxs = runner._contexts(
+    ctxs = runner.interval_contexts(
         world, 1, design.forecast(1), world.weather, np.ones(world.devices.n), 1.0
     )
     bids = concat([f.bid(c) for f, c in zip(fleets, ctxs, strict=True)])

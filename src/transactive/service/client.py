@@ -234,6 +234,15 @@ class Client(_Base):
         params = {"offset": offset, "limit": limit}
         return list(self._send("GET", f"/v1/settlement-runs/{run_id}/lines", params=params))
 
+    def invoices(
+        self, *, run_id: str | None = None, offset: int = 0, limit: int = 10_000
+    ) -> list[JSON]:
+        """The invoices the caller may read (of one settlement run if ``run_id``)."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if run_id is not None:
+            params["run_id"] = run_id
+        return list(self._send("GET", "/v1/invoices", params=params))
+
     # --- journal --------------------------------------------------------------------------
     def journal_head(self) -> JSON:
         return dict(self._send("GET", "/v1/journal/head"))

@@ -420,7 +420,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
                     da = {"design": name, "stage": "day-ahead", "interval_start": starts.values[j],
                           "duration_h": dt}  # fmt: skip
                     node_rows(rec["awards"], da, da_kw[j - t], da_price[j - t], "cleared")
-        ctxs = _contexts(
+        ctxs = interval_contexts(
             world, t, design.forecast(t), world.weather, v_all[gbus], float(utc_offset_h[t])
         )
         bids = [f.bid(c) for f, c in zip(fleets, ctxs, strict=True)]
@@ -548,7 +548,7 @@ def run_design(world: World, design: Design, progress: Progress | None = None) -
     )
 
 
-def _contexts(
+def interval_contexts(
     world: World,
     t: int,
     forecast: FloatArray,
@@ -556,8 +556,10 @@ def _contexts(
     voltage: FloatArray,
     utc_offset_h: float,
 ) -> list[Context]:
-    """The market context of every fleet at interval ``t``; ``voltage``: per device (pu);
-    ``utc_offset_h``: the region clock's offset from UTC at the interval (h)."""
+    """The market context of every fleet of ``world.devices`` at interval ``t`` (public: the
+    live demo's clients bid with it); ``forecast``: the price forecast from ``t`` on
+    (currency/kWh); ``voltage``: per device (pu); ``utc_offset_h``: the region clock's offset
+    from UTC at the interval (h)."""
     sc = world.scenario
     sample = weather.sample(t)
     return [
@@ -631,7 +633,9 @@ def forecast_day(
     ahead = [forecast_fleet(f, sc.forecast, sc.seed, day, i) for i, f in enumerate(fleets)]
     kept = [tuple(ahead)] if keep_fleets else []
     for t in range(t0, t1):
-        ctxs = _contexts(world, t, design.forecast(t), weather, voltage, float(utc_offset_h[t]))
+        ctxs = interval_contexts(
+            world, t, design.forecast(t), weather, voltage, float(utc_offset_h[t])
+        )
         bids = [f.bid(c) for f, c in zip(ahead, ctxs, strict=True)]
         clearing = design.clear(t, stage, concat(bids), partial(_uncontrolled, world, ahead, ctxs))
         ahead, reports = _step(ahead, ctxs, bids, clearing, world.devices.slices)

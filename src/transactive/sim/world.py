@@ -19,8 +19,8 @@ home's meter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -246,6 +246,60 @@ def build_world(scenario: Scenario) -> World:
         tou=np.asarray(tou_price(sc.tariff, ahead.starts, sc.timezone), dtype=np.float64),
         horizon=H,
     )
+
+
+def select_homes(world: World, homes: IntArray) -> World:
+    """``world`` with only the devices of ``homes`` (global home indices): the homes' own
+    devices and the aggregator's devices located at them; feeders, tree, weather and
+    prices are unchanged. Each kept fleet holds its devices' parameters and state (every
+    per-device array indexed; a scalar ``n`` field set to the new count; other scalars,
+    such as an EV fleet's seed, kept), so a selected fleet draws its own random sessions."""
+    dev = world.devices
+    want = np.asarray(homes, dtype=np.int64)
+    if want.size and (want.min() < 0 or want.max() >= world.home_id.size):
+        raise InvalidInputError(
+            f"select_homes: home indices must be in 0…{world.home_id.size - 1}, not {want}"
+        )
+    keep = np.isin(dev.home, want)
+    fleets, picks = [], []
+    for fleet, sl in zip(dev.fleets, dev.slices, strict=True):
+        idx = np.flatnonzero(keep[sl])
+        fleets.append(_take_fleet(fleet, idx))
+        picks.append(idx + sl.start)
+    pos = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+    sizes = np.cumsum([0] + [f.n for f in fleets])
+    devices = Devices(
+        fleets=tuple(fleets),
+        slices=tuple(slice(int(sizes[i]), int(sizes[i + 1])) for i in range(len(fleets))),
+        id=dev.id[pos],
+        kind=dev.kind[pos],
+        owner=dev.owner[pos],
+        node=dev.node[pos],
+        area=dev.area[pos],
+        bus=dev.bus[pos],
+        home=dev.home[pos],
+    )
+    return replace(world, devices=devices, plan=make_plan(world.plan.tree, devices.node))
+
+
+def _take_fleet(fleet: Fleet[Any, Any], idx: IntArray) -> Fleet[Any, Any]:
+    """The devices ``idx`` of ``fleet`` (see :func:`select_homes`)."""
+    n = fleet.n
+
+    def take(obj: Any) -> Any:
+        update: dict[str, Any] = {}
+        for f in fields(obj):
+            v = getattr(obj, f.name)
+            if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n:
+                update[f.name] = v[idx]
+            elif f.name == "n" and isinstance(v, int | np.integer):
+                update[f.name] = int(idx.size)
+        return replace(obj, **update)
+
+    out = replace(fleet, params=take(fleet.params), state=take(fleet.state))
+    if out.n != idx.size:
+        raise InvalidInputError(f"select_homes: cannot select devices of the {fleet.kind} fleet")
+    return out
 
 
 def _sub_limit(sc: Scenario, feeder: Feeder) -> float:
