@@ -50,8 +50,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (see :func:`normalise_url`), tuned for the service."""
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for ``url`` (see :func:`normalise_url`), tuned for the service. On SQLite
+    every transaction takes the write lock at BEGIN (``BEGIN IMMEDIATE``), so writers queue
+    instead of failing; ``read_only=True`` gives an engine whose transactions only read
+    (deferred ``BEGIN``: a WAL snapshot that neither waits for nor blocks a writer)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         u = make_url(url)
@@ -63,7 +66,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # SQLite's own transaction handling defers BEGIN; take the write lock at BEGIN so
         # that concurrent writers queue instead of failing with "database is locked".
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
@@ -87,13 +91,18 @@ def migrate(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class Database:
-    """An open database: the engine and its session factory."""
+    """An open database: the engine and its session factories (``readers``: transactions
+    that only read; on SQLite they take no write lock, elsewhere they are ``sessions``)."""
 
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]
 
     def dispose(self) -> None:
         self.engine.dispose()
+        reader = self.readers.kw.get("bind")
+        if reader is not None and reader is not self.engine:
+            reader.dispose()
 
 
 def open_database(url: str, *, upgrade: bool = True) -> Database:
@@ -101,7 +110,11 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
     engine = make_engine(url)
     if upgrade:
         migrate(engine)
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name != "sqlite":
+        return Database(engine, sessions, sessions)
+    reader = make_engine(url, read_only=True)
+    return Database(engine, sessions, sessionmaker(reader, expire_on_commit=False))
 
 
 def bulk_insert(

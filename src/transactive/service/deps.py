@@ -45,8 +45,12 @@ def services(request: Request) -> Services:
     return svc
 
 
-def db_session(svc: Annotated[Services, Depends(services)]) -> Iterator[Session]:
-    with svc.db.sessions() as s:
+def db_session(request: Request, svc: Annotated[Services, Depends(services)]) -> Iterator[Session]:
+    """The request's database session: a read-only one for GET and HEAD (on SQLite it takes
+    no write lock, so reads never queue behind bid writes); a GET that must write opens a
+    write session of its own."""
+    factory = svc.db.readers if request.method in ("GET", "HEAD") else svc.db.sessions
+    with factory() as s:
         yield s
 
 

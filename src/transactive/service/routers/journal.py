@@ -52,11 +52,14 @@ class ConsistencyOut(BaseModel):
 
 
 def current_head(s: Session, svc: Services) -> TreeHead:
-    """The signed head of the whole tree, signed now if the tree grew since the last one."""
+    """The signed head of the whole tree, signed now (in a write session of its own) if
+    the tree grew since the last one; ``s`` then starts a new snapshot that holds it."""
     head = journal.latest_head(s)
     if head is None or head.tree_size < journal.tree_size(s):
-        head = journal.sign_head(s, svc.journal_key, svc.now())
-        s.commit()
+        with svc.db.sessions() as w:
+            head = journal.sign_head(w, svc.journal_key, svc.now())
+            w.commit()
+        s.rollback()  # the next read sees the signed head's leaves
     return head
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from conftest import Api
 from transactive.service.db import bulk_insert, bulk_insert_arrays, open_database
 from transactive.service.models import Award, JournalNode
 
@@ -47,3 +48,16 @@ def test_arrays_round_trip_bit_for_bit_and_duplicates_are_integrity_errors(db_ur
             bulk_insert(s, "journal_nodes", ("node", "hash"), [(5, b"x")])
     finally:
         db.dispose()
+
+
+def test_reads_go_on_while_a_writer_holds_the_database(api: Api) -> None:
+    """A GET takes no write lock: it is answered while another transaction holds one (on
+    SQLite it would otherwise wait for the busy timeout and fail)."""
+    who = api.party("reader", "participant", area=next(iter(api.services.market.areas)))
+    with api.services.db.sessions() as writer:
+        writer.execute(text("SELECT 1"))  # SQLite: BEGIN IMMEDIATE, the write lock is held
+        assert writer.in_transaction()
+        r = api.get("/v1/sessions", who, params={"limit": 5})
+        assert r.status_code == 200, r.text
+        assert api.get("/v1/parties", who).status_code == 200
+        writer.rollback()
