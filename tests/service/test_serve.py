@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from transactive.service.client import wait_until_up
 from transactive.service.clock import Clock
 
 TRANSACTIVE = [sys.executable, "-m", "transactive.cli"]
@@ -48,18 +49,8 @@ def test_serve_health_quiet_stdout_and_sigterm(tmp_path: Path) -> None:
         env=_env(),
     )
     try:
-        deadline = time.monotonic() + 90
-        body = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert r.status == 200
-                    body = r.read()
-                    break
-            except OSError:
-                time.sleep(0.2)
-        assert body is not None, f"no /healthz answer; exit {proc.poll()}"
-        assert b'"status":"ok"' in body and b"sqlite" in body
+        body = wait_until_up(f"http://127.0.0.1:{port}", proc, timeout_s=90)
+        assert body == {"status": "ok", "database": "sqlite"}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as r:
             assert r.status == 200
     finally:
@@ -185,3 +176,16 @@ def test_clocks_with_one_epoch_agree_whenever_they_are_built() -> None:
             Clock(start, **bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="epoch needs a start"):
         Clock(None, 1.0, epoch)
+
+
+def test_wait_until_up_reports_an_exited_server_and_a_timeout(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*TRANSACTIVE, "serve", "--db", "mysql://root@localhost/x", "--port", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    with pytest.raises(RuntimeError, match=r"exited with code 2: .*--db"):
+        wait_until_up(f"http://127.0.0.1:{_free_port()}", proc, timeout_s=90)
+    with pytest.raises(RuntimeError, match=r"did not answer /healthz in 0\.3 s"):
+        wait_until_up(f"http://127.0.0.1:{_free_port()}", timeout_s=0.3)
