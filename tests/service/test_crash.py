@@ -374,38 +374,34 @@ def _run(
 
     try:
         for _ in range(KILLS):
-            busy = _busy_clearings(reader, clock)
-            wanted = [k for k in busy if clearing_kills.get(k, 0) < KILLS_PER_CLEARING]
-            mode = "intake"
-            if wanted and sum(clearing_kills.values()) < KILLS // 2:
-                # a clearing this process will (re)run: wait until its new attempt started,
-                # then kill a random few ms into it
-                before = {k: busy[k][1] for k in wanted}
-                started: list[str] = []
-                t_end = time.monotonic() + 60
-                while time.monotonic() < t_end:
-                    now = _busy_clearings(reader, clock)
+            # half the kills a random few ms after a clearing of a session with bids started
+            # in this process (a new attempt of its job: the gate passed, or a re-run after
+            # the last kill), the others once the clients made progress (a random number of
+            # single-bid answers and a batch, if one is due), a random few ms into the next
+            # requests; whichever comes first while both kinds are wanted
+            n_clear = sum(1 for k in kills if k["mode"] == "clearing")
+            want_clear = n_clear < KILLS // 2
+            want_intake = len(kills) - n_clear < KILLS - KILLS // 2
+            target = single.answers + rng.randint(1, 25)
+            batches = batch.answers + (batch.target() is not None)
+            mode = "timeout"
+            t_end = time.monotonic() + 60
+            while time.monotonic() < t_end:
+                if want_clear:
                     started = [
-                        k for k in wanted
-                        if now.get(k, ("", 0))[0] == "running" and now[k][1] > before[k]
+                        k for k, (st, a) in _busy_clearings(reader, clock).items()
+                        if st == "running" and a > last.get(k, ("", 0))[1]
+                        and clearing_kills.get(k, 0) < KILLS_PER_CLEARING
                     ]  # fmt: skip
-                    if started or not any(k in now for k in wanted):
+                    if started:
+                        mode = "clearing"
+                        time.sleep(rng.uniform(0.0, 0.02))
                         break
-                    time.sleep(0.002)
-                if started:
-                    mode = "clearing"
-                    time.sleep(rng.uniform(0.0, 0.04))
-            if mode == "intake":
-                # once the clients made progress (a random number of single-bid answers
-                # and a batch, if one is due), a random few ms into the next requests
-                target = single.answers + rng.randint(1, 25)
-                batches = batch.answers + (batch.target() is not None)
-                t_end = time.monotonic() + 30
-                while time.monotonic() < t_end and (
-                    single.answers < target or batch.answers < batches
-                ):
-                    time.sleep(0.005)
-                time.sleep(rng.uniform(0.0, 0.05))
+                if want_intake and single.answers >= target and batch.answers >= batches:
+                    mode = "intake"
+                    time.sleep(rng.uniform(0.0, 0.05))
+                    break
+                time.sleep(0.005)
             in_flight = any(b.in_flight for b in bidders)
             server.kill()
             state = _busy_clearings(reader, clock)  # frozen: nobody writes until the restart
