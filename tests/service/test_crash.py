@@ -49,6 +49,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
 from transactive.service.app import build_services
+from transactive.service.area import load_market
 from transactive.service.clearing import clear_session
 from transactive.service.client import ApiError, Client, Retry, wait_until_up
 from transactive.service.clock import Clock
@@ -329,8 +330,6 @@ def test_sigkill_during_intake_and_clearing_loses_duplicates_and_changes_nothing
     db_url: str, tmp_path: Path
 ) -> None:
     t_test = time.monotonic()
-    from transactive.service.area import load_market
-
     market = load_market(None)
     assert market.interval_s == INTERVAL_S
     (area,) = market.areas
