@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,8 +60,32 @@ def serve_cmd(
     exit_: Annotated[
         bool, typer.Option("--exit", help="--demo: stop after --hours (else keep serving).")
     ] = False,
+    clock_start: Annotated[
+        str | None,
+        typer.Option(
+            "--clock-start",
+            help="Run the market on an accelerated clock from this time (ISO 8601 with a "
+            "time zone, e.g. 2030-01-01T00:00Z); default: the wall clock.",
+        ),
+    ] = None,
+    clock_speed: Annotated[
+        float | None,
+        typer.Option(
+            "--clock-speed", help="--clock-start: market seconds per wall second (default 1)."
+        ),
+    ] = None,
+    clock_epoch: Annotated[
+        float | None,
+        typer.Option(
+            "--clock-epoch",
+            help="--clock-start: the wall time (UNIX seconds) at which the market time is "
+            "--clock-start (default: start-up). Fix it and a restarted service continues "
+            "the same market time.",
+        ),
+    ] = None,
 ) -> None:
     """Start the market service (HTTP API; OpenAPI at /docs and /openapi.json)."""
+    clock = _clock_options(clock_start, clock_speed, clock_epoch, demo is not None)
     if demo is not None:
         _demo(demo, None if db == DEFAULT_DB else db, speed, hours, homes, exit_)
         return
@@ -70,7 +94,7 @@ def serve_cmd(
         from transactive.service.db import normalise_url
 
         normalise_url(db)
-        config = ServiceConfig(db_url=db, scenario=scenario)
+        config = ServiceConfig(db_url=db, scenario=scenario, **clock)
         import uvicorn
         from sqlalchemy.exc import DBAPIError
 
@@ -89,6 +113,42 @@ def serve_cmd(
     # start-up; with this one installed the process exits 0 after a clean shutdown.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _clock_options(
+    start: str | None, speed: float | None, epoch: float | None, demo: bool
+) -> dict[str, Any]:
+    """The ServiceConfig clock fields of ``serve``'s --clock-* options; exit 2 naming the
+    option on a bad value."""
+    import math
+    from datetime import UTC, datetime
+
+    if start is None:
+        if speed is not None:
+            raise _fail(f"--clock-speed {speed}: needs --clock-start (the wall clock runs at 1)")
+        if epoch is not None:
+            raise _fail(f"--clock-epoch {epoch}: needs --clock-start")
+        return {}
+    if demo:
+        raise _fail("--clock-start: not with --demo (the demo runs its own clock; see --speed)")
+    try:
+        when = datetime.fromisoformat(start)
+    except ValueError:
+        raise _fail(
+            f"--clock-start {start!r}: not an ISO 8601 time (e.g. 2030-01-01T00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        raise _fail(f"--clock-start {start!r}: give a time zone (e.g. 2030-01-01T00:00Z)")
+    out: dict[str, Any] = {"clock_start": when.astimezone(UTC)}
+    if speed is not None:
+        if not (math.isfinite(speed) and speed > 0):
+            raise _fail(f"--clock-speed {speed}: must be a positive number (market s per wall s)")
+        out["clock_speed"] = speed
+    if epoch is not None:
+        if not math.isfinite(epoch):
+            raise _fail(f"--clock-epoch {epoch}: must be finite UNIX seconds")
+        out["clock_epoch"] = epoch
+    return out
 
 
 def _quiet_stdout() -> None:

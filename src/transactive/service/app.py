@@ -51,7 +51,7 @@ def build_services(config: ServiceConfig) -> Services:
     with db.sessions() as s:
         jwt_key = service_key(s, "jwt")
         journal_key = service_key(s, "journal")
-    clock = Clock(config.clock_start, config.clock_speed)
+    clock = Clock(config.clock_start, config.clock_speed, config.clock_epoch)
     signer = TokenSigner(jwt_key, config.issuer, config.token_ttl_s)
     return Services(config, db, clock, signer, journal_key, market)
 

@@ -10,6 +10,7 @@ key: the signature (hex) covers the canonical JSON of the reading without its si
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,6 +69,33 @@ def sign_reading(reading: Mapping[str, Any], key: Ed25519PrivateKey) -> JSON:
     """``reading`` with ``signature``: Ed25519 (hex) over its canonical JSON sans signature."""
     body = {k: v for k, v in reading.items() if k != "signature"}
     return {**body, "signature": key.sign(canonical(body)).hex()}
+
+
+def wait_until_up(
+    base_url: str,
+    proc: subprocess.Popen[Any] | None = None,
+    *,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.05,
+) -> JSON:
+    """Poll ``GET {base_url}/healthz`` until it answers 200 (every ``poll_s`` s, at most
+    ``timeout_s`` s) and return its body; RuntimeError if ``proc`` (the server process,
+    when given) exits first (with the tail of its stderr, when piped) or time runs out."""
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr is not None else b""
+            text = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
+            tail = f": {text.strip()[-2000:]}" if text.strip() else ""
+            raise RuntimeError(f"the server exited with code {proc.returncode}{tail}")
+        try:
+            r = httpx.get(f"{base_url}/healthz", timeout=max(poll_s, 0.5))
+            if r.status_code == 200:
+                return dict(r.json())
+        except httpx.TransportError:
+            pass
+        time.sleep(poll_s)
+    raise RuntimeError(f"the server at {base_url} did not answer /healthz in {timeout_s} s")
 
 
 def _body(r: httpx.Response) -> Any:

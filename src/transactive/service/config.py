@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_DB = "sqlite:///transactive.db"
 
@@ -48,7 +48,16 @@ class ServiceConfig(BaseModel):
         description="Market time at start-up for an accelerated clock (None: wall clock).",
     )
     clock_speed: float = Field(
-        default=1.0, gt=0, description="Market seconds per wall-clock second."
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Market seconds per wall-clock second (needs clock_start unless 1).",
+    )
+    clock_epoch: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Wall time (UNIX s) at which market time is clock_start; None: the "
+        "service's start-up. Fixed, a restarted service continues the same market time.",
     )
     scheduler: bool = Field(
         default=True, description="Run the gate-closure scheduler in the process."
@@ -80,6 +89,14 @@ class ServiceConfig(BaseModel):
         description="Auction: kW the substation sells (and buys) at substation_price; None = "
         "the substation transformers' rating, 0 = no substation bid (local auction only).",
     )
+
+    @model_validator(mode="after")
+    def _clock_needs_start(self) -> ServiceConfig:
+        if self.clock_start is None and self.clock_speed != 1.0:
+            raise ValueError("clock_speed other than 1 needs clock_start")
+        if self.clock_start is None and self.clock_epoch is not None:
+            raise ValueError("clock_epoch needs clock_start")
+        return self
 
     def at(self, when: datetime) -> ServiceConfig:
         """A copy whose accelerated clock starts at ``when``."""
