@@ -19,7 +19,7 @@ After the last restart the clients stop and every session with bids is cleared; 
 * every acknowledged bid is stored exactly once with the id it was acknowledged with, no
   other bid is stored (a retry refused after its gate closed wrote nothing);
 * the journal's record ids are unique and are exactly the bids, plus one session record and
-  one award per bid of every cleared session; each bid's ``journal_index`` is its leaf;
+  one awards record per party of every cleared session; each bid's ``journal_index`` is its leaf;
 * each session's ``result_hash``, awards and bus prices equal an uninterrupted clearing of
   the same bids: the session and its bids copied into a fresh SQLite database with the
   default configuration, cleared there by :func:`transactive.service.clearing.clear_session`;
@@ -312,7 +312,7 @@ def result_of(s: Any, sid: str) -> dict[str, Any]:
         for bid_id, kw, price, amount in s.execute(
             select(Bid.id, Award.award_kw, Award.price, Award.amount)
             .join(Award, Award.bid_seq == Bid.seq)
-            .where(Award.session_id == sid)
+            .where(Bid.session_id == sid)
         )
     }
     buses = {
@@ -466,7 +466,7 @@ def _run(
     db = open_database(db_url, upgrade=False)
     try:
         with db.sessions() as s:
-            rows = s.execute(select(Bid.session_id, Bid.bid_id, Bid.id, Bid.seq)).all()
+            rows = s.execute(select(Bid.session_id, Bid.bid_id, Bid.id, Bid.party_id)).all()
             stored = {f"{sid}|{bid}": pid for sid, bid, pid, _ in rows}
             acked_all = {k: v for b in bidders for k, v in b.acked.items()}
             refused = {k for b in bidders for k in b.refused}
@@ -497,7 +497,7 @@ def _run(
             cleared = [x for x, m in sessions.items() if m.status == "cleared"]
             expected = {f"bid:{pid}" for pid in stored.values()}
             expected |= {f"session:{x}" for x in cleared}
-            expected |= {f"award:{sid}:{seq}" for sid, _, _, seq in rows}
+            expected |= {f"awards:{sid}:{party}" for sid, _, _, party in rows}
             assert set(ids) == expected
             index = {rid: i for i, rid, _ in leaves}
             bad = [

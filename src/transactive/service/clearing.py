@@ -271,6 +271,7 @@ def clear_session(s: Session, services: Services, session_id: str) -> MarketSess
     bids = services.books.take(s, session)  # read ahead by the scheduler, or all now
     s.commit()  # the engine runs outside any transaction (SQLite: outside the write lock)
     result = run_engine(services, session, bids)
+    journal.lock(s)  # the journal before the session row, in the order intake takes them
     session = _locked(s, session_id)
     if session.status == "cleared":  # another worker finished first
         return session
