@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from transactive.core.curves import select
 from transactive.errors import InvalidInputError
-from transactive.service.client import ApiError, Client, Retry, sign_reading
+from transactive.service.client import ApiError, Client, Retry, sign_reading, wait_until_up
 from transactive.service.clock import Clock
 from transactive.service.settling import TOLERANCE
 from transactive.settlement import merkle
@@ -210,22 +210,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    import httpx
-
-    t_end = time.monotonic() + timeout_s
-    while time.monotonic() < t_end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the demo's server exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the demo's server did not start in {timeout_s:.0f} s")
-
-
 @contextmanager
 def stdout_to_stderr() -> Iterator[TextIO]:
     """Send file descriptor 1 to stderr for the block (a C library's prints, the server's
@@ -346,7 +330,7 @@ def run_demo(
     )  # fmt: skip
     try:
         fleets = _warm_up(world, w0)  # while the server starts
-        _wait_up(url, proc)
+        wait_until_up(url, proc, timeout_s=120.0)
         say(
             f"demo: service on {url} ({url_db}); {n_homes} homes, {world.devices.n} devices, "
             f"{n_live} intervals from {first:%Y-%m-%d %H:%M}Z at {speed:g} interval(s)/s "
