@@ -16,9 +16,11 @@ from transactive.service.deps import DB, Svc, require
 from transactive.service.intake import (
     IntakeWriter,
     Pending,
+    Taken,
     commit_items,
     open_session,
     prepare,
+    taken_error,
 )
 from transactive.service.journal import lock
 from transactive.service.models import Bid, MarketSession
@@ -109,7 +111,12 @@ def post_batch(
             return Response(content=stored[1], status_code=stored[0], media_type=JSON)
     now = svc.now()
     session = open_session(db, session_id, now)
-    outs = commit_items(db, prepare(db, svc, p, session, body.bids), now)
+    prep = prepare(db, svc, p, session, body.bids)
+    try:
+        outs = commit_items(db, prep, now)
+    except Taken as exc:
+        keys = list(zip(prep.parties, (b.bid_id for b in prep.bids), strict=True))
+        raise taken_error(session.id, keys, exc.taken) from None
     content = json.dumps(
         {
             "accepted": len(outs),
