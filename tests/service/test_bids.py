@@ -421,6 +421,56 @@ def test_bid_body_is_the_canonical_json(n: int) -> None:
         bid_body({**row, "price": float("nan")}, stamp)
 
 
+def test_fast_path_answers_as_the_app_and_hands_over_everything_else(bapi: Api) -> None:
+    """The single-bid fast path takes only requests the app would accept; the same bid
+    through FastAPI (another content type) gets the same answer; every bad request is the
+    app's own answer."""
+    h1 = bapi.party("h1", "participant", area="area")
+    url = f"/v1/sessions/{SID}/bids"
+    key = {"Idempotency-Key": "fp-1"}
+    a = bapi.client.post(url, headers={**h1, **key}, json=block("a"))  # token now cached
+    assert a.status_code == 201
+    fast = bapi.services.extras["single_bid_fast_path"]
+    n = fast.taken
+    again = bapi.client.post(url, headers={**h1, **key}, json=block("a"))
+    assert fast.taken == n + 1 and again.status_code == 201 and again.content == a.content
+    assert again.headers["content-type"] == a.headers["content-type"] == "application/json"
+    b = bapi.client.post(url, headers=h1, json=block("b"))
+    assert fast.taken == n + 2 and b.status_code == 201
+    assert bapi.get(f"/v1/bids/{b.json()['id']}", h1).json() == b.json()
+    via_app = bapi.client.post(
+        url,
+        headers={**h1, "content-type": "application/json; charset=utf-8"},
+        content=json.dumps(block("c")).encode(),
+    )
+    assert fast.taken == n + 2 and via_app.status_code == 201
+    assert set(via_app.json()) == set(b.json())
+    taken = bapi.client.post(url, headers=h1, json=block("b"))  # the writer's 409, rendered
+    assert fast.taken == n + 3 and taken.status_code == 409
+    assert taken.headers["content-type"] == "application/problem+json"
+    assert taken.json()["errors"] == [{"loc": ["body", "bid_id"], "msg": "already bid",
+                                       "type": "duplicate"}]  # fmt: skip
+    bad = [
+        (h1, block("d", price="x"), 422),  # schema error
+        (h1, {"bid_id": "e", "side": "buy"}, 422),  # rule error (the writer's, fast path)
+        ({"Authorization": "Bearer nope"}, block("f"), 401),
+        ({}, block("g"), 401),
+        ({**h1, "Idempotency-Key": ""}, block("h"), 422),
+        ({**h1, "Idempotency-Key": "fp-1"}, block("a", price=0.3), 422),  # key reused
+    ]
+    for headers, body, status in bad:
+        r = bapi.client.post(url, headers=headers, json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    broken = bapi.client.post(
+        url, headers={**h1, "content-type": "application/json"}, content=b'{"bid_id": '
+    )
+    assert broken.status_code == 422 and broken.json()["errors"][0]["type"] == "json_invalid"
+    assert fast.taken == n + 5
+    listed = bapi.get(f"/v1/sessions/{SID}/bids", h1).json()
+    assert [x["bid_id"] for x in listed] == ["a", "b", "c"]
+
+
 def test_writer_stop_answers_queued_requests(bapi: Api) -> None:
     async def run() -> ApiError | tuple[int, bytes]:
         writer = IntakeWriter(bapi.services)  # never started: the request stays queued

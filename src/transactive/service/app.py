@@ -83,6 +83,10 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
     app.state.services = svc
     app.state.token_cache = _TokenCache()
     problems.install(app)
+    # inside the limits (added later = outer): rate and body-size limits still apply
+    app.add_middleware(
+        bids_router.SingleBidFastPath, services=svc, token_cache=app.state.token_cache
+    )
     app.add_middleware(
         LimitsMiddleware, limits=svc.config.limits, token_cache=app.state.token_cache
     )
