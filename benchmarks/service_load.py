@@ -6,7 +6,9 @@ PostgreSQL.
   ``--seconds``: requests/s and latency p50/p95/p99 (ms); every answer must be a 201;
 * batch intake: ``--batchers`` clients posting batches of ``--batch`` bids for
   ``--seconds`` / 4: bids/s (a 201 means committed and journaled);
-* server RSS (MiB) sampled every second over the whole run (start / max / end).
+* server RSS (MiB) sampled every second over the whole run (start / max / end);
+* server CPU time per request / per bid (µs, user + system of the server process): less
+  sensitive than the rates to other load on the machine.
 
 The load generator is a lean HTTP/1.1 client on asyncio streams (uvloop when installed):
 httpx costs ~0.5 ms of CPU per request, which on a 2-core machine would measure the
@@ -69,6 +71,28 @@ def _children(pid: int) -> list[int]:
         return []
     out = [int(k) for k in kids]
     return out + [g for k in out for g in _children(k)]
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) of ``pid`` and its children, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def measured(pid: int, phase: Any) -> dict[str, Any]:
+    """Run ``phase`` (a coroutine) and add the server's and this process's CPU time."""
+    s0, c0 = cpu_s(pid), sum(os.times()[:2])
+    out = dict(asyncio.run(phase))
+    out["server_cpu_s"] = cpu_s(pid) - s0
+    out["client_cpu_s"] = sum(os.times()[:2]) - c0
+    return out
 
 
 def load_avg() -> str:
@@ -163,12 +187,13 @@ class Target:
     tokens: list[str]
 
 
-async def single(t: Target, conns: int, secs: float) -> dict[str, Any]:
+async def single(t: Target, conns: int, secs: float, tag: str = "s") -> dict[str, Any]:
     """``conns`` connections posting one bid per request for ``secs`` seconds."""
     lat: list[float] = []
     status: dict[int, int] = {}
     path = f"/v1/sessions/{t.session_id}/bids"
     t_end = time.perf_counter() + secs
+    btag = tag.encode()
 
     async def worker(k: int) -> None:
         c = Conn(t.host, t.port)
@@ -176,9 +201,13 @@ async def single(t: Target, conns: int, secs: float) -> dict[str, Any]:
         i = 0
         try:
             while time.perf_counter() < t_end:
-                body = b'{"bid_id":"s%d-%d","side":"buy","price":0.2,"quantity_kw":1.0}' % (k, i)
+                body = b'{"bid_id":"%s%d-%d","side":"buy","price":0.2,"quantity_kw":1.0}' % (
+                    btag,
+                    k,
+                    i,
+                )
                 t0 = time.perf_counter()
-                code, _ = await c.post(path, body, {**auth, "Idempotency-Key": f"k{k}-{i}"})
+                code, _ = await c.post(path, body, {**auth, "Idempotency-Key": f"{tag}{k}-{i}"})
                 if code == 201:
                     lat.append(time.perf_counter() - t0)
                 status[code] = status.get(code, 0) + 1
@@ -314,9 +343,12 @@ def run(backend: str, a: argparse.Namespace) -> dict[str, Any]:
             time.sleep(1.0)
         one = many = None
         if a.only in ("both", "single"):
-            one = asyncio.run(single(t, a.conns, a.seconds))
+            asyncio.run(single(t, a.conns, 2.0, tag="warm"))  # warm-up: not measured
+            one = measured(proc.pid, single(t, a.conns, a.seconds))
+            one["server_cpu_us_per_req"] = 1e6 * one["server_cpu_s"] / max(1, one["requests"])
         if a.only in ("both", "batch"):
-            many = asyncio.run(batch(t, a.batchers, a.batch, a.seconds / 4))
+            many = measured(proc.pid, batch(t, a.batchers, a.batch, a.seconds / 4))
+            many["server_cpu_us_per_bid"] = 1e6 * many["server_cpu_s"] / max(1, many["bids"])
         done.set()
         rss.append(rss_mib(proc.pid))
     finally:
@@ -349,7 +381,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     def f(x: float | None, p: int = 0) -> str:
         return "-" if x is None else f"{x:,.{p}f}"
 
-    head = ("backend", "wrk", "req/s", "p50 ms", "p95 ms", "p99 ms", "bids/s",
+    head = ("backend", "wrk", "req/s", "p50 ms", "p95 ms", "p99 ms", "srv µs/req", "bids/s",
+            "srv µs/bid",
             "RSS start/max/end MiB", "load before → after")  # fmt: skip
     out = [head]
     for r in rows:
@@ -362,7 +395,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f(s.get("p50_ms"), 1),
                 f(s.get("p95_ms"), 1),
                 f(s.get("p99_ms"), 1),
+                f(s.get("server_cpu_us_per_req")),
                 f(b.get("bids_per_s")),
+                f(b.get("server_cpu_us_per_bid"), 1),
                 f"{m['start']:.0f} / {m['max']:.0f} / {m['end']:.0f}",
                 f"{r['load_before']} → {r['load_after']}",
             )
