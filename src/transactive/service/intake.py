@@ -251,21 +251,85 @@ def bid_body(row: dict[str, Any], stamp: str) -> bytes:
     """The journal body of a bid row: byte for byte ``journal.canonical`` of its public
     fields with ``created_at`` = ``stamp`` and ``kind`` = ``"bid"``, built from a template
     (a sorted-keys ``json.dumps`` per bid was a fifth of the batch path)."""
-    curve = row["curve"]
+    head = _body_head(row["session_id"], stamp)
+    r = row
+    return _body(head, r["id"], r["party_id"], r["bid_id"], r["bus"], r["curve"], r["price"],
+                 r["quantity_kw"], r["resource_id"], r["seq"], r["side"])  # fmt: skip
+
+
+def _body_head(session_id: str, stamp: str) -> tuple[str, str]:
+    """The constant parts of the bodies of one write: created_at and session_id."""
+    return f'"created_at":{_quote(stamp)},', f',"session_id":{_quote(session_id)},"side":'
+
+
+def _body(
+    head: tuple[str, str],
+    pid: str,
+    party: str,
+    bid_id: str,
+    bus: str | None,
+    curve: dict[str, Any] | None,
+    price: float | None,
+    qty: float | None,
+    resource: str | None,
+    seq: int,
+    side: str | None,
+) -> bytes:
+    """One bid's journal body (the keys in sorted order; see :func:`bid_body`)."""
     return (
-        f'{{"bid_id":{_quote(row["bid_id"])},"bus":{_str(row["bus"])},'
-        f'"created_at":{_quote(stamp)},'
+        f'{{"bid_id":{_quote(bid_id)},"bus":{_str(bus)},{head[0]}'
         f'"curve":{"null" if curve is None else journal.canonical(curve).decode()},'
-        f'"id":{_quote(row["id"])},"kind":"bid","party_id":{_quote(row["party_id"])},'
-        f'"price":{_num(row["price"])},"quantity_kw":{_num(row["quantity_kw"])},'
-        f'"resource_id":{_str(row["resource_id"])},"seq":{_num(row["seq"])},'
-        f'"session_id":{_quote(row["session_id"])},"side":{_str(row["side"])}}}'
+        f'"id":{_quote(pid)},"kind":"bid","party_id":{_quote(party)},'
+        f'"price":{_num(price)},"quantity_kw":{_num(qty)},'
+        f'"resource_id":{_str(resource)},"seq":{_num(seq)}{head[1]}{_str(side)}}}'
     ).encode()
 
 
-def commit_items(s: Session, prep: Prepared, now: datetime) -> list[BidOut]:
+@dataclass(frozen=True)
+class Written:
+    """Bids inserted by :func:`commit_items`: their public ids, seqs and first leaf."""
+
+    prep: Prepared
+    ids: list[str]
+    seqs: list[int]
+    first: int
+    now: datetime
+
+    def outs(self) -> list[BidOut]:
+        """The accepted bids as the API returns them."""
+        sid = self.prep.session.id
+        return [
+            BidOut.model_construct(
+                id=pid,
+                session_id=sid,
+                party_id=party,
+                bid_id=b.bid_id,
+                seq=seq,
+                side=b.side,
+                price=b.price,
+                quantity_kw=b.quantity_kw,
+                curve=None if b.curve is None else {"points": [list(x) for x in b.curve.points]},
+                bus=bus,
+                resource_id=b.resource_id,
+                created_at=self.now,
+                journal_index=self.first + j,
+            )
+            for j, (pid, seq, b, party, bus) in enumerate(
+                zip(
+                    self.ids,
+                    self.seqs,
+                    self.prep.bids,
+                    self.prep.parties,
+                    self.prep.buses,
+                    strict=True,
+                )
+            )
+        ]
+
+
+def commit_items(s: Session, prep: Prepared, now: datetime) -> Written:
     """Insert the prepared bids and their journal leaves (``bid:{public id}``) in the
-    caller's transaction, in bulk; returns them as accepted. The caller commits.
+    caller's transaction, in bulk. The caller commits.
 
     The insert runs in a savepoint and relies on the unique (session, party, bid_id)
     constraint; if it fails, the savepoint is rolled back and :class:`Taken` names the bids
@@ -279,31 +343,24 @@ def commit_items(s: Session, prep: Prepared, now: datetime) -> list[BidOut]:
     created = _bind(dialect, "bids", "created_at")(now)
     to_json = _bind(dialect, "bids", "curve")
     no_curve = to_json(None)  # as SQLAlchemy stores None (JSON "null" on SQLite)
-    rows: list[dict[str, Any]] = []
+    head = _body_head(sid, now.isoformat().replace("+00:00", "Z"))
+    ids: list[str] = []
     values: list[tuple[Any, ...]] = []
-    for j, (b, party, bus) in enumerate(zip(prep.bids, prep.parties, prep.buses, strict=True)):
+    entries: list[tuple[str, str, str | None, bytes]] = []
+    for j, (b, party, bus, seq) in enumerate(
+        zip(prep.bids, prep.parties, prep.buses, seqs, strict=True)
+    ):
         curve = None if b.curve is None else {"points": [list(x) for x in b.curve.points]}
-        r = {
-            "id": public_id(sid, party, b.bid_id),
-            "session_id": sid,
-            "party_id": party,
-            "bid_id": b.bid_id,
-            "seq": seqs[j],
-            "side": b.side,
-            "price": b.price,
-            "quantity_kw": b.quantity_kw,
-            "curve": curve,
-            "bus": bus,
-            "resource_id": b.resource_id,
-            "created_at": now,
-            "journal_index": first + j,
-        }
-        rows.append(r)
+        pid = f"{sid}:{party}:{b.bid_id}"  # public_id
+        ids.append(pid)
         values.append(
-            (seqs[j], r["id"], sid, party, b.bid_id, b.resource_id, bus, b.side, b.price,
+            (seq, pid, sid, party, b.bid_id, b.resource_id, bus, b.side, b.price,
              b.quantity_kw, no_curve if curve is None else to_json(curve),
              curve is None and b.price is None, created, first + j)
         )  # fmt: skip
+        body = _body(head, pid, party, b.bid_id, bus, curve, b.price, b.quantity_kw,
+                     b.resource_id, seq, b.side)  # fmt: skip
+        entries.append(("bid:" + pid, "bid", party, body))
     nested = s.begin_nested()
     try:
         _bulk(s, "bids", _BID_COLS, values)
@@ -315,11 +372,9 @@ def commit_items(s: Session, prep: Prepared, now: datetime) -> list[BidOut]:
             raise
         raise Taken(taken) from None
     nested.commit()
-    stamp = now.isoformat().replace("+00:00", "Z")
-    entries = [(f"bid:{r['id']}", "bid", r["party_id"], bid_body(r, stamp)) for r in rows]
     got = journal.append(s, entries)
     assert got[0] == first, "the journal lock is held: indices are the ones reserved"
-    return [BidOut.model_construct(**r) for r in rows]
+    return Written(prep, ids, seqs, first, now)
 
 
 def bid_json(out: BidOut) -> bytes:
@@ -533,7 +588,7 @@ class IntakeWriter:
                 [buses[k] for k in keep],
             )
             try:
-                outs = commit_items(s, prep, now)
+                outs = commit_items(s, prep, now).outs()
             except Taken as exc:
                 rest = []
                 for k in keep:

@@ -92,6 +92,7 @@ async def submit_bid(
 
 
 _SINGLE = re.compile(r"^/v1/sessions/([^/]+)/bids$")
+_CONTENT_TYPE = (b"content-type", JSON.encode())
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -146,15 +147,21 @@ class SingleBidFastPath:
         p, bid, key = got
         self.taken += 1
         scope.setdefault("state", {})["client_id"] = p.client_id
-        reply = await submit_bid(self.svc, p, m.group(1), bid, key, URL(scope=scope).path)
+        path = scope["path"]
+        if not path.isascii() or any(c in path for c in "?#\\%"):
+            path = URL(scope=scope).path  # as request.url.path escapes it
+        reply = await submit_bid(self.svc, p, m.group(1), bid, key, path)
         if isinstance(reply, ApiError):
-            r: Response = problem_response(
+            r = problem_response(
                 reply.status, reply.detail, title=reply.title, errors=reply.errors,
                 headers=reply.headers,
             )  # fmt: skip
-        else:
-            r = Response(content=reply[1], status_code=reply[0], media_type=JSON)
-        await r(scope, receive, send)
+            await r(scope, receive, send)
+            return
+        status, content = reply  # the headers Response(content, media_type=JSON) sends
+        headers = [(b"content-length", str(len(content)).encode()), _CONTENT_TYPE]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     def _accept(self, scope: Scope, raw: bytes) -> tuple[Principal, BidIn, str | None] | None:
         """(caller, bid, key) if the app would accept the request as far as writing it;
@@ -230,16 +237,16 @@ def post_batch(
     session = open_session(db, session_id, now)
     prep = prepare(db, svc, p, session, body.bids)
     try:
-        outs = commit_items(db, prep, now)
+        done = commit_items(db, prep, now)
     except Taken as exc:
         keys = list(zip(prep.parties, (b.bid_id for b in prep.bids), strict=True))
         raise taken_error(session.id, keys, exc.taken) from None
     content = json.dumps(
         {
-            "accepted": len(outs),
-            "ids": [o.id for o in outs],
-            "journal_first": outs[0].journal_index,
-            "journal_last": outs[-1].journal_index,
+            "accepted": len(done.ids),
+            "ids": done.ids,
+            "journal_first": done.first,
+            "journal_last": done.first + len(done.ids) - 1,
         },
         separators=(",", ":"),
     ).encode()
