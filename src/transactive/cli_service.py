@@ -6,10 +6,12 @@ Exit codes: 0 done, 2 bad input (the message names the option or file), 1 a fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,9 +85,22 @@ def serve_cmd(
             "the same market time.",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port (PostgreSQL only: SQLite has one writer).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the market service (HTTP API; OpenAPI at /docs and /openapi.json)."""
     clock = _clock_options(clock_start, clock_speed, clock_epoch, demo is not None)
+    if workers > 1 and (demo is not None or not db.startswith("postgres")):
+        raise _fail(
+            f"--workers {workers}: more than one process needs a PostgreSQL --db (SQLite has "
+            "one writer; one process group-commits its bids)"
+        )
     if demo is not None:
         _demo(demo, None if db == DEFAULT_DB else db, speed, hours, homes, exit_)
         return
@@ -109,6 +124,11 @@ def serve_cmd(
         raise _fail(str(exc)) from None
     typer.echo(f"transactive market service on http://{host}:{port}  (database: {db})", err=True)
     _quiet_stdout()
+    if workers > 1:
+        app.state.services.db.dispose()  # migrated, keys created: the children serve
+        if config.clock_start is not None and config.clock_epoch is None:  # one market time
+            config = config.model_copy(update={"clock_epoch": time.time()})
+        raise typer.Exit(_serve_workers(config, host, port, workers))
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found at
     # start-up; with this one installed the process exits 0 after a clean shutdown.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
@@ -149,6 +169,67 @@ def _clock_options(
             raise _fail(f"--clock-epoch {epoch}: must be finite UNIX seconds")
         out["clock_epoch"] = epoch
     return out
+
+
+def _serve_workers(config: object, host: str, port: int, n: int) -> int:
+    """Serve from ``n`` forked processes on one listening socket; only the first runs the
+    gate-closure scheduler. SIGTERM/SIGINT stop them all; returns 0 after a clean stop,
+    1 if a worker failed."""
+    import socket
+
+    import uvicorn
+
+    from transactive.service.app import create_app
+    from transactive.service.config import ServiceConfig
+
+    assert isinstance(config, ServiceConfig)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    children: list[int] = []
+    for i in range(n):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own app, engine and intake writer
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, lambda _sig, _frame: None)  # see serve_cmd
+                cfg = config if i == 0 else config.model_copy(update={"scheduler": False})
+                app = create_app(cfg)
+                server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+                server.run(sockets=[sock])
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+    stopping = False
+
+    def stop(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    alive = set(children)
+    while alive:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        alive.discard(pid)
+        if os.waitstatus_to_exitcode(status) != 0 or not stopping:
+            failed = True  # a worker died on its own: stop the others
+            if not stopping:
+                stop(signal.SIGTERM, None)
+    return 1 if failed else 0
 
 
 def _quiet_stdout() -> None:

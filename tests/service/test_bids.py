@@ -4,6 +4,8 @@ error, gate closure, tenancy, journal proofs of bids and concurrent group commit
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -13,11 +15,12 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import Api, make_api
+from transactive.errors import InvalidInputError
 from transactive.service import journal
 from transactive.service.bid_schemas import BidIn
 from transactive.service.config import ServiceConfig
-from transactive.service.intake import IntakeWriter, Pending
-from transactive.service.models import Bid, JournalLeaf, MarketSession, Resource
+from transactive.service.intake import IntakeWriter, Pending, bid_body
+from transactive.service.models import Bid, Idempotency, JournalLeaf, MarketSession, Resource
 from transactive.service.problems import ApiError
 from transactive.settlement import merkle
 from transactive.settlement.journal import SignedTreeHead, load_public_key
@@ -308,6 +311,165 @@ def test_one_bad_bid_does_not_fail_its_group(bapi: Api) -> None:
     assert status == [201, 409, 409, 404, 403, 201]
     listed = bapi.get(f"/v1/sessions/{SID}/bids", h1).json()
     assert [b["bid_id"] for b in listed] == ["taken", "a", "c"]
+
+
+def test_mixed_group_gives_each_request_its_own_answer(bapi: Api) -> None:
+    """One group of good and bad bids from several callers and sessions, checked together:
+    every bad one gets exactly the error it would get alone, the good ones are written in
+    order with their journal leaves and idempotency records."""
+    h1 = bapi.party("h1", "participant", area="area")
+    h2 = bapi.party("h2", "participant", area="area")
+    ha = bapi.party("agg", "aggregator", area="area")
+    bapi.party("m1", "participant", area="area", aggregator_id="agg")
+    sid2 = "area:real-time:20260701T1215Z"
+    add_session(bapi, sid2, T0 + timedelta(minutes=70))
+    add_session(bapi, "area:real-time:20260701T1230Z", T0 - timedelta(minutes=1))  # gate past
+    assert bapi.post(f"/v1/sessions/{SID}/bids", h1, json=block("taken")).status_code == 201
+    stored = bapi.client.post(
+        f"/v1/sessions/{SID}/bids", headers={**h1, "Idempotency-Key": "old"}, json=block("o")
+    )
+    assert stored.status_code == 201
+    p1 = bapi.services.signer.verify(bapi.tokens["h1"])
+    p2 = bapi.services.signer.verify(bapi.tokens["h2"])
+    pa = bapi.services.signer.verify(bapi.tokens["agg"])
+
+    def pend(p: Any, bid: dict[str, Any], sid: str = SID, key: str | None = None) -> Pending:
+        b = BidIn.model_validate(bid)
+        return Pending(p, sid, b, key, hashlib.sha256(repr(bid).encode()).hexdigest())
+
+    group = [
+        pend(p1, block("g1"), key="k1"),  # 0 good, key stored
+        pend(p1, block("cap", price=3.5)),  # 1 422 price
+        pend(p2, block("g2", bus=BUS)),  # 2 good, another caller
+        pend(p1, block("taken")),  # 3 409 in the database
+        pend(p1, block("g1")),  # 4 409 repeat within the group
+        pend(p2, block("g1")),  # 5 good: another party's bid_id space
+        pend(
+            p1,
+            {
+                "bid_id": "both",
+                "side": "buy",
+                "quantity_kw": 1.0,
+                "curve": {"points": [[0.0, 1.0]]},
+                "bus": "nowhere",
+            },
+        ),  # 6 422 x2
+        pend(p1, block("z"), sid="area:real-time:20990101T0000Z"),  # 7 404
+        pend(p1, block("late"), sid="area:real-time:20260701T1230Z"),  # 8 409 gate
+        pend(p2, block("x", party_id="h1")),  # 9 403 foreign party
+        pend(pa, block("m", party_id="m1")),  # 10 good: an aggregator for its member
+        pend(pa, block("m", party_id="h2")),  # 11 403 not its member
+        pend(p1, block("s2"), sid=sid2),  # 12 good, second session
+        pend(p1, block("g1"), key="k1"),  # 13 repeat of 0's key: the same answer
+        pend(p1, block("o"), key="old"),  # 14 a stored key, different request: 422
+        pend(p1, block("r", resource_id="ghost")),  # 15 422 resource
+        pend(p1, block("g3", quantity_kw=0.0)),  # 16 good
+    ]
+    replies = IntakeWriter(bapi.services).write_group(group)
+    status = [r.status if isinstance(r, ApiError) else r[0] for r in replies]
+    assert status == [201, 422, 201, 409, 409, 201, 422, 404, 409, 403, 201, 403, 201, 201,
+                      422, 422, 201]  # fmt: skip
+
+    def locs(i: int) -> list[list[str | int]]:
+        r = replies[i]
+        assert isinstance(r, ApiError) and r.errors is not None
+        return [e.loc for e in r.errors]
+
+    assert locs(1) == [["body", "price"]]
+    assert locs(6) == [["body", "bus"], ["body", "curve"]]
+    assert locs(3) == [["body", "bid_id"]] and locs(15) == [["body", "resource_id"]]
+    assert locs(14) == [["header", "Idempotency-Key"]]
+    assert replies[13] == replies[0]
+    for i, who in {0: h1, 2: h2, 5: h2, 10: ha, 12: h1, 16: h1}.items():
+        r = replies[i]
+        assert not isinstance(r, ApiError)
+        doc = json.loads(r[1])  # the 201 body is the bid as read back
+        got = bapi.get(f"/v1/bids/{doc['id']}", who)
+        assert got.status_code == 200 and got.json() == doc
+    with bapi.services.db.sessions() as s:
+        rows = s.execute(select(Bid.seq, Bid.id, Bid.journal_index).order_by(Bid.seq)).all()
+        leaves = dict(s.execute(select(JournalLeaf.record_id, JournalLeaf.body)).all())
+        keys = set(s.scalars(select(Idempotency.key)))
+    ids = [r.id for r in rows]
+    assert ids[2:] == [f"{SID}:h1:g1", f"{SID}:h2:g2", f"{SID}:h2:g1", f"{SID}:m1:m",
+                       f"{SID}:h1:g3", f"{sid2}:h1:s2"]  # fmt: skip
+    assert [r.journal_index for r in rows] == list(range(len(rows)))
+    assert keys == {"old", "k1"}
+    for r in rows:  # the journal body is the canonical JSON of the stored bid
+        doc = json.loads(leaves[f"bid:{r.id}"])
+        assert journal.canonical(doc) == leaves[f"bid:{r.id}"] and doc["seq"] == r.seq
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_bid_body_is_the_canonical_json(n: int) -> None:
+    """The template-built journal body equals journal.canonical of the same document."""
+    now = datetime(2026, 7, 1, 11, 0, 0, 123456, tzinfo=UTC)
+    stamp = now.isoformat().replace("+00:00", "Z")
+    for k in range(n):
+        row: dict[str, Any] = {
+            "id": f"s:p{k}:b\"ü{k}", "session_id": "s", "party_id": f"p{k}",
+            "bid_id": f'b"ü{k}', "seq": 10**k, "side": "buy" if k % 2 else None,
+            "price": None if k % 3 == 0 else 0.1 * k - 1e-17, "quantity_kw": 1e22 * k or None,
+            "curve": {"points": [[0.1, 2.0], [0.25, -1e-7]]} if k % 2 == 0 else None,
+            "bus": "LV4.101 Bus 1\u2028" if k else None, "resource_id": "r/1" if k else None,
+            "created_at": now, "journal_index": k,
+        }  # fmt: skip
+        doc = {key: v for key, v in row.items() if key != "journal_index"}
+        doc.update(created_at=stamp, kind="bid")
+        assert bid_body(row, stamp) == journal.canonical(doc)
+    with pytest.raises(InvalidInputError):
+        bid_body({**row, "price": float("nan")}, stamp)
+
+
+def test_fast_path_answers_as_the_app_and_hands_over_everything_else(bapi: Api) -> None:
+    """The single-bid fast path takes only requests the app would accept; the same bid
+    through FastAPI (another content type) gets the same answer; every bad request is the
+    app's own answer."""
+    h1 = bapi.party("h1", "participant", area="area")
+    url = f"/v1/sessions/{SID}/bids"
+    key = {"Idempotency-Key": "fp-1"}
+    a = bapi.client.post(url, headers={**h1, **key}, json=block("a"))  # token now cached
+    assert a.status_code == 201
+    fast = bapi.services.extras["single_bid_fast_path"]
+    n = fast.taken
+    again = bapi.client.post(url, headers={**h1, **key}, json=block("a"))
+    assert fast.taken == n + 1 and again.status_code == 201 and again.content == a.content
+    assert dict(again.headers) == dict(a.headers)  # the same answer, headers and all
+    assert again.headers["content-type"] == "application/json"
+    b = bapi.client.post(url, headers=h1, json=block("b"))
+    assert fast.taken == n + 2 and b.status_code == 201
+    assert bapi.get(f"/v1/bids/{b.json()['id']}", h1).json() == b.json()
+    via_app = bapi.client.post(
+        url,
+        headers={**h1, "content-type": "application/json; charset=utf-8"},
+        content=json.dumps(block("c")).encode(),
+    )
+    assert fast.taken == n + 2 and via_app.status_code == 201
+    assert set(via_app.json()) == set(b.json())
+    taken = bapi.client.post(url, headers=h1, json=block("b"))  # the writer's 409, rendered
+    assert fast.taken == n + 3 and taken.status_code == 409
+    assert taken.headers["content-type"] == "application/problem+json"
+    assert taken.json()["errors"] == [{"loc": ["body", "bid_id"], "msg": "already bid",
+                                       "type": "duplicate"}]  # fmt: skip
+    bad = [
+        (h1, block("d", price="x"), 422),  # schema error
+        (h1, {"bid_id": "e", "side": "buy"}, 422),  # rule error (the writer's, fast path)
+        ({"Authorization": "Bearer nope"}, block("f"), 401),
+        ({}, block("g"), 401),
+        ({**h1, "Idempotency-Key": ""}, block("h"), 422),
+        ({**h1, "Idempotency-Key": "fp-1"}, block("a", price=0.3), 422),  # key reused
+    ]
+    for headers, body, status in bad:
+        r = bapi.client.post(url, headers=headers, json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    broken = bapi.client.post(
+        url, headers={**h1, "content-type": "application/json"}, content=b'{"bid_id": '
+    )
+    assert broken.status_code == 422 and broken.json()["errors"][0]["type"] == "json_invalid"
+    assert fast.taken == n + 5
+    listed = bapi.get(f"/v1/sessions/{SID}/bids", h1).json()
+    assert [x["bid_id"] for x in listed] == ["a", "b", "c"]
 
 
 def test_writer_stop_answers_queued_requests(bapi: Api) -> None:

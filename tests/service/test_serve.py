@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from transactive.service.client import wait_until_up
 from transactive.service.clock import Clock
@@ -189,3 +191,51 @@ def test_wait_until_up_reports_an_exited_server_and_a_timeout(tmp_path: Path) ->
         wait_until_up(f"http://127.0.0.1:{_free_port()}", proc, timeout_s=90)
     with pytest.raises(RuntimeError, match=r"did not answer /healthz in 0\.3 s"):
         wait_until_up(f"http://127.0.0.1:{_free_port()}", timeout_s=0.3)
+
+
+def test_serve_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
+    """`--workers 2` on PostgreSQL: two processes answer on one port, SIGTERM stops both
+    (exit 0); on SQLite more than one worker is refused (exit 2, naming the option)."""
+    refused = _run("--db", f"sqlite:///{tmp_path / 'w.db'}", "--workers", "2")
+    assert refused.returncode == 2 and "--workers 2" in refused.stderr
+    base = os.environ.get(
+        "TRANSACTIVE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    schema = f"w_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    port = _free_port()
+    db = f"{base}?options=-csearch_path%3D{schema}"
+    proc = subprocess.Popen(
+        [*TRANSACTIVE, "serve", "--db", db, "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        answers = 0
+        while time.monotonic() < deadline and proc.poll() is None and answers < 20:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    answers += r.status == 200 and b"postgresql" in r.read()
+            except OSError:
+                time.sleep(0.2)
+        assert answers == 20, f"exit {proc.poll()}"
+        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(kids) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        with engine.connect() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+    assert proc.returncode == 0, err
+    assert out == ""
+    assert all(not Path(f"/proc/{k}").exists() for k in kids)

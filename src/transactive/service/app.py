@@ -79,10 +79,17 @@ def create_app(config: ServiceConfig, services: Services | None = None) -> FastA
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks look providers up (environment reads) on
+        # every request, ~10 % of the event loop's time at load; the service does not use them
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = svc
     app.state.token_cache = _TokenCache()
     problems.install(app)
+    # inside the limits (added later = outer): rate and body-size limits still apply
+    app.add_middleware(
+        bids_router.SingleBidFastPath, services=svc, token_cache=app.state.token_cache
+    )
     app.add_middleware(
         LimitsMiddleware, limits=svc.config.limits, token_cache=app.state.token_cache
     )

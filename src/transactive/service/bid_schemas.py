@@ -94,6 +94,10 @@ def _col(values: Sequence[float | None]) -> NDArray[np.float64]:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+Problem = tuple[int, str, str, str]
+"""One rule violation: (bid index, field, message, error type)."""
+
+
 def check_bids(
     bids: Sequence[BidIn],
     parties: Sequence[str],
@@ -108,12 +112,36 @@ def check_bids(
 ) -> list[FieldError]:
     """Every rule violation of ``bids`` (of ``parties``, resolved), sorted by index; empty
     when all are valid. ``indexed=False`` leaves the index out of the location (one bid)."""
+    found = bid_problems(
+        bids, parties, floor, cap, buses, max_id_len=max_id_len, session_id=session_id
+    )
+    return [
+        FieldError(loc=[*prefix, *([i] if indexed else []), field], msg=msg, type=kind)
+        for i, field, msg, kind in found
+    ]
+
+
+def bid_problems(
+    bids: Sequence[BidIn],
+    parties: Sequence[str],
+    floor: float,
+    cap: float,
+    buses: frozenset[str],
+    *,
+    max_id_len: int | None = None,
+    session_id: str = "",
+    repeats: bool = True,
+) -> list[Problem]:
+    """The rule violations of :func:`check_bids` as ``(index, field, msg, type)``, sorted by
+    index (then rule). ``repeats=False`` skips the repeated-``bid_id`` rule (the intake
+    writer checks independent requests together and answers repeats itself)."""
     n = len(bids)
     errors: list[tuple[int, int, str, str, str]] = []  # (index, order, field, msg, type)
 
     def fail(mask: NDArray[np.bool_], field: str, msg: str, kind: str = "value_error") -> None:
-        for i in np.flatnonzero(mask).tolist():
-            errors.append((i, len(errors), field, msg, kind))
+        if mask.any():
+            for i in np.flatnonzero(mask).tolist():
+                errors.append((i, len(errors), field, msg, kind))
 
     side = np.array([b.side or "" for b in bids], dtype=object)
     qty = _col([b.quantity_kw for b in bids])
@@ -147,22 +175,22 @@ def check_bids(
         np.logical_or.at(up, of[1:], same & (np.diff(flat[:, 1]) > 0))
         fail(up, "curve", "point kW must be non-increasing in price (+ buy, − sell)")
 
-    bus = np.array([b.bus or "" for b in bids], dtype=object)
-    fail((bus != "") & ~np.isin(bus, list(buses)), "bus", "unknown bus in the session's area")
+    # set membership in Python: np.isin sorts the area's buses on every call
+    unknown = np.array([b.bus is not None and b.bus not in buses for b in bids], dtype=bool)
+    fail(unknown, "bus", "unknown bus in the session's area")
 
-    keys = np.array([f"{p}\x00{b.bid_id}" for p, b in zip(parties, bids, strict=True)])
-    order = np.argsort(keys, kind="stable")
-    again = keys[order][1:] == keys[order][:-1]
-    dup = np.zeros(n, dtype=bool)
-    dup[order[1:][again]] = True  # every repeat after the first
-    fail(dup, "bid_id", "duplicate bid_id of this party in the request")
+    if repeats:
+        keys = np.array([f"{p}\x00{b.bid_id}" for p, b in zip(parties, bids, strict=True)])
+        order = np.argsort(keys, kind="stable")
+        again = keys[order][1:] == keys[order][:-1]
+        dup = np.zeros(n, dtype=bool)
+        dup[order[1:][again]] = True  # every repeat after the first
+        fail(dup, "bid_id", "duplicate bid_id of this party in the request")
     if max_id_len is not None:
+        extra = len(session_id) + 2  # the public id is "{session}:{party}:{bid_id}"
         pairs = zip(parties, bids, strict=True)
-        lens = np.array([len(public_id(session_id, p, b.bid_id)) for p, b in pairs])
+        lens = np.array([extra + len(p) + len(b.bid_id) for p, b in pairs], dtype=np.int64)
         fail(lens > max_id_len, "bid_id", f"the public id would exceed {max_id_len} characters")
 
     errors.sort()
-    return [
-        FieldError(loc=[*prefix, *([i] if indexed else []), field], msg=msg, type=kind)
-        for i, _, field, msg, kind in errors
-    ]
+    return [(i, field, msg, kind) for i, _, field, msg, kind in errors]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -40,7 +40,8 @@ class Services:
         return self.clock.now()
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """The app's services (``async``: no thread-pool hop for a dict lookup)."""
     svc: Services = request.app.state.services
     return svc
 
@@ -77,12 +78,13 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from POST /v
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="transactive"'}
 
 
-def principal(
+async def principal(
     request: Request,
     svc: Annotated[Services, Depends(services)],
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The verified caller, or 401."""
+    """The verified caller, or 401 (``async``: a cached token costs a dict lookup, not a
+    thread-pool hop; a new one an Ed25519 verification, ~60 µs, on the event loop)."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise ApiError(
             401, "send 'Authorization: Bearer <token>' (POST /v1/token)", headers=_CHALLENGE
@@ -102,10 +104,10 @@ def principal(
     return p
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, who must hold ``scope`` (else 403)."""
 
-    def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
         if scope not in p.scopes:
             raise ApiError(403, f"this token lacks the scope '{scope}' (role {p.role})")
         return p
