@@ -344,7 +344,12 @@ def run(backend: str, a: argparse.Namespace) -> dict[str, Any]:
         one = many = None
         if a.only in ("both", "single"):
             asyncio.run(single(t, a.conns, 2.0, tag="warm"))  # warm-up: not measured
+            i0 = len(rss)
             one = measured(proc.pid, single(t, a.conns, a.seconds))
+            during = rss[i0:] or rss[-1:]
+            k = max(1, len(during) // 6)  # first and last sixth (10 s of 60 s)
+            first, last = statistics.median(during[:k]), statistics.median(during[-k:])
+            one["rss_mib"] = {"first": first, "last": last, "max": max(during)}
             one["server_cpu_us_per_req"] = 1e6 * one["server_cpu_s"] / max(1, one["requests"])
         if a.only in ("both", "batch"):
             many = measured(proc.pid, batch(t, a.batchers, a.batch, a.seconds / 4))
@@ -383,7 +388,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     head = ("backend", "wrk", "req/s", "p50 ms", "p95 ms", "p99 ms", "srv µs/req", "bids/s",
             "srv µs/bid",
-            "RSS start/max/end MiB", "load before → after")  # fmt: skip
+            "RSS start/max/end MiB", "single RSS first→last 10 s",
+            "load before → after")  # fmt: skip
     out = [head]
     for r in rows:
         s, b, m = r["single"] or {}, r["batch"] or {}, r["rss_mib"]
@@ -399,6 +405,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f(b.get("bids_per_s")),
                 f(b.get("server_cpu_us_per_bid"), 1),
                 f"{m['start']:.0f} / {m['max']:.0f} / {m['end']:.0f}",
+                (f"{s['rss_mib']['first']:.0f} → {s['rss_mib']['last']:.0f}" if s else "-"),
                 f"{r['load_before']} → {r['load_after']}",
             )
         )
